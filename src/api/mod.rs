@@ -1,0 +1,102 @@
+//! HTTP handlers, one file per resource, and the route table. Every route is declared here
+//! with the roles that may call it; `auth` looks the matched route up in `ROUTES`, so a route
+//! registered any other way is refused for everyone (fail closed).
+
+pub mod health;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::auth::roles::Role;
+use crate::error::AppError;
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug)]
+pub enum Access {
+    /// No token (health, login, token refresh, the spec).
+    Public,
+    /// A valid access token whose user has one of these roles.
+    Roles(&'static [Role]),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RouteDef {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+macro_rules! routes {
+    ($( $method:ident $path:literal => $handler:path, $access:expr; )*) => {
+        /// Every route of the service with the roles that may call it.
+        pub const ROUTES: &[RouteDef] = &[
+            $( RouteDef { method: stringify!($method), path: $path, access: $access }, )*
+        ];
+
+        /// Registers exactly the routes of `ROUTES`.
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $( cfg.route($path, web::$method().to($handler)); )*
+        }
+    };
+}
+
+routes! {
+    get "/health" => health::health, Access::Public;
+    get "/ready" => health::ready, Access::Public;
+    get "/api/openapi.json" => health::openapi_spec, Access::Public;
+}
+
+/// The declared access of the route `req` matched, if it was declared.
+pub fn access_of(req: &HttpRequest) -> Option<Access> {
+    let pattern = req.match_pattern()?;
+    let method = req.method().as_str().to_ascii_lowercase();
+    ROUTES
+        .iter()
+        .find(|r| r.path == pattern && r.method == method)
+        .map(|r| r.access)
+}
+
+/// Answers for paths and methods no route matches, as problem+json like every other error.
+pub async fn not_found() -> Result<HttpResponse, AppError> {
+    Err(AppError::NotFound)
+}
+
+/// Maps actix's extractor errors (bad JSON, bad query, bad path) onto the one error type.
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(move |err, _req| {
+            use actix_web::error::JsonPayloadError as E;
+            let app = match &err {
+                E::OverflowKnownLength { .. } | E::Overflow { .. } => {
+                    AppError::TooLarge(serde_json::json!({ "max_body_bytes": limit }))
+                }
+                E::ContentType => AppError::UnsupportedMediaType,
+                E::Deserialize(e) => AppError::BadRequest(format!("malformed JSON body: {}", safe_serde_message(e))),
+                _ => AppError::BadRequest("unreadable request body".into()),
+            };
+            app.into()
+        })
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|err, _req| AppError::BadRequest(format!("bad query: {err}")).into())
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default()
+        .error_handler(|_err, _req| AppError::NotFound.into())
+}
+
+/// serde's messages name the field and the expected type; they can quote the offending value,
+/// which may be personal data, so only the category and position are kept.
+pub fn safe_serde_message(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax => "syntax error",
+        Category::Data => "wrong type or missing field",
+        Category::Eof => "unexpected end of input",
+        Category::Io => "read error",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}

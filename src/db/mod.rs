@@ -1,0 +1,309 @@
+//! The database layer: one connection type over SQLite and PostgreSQL, a pool, embedded
+//! migrations, and the durability checks the server runs before it accepts any data.
+
+pub mod records;
+pub mod schema;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::sql_types::Text;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::AppError;
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Milliseconds a SQLite connection waits for a lock held by another process (the CLI beside
+/// the server, a backup) before it reports the database as busy.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Sqlite(diesel::SqliteConnection),
+    Postgres(diesel::PgConnection),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend is chosen from the URL scheme here rather than by trying each driver in
+    /// turn, so that a PostgreSQL server that is down reports its real error.
+    pub fn from_url(url: &str) -> Result<Backend, DbError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else if url.starts_with("sqlite://") || url.starts_with("file:") || !url.contains("://") {
+            Ok(Backend::Sqlite)
+        } else {
+            Err(DbError::Config(format!(
+                "unsupported database URL scheme (use sqlite://PATH or postgres://...): {}",
+                redact_url(url)
+            )))
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database configuration: {0}")]
+    Config(String),
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("unsafe durability settings: {0}")]
+    UnsafeDurability(String),
+    #[error("migrations failed: {0}")]
+    Migration(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("database pool: {0}")]
+    Pool(String),
+}
+
+/// Hides a password in a database URL before it is shown anywhere.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn sqlite_path(url: &str) -> &str {
+    url.strip_prefix("sqlite://").unwrap_or(url)
+}
+
+/// The r2d2 manager: establishes the right connection for the URL and applies SQLite's
+/// pragmas to every connection, since they are per connection.
+pub struct Manager {
+    url: String,
+    backend: Backend,
+    sqlite_synchronous: String,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<DbConn, DbError> {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c = diesel::SqliteConnection::establish(sqlite_path(&self.url))
+                    .map_err(|e| DbError::Connect(e.to_string()))?;
+                c.batch_execute(&format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+                    self.sqlite_synchronous, SQLITE_BUSY_TIMEOUT_MS
+                ))
+                .map_err(|e| DbError::Connect(e.to_string()))?;
+                Ok(DbConn::Sqlite(c))
+            }
+            Backend::Postgres => diesel::PgConnection::establish(&self.url)
+                .map(DbConn::Postgres)
+                .map_err(|e| DbError::Connect(e.to_string())),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), DbError> {
+        conn.batch_execute("SELECT 1").map_err(DbError::Query)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type PooledConn = r2d2::PooledConnection<Manager>;
+
+/// The handle the rest of the service uses: a pool plus, on SQLite, the single-writer lock.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    backend: Backend,
+    /// SQLite allows one writer at a time; taking this lock in-process before `BEGIN` turns
+    /// contention into a short queue instead of `database is locked` errors.
+    writer: Arc<Mutex<()>>,
+}
+
+pub struct DbOptions {
+    pub url: String,
+    pub pool_size: u32,
+    pub sqlite_synchronous: String,
+    pub connect_timeout: Duration,
+}
+
+impl Db {
+    pub fn connect(opts: &DbOptions) -> Result<Db, DbError> {
+        let backend = Backend::from_url(&opts.url)?;
+        let manager = Manager {
+            url: opts.url.clone(),
+            backend,
+            sqlite_synchronous: opts.sqlite_synchronous.clone(),
+        };
+        // Check one connection first so that a bad URL or a server that is down reports its
+        // own error instead of the pool's timeout.
+        let mut first = manager.connect()?;
+        check_durability(&mut first)?;
+        drop(first);
+        let pool = r2d2::Pool::builder()
+            .max_size(opts.pool_size.max(2))
+            .min_idle(Some(1))
+            .connection_timeout(opts.connect_timeout)
+            .build(manager)
+            .map_err(|e| DbError::Pool(e.to_string()))?;
+        Ok(Db {
+            pool,
+            backend,
+            writer: Arc::new(Mutex::new(())),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn conn(&self) -> Result<PooledConn, AppError> {
+        self.pool.get().map_err(|_| AppError::Unavailable)
+    }
+
+    /// Runs `f` in a read transaction: one snapshot for everything it reads.
+    pub fn read<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, AppError>,
+    {
+        let mut conn = self.conn()?;
+        DbConn::transaction(&mut conn, f)
+    }
+
+    /// Runs `f` in a write transaction; on SQLite behind the single-writer lock.
+    pub fn write<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, AppError>,
+    {
+        let mut conn = self.conn()?;
+        let _guard = match self.backend {
+            Backend::Sqlite => Some(self.writer.lock().unwrap_or_else(|p| p.into_inner())),
+            Backend::Postgres => None,
+        };
+        DbConn::transaction(&mut conn, f)
+    }
+
+    pub fn run_migrations(&self) -> Result<usize, DbError> {
+        let mut conn = self.pool.get().map_err(|e| DbError::Pool(e.to_string()))?;
+        run_migrations(&mut conn)
+    }
+
+    pub fn pending_migrations(&self) -> Result<usize, AppError> {
+        let mut conn = self.conn()?;
+        let n = match &mut *conn {
+            DbConn::Sqlite(c) => c.pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+            DbConn::Postgres(c) => c.pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+        };
+        n.map_err(|_| AppError::Unavailable)
+    }
+}
+
+pub fn run_migrations(conn: &mut DbConn) -> Result<usize, DbError> {
+    let applied = match conn {
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        DbConn::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+    };
+    applied.map_err(|e| DbError::Migration(e.to_string()))
+}
+
+#[derive(QueryableByName)]
+struct Setting {
+    #[diesel(sql_type = Text)]
+    value: String,
+}
+
+fn show(conn: &mut DbConn, sql: &str) -> Result<String, DbError> {
+    let rows: Vec<Setting> = diesel::sql_query(sql).load(conn)?;
+    rows.into_iter()
+        .next()
+        .map(|r| r.value)
+        .ok_or_else(|| DbError::Config(format!("no answer to {sql}")))
+}
+
+/// The server answers a device only after a commit that survives power loss; settings that
+/// break that promise stop the server at start instead of losing data later.
+pub fn check_durability(conn: &mut DbConn) -> Result<(), DbError> {
+    match conn {
+        DbConn::Sqlite(_) => {
+            let sync = show(conn, "SELECT CAST(synchronous AS TEXT) AS value FROM pragma_synchronous")?;
+            if sync != "2" && sync != "3" {
+                return Err(DbError::UnsafeDurability(format!(
+                    "SQLite synchronous is {} (need FULL = 2 or EXTRA = 3); an acknowledged op could be lost on power failure",
+                    sync
+                )));
+            }
+            let mode = show(conn, "SELECT journal_mode AS value FROM pragma_journal_mode")?;
+            if mode != "wal" && !mode.eq_ignore_ascii_case("memory") {
+                return Err(DbError::UnsafeDurability(format!(
+                    "SQLite journal_mode is {mode}, expected wal"
+                )));
+            }
+        }
+        DbConn::Postgres(_) => {
+            let fsync = show(conn, "SELECT current_setting('fsync') AS value")?;
+            if fsync != "on" {
+                return Err(DbError::UnsafeDurability(
+                    "PostgreSQL fsync is off; committed data could be lost on a crash".into(),
+                ));
+            }
+            let sc = show(conn, "SELECT current_setting('synchronous_commit') AS value")?;
+            if sc == "off" {
+                return Err(DbError::UnsafeDurability(
+                    "PostgreSQL synchronous_commit is off; the server could acknowledge ops that a crash then loses".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Current time as unix microseconds: the one time representation stored on both backends.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_from_scheme() {
+        assert_eq!(Backend::from_url("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::from_url("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::from_url("x.db").unwrap(), Backend::Sqlite);
+        assert!(Backend::from_url("mysql://x").is_err());
+    }
+
+    #[test]
+    fn password_is_redacted() {
+        assert_eq!(
+            redact_url("postgres://fs:secret@db:5432/x"),
+            "postgres://fs:***@db:5432/x"
+        );
+        assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
+    }
+}

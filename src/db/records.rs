@@ -1,0 +1,458 @@
+//! Loading and storing ledger records. The SQL is built once per backend and record type from
+//! `domain::entities`, and every statement takes its rows as one JSON array parameter
+//! (`json_each` on SQLite, `jsonb_to_recordset` on PostgreSQL), so a whole batch of records is
+//! one round trip whatever its size.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use serde_json::{json, Map, Value};
+
+use crate::db::{Backend, DbConn};
+use crate::domain::entities::{Entity, FieldType, ENTITIES};
+use crate::error::{AppError, AppResult};
+
+pub type Fields = BTreeMap<String, Value>;
+pub type Stamps = BTreeMap<String, i64>;
+
+/// A record as stored: server-owned columns and the domain fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordRow {
+    pub entity: Entity,
+    pub id: String,
+    pub org_unit: String,
+    pub version: i64,
+    pub change_seq: i64,
+    pub deleted: bool,
+    pub merged_into: Option<String>,
+    pub fields: Fields,
+    pub stamps: Stamps,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub recorded_at: i64,
+    pub created_by: String,
+    pub updated_by: String,
+    pub updated_device: Option<String>,
+}
+
+/// The column kinds the JSON row statements need to name on PostgreSQL.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ColType {
+    Text,
+    BigInt,
+    Int,
+    Bool,
+}
+
+impl ColType {
+    fn pg(self) -> &'static str {
+        match self {
+            ColType::Text => "text",
+            ColType::BigInt => "bigint",
+            ColType::Int => "integer",
+            ColType::Bool => "boolean",
+        }
+    }
+}
+
+const META: &[(&str, ColType)] = &[
+    ("id", ColType::Text),
+    ("org_unit", ColType::Text),
+    ("version", ColType::BigInt),
+    ("change_seq", ColType::BigInt),
+    ("deleted", ColType::Bool),
+    ("merged_into", ColType::Text),
+    ("field_stamps", ColType::Text),
+    ("created_at", ColType::BigInt),
+    ("updated_at", ColType::BigInt),
+    ("recorded_at", ColType::BigInt),
+    ("created_by", ColType::Text),
+    ("updated_by", ColType::Text),
+    ("updated_device", ColType::Text),
+];
+
+fn field_col_type(ty: FieldType) -> ColType {
+    match ty {
+        FieldType::Int { .. } => ColType::Int,
+        FieldType::Bool => ColType::Bool,
+        _ => ColType::Text,
+    }
+}
+
+/// All columns of an entity's table, server-owned first.
+pub fn columns(entity: Entity) -> Vec<(&'static str, ColType)> {
+    let mut cols: Vec<(&'static str, ColType)> = META.to_vec();
+    cols.extend(
+        entity
+            .def()
+            .fields
+            .iter()
+            .map(|f| (f.name, field_col_type(f.ty))),
+    );
+    cols
+}
+
+/// `INSERT ... SELECT ... FROM <rows of a JSON array parameter>` for either backend.
+pub fn json_insert_sql(
+    backend: Backend,
+    table: &str,
+    cols: &[(&str, ColType)],
+    on_conflict: Option<(&str, &[&str])>,
+) -> String {
+    let names: Vec<&str> = cols.iter().map(|c| c.0).collect();
+    let list = names.join(", ");
+    let mut sql = match backend {
+        Backend::Sqlite => {
+            let exprs: Vec<String> = names
+                .iter()
+                .map(|n| format!("j.value ->> '{n}'"))
+                .collect();
+            // `WHERE true` lets SQLite parse an upsert whose source is a SELECT.
+            format!(
+                "INSERT INTO {table} ({list}) SELECT {} FROM json_each(?) AS j WHERE true",
+                exprs.join(", ")
+            )
+        }
+        Backend::Postgres => {
+            let typed: Vec<String> = cols
+                .iter()
+                .map(|(n, t)| format!("{n} {}", t.pg()))
+                .collect();
+            format!(
+                "INSERT INTO {table} ({list}) SELECT {list} FROM jsonb_to_recordset($1::jsonb) AS x({})",
+                typed.join(", ")
+            )
+        }
+    };
+    if let Some((key, update)) = on_conflict {
+        if update.is_empty() {
+            sql.push_str(&format!(" ON CONFLICT ({key}) DO NOTHING"));
+        } else {
+            let sets: Vec<String> = update
+                .iter()
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect();
+            sql.push_str(&format!(
+                " ON CONFLICT ({key}) DO UPDATE SET {}",
+                sets.join(", ")
+            ));
+        }
+    }
+    sql
+}
+
+/// Runs a statement whose only parameter is a JSON text.
+pub fn exec_json(conn: &mut DbConn, sql: &str, param: &str) -> AppResult<usize> {
+    let n = match conn {
+        DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(param).execute(c)?,
+        DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(param).execute(c)?,
+    };
+    Ok(n)
+}
+
+pub fn backend_of(conn: &DbConn) -> Backend {
+    match conn {
+        DbConn::Sqlite(_) => Backend::Sqlite,
+        DbConn::Postgres(_) => Backend::Postgres,
+    }
+}
+
+/// Inserts `rows` (JSON objects keyed by column) in one statement per chunk.
+pub fn insert_rows(
+    conn: &mut DbConn,
+    table: &str,
+    cols: &[(&str, ColType)],
+    on_conflict: Option<(&str, &[&str])>,
+    rows: &[Value],
+) -> AppResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = json_insert_sql(backend_of(conn), table, cols, on_conflict);
+    for chunk in rows.chunks(2000) {
+        let param = Value::Array(chunk.to_vec()).to_string();
+        exec_json(conn, &sql, &param)?;
+    }
+    Ok(())
+}
+
+struct EntitySql {
+    upsert: String,
+    select_by_ids: String,
+    /// Selects one JSON object per row (all columns plus `entity`) as `j`, with `change_seq`.
+    select_json: String,
+}
+
+fn entity_sql(backend: Backend, entity: Entity) -> &'static EntitySql {
+    static CACHE: OnceLock<HashMap<(u8, Entity), EntitySql>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| {
+        let mut m = HashMap::new();
+        for b in [Backend::Sqlite, Backend::Postgres] {
+            for d in ENTITIES {
+                m.insert((b as u8, d.entity), build_entity_sql(b, d.entity));
+            }
+        }
+        m
+    });
+    &cache[&(backend as u8, entity)]
+}
+
+fn build_entity_sql(backend: Backend, entity: Entity) -> EntitySql {
+    let def = entity.def();
+    let cols = columns(entity);
+    let update: Vec<&str> = cols.iter().map(|c| c.0).filter(|c| *c != "id").collect();
+    let upsert = json_insert_sql(backend, def.table, &cols, Some(("id", &update)));
+    let select_json = match backend {
+        Backend::Sqlite => {
+            let pairs: Vec<String> = cols.iter().map(|(n, _)| format!("'{n}', {n}")).collect();
+            format!(
+                "SELECT change_seq, json_object('entity', '{}', {}) AS j FROM {}",
+                def.name,
+                pairs.join(", "),
+                def.table
+            )
+        }
+        Backend::Postgres => format!(
+            "SELECT change_seq, (to_jsonb(t) || jsonb_build_object('entity', '{}'))::text AS j FROM {} t",
+            def.name, def.table
+        ),
+    };
+    let select_by_ids = match backend {
+        Backend::Sqlite => format!("{select_json} WHERE id IN (SELECT value FROM json_each(?))"),
+        Backend::Postgres => {
+            format!("{select_json} WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))")
+        }
+    };
+    EntitySql {
+        upsert,
+        select_by_ids,
+        select_json,
+    }
+}
+
+/// The row of a `select_json` query.
+#[derive(QueryableByName)]
+pub struct JsonRow {
+    #[diesel(sql_type = BigInt)]
+    pub change_seq: i64,
+    #[diesel(sql_type = Text)]
+    pub j: String,
+}
+
+impl RecordRow {
+    /// The row as a JSON object keyed by column, for the upsert and the version history.
+    pub fn to_columns(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("id".into(), json!(self.id));
+        m.insert("org_unit".into(), json!(self.org_unit));
+        m.insert("version".into(), json!(self.version));
+        m.insert("change_seq".into(), json!(self.change_seq));
+        m.insert("deleted".into(), json!(self.deleted));
+        m.insert("merged_into".into(), json!(self.merged_into));
+        m.insert(
+            "field_stamps".into(),
+            json!(serde_json::to_string(&self.stamps).expect("stamps serialise")),
+        );
+        m.insert("created_at".into(), json!(self.created_at));
+        m.insert("updated_at".into(), json!(self.updated_at));
+        m.insert("recorded_at".into(), json!(self.recorded_at));
+        m.insert("created_by".into(), json!(self.created_by));
+        m.insert("updated_by".into(), json!(self.updated_by));
+        m.insert("updated_device".into(), json!(self.updated_device));
+        for f in self.entity.def().fields {
+            m.insert(
+                f.name.to_string(),
+                self.fields.get(f.name).cloned().unwrap_or(Value::Null),
+            );
+        }
+        Value::Object(m)
+    }
+
+    /// Parses a row selected by `select_json`; the entity comes from the row itself.
+    pub fn from_json(text: &str) -> AppResult<RecordRow> {
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| AppError::Internal(format!("record row is not JSON: {e}")))?;
+        let entity = v["entity"]
+            .as_str()
+            .and_then(Entity::parse)
+            .ok_or_else(|| AppError::Internal("record row without entity".into()))?;
+        let s = |k: &str| v[k].as_str().map(str::to_string);
+        let i = |k: &str| v[k].as_i64().unwrap_or(0);
+        let mut fields = Fields::new();
+        for f in entity.def().fields {
+            let val = &v[f.name];
+            let val = match (f.ty, val) {
+                (_, Value::Null) => continue,
+                // SQLite has no boolean type: json_object gives 0 or 1.
+                (FieldType::Bool, Value::Number(n)) => Value::Bool(n.as_i64() == Some(1)),
+                _ => val.clone(),
+            };
+            fields.insert(f.name.to_string(), val);
+        }
+        let stamps: Stamps = s("field_stamps")
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        Ok(RecordRow {
+            entity,
+            id: s("id").unwrap_or_default(),
+            org_unit: s("org_unit").unwrap_or_default(),
+            version: i("version"),
+            change_seq: i("change_seq"),
+            deleted: matches!(v["deleted"], Value::Bool(true)) || v["deleted"].as_i64() == Some(1),
+            merged_into: s("merged_into"),
+            fields,
+            stamps,
+            created_at: i("created_at"),
+            updated_at: i("updated_at"),
+            recorded_at: i("recorded_at"),
+            created_by: s("created_by").unwrap_or_default(),
+            updated_by: s("updated_by").unwrap_or_default(),
+            updated_device: s("updated_device"),
+        })
+    }
+}
+
+/// Loads the records of one type with the given ids (missing ids are simply absent).
+pub fn load(conn: &mut DbConn, entity: Entity, ids: &[&str]) -> AppResult<Vec<RecordRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = &entity_sql(backend_of(conn), entity).select_by_ids;
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(2000) {
+        let param = serde_json::to_string(chunk).expect("ids serialise");
+        let rows: Vec<JsonRow> = match conn {
+            DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
+            DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
+        };
+        for r in rows {
+            out.push(RecordRow::from_json(&r.j)?);
+        }
+    }
+    Ok(out)
+}
+
+pub fn load_one(conn: &mut DbConn, entity: Entity, id: &str) -> AppResult<Option<RecordRow>> {
+    Ok(load(conn, entity, &[id])?.into_iter().next())
+}
+
+/// Writes the latest state of each record (insert or replace), one statement per type.
+/// Each id must appear once: callers pass the final state of a batch.
+pub fn upsert(conn: &mut DbConn, rows: &[RecordRow]) -> AppResult<()> {
+    let backend = backend_of(conn);
+    let mut by_entity: BTreeMap<Entity, Vec<Value>> = BTreeMap::new();
+    for r in rows {
+        by_entity.entry(r.entity).or_default().push(r.to_columns());
+    }
+    for (entity, rows) in by_entity {
+        let sql = &entity_sql(backend, entity).upsert;
+        for chunk in rows.chunks(1000) {
+            exec_json(conn, sql, &Value::Array(chunk.to_vec()).to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// The SELECT of one record type as JSON rows, to which callers add a WHERE clause.
+pub fn select_json_sql(backend: Backend, entity: Entity) -> &'static str {
+    &entity_sql(backend, entity).select_json
+}
+
+/// One version of a record, as kept in `record_versions`.
+pub struct VersionRow<'a> {
+    pub row: &'a RecordRow,
+    pub op_id: Option<&'a str>,
+}
+
+const VERSION_COLS: &[(&str, ColType)] = &[
+    ("entity", ColType::Text),
+    ("record_id", ColType::Text),
+    ("version", ColType::BigInt),
+    ("org_unit", ColType::Text),
+    ("deleted", ColType::Bool),
+    ("merged_into", ColType::Text),
+    ("data", ColType::Text),
+    ("change_seq", ColType::BigInt),
+    ("op_id", ColType::Text),
+    ("device_id", ColType::Text),
+    ("user_id", ColType::Text),
+    ("recorded_at", ColType::BigInt),
+    ("created_at", ColType::BigInt),
+];
+
+pub fn insert_versions(conn: &mut DbConn, versions: &[VersionRow]) -> AppResult<()> {
+    let rows: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            let r = v.row;
+            json!({
+                "entity": r.entity.name(),
+                "record_id": r.id,
+                "version": r.version,
+                "org_unit": r.org_unit,
+                "deleted": r.deleted,
+                "merged_into": r.merged_into,
+                "data": serde_json::to_string(&r.fields).expect("fields serialise"),
+                "change_seq": r.change_seq,
+                "op_id": v.op_id,
+                "device_id": r.updated_device,
+                "user_id": r.updated_by,
+                "recorded_at": r.recorded_at,
+                "created_at": r.updated_at,
+            })
+        })
+        .collect();
+    insert_rows(conn, "record_versions", VERSION_COLS, None, &rows)
+}
+
+#[derive(QueryableByName)]
+struct DataRow {
+    #[diesel(sql_type = Text)]
+    record_id: String,
+    #[diesel(sql_type = BigInt)]
+    version: i64,
+    #[diesel(sql_type = Text)]
+    data: String,
+}
+
+/// The fields of the given (record id, version) pairs of one type, from the version history:
+/// the bases of three-way merges.
+pub fn load_bases(
+    conn: &mut DbConn,
+    entity: Entity,
+    keys: &[(&str, i64)],
+) -> AppResult<HashMap<(String, i64), Fields>> {
+    let mut out = HashMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let sql = match backend_of(conn) {
+        Backend::Sqlite => "SELECT v.record_id, v.version, v.data FROM record_versions v \
+             JOIN json_each(?) k ON v.record_id = k.value ->> 0 AND v.version = k.value ->> 1 \
+             WHERE v.entity = ?",
+        Backend::Postgres => "SELECT v.record_id, v.version, v.data FROM record_versions v \
+             JOIN jsonb_array_elements($1::jsonb) k ON v.record_id = k ->> 0 AND v.version = (k ->> 1)::bigint \
+             WHERE v.entity = $2",
+    };
+    for chunk in keys.chunks(2000) {
+        let param = serde_json::to_string(chunk).expect("keys serialise");
+        let rows: Vec<DataRow> = match conn {
+            DbConn::Sqlite(c) => diesel::sql_query(sql)
+                .bind::<Text, _>(&param)
+                .bind::<Text, _>(entity.name())
+                .load(c)?,
+            DbConn::Postgres(c) => diesel::sql_query(sql)
+                .bind::<Text, _>(&param)
+                .bind::<Text, _>(entity.name())
+                .load(c)?,
+        };
+        for r in rows {
+            let fields: Fields = serde_json::from_str(&r.data)
+                .map_err(|e| AppError::Internal(format!("version data: {e}")))?;
+            out.insert((r.record_id, r.version), fields);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,134 @@
+//! Org-unit storage: insert (one by one or from a CSV of code,name,parent), look-ups, subtrees.
+
+use diesel::prelude::*;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::db::schema::org_units;
+use crate::db::{now_micros, DbConn};
+use crate::domain::orgunit::{check_parent, subtree_range, Level};
+use crate::error::{AppError, AppResult};
+
+#[derive(Clone, Debug, Serialize, Queryable, Selectable, ToSchema)]
+#[diesel(table_name = org_units)]
+pub struct OrgUnit {
+    pub code: String,
+    pub name: String,
+    pub level: String,
+    pub parent_code: Option<String>,
+    #[serde(skip)]
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewOrgUnit {
+    pub code: String,
+    pub name: String,
+    pub parent: Option<String>,
+}
+
+/// Inserts or renames units, parents first. Each unit's code must extend its parent's code by
+/// one level, and the parent must exist (in the database or earlier in `units`).
+pub fn upsert(conn: &mut DbConn, units: &[NewOrgUnit]) -> AppResult<usize> {
+    let mut sorted: Vec<&NewOrgUnit> = units.iter().collect();
+    sorted.sort_by_key(|u| u.code.len());
+    let now = now_micros();
+    for u in &sorted {
+        let level = check_parent(&u.code, u.parent.as_deref()).map_err(|e| {
+            AppError::validation("bad_org_unit", format!("org unit {}: {e}", u.code))
+        })?;
+        let name = u.name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(AppError::validation(
+                "bad_org_unit",
+                format!("org unit {}: name must have 1 to 100 characters", u.code),
+            ));
+        }
+        if let Some(p) = &u.parent {
+            let exists: i64 = org_units::table
+                .filter(org_units::code.eq(p))
+                .count()
+                .get_result(conn)?;
+            if exists == 0 {
+                return Err(AppError::validation(
+                    "bad_org_unit",
+                    format!("org unit {}: parent {p} does not exist", u.code),
+                ));
+            }
+        }
+        let updated = diesel::update(org_units::table.filter(org_units::code.eq(&u.code)))
+            .set(org_units::name.eq(name))
+            .execute(conn)?;
+        if updated == 0 {
+            diesel::insert_into(org_units::table)
+                .values((
+                    org_units::code.eq(&u.code),
+                    org_units::name.eq(name),
+                    org_units::level.eq(level.as_str()),
+                    org_units::parent_code.eq(&u.parent),
+                    org_units::created_at.eq(now),
+                ))
+                .execute(conn)?;
+        }
+    }
+    Ok(sorted.len())
+}
+
+/// Reads `code,name,parent` rows (a header line is optional; parent empty for a county).
+pub fn parse_csv(reader: impl std::io::Read) -> Result<Vec<NewOrgUnit>, String> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(reader);
+    let mut out = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| format!("line {}: {e}", i + 1))?;
+        let code = rec.get(0).unwrap_or("").trim_start_matches('\u{feff}');
+        if i == 0 && code.eq_ignore_ascii_case("code") {
+            continue;
+        }
+        if code.is_empty() {
+            continue;
+        }
+        let name = rec.get(1).unwrap_or("").to_string();
+        let parent = rec.get(2).filter(|p| !p.is_empty()).map(str::to_string);
+        out.push(NewOrgUnit {
+            code: code.to_string(),
+            name,
+            parent,
+        });
+    }
+    Ok(out)
+}
+
+pub fn get(conn: &mut DbConn, code: &str) -> AppResult<Option<OrgUnit>> {
+    Ok(org_units::table
+        .filter(org_units::code.eq(code))
+        .select(OrgUnit::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// All units in the subtree under `code` (itself included), by a range scan on the code.
+pub fn subtree(conn: &mut DbConn, code: &str) -> AppResult<Vec<OrgUnit>> {
+    let (lo, hi) = subtree_range(code);
+    Ok(org_units::table
+        .filter(org_units::code.ge(lo))
+        .filter(org_units::code.lt(hi))
+        .order(org_units::code)
+        .select(OrgUnit::as_select())
+        .load(conn)?)
+}
+
+pub fn children(conn: &mut DbConn, code: &str) -> AppResult<Vec<OrgUnit>> {
+    Ok(org_units::table
+        .filter(org_units::parent_code.eq(code))
+        .order(org_units::code)
+        .select(OrgUnit::as_select())
+        .load(conn)?)
+}
+
+pub fn level(unit: &OrgUnit) -> Level {
+    Level::parse(&unit.level).expect("the database checks levels")
+}

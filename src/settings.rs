@@ -1,0 +1,283 @@
+//! Settings: one typed struct, layered defaults < file (`fieldsync.toml`) < `FIELDSYNC_*`
+//! environment < command-line flags. Nested keys use `__` in the environment, e.g.
+//! `FIELDSYNC_LIMITS__MAX_OPS_PER_BATCH=500`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A secret value: never printed by `Debug` or `Serialize`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_empty() {
+            s.serialize_str("")
+        } else {
+            s.serialize_str("[redacted]")
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server binds, e.g. `127.0.0.1:8080`.
+    pub bind: String,
+    /// `sqlite://PATH` (default, embedded) or `postgres://user@host/db`.
+    pub database_url: String,
+    /// Where generated keys and backups live.
+    pub data_dir: PathBuf,
+    pub pool_size: u32,
+    /// HTTP worker threads (0 = one per core).
+    pub workers: usize,
+    /// `text` or `json` log lines.
+    pub log_format: String,
+    /// SQLite `synchronous` pragma; anything below FULL makes the server refuse to start.
+    pub sqlite_synchronous: String,
+    pub auth: AuthSettings,
+    pub limits: Limits,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_days: i64,
+    /// Seconds during which a retried refresh with the just-rotated token gets the same successor.
+    pub refresh_grace_secs: i64,
+    /// PEM (PKCS#8) Ed25519 signing key; when empty, one is generated into `data_dir` at first start.
+    pub signing_key_pem: Secret,
+    /// At most this many password hashes run at once (argon2 is memory-hard by design).
+    pub max_concurrent_hashes: usize,
+}
+
+/// Limits on everything a device can send. One place, reported to devices on a 413.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_inflated_bytes: usize,
+    pub max_ops_per_batch: usize,
+    pub max_page_size: usize,
+    pub default_page_size: usize,
+    pub max_json_depth: usize,
+    /// Pushes processed at once; more wait briefly, then get 503 with Retry-After, so a
+    /// retry storm cannot queue without bound.
+    pub max_inflight_pushes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bind: "127.0.0.1:8080".into(),
+            database_url: "sqlite://fieldsync.db".into(),
+            data_dir: PathBuf::from("data"),
+            pool_size: 8,
+            workers: 0,
+            log_format: "text".into(),
+            sqlite_synchronous: "FULL".into(),
+            auth: AuthSettings {
+                issuer: "fieldsync".into(),
+                audience: "fieldsync-api".into(),
+                access_ttl_secs: 15 * 60,
+                refresh_ttl_days: 30,
+                refresh_grace_secs: 60,
+                signing_key_pem: Secret::default(),
+                max_concurrent_hashes: 2,
+            },
+            limits: Limits {
+                max_body_bytes: 4 * 1024 * 1024,
+                max_inflated_bytes: 16 * 1024 * 1024,
+                max_ops_per_batch: 1000,
+                max_page_size: 1000,
+                default_page_size: 500,
+                max_json_depth: 32,
+                max_inflight_pushes: 64,
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read settings file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("settings file {0} is not valid TOML: {1}")]
+    Parse(PathBuf, String),
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads the layers. `file` is an explicit path (missing is an error); without one,
+    /// `./fieldsync.toml` is read when it exists. `flags` are `key.path = value` pairs from the CLI.
+    pub fn load(file: Option<&Path>, flags: &[(&str, Value)]) -> Result<Settings, SettingsError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env, flags)
+    }
+
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        flags: &[(&str, Value)],
+    ) -> Result<Settings, SettingsError> {
+        let mut merged = serde_json::to_value(Settings::default())
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        // Secrets serialise as a marker; start them empty so the marker never becomes a value.
+        merged["auth"]["signing_key_pem"] = Value::String(String::new());
+
+        let default_file = PathBuf::from("fieldsync.toml");
+        let path = match file {
+            Some(p) => Some(p.to_path_buf()),
+            None if default_file.exists() => Some(default_file),
+            None => None,
+        };
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(&path).map_err(|e| SettingsError::Read(path.clone(), e))?;
+            let t: toml::Value =
+                toml::from_str(&text).map_err(|e| SettingsError::Parse(path.clone(), e.to_string()))?;
+            let v = serde_json::to_value(t).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+            overlay(&mut merged, v);
+        }
+        for (key, raw) in env {
+            let Some(rest) = key.strip_prefix("FIELDSYNC_") else { continue };
+            if rest.starts_with("TEST_") || rest == "CONFIG" {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            set_path(&mut merged, &path, parse_scalar(raw));
+        }
+        for (key, value) in flags {
+            let path: Vec<String> = key.split('.').map(str::to_string).collect();
+            set_path(&mut merged, &path, value.clone());
+        }
+        let s: Settings =
+            serde_json::from_value(merged).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let l = &self.limits;
+        if l.max_ops_per_batch == 0 || l.max_page_size == 0 || l.default_page_size == 0 {
+            return Err(SettingsError::Invalid("limits must be positive".into()));
+        }
+        if l.default_page_size > l.max_page_size {
+            return Err(SettingsError::Invalid(
+                "limits.default_page_size exceeds limits.max_page_size".into(),
+            ));
+        }
+        if self.auth.access_ttl_secs <= 0 || self.auth.access_ttl_secs > 24 * 3600 {
+            return Err(SettingsError::Invalid(
+                "auth.access_ttl_secs must be between 1 and 86400".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Environment values are strings; numbers and booleans are recognised so that typed fields
+/// can be set from the environment.
+fn parse_scalar(raw: &str) -> Value {
+    if let Ok(n) = raw.parse::<i64>() {
+        return Value::from(n);
+    }
+    match raw {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => Value::String(raw.to_string()),
+    }
+}
+
+fn overlay(base: &mut Value, top: Value) {
+    match (base, top) {
+        (Value::Object(b), Value::Object(t)) => {
+            for (k, v) in t {
+                overlay(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, t) => *b = t,
+    }
+}
+
+fn set_path(root: &mut Value, path: &[String], value: Value) {
+    let mut cur = root;
+    for (i, key) in path.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
+        let obj = cur.as_object_mut().expect("made an object above");
+        if i + 1 == path.len() {
+            // A string where the default is a string keeps its text, even when it looks numeric.
+            let v = match (obj.get(key), &value) {
+                (Some(Value::String(_)), Value::Number(n)) => Value::String(n.to_string()),
+                _ => value,
+            };
+            obj.insert(key.clone(), v);
+            return;
+        }
+        cur = obj.entry(key.clone()).or_insert(Value::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = std::env::temp_dir().join(format!("fs-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("fieldsync.toml");
+        std::fs::write(
+            &file,
+            "bind = \"0.0.0.0:9000\"\npool_size = 3\n[limits]\nmax_ops_per_batch = 200\n",
+        )
+        .unwrap();
+        let env = vec![
+            ("FIELDSYNC_POOL_SIZE".to_string(), "5".to_string()),
+            ("FIELDSYNC_LIMITS__MAX_PAGE_SIZE".to_string(), "700".to_string()),
+            ("FIELDSYNC_TEST_PG_URL".to_string(), "ignored".to_string()),
+        ];
+        let s = Settings::load_from(
+            Some(&file),
+            &env,
+            &[("database_url", Value::from("sqlite://x.db"))],
+        )
+        .unwrap();
+        assert_eq!(s.bind, "0.0.0.0:9000");
+        assert_eq!(s.pool_size, 5);
+        assert_eq!(s.limits.max_ops_per_batch, 200);
+        assert_eq!(s.limits.max_page_size, 700);
+        assert_eq!(s.database_url, "sqlite://x.db");
+        assert_eq!(s.sqlite_synchronous, "FULL");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let env = vec![("FIELDSYNC_NO_SUCH_KEY".to_string(), "1".to_string())];
+        assert!(Settings::load_from(None, &env, &[]).is_err());
+        let env = vec![("FIELDSYNC_LIMITS__MAX_OPS_PER_BATCH".to_string(), "0".to_string())];
+        assert!(Settings::load_from(None, &env, &[]).is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let mut s = Settings::default();
+        s.auth.signing_key_pem = Secret("-----BEGIN PRIVATE KEY-----abc".into());
+        assert!(!format!("{s:?}").contains("BEGIN"));
+        assert!(!serde_json::to_string(&s).unwrap().contains("BEGIN"));
+    }
+}
