@@ -14,6 +14,7 @@ pub mod error;
 pub mod openapi;
 pub mod orgunits;
 pub mod settings;
+pub mod sync;
 pub mod telemetry;
 
 use std::net::{SocketAddr, TcpListener};

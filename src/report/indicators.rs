@@ -1,0 +1,636 @@
+//! The indicators of the monthly report (月报) and the counting rules (统计口径) behind them:
+//! the one place for formulas and thresholds, so that a place counting differently changes them
+//! here and nowhere else. The report queries count; this module turns counts into rates.
+
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Youngest age (completed years at period end) of a woman of childbearing age (育龄妇女).
+pub const WCBA_MIN_AGE: i32 = 15;
+/// Oldest age (completed years at period end) of a woman of childbearing age.
+pub const WCBA_MAX_AGE: i32 = 49;
+
+/// Marital statuses (`entities::MARITAL_STATUS`) counted as married (已婚). Divorced and widowed
+/// women are not in the denominator of the contraceptive prevalence.
+pub const MARRIED_STATUSES: &[&str] = &["first_marriage", "remarried"];
+
+/// Methods (`entities::METHOD`) counted as long-acting (长效措施). A vasectomy is the husband's
+/// measure but counts for his wife, both here and for the contraceptive prevalence.
+pub const LONG_ACTING_METHODS: &[&str] =
+    &["iud_insertion", "tubal_ligation", "vasectomy", "implant"];
+
+/// Visit kinds (`entities::VISIT_KIND`) of the 'three checks' (三查) behind the check coverage.
+pub const THREE_CHECKS: &[&str] = &["iud_check", "pregnancy_check", "disease_check"];
+
+/// Decimal places kept in every reported value.
+const DECIMALS: i32 = 2;
+
+/// A reported ratio: the counts it comes from and its value, rounded to two decimals.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, ToSchema)]
+pub struct Rate {
+    pub numerator: i64,
+    pub denominator: i64,
+    /// `None` when the denominator is zero: the indicator does not apply (no births, no women
+    /// due a check), which is not the same as a rate of 0 and must not show as one.
+    pub value: Option<f64>,
+}
+
+fn round(x: f64) -> f64 {
+    let scale = 10f64.powi(DECIMALS);
+    (x * scale).round() / scale
+}
+
+/// `numerator / denominator * 100`.
+pub fn percent(numerator: i64, denominator: i64) -> Rate {
+    Rate {
+        numerator,
+        denominator,
+        value: (denominator != 0).then(|| round(numerator as f64 / denominator as f64 * 100.0)),
+    }
+}
+
+/// `count / average_population * 1000 * annualise`, for the per-mille population rates.
+///
+/// `denominator` holds the average population rounded to a whole person, for display; the value
+/// is computed from the unrounded average (which ends in .5 when the start and end populations
+/// differ by an odd number).
+fn per_mille(count: i64, average_population: f64, annualise: f64) -> Rate {
+    Rate {
+        numerator: count,
+        denominator: average_population.round() as i64,
+        value: (average_population > 0.0)
+            .then(|| round(count as f64 / average_population * 1000.0 * annualise)),
+    }
+}
+
+/// Average population of a period (期内平均人口): the mean of the populations at its start and
+/// end, the usual rule when monthly counts are not kept.
+pub fn average_population(start: i64, end: i64) -> f64 {
+    (start + end) as f64 / 2.0
+}
+
+/// Days in the calendar year `year` (365 or 366), the `days_in_year` of [`annualise`].
+pub fn days_in_year(year: i32) -> u32 {
+    if NaiveDate::from_ymd_opt(year, 2, 29).is_some() {
+        366
+    } else {
+        365
+    }
+}
+
+/// Factor that turns a count over `days_in_period` days into a yearly count, so that a month's
+/// or a quarter's birth rate compares with a yearly target. A period of a year or more (and an
+/// empty one, which has nothing to scale) gives 1.
+pub fn annualise(days_in_period: u32, days_in_year: u32) -> f64 {
+    if days_in_period == 0 || days_in_period >= days_in_year {
+        1.0
+    } else {
+        f64::from(days_in_year) / f64::from(days_in_period)
+    }
+}
+
+/// 人口出生率 ‰: births in the period per thousand of the average population, times
+/// [`annualise`].
+pub fn crude_birth_rate(births: i64, average_population: f64, annualise: f64) -> Rate {
+    per_mille(births, average_population, annualise)
+}
+
+/// 人口死亡率 ‰: deaths in the period per thousand of the average population, times
+/// [`annualise`].
+pub fn crude_death_rate(deaths: i64, average_population: f64, annualise: f64) -> Rate {
+    per_mille(deaths, average_population, annualise)
+}
+
+/// 自然增长率 ‰: birth rate minus death rate, taken from the two reported (rounded) values so
+/// that the three figures on the report add up. `None` when either rate is.
+pub fn natural_growth_rate(birth_rate: &Rate, death_rate: &Rate) -> Rate {
+    Rate {
+        numerator: birth_rate.numerator - death_rate.numerator,
+        denominator: birth_rate.denominator,
+        value: birth_rate
+            .value
+            .zip(death_rate.value)
+            .map(|(b, d)| round(b - d)),
+    }
+}
+
+/// 符合政策生育率 %: births within policy / births.
+pub fn policy_compliant_birth_rate(births_within_policy: i64, births: i64) -> Rate {
+    percent(births_within_policy, births)
+}
+
+/// 出生人口性别比: male births per 100 female births (no unit).
+pub fn sex_ratio_at_birth(male_births: i64, female_births: i64) -> Rate {
+    percent(male_births, female_births)
+}
+
+/// 综合避孕率 %: married women of childbearing age (see
+/// [`is_married_woman_of_childbearing_age`]) with a current measure, theirs or their husband's,
+/// / married women of childbearing age.
+pub fn contraceptive_prevalence(women_with_measure: i64, married_women: i64) -> Rate {
+    percent(women_with_measure, married_women)
+}
+
+/// 长效措施落实率 %: women who gave birth in the period and have a measure of
+/// [`LONG_ACTING_METHODS`] / women who gave birth in the period.
+pub fn long_acting_measure_rate(women_with_long_acting: i64, women_who_gave_birth: i64) -> Rate {
+    percent(women_with_long_acting, women_who_gave_birth)
+}
+
+/// 三查受检率 %: women checked ([`THREE_CHECKS`]) / women due a check.
+pub fn check_coverage(women_checked: i64, women_due: i64) -> Rate {
+    percent(women_checked, women_due)
+}
+
+/// 随访服务率 %: follow-ups done / follow-ups due.
+pub fn follow_up_rate(done: i64, due: i64) -> Rate {
+    percent(done, due)
+}
+
+/// 办证率 %: out-migrant married women with a marriage-and-childbearing certificate /
+/// out-migrant married women.
+pub fn certificate_rate(with_certificate: i64, out_migrant_married_women: i64) -> Rate {
+    percent(with_certificate, out_migrant_married_women)
+}
+
+/// 查证率 %: in-migrants whose certificate was checked / in-migrants.
+pub fn check_rate(checked: i64, in_migrants: i64) -> Rate {
+    percent(checked, in_migrants)
+}
+
+/// 一孩率 %: first births / births.
+pub fn first_child_share(first_births: i64, births: i64) -> Rate {
+    percent(first_births, births)
+}
+
+/// Age in completed years (周岁) on `at`; negative when `at` is before `birth`. Someone born on
+/// 29 February has a birthday on 1 March in common years.
+pub fn age_on(birth: NaiveDate, at: NaiveDate) -> i32 {
+    let before_birthday = (at.month(), at.day()) < (birth.month(), birth.day());
+    at.year() - birth.year() - i32::from(before_birthday)
+}
+
+/// Whether a person is a married woman of childbearing age (已婚育龄妇女) on `at`, the
+/// period end: female, married ([`MARRIED_STATUSES`]) and aged
+/// [`WCBA_MIN_AGE`]..=[`WCBA_MAX_AGE`].
+pub fn is_married_woman_of_childbearing_age(
+    sex: &str,
+    marital_status: &str,
+    birth_date: NaiveDate,
+    at: NaiveDate,
+) -> bool {
+    sex == "female"
+        && MARRIED_STATUSES.contains(&marital_status)
+        && (WCBA_MIN_AGE..=WCBA_MAX_AGE).contains(&age_on(birth_date, at))
+}
+
+/// The birth dates, both ends inclusive, of people aged [`WCBA_MIN_AGE`]..=[`WCBA_MAX_AGE`] on
+/// `at`, so that SQL can count with `birth_date BETWEEN ? AND ?` on an index instead of computing
+/// ages row by row. Agrees with [`age_on`].
+pub fn wcba_birth_date_bounds(at: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let earliest = latest_birth_for_age(WCBA_MAX_AGE + 1, at)
+        .succ_opt()
+        .unwrap_or(NaiveDate::MAX);
+    (earliest, latest_birth_for_age(WCBA_MIN_AGE, at))
+}
+
+/// The last birth date of someone at least `age` on `at`: the same month and day `age` years
+/// earlier, or 28 February when `at` is 29 February and that year is common (a 29 February
+/// birthday falls on 1 March then, see [`age_on`]).
+fn latest_birth_for_age(age: i32, at: NaiveDate) -> NaiveDate {
+    let year = at.year() - age;
+    NaiveDate::from_ymd_opt(year, at.month(), at.day())
+        .or_else(|| NaiveDate::from_ymd_opt(year, 2, 28))
+        // Only for `at` within `age` years of chrono's earliest date: nobody is born before it.
+        .unwrap_or(NaiveDate::MIN)
+}
+
+/// Which way a target points: a floor for the service rates, a ceiling for the birth rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    AtLeast,
+    AtMost,
+}
+
+/// The indicators of the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Indicator {
+    CrudeBirthRate,
+    CrudeDeathRate,
+    NaturalGrowthRate,
+    PolicyCompliantBirthRate,
+    SexRatioAtBirth,
+    ContraceptivePrevalence,
+    LongActingMeasureRate,
+    CheckCoverage,
+    FollowUpRate,
+    CertificateRate,
+    CheckRate,
+    FirstChildShare,
+}
+
+impl Indicator {
+    /// Every indicator, in the order of the report.
+    pub const ALL: [Indicator; 12] = [
+        Indicator::CrudeBirthRate,
+        Indicator::CrudeDeathRate,
+        Indicator::NaturalGrowthRate,
+        Indicator::PolicyCompliantBirthRate,
+        Indicator::SexRatioAtBirth,
+        Indicator::ContraceptivePrevalence,
+        Indicator::LongActingMeasureRate,
+        Indicator::CheckCoverage,
+        Indicator::FollowUpRate,
+        Indicator::CertificateRate,
+        Indicator::CheckRate,
+        Indicator::FirstChildShare,
+    ];
+
+    /// Stable code, as serialised and stored with targets.
+    pub fn code(self) -> &'static str {
+        match self {
+            Indicator::CrudeBirthRate => "crude_birth_rate",
+            Indicator::CrudeDeathRate => "crude_death_rate",
+            Indicator::NaturalGrowthRate => "natural_growth_rate",
+            Indicator::PolicyCompliantBirthRate => "policy_compliant_birth_rate",
+            Indicator::SexRatioAtBirth => "sex_ratio_at_birth",
+            Indicator::ContraceptivePrevalence => "contraceptive_prevalence",
+            Indicator::LongActingMeasureRate => "long_acting_measure_rate",
+            Indicator::CheckCoverage => "check_coverage",
+            Indicator::FollowUpRate => "follow_up_rate",
+            Indicator::CertificateRate => "certificate_rate",
+            Indicator::CheckRate => "check_rate",
+            Indicator::FirstChildShare => "first_child_share",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Indicator> {
+        Indicator::ALL.into_iter().find(|i| i.code() == code)
+    }
+
+    pub fn zh(self) -> &'static str {
+        match self {
+            Indicator::CrudeBirthRate => "人口出生率",
+            Indicator::CrudeDeathRate => "人口死亡率",
+            Indicator::NaturalGrowthRate => "自然增长率",
+            Indicator::PolicyCompliantBirthRate => "符合政策生育率",
+            Indicator::SexRatioAtBirth => "出生人口性别比",
+            Indicator::ContraceptivePrevalence => "综合避孕率",
+            Indicator::LongActingMeasureRate => "长效措施落实率",
+            Indicator::CheckCoverage => "三查受检率",
+            Indicator::FollowUpRate => "随访服务率",
+            Indicator::CertificateRate => "办证率",
+            Indicator::CheckRate => "查证率",
+            Indicator::FirstChildShare => "一孩率",
+        }
+    }
+
+    pub fn en(self) -> &'static str {
+        match self {
+            Indicator::CrudeBirthRate => "crude birth rate",
+            Indicator::CrudeDeathRate => "crude death rate",
+            Indicator::NaturalGrowthRate => "natural growth rate",
+            Indicator::PolicyCompliantBirthRate => "policy-compliant birth rate",
+            Indicator::SexRatioAtBirth => "sex ratio at birth",
+            Indicator::ContraceptivePrevalence => "contraceptive prevalence",
+            Indicator::LongActingMeasureRate => "long-acting measure rate",
+            Indicator::CheckCoverage => "check coverage",
+            Indicator::FollowUpRate => "follow-up rate",
+            Indicator::CertificateRate => "certificate rate (out-migrants)",
+            Indicator::CheckRate => "certificate check rate (in-migrants)",
+            Indicator::FirstChildShare => "first-child share",
+        }
+    }
+
+    /// `‰`, `%`, or empty for the sex ratio (males per 100 females).
+    pub fn unit(self) -> &'static str {
+        match self {
+            Indicator::CrudeBirthRate
+            | Indicator::CrudeDeathRate
+            | Indicator::NaturalGrowthRate => "‰",
+            Indicator::SexRatioAtBirth => "",
+            _ => "%",
+        }
+    }
+
+    /// The usual direction of a target on this indicator: the population rates and the sex ratio
+    /// are held down, the service rates pushed up.
+    pub fn direction(self) -> Direction {
+        match self {
+            Indicator::CrudeBirthRate
+            | Indicator::CrudeDeathRate
+            | Indicator::NaturalGrowthRate
+            | Indicator::SexRatioAtBirth => Direction::AtMost,
+            _ => Direction::AtLeast,
+        }
+    }
+}
+
+/// A yearly target (目标管理责任书) on one indicator, e.g. contraceptive prevalence at least 88%.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Target {
+    pub indicator: Indicator,
+    pub direction: Direction,
+    /// In the indicator's unit.
+    pub value: f64,
+}
+
+/// How a reported value stands against its target.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, ToSchema)]
+pub struct Attainment {
+    pub met: bool,
+    /// Points (percentage points, per-mille points) by which the value is better than the target
+    /// when positive, worse when negative, e.g. "21 points above target". Rounded to 2 decimals.
+    pub gap: f64,
+}
+
+/// Compares a reported value with its target. An indicator that does not apply
+/// ([`Rate::value`] `None`) has no attainment; the caller shows it as not applicable.
+pub fn attainment(rate_value: f64, target: &Target) -> Attainment {
+    let gap = round(match target.direction {
+        Direction::AtLeast => rate_value - target.value,
+        Direction::AtMost => target.value - rate_value,
+    });
+    Attainment {
+        met: gap >= 0.0,
+        gap,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn worked_examples_from_work_reports() {
+        assert_eq!(contraceptive_prevalence(1096, 1206).value, Some(90.88));
+        assert_eq!(policy_compliant_birth_rate(106, 110).value, Some(96.36));
+        assert_eq!(policy_compliant_birth_rate(298, 302).value, Some(98.68));
+        // The source report gives 1,623 of 1,836 as "89%": it rounded (and up, from 88.399...).
+        // Two decimals are kept here, as for every other indicator.
+        assert_eq!(check_coverage(1623, 1836).value, Some(88.40));
+    }
+
+    #[test]
+    fn rate_keeps_its_counts() {
+        let r = follow_up_rate(3, 4);
+        assert_eq!((r.numerator, r.denominator, r.value), (3, 4, Some(75.0)));
+    }
+
+    #[test]
+    fn birth_rate_of_a_31_day_month_is_annualised() {
+        // 10 births in January; 12,000 people on 1 January, 12,010 on 31 January.
+        let avg = average_population(12_000, 12_010);
+        assert_eq!(avg, 12_005.0);
+        let r = crude_birth_rate(10, avg, annualise(31, days_in_year(2023)));
+        // 10 / 12,005 * 1000 = 0.833 for the month; * 365 / 31 = 9.8077...
+        assert_eq!(r.value, Some(9.81));
+        assert_eq!((r.numerator, r.denominator), (10, 12_005));
+        // Unannualised it would read 0.83, which no yearly target compares with.
+        assert_eq!(crude_birth_rate(10, avg, 1.0).value, Some(0.83));
+    }
+
+    #[test]
+    fn annualise_only_scales_periods_under_a_year() {
+        assert_eq!(annualise(366, 366), 1.0);
+        assert_eq!(annualise(365, 365), 1.0);
+        assert_eq!(annualise(0, 365), 1.0);
+        assert_eq!(annualise(73, 365), 5.0);
+        assert_eq!(days_in_year(2024), 366);
+        assert_eq!(days_in_year(1900), 365);
+        assert_eq!(days_in_year(2000), 366);
+    }
+
+    #[test]
+    fn average_population_may_end_in_a_half() {
+        assert_eq!(average_population(100, 101), 100.5);
+        assert_eq!(crude_death_rate(1, 100.5, 1.0).denominator, 101);
+        assert_eq!(crude_death_rate(1, 100.5, 1.0).value, Some(9.95));
+    }
+
+    #[test]
+    fn natural_growth_is_birth_minus_death() {
+        let births = crude_birth_rate(120, 10_000.0, 1.0);
+        let deaths = crude_death_rate(65, 10_000.0, 1.0);
+        let growth = natural_growth_rate(&births, &deaths);
+        assert_eq!(growth.value, Some(5.5));
+        assert_eq!(growth.numerator, 55);
+        // Float noise of the subtraction is rounded away: 12.5 - 9.62 is 2.880000000000001.
+        let b = Rate {
+            numerator: 0,
+            denominator: 1,
+            value: Some(12.5),
+        };
+        let d = Rate {
+            numerator: 0,
+            denominator: 1,
+            value: Some(9.62),
+        };
+        assert_eq!(natural_growth_rate(&b, &d).value, Some(2.88));
+        let none = crude_death_rate(0, 0.0, 1.0);
+        assert_eq!(natural_growth_rate(&births, &none).value, None);
+        assert_eq!(natural_growth_rate(&none, &deaths).value, None);
+    }
+
+    #[test]
+    fn sex_ratio_is_males_per_hundred_females() {
+        assert_eq!(sex_ratio_at_birth(110, 100).value, Some(110.0));
+        assert_eq!(sex_ratio_at_birth(3, 0).value, None);
+        assert_eq!(Indicator::SexRatioAtBirth.unit(), "");
+    }
+
+    #[test]
+    fn zero_denominators_do_not_apply() {
+        for r in [
+            policy_compliant_birth_rate(0, 0),
+            contraceptive_prevalence(0, 0),
+            long_acting_measure_rate(0, 0),
+            check_coverage(0, 0),
+            follow_up_rate(0, 0),
+            certificate_rate(0, 0),
+            check_rate(0, 0),
+            first_child_share(0, 0),
+            crude_birth_rate(0, average_population(0, 0), 1.0),
+            crude_death_rate(0, 0.0, annualise(31, 365)),
+        ] {
+            assert_eq!(r.value, None);
+        }
+        // A real zero stays a zero.
+        assert_eq!(first_child_share(0, 7).value, Some(0.0));
+    }
+
+    #[test]
+    fn none_serialises_as_null() {
+        let json = serde_json::to_value(check_rate(0, 0)).unwrap();
+        assert_eq!(json["value"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn indicator_codes_round_trip_and_are_unique() {
+        for i in Indicator::ALL {
+            assert_eq!(Indicator::parse(i.code()), Some(i));
+            assert_eq!(serde_json::to_value(i).unwrap(), i.code());
+            assert!(!i.zh().is_empty() && !i.en().is_empty());
+        }
+        let mut codes: Vec<_> = Indicator::ALL.iter().map(|i| i.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), Indicator::ALL.len());
+        assert_eq!(Indicator::parse("nope"), None);
+        assert_eq!(Indicator::CrudeBirthRate.unit(), "‰");
+        assert_eq!(Indicator::CheckCoverage.unit(), "%");
+        assert_eq!(Indicator::CrudeBirthRate.direction(), Direction::AtMost);
+        assert_eq!(
+            Indicator::ContraceptivePrevalence.direction(),
+            Direction::AtLeast
+        );
+    }
+
+    #[test]
+    fn attainment_gap_is_positive_when_better() {
+        let floor = Target {
+            indicator: Indicator::ContraceptivePrevalence,
+            direction: Direction::AtLeast,
+            value: 88.0,
+        };
+        assert_eq!(
+            attainment(90.88, &floor),
+            Attainment {
+                met: true,
+                gap: 2.88
+            }
+        );
+        assert_eq!(
+            attainment(88.0, &floor),
+            Attainment {
+                met: true,
+                gap: 0.0
+            }
+        );
+        assert_eq!(
+            attainment(85.5, &floor),
+            Attainment {
+                met: false,
+                gap: -2.5
+            }
+        );
+
+        let ceiling = Target {
+            indicator: Indicator::CrudeBirthRate,
+            direction: Direction::AtMost,
+            value: 10.0,
+        };
+        assert_eq!(
+            attainment(9.81, &ceiling),
+            Attainment {
+                met: true,
+                gap: 0.19
+            }
+        );
+        assert_eq!(
+            attainment(12.5, &ceiling),
+            Attainment {
+                met: false,
+                gap: -2.5
+            }
+        );
+    }
+
+    #[test]
+    fn age_counts_completed_years() {
+        let birth = date(1990, 6, 15);
+        assert_eq!(age_on(birth, date(2005, 6, 14)), 14);
+        assert_eq!(age_on(birth, date(2005, 6, 15)), 15);
+        assert_eq!(age_on(birth, date(1990, 6, 14)), -1);
+        let leap = date(2000, 2, 29);
+        assert_eq!(age_on(leap, date(2015, 2, 28)), 14);
+        assert_eq!(age_on(leap, date(2015, 3, 1)), 15);
+        assert_eq!(age_on(leap, date(2016, 2, 29)), 16);
+    }
+
+    #[test]
+    fn married_woman_of_childbearing_age() {
+        let at = date(2024, 12, 31);
+        let ok = |sex, status, birth| is_married_woman_of_childbearing_age(sex, status, birth, at);
+        assert!(ok("female", "first_marriage", date(1990, 1, 1)));
+        assert!(ok("female", "remarried", date(1975, 1, 1)));
+        assert!(ok("female", "first_marriage", date(2009, 12, 31))); // 15 today
+        assert!(!ok("female", "first_marriage", date(2010, 1, 1))); // 14
+        assert!(ok("female", "first_marriage", date(1975, 1, 1))); // 49
+        assert!(!ok("female", "first_marriage", date(1974, 12, 31))); // 50 today
+        assert!(!ok("male", "first_marriage", date(1990, 1, 1)));
+        for status in ["unmarried", "divorced", "widowed", ""] {
+            assert!(!ok("female", status, date(1990, 1, 1)));
+        }
+    }
+
+    #[test]
+    fn long_acting_and_three_checks_use_entity_values() {
+        use crate::domain::entities::{METHOD, VISIT_KIND};
+        for m in LONG_ACTING_METHODS {
+            assert!(METHOD.iter().any(|c| c.value == *m), "{m}");
+        }
+        for k in THREE_CHECKS {
+            assert!(VISIT_KIND.iter().any(|c| c.value == *k), "{k}");
+        }
+    }
+
+    /// The bounds hold exactly the birth dates `age_on` puts in the age range: checked at the
+    /// bounds and one day outside, for every day of 31 years (8 leap days among them).
+    #[test]
+    fn wcba_bounds_agree_with_age_on_every_day() {
+        let in_range = |b, at| (WCBA_MIN_AGE..=WCBA_MAX_AGE).contains(&age_on(b, at));
+        let mut at = date(2000, 1, 1);
+        while at <= date(2030, 12, 31) {
+            let (earliest, latest) = wcba_birth_date_bounds(at);
+            assert!(in_range(earliest, at), "{at}");
+            assert!(in_range(latest, at), "{at}");
+            assert!(!in_range(earliest.pred_opt().unwrap(), at), "{at}");
+            assert!(!in_range(latest.succ_opt().unwrap(), at), "{at}");
+            at = at.succ_opt().unwrap();
+        }
+    }
+
+    #[test]
+    fn wcba_bounds_on_leap_days() {
+        // 2024-02-29: 15 means born by 2009-02-28 (a 2009-03-01 baby is still 14); 50 means born
+        // by 1974-02-28, so the earliest woman of 49 was born 1974-03-01.
+        assert_eq!(
+            wcba_birth_date_bounds(date(2024, 2, 29)),
+            (date(1974, 3, 1), date(2009, 2, 28))
+        );
+        // 2023-02-28 looking back to leap years: a 2008-02-29 baby turns 15 on 2023-03-01.
+        assert_eq!(
+            wcba_birth_date_bounds(date(2023, 2, 28)),
+            (date(1973, 3, 1), date(2008, 2, 28))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn wcba_bounds_agree_with_age_on(at_days in 0i64..80_000, birth_days in 0i64..80_000) {
+            let origin = date(1940, 1, 1);
+            let at = origin + chrono::Duration::days(at_days);
+            let birth = origin + chrono::Duration::days(birth_days);
+            let (earliest, latest) = wcba_birth_date_bounds(at);
+            let by_bounds = earliest <= birth && birth <= latest;
+            let by_age = (WCBA_MIN_AGE..=WCBA_MAX_AGE).contains(&age_on(birth, at));
+            prop_assert_eq!(by_bounds, by_age);
+        }
+
+        #[test]
+        fn percent_is_rounded_to_two_decimals(n in 0i64..100_000, d in 1i64..100_000) {
+            let v = percent(n, d).value.unwrap();
+            prop_assert!((v * 100.0 - (v * 100.0).round()).abs() < 1e-6);
+            prop_assert!((v - n as f64 / d as f64 * 100.0).abs() <= 0.005 + 1e-9);
+        }
+    }
+}

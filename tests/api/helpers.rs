@@ -1,0 +1,243 @@
+#![allow(dead_code)]
+//! The test harness: `spawn_app` starts the real server on port 0 against a fresh database
+//! (a temp SQLite file, or a new PostgreSQL database when FIELDSYNC_TEST_PG_URL is set) and
+//! returns a small HTTP client. Each test gets its own database.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
+use serde_json::Value;
+
+use fieldsync::db::Db;
+use fieldsync::settings::Settings;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub db: Db,
+    pub backend: Backend,
+    pub database_url: String,
+    pub settings: Settings,
+    agent: ureq::Agent,
+    server: Option<actix_web::dev::ServerHandle>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+    pg_db: Option<(String, String)>,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub fn pg_admin_url() -> Option<String> {
+    std::env::var("FIELDSYNC_TEST_PG_URL").ok().filter(|s| !s.is_empty())
+}
+
+/// A new, empty PostgreSQL database on the test server: (its URL, admin URL, its name).
+pub fn fresh_pg_database() -> (String, String, String) {
+    let admin = pg_admin_url().expect("FIELDSYNC_TEST_PG_URL is set for PostgreSQL tests");
+    let name = format!("fs_test_{}", uuid::Uuid::new_v4().simple());
+    let mut c = diesel::PgConnection::establish(&admin).expect("connect to FIELDSYNC_TEST_PG_URL");
+    c.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+    let url = match admin.rfind('/') {
+        Some(i) if admin[..i].contains("://") && i > admin.find("://").unwrap() + 2 => {
+            let rest = &admin[i + 1..];
+            let query = rest.find('?').map(|q| &rest[q..]).unwrap_or("");
+            format!("{}/{name}{query}", &admin[..i])
+        }
+        _ => panic!("FIELDSYNC_TEST_PG_URL must name a database, e.g. postgres://postgres@127.0.0.1:5432/postgres"),
+    };
+    (url, admin, name)
+}
+
+pub fn drop_pg_database(admin: &str, name: &str) {
+    if let Ok(mut c) = diesel::PgConnection::establish(admin) {
+        let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
+}
+
+pub fn test_settings(database_url: &str) -> Settings {
+    let mut s = Settings::default();
+    s.bind = "127.0.0.1:0".into();
+    s.database_url = database_url.to_string();
+    s.workers = 2;
+    s.pool_size = 6;
+    s.data_dir = std::env::temp_dir().join(format!("fs-data-{}", uuid::Uuid::new_v4().simple()));
+    s
+}
+
+pub fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {})
+}
+
+pub fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let (url, dir, pg_db) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("test.db").display());
+            (url, Some(dir), None)
+        }
+        Backend::Postgres => {
+            let (url, admin, name) = fresh_pg_database();
+            (url, None, Some((admin, name)))
+        }
+    };
+    let mut settings = test_settings(&url);
+    tweak(&mut settings);
+    let db = fieldsync::open_database(&settings).expect("open test database");
+    let (tx, rx) = mpsc::channel();
+    let server_settings = settings.clone();
+    let server_db = db.clone();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let app = fieldsync::Application::build(server_settings, server_db).expect("build app");
+            let addr = app.addr();
+            let server = app.server();
+            tx.send((addr, server.handle())).unwrap();
+            let _ = server.await;
+        });
+    });
+    let (addr, handle) = rx.recv_timeout(Duration::from_secs(30)).expect("server started");
+    TestApp {
+        base: format!("http://{addr}"),
+        db,
+        backend,
+        database_url: url,
+        settings,
+        agent: ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(60))
+            .build(),
+        server: Some(handle),
+        thread: Some(thread),
+        _dir: dir,
+        pg_db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn finish(r: Result<ureq::Response, ureq::Error>) -> Resp {
+        let resp = match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("transport error: {e}"),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .map(|n| {
+                let v = resp.header(&n).unwrap_or("").to_string();
+                (n, v)
+            })
+            .collect();
+        let text = resp.into_string().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        let mut req = self.agent.get(&self.url(path));
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        Self::finish(req.call())
+    }
+
+    pub fn send(&self, method: &str, path: &str, token: Option<&str>, body: &Value) -> Resp {
+        let mut req = self.agent.request(method, &self.url(path));
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        Self::finish(req.send_json(body.clone()))
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Resp {
+        self.send("POST", path, token, body)
+    }
+
+    /// A raw request with any headers and body bytes.
+    pub fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let mut req = self.agent.request(method, &self.url(path));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        Self::finish(req.send_bytes(body))
+    }
+
+    /// A direct connection to the test database, for checks against the store itself.
+    pub fn conn(&self) -> fieldsync::db::PooledConn {
+        self.db.conn().expect("db connection")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(h) = self.server.take() {
+            let _ = futures_executor_block_on(h.stop(false));
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some((admin, name)) = self.pg_db.take() {
+            drop_pg_database(&admin, &name);
+        }
+    }
+}
+
+fn futures_executor_block_on<F: std::future::Future>(f: F) -> F::Output {
+    actix_web::rt::System::new().block_on(f)
+}
+
+/// Runs a test body once per backend: `both!(name, |app| { ... })` makes `name::sqlite` and
+/// `name::postgres`; the latter is ignored (with the reason shown) without FIELDSYNC_TEST_PG_URL.
+#[macro_export]
+macro_rules! both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn sqlite() {
+                let f: fn($crate::helpers::Backend) = $body;
+                f($crate::helpers::Backend::Sqlite);
+            }
+
+            #[test]
+            #[cfg_attr(
+                not(pg_tests),
+                ignore = "PostgreSQL tests skipped: set FIELDSYNC_TEST_PG_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
+            )]
+            fn postgres() {
+                let f: fn($crate::helpers::Backend) = $body;
+                f($crate::helpers::Backend::Postgres);
+            }
+        }
+    };
+}

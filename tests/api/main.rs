@@ -1,0 +1,6 @@
+//! Black-box tests over HTTP against the real server and a real database, one file per
+//! capability. Every test runs on SQLite and, when FIELDSYNC_TEST_PG_URL is set, PostgreSQL.
+
+mod helpers;
+
+mod foundation;
