@@ -1,3 +1,4 @@
-//! Who may do what: roles (more in the accounts issue: passwords, tokens, devices, scope).
+//! Who may do what: roles, scope (more in the accounts issue: passwords, tokens, devices).
 
 pub mod roles;
+pub mod scope;

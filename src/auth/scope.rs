@@ -1,0 +1,111 @@
+//! Scope: the org units a user may read (and, for a field worker, write), always loaded from
+//! the database on each request, never taken from a token's claims.
+
+use diesel::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::auth::roles::Role;
+use crate::db::schema::{user_villages, users};
+use crate::db::DbConn;
+use crate::domain::orgunit::subtree_range;
+use crate::error::AppResult;
+
+/// A set of subtrees, each named by its root's code. A record is in scope when its org unit
+/// lies in one of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    roots: Vec<String>,
+}
+
+impl Scope {
+    pub fn new(mut roots: Vec<String>) -> Scope {
+        roots.sort();
+        roots.dedup();
+        // A root inside another root adds nothing.
+        let mut kept: Vec<String> = Vec::new();
+        for r in roots {
+            if !kept.iter().any(|k| r.starts_with(k.as_str())) {
+                kept.push(r);
+            }
+        }
+        Scope { roots: kept }
+    }
+
+    pub fn empty() -> Scope {
+        Scope { roots: Vec::new() }
+    }
+
+    pub fn roots(&self) -> &[String] {
+        &self.roots
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.roots.is_empty()
+    }
+
+    pub fn contains(&self, code: &str) -> bool {
+        self.roots.iter().any(|r| code.starts_with(r.as_str()))
+    }
+
+    /// Half-open code ranges for index range scans, one per root.
+    pub fn ranges(&self) -> Vec<(String, String)> {
+        self.roots.iter().map(|r| subtree_range(r)).collect()
+    }
+
+    /// Changes whenever the scope changes; a device whose last pull had another fingerprint
+    /// must reset.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        for r in &self.roots {
+            h.update(r.as_bytes());
+            h.update(b"\n");
+        }
+        hex::encode(&h.finalize()[..12])
+    }
+}
+
+/// The scope of a user: a worker's assigned villages or groups; a supervisor's org unit
+/// subtree; an admin manages accounts and reads no ledger.
+pub fn for_user(conn: &mut DbConn, user_id: &str, role: Role) -> AppResult<Scope> {
+    match role {
+        Role::Worker => {
+            let units: Vec<String> = user_villages::table
+                .filter(user_villages::user_id.eq(user_id))
+                .select(user_villages::org_unit)
+                .load(conn)?;
+            Ok(Scope::new(units))
+        }
+        Role::TownshipSupervisor | Role::CountySupervisor => {
+            let unit: Option<Option<String>> = users::table
+                .filter(users::id.eq(user_id))
+                .select(users::org_unit)
+                .first(conn)
+                .optional()?;
+            Ok(Scope::new(unit.flatten().into_iter().collect()))
+        }
+        Role::Admin => Ok(Scope::empty()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_roots_collapse_and_contain_by_prefix() {
+        let s = Scope::new(vec!["130131102201".into(), "130131102".into(), "130131103201".into()]);
+        assert_eq!(s.roots(), ["130131102", "130131103201"]);
+        assert!(s.contains("130131102202"));
+        assert!(s.contains("130131103201G1"));
+        assert!(!s.contains("130131103202"));
+        assert!(!Scope::empty().contains("130131"));
+    }
+
+    #[test]
+    fn fingerprint_follows_the_roots() {
+        let a = Scope::new(vec!["130131102201".into()]);
+        let b = Scope::new(vec!["130131102201".into(), "130131102202".into()]);
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint(), Scope::new(vec!["130131102201".into()]).fingerprint());
+    }
+}
