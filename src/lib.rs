@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod openapi;
 pub mod orgunits;
+pub mod report;
 pub mod settings;
 pub mod sync;
 pub mod telemetry;

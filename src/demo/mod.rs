@@ -1,5 +1,7 @@
 //! The demo county: deterministic from a seed, realistic enough to try every screen.
 
+pub mod names;
+
 use std::fmt;
 
 use crate::db::Db;

@@ -1,4 +1,6 @@
 //! The ledgers' record types, org units, and the rules about them.
 
+pub mod checks;
 pub mod entities;
 pub mod orgunit;
+pub mod resident_id;

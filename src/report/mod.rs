@@ -1,0 +1,3 @@
+//! The monthly report: indicator formulas and counting rules.
+
+pub mod indicators;
