@@ -33,6 +33,8 @@ use crate::settings::Settings;
 pub struct AppState {
     pub db: Db,
     pub settings: Arc<Settings>,
+    /// Signing keys, the password hasher and the login throttle.
+    pub auth: Arc<auth::AuthState>,
 }
 
 /// Opens the database named by the settings, checks durability and applies migrations.
@@ -61,9 +63,11 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind)?;
         let addr = listener.local_addr()?;
         let settings = Arc::new(settings);
+        let auth = Arc::new(auth::AuthState::new(&settings)?);
         let state = web::Data::new(AppState {
             db,
             settings: settings.clone(),
+            auth,
         });
         let workers = if settings.workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())

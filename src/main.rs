@@ -44,11 +44,61 @@ enum Command {
         #[command(subcommand)]
         command: OrgunitCommand,
     },
+    /// Accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Field workers' devices.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
     /// Write the OpenAPI document (default: api-spec/openapi.json).
     Openapi {
         #[arg(long, default_value = "api-spec/openapi.json")]
         out: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. The password is read from stdin (--password-stdin) or generated and
+    /// printed once.
+    Add {
+        #[arg(long)]
+        username: String,
+        /// worker, township_supervisor, county_supervisor or admin.
+        #[arg(long)]
+        role: String,
+        /// A supervisor's township or county code.
+        #[arg(long)]
+        org_unit: Option<String>,
+        /// A worker's village or villager-group code (repeatable).
+        #[arg(long = "village")]
+        villages: Vec<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password (read from stdin with --password-stdin, or generated and printed once).
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// List devices, optionally of one user (id or username).
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a device: its tokens stop working; what it synced stays.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -93,12 +143,82 @@ fn main() -> anyhow::Result<()> {
             println!("imported {n} org units");
             Ok(())
         }
+        Command::User { command } => user_command(&settings, command),
+        Command::Device { command } => device_command(&settings, command),
         Command::Openapi { out } => {
             if let Some(dir) = out.parent() {
                 std::fs::create_dir_all(dir)?;
             }
             std::fs::write(&out, fieldsync::openapi::pretty_json())?;
             println!("wrote {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+/// A password from stdin (first line) or a generated one, which is printed once.
+fn read_or_generate_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        let pw = line.trim_end_matches(['\r', '\n']).to_string();
+        fieldsync::auth::passwords::check_new(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(pw)
+    } else {
+        let pw = fieldsync::auth::passwords::generate(16);
+        println!("password (shown once): {pw}");
+        Ok(pw)
+    }
+}
+
+fn user_command(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
+    use fieldsync::auth::{passwords, roles::Role, users};
+    let db = fieldsync::open_database(settings)?;
+    match command {
+        UserCommand::Add { username, role, org_unit, villages, display_name, password_stdin } => {
+            let role = Role::parse(&role)
+                .with_context(|| format!("unknown role {role:?} (worker, township_supervisor, county_supervisor, admin)"))?;
+            let pw = read_or_generate_password(password_stdin)?;
+            let hash = passwords::hash_blocking(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let new = users::NewUser {
+                display_name: display_name.unwrap_or_else(|| username.clone()),
+                username,
+                role,
+                org_unit,
+                villages,
+            };
+            let user = db.write(|c| users::create(c, &new, &hash)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("created user {} ({}) id {}", user.username, user.role.as_str(), user.id);
+            Ok(())
+        }
+        UserCommand::Passwd { username, password_stdin } => {
+            let pw = read_or_generate_password(password_stdin)?;
+            let hash = passwords::hash_blocking(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
+            db.write(|c| users::set_password(c, &username, &hash))
+                .map_err(|e| anyhow::anyhow!("{username}: {e}"))?;
+            println!("password changed for {username}");
+            Ok(())
+        }
+    }
+}
+
+fn device_command(settings: &Settings, command: DeviceCommand) -> anyhow::Result<()> {
+    use fieldsync::auth::devices;
+    let db = fieldsync::open_database(settings)?;
+    match command {
+        DeviceCommand::List { user } => {
+            let list = db.read(|c| devices::list_all(c, user.as_deref())).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{:<36}  {:<8}  {:<20}  name", "id", "status", "user");
+            for d in list {
+                println!("{:<36}  {:<8}  {:<20}  {}", d.id, d.status, d.username, d.name);
+            }
+            Ok(())
+        }
+        DeviceCommand::Revoke { id } => {
+            let d = db
+                .write(|c| devices::revoke(c, None, &id, "cli"))
+                .map_err(|e| anyhow::anyhow!("device {id}: {e}"))?;
+            println!("device {} revoked", d.id);
             Ok(())
         }
     }
@@ -113,6 +233,13 @@ fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         match fieldsync::demo::load(&db, 2026, false).map_err(|e| anyhow::anyhow!("{e}"))? {
             s if s.loaded => println!("{s}"),
             _ => println!("demo: the database already holds data; nothing loaded"),
+        }
+        let password = db
+            .write(fieldsync::auth::users::ensure_demo_accounts)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(pw) = password {
+            println!("admin password (shown once): {pw}");
+            println!("demo accounts admin, county, township and w<village code> share this password");
         }
     }
     actix_web::rt::System::new().block_on(async move {

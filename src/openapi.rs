@@ -10,11 +10,48 @@ use utoipa::OpenApi;
         crate::api::health::health,
         crate::api::health::ready,
         crate::api::health::openapi_spec,
+        crate::api::auth::login,
+        crate::api::auth::refresh,
+        crate::api::auth::logout,
+        crate::api::auth::me,
+        crate::api::devices::register,
+        crate::api::devices::list,
+        crate::api::devices::revoke,
+        crate::api::users::create,
+        crate::api::users::list,
+        crate::api::users::set_villages,
+        crate::api::audit::query,
     ),
     components(schemas(crate::error::Problem)),
-    tags((name = "health", description = "Liveness, readiness and this document"))
+    modifiers(&BearerAuth),
+    tags(
+        (name = "health", description = "Liveness, readiness and this document"),
+        (name = "auth", description = "Sign-in, token refresh and sign-out"),
+        (name = "devices", description = "Field workers' devices"),
+        (name = "users", description = "Accounts"),
+        (name = "audit", description = "The audit log"),
+    )
 )]
 pub struct ApiDoc;
+
+/// Declares the `bearer` scheme (an access token from `/api/v1/auth/login`).
+pub struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The document as committed to api-spec/openapi.json.
 pub fn pretty_json() -> String {

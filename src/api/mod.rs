@@ -2,7 +2,11 @@
 //! with the roles that may call it; `auth` looks the matched route up in `ROUTES`, so a route
 //! registered any other way is refused for everyone (fail closed).
 
+pub mod audit;
+pub mod auth;
+pub mod devices;
 pub mod health;
+pub mod users;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -25,6 +29,9 @@ pub struct RouteDef {
     pub access: Access,
 }
 
+/// Admins and the supervisors (who manage the devices and villages of their subtree).
+pub const MANAGERS: &[Role] = &[Role::Admin, Role::TownshipSupervisor, Role::CountySupervisor];
+
 macro_rules! routes {
     ($( $method:ident $path:literal => $handler:path, $access:expr; )*) => {
         /// Every route of the service with the roles that may call it.
@@ -43,6 +50,17 @@ routes! {
     get "/health" => health::health, Access::Public;
     get "/ready" => health::ready, Access::Public;
     get "/api/openapi.json" => health::openapi_spec, Access::Public;
+    post "/api/v1/auth/login" => auth::login, Access::Public;
+    post "/api/v1/auth/refresh" => auth::refresh, Access::Public;
+    post "/api/v1/auth/logout" => auth::logout, Access::Public;
+    get "/api/v1/me" => auth::me, Access::Roles(&Role::ALL);
+    post "/api/v1/devices" => devices::register, Access::Roles(&[Role::Worker]);
+    get "/api/v1/devices" => devices::list, Access::Roles(MANAGERS);
+    post "/api/v1/devices/{id}/revoke" => devices::revoke, Access::Roles(MANAGERS);
+    post "/api/v1/users" => users::create, Access::Roles(&[Role::Admin]);
+    get "/api/v1/users" => users::list, Access::Roles(&[Role::Admin]);
+    put "/api/v1/users/{id}/villages" => users::set_villages, Access::Roles(MANAGERS);
+    get "/api/v1/audit" => audit::query, Access::Roles(&[Role::Admin]);
 }
 
 /// The declared access of the route `req` matched, if it was declared.

@@ -56,7 +56,7 @@ diesel::table! {
     refresh_tokens (id) {
         id -> Text,
         family_id -> Text,
-        device_id -> Text,
+        device_id -> Nullable<Text>,
         user_id -> Text,
         token_hash -> Text,
         successor_id -> Nullable<Text>,
