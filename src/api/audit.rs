@@ -26,7 +26,10 @@ pub struct AuditParams {
 }
 
 fn plain_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Query the audit log (admins).
@@ -42,7 +45,9 @@ pub async fn query(
     let p = params.into_inner();
     for v in [&p.person, &p.user, &p.action].into_iter().flatten() {
         if !plain_id(v) {
-            return Err(AppError::BadRequest("person, user and action are plain ids".into()));
+            return Err(AppError::BadRequest(
+                "person, user and action are plain ids".into(),
+            ));
         }
     }
     let q = AuditQuery {

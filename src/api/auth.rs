@@ -76,7 +76,13 @@ pub fn token_response(
     device_id: Option<&str>,
     refresh_token: String,
 ) -> AppResult<TokenResponse> {
-    let access = tokens::issue_access(&state.auth.keys, &state.settings.auth, &user.id, user.role, device_id)?;
+    let access = tokens::issue_access(
+        &state.auth.keys,
+        &state.settings.auth,
+        &user.id,
+        user.role,
+        device_id,
+    )?;
     Ok(TokenResponse {
         access_token: access,
         refresh_token,
@@ -87,7 +93,9 @@ pub fn token_response(
 }
 
 fn client_addr(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
 }
 
 fn check_device(conn: &mut DbConn, user_id: &str, device_id: &str) -> AppResult<()> {
@@ -129,7 +137,9 @@ pub async fn login(
         .auth
         .throttle
         .check(&username, &addr)
-        .map_err(|secs| AppError::TooManyRequests { retry_after_secs: secs })?;
+        .map_err(|secs| AppError::TooManyRequests {
+            retry_after_secs: secs,
+        })?;
     if username.is_empty() || username.len() > 64 || body.password.len() > MAX_PASSWORD_BYTES {
         state.auth.throttle.failure(&username, &addr);
         return Err(AppError::Unauthorized("invalid_credentials"));
@@ -140,7 +150,10 @@ pub async fn login(
     let ok = state
         .auth
         .hasher
-        .verify(body.password, user.as_ref().map(|u| u.password_hash.clone()))
+        .verify(
+            body.password,
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
         .await?;
     let user = match user {
         Some(u) if ok && u.active => u,
@@ -178,7 +191,8 @@ pub async fn login(
             if let Some(d) = &device_id {
                 check_device(c, &user.id, d)?;
             }
-            let refresh = tokens::start_family(c, &st.settings.auth, &user.id, device_id.as_deref())?;
+            let refresh =
+                tokens::start_family(c, &st.settings.auth, &user.id, device_id.as_deref())?;
             audit::record(
                 c,
                 AuditEntry {
@@ -191,7 +205,8 @@ pub async fn login(
                     detail: None,
                 },
             )?;
-            let view = users::get(c, &user.id)?.ok_or(AppError::Unauthorized("invalid_credentials"))?;
+            let view =
+                users::get(c, &user.id)?.ok_or(AppError::Unauthorized("invalid_credentials"))?;
             token_response(&st, &view, device_id.as_deref(), refresh)
         })
     })
@@ -205,7 +220,10 @@ pub async fn login(
     responses(
         (status = 200, body = TokenResponse),
         (status = 401, description = "unknown, expired, revoked or replayed refresh token", body = Problem)))]
-pub async fn refresh(state: web::Data<AppState>, body: web::Json<RefreshRequest>) -> AppResult<HttpResponse> {
+pub async fn refresh(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> AppResult<HttpResponse> {
     let token = body.into_inner().refresh_token;
     let request_id = current_request_id();
     let st = state.clone();
@@ -218,8 +236,14 @@ pub async fn refresh(state: web::Data<AppState>, body: web::Json<RefreshRequest>
                     device_id,
                     ..
                 } => {
-                    let view = users::get(c, &user_id)?.ok_or(AppError::Unauthorized("invalid_token"))?;
-                    Ok(Some(token_response(&st, &view, device_id.as_deref(), token)?))
+                    let view =
+                        users::get(c, &user_id)?.ok_or(AppError::Unauthorized("invalid_token"))?;
+                    Ok(Some(token_response(
+                        &st,
+                        &view,
+                        device_id.as_deref(),
+                        token,
+                    )?))
                 }
                 // Committed (the family revocation and its audit row), then refused.
                 Refreshed::Reused | Refreshed::Invalid => Ok(None),
@@ -236,7 +260,10 @@ pub async fn refresh(state: web::Data<AppState>, body: web::Json<RefreshRequest>
 /// Sign out: revokes the refresh token's whole family. Always 204.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "signed out")))]
-pub async fn logout(state: web::Data<AppState>, body: web::Json<RefreshRequest>) -> AppResult<HttpResponse> {
+pub async fn logout(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> AppResult<HttpResponse> {
     let token = body.into_inner().refresh_token;
     let db = state.db.clone();
     web::block(move || db.write(|c| tokens::logout(c, &token))).await??;
@@ -250,7 +277,8 @@ pub async fn me(state: web::Data<AppState>, principal: Principal) -> AppResult<H
     let db = state.db.clone();
     let resp = web::block(move || {
         db.read(|c| {
-            let user = users::get(c, &principal.user_id)?.ok_or(AppError::Unauthorized("invalid_token"))?;
+            let user = users::get(c, &principal.user_id)?
+                .ok_or(AppError::Unauthorized("invalid_token"))?;
             let scope = principal.scope(c)?;
             Ok(MeResponse {
                 user,

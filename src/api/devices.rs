@@ -45,9 +45,16 @@ pub async fn register(
     let st = state.clone();
     let resp = web::block(move || {
         st.db.write(|c| {
-            let id = devices::register(c, &principal.user_id, &body.name, body.app_version.as_deref())?;
-            let refresh = tokens::start_family(c, &st.settings.auth, &principal.user_id, Some(&id))?;
-            let user = users::get(c, &principal.user_id)?.ok_or(AppError::Unauthorized("invalid_token"))?;
+            let id = devices::register(
+                c,
+                &principal.user_id,
+                &body.name,
+                body.app_version.as_deref(),
+            )?;
+            let refresh =
+                tokens::start_family(c, &st.settings.auth, &principal.user_id, Some(&id))?;
+            let user = users::get(c, &principal.user_id)?
+                .ok_or(AppError::Unauthorized("invalid_token"))?;
             Ok(RegisteredDevice {
                 tokens: token_response(&st, &user, Some(&id), refresh)?,
                 device_id: id,
@@ -69,7 +76,9 @@ pub async fn list(
 ) -> AppResult<HttpResponse> {
     let db = state.db.clone();
     let user = filter.into_inner().user;
-    let list = web::block(move || db.read(|c| devices::list_visible(c, &principal, user.as_deref()))).await??;
+    let list =
+        web::block(move || db.read(|c| devices::list_visible(c, &principal, user.as_deref())))
+            .await??;
     Ok(HttpResponse::Ok().json(list))
 }
 

@@ -50,13 +50,19 @@ pub fn record(conn: &mut DbConn, e: AuditEntry) -> AppResult<()> {
         request_id: Some(e.request_id).filter(|r| !r.is_empty()),
         detail: e.detail.map(|d| d.to_string()),
     };
-    diesel::insert_into(audit_log::table).values(row).execute(conn)?;
+    diesel::insert_into(audit_log::table)
+        .values(row)
+        .execute(conn)?;
     Ok(())
 }
 
 /// Records that `principal` read these persons (call on every read of person records by a
 /// supervisor: lists, details, exports). No row for an empty list.
-pub fn record_person_reads(conn: &mut DbConn, principal: &Principal, ids: &[String]) -> AppResult<()> {
+pub fn record_person_reads(
+    conn: &mut DbConn,
+    principal: &Principal,
+    ids: &[String],
+) -> AppResult<()> {
     if ids.is_empty() {
         return Ok(());
     }

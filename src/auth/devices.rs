@@ -68,29 +68,53 @@ fn load_all(conn: &mut DbConn, id: Option<&str>) -> AppResult<Vec<DeviceView>> {
     let rows: Vec<DeviceTuple> = q.load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(id, user_id, name, app_version, status, created_at, revoked_at, last_push_at, last_pull_at, username)| DeviceView {
-            id,
-            user_id,
-            username,
-            name,
-            app_version,
-            status,
-            created_at,
-            revoked_at,
-            last_push_at,
-            last_pull_at,
-        })
+        .map(
+            |(
+                id,
+                user_id,
+                name,
+                app_version,
+                status,
+                created_at,
+                revoked_at,
+                last_push_at,
+                last_pull_at,
+                username,
+            )| DeviceView {
+                id,
+                user_id,
+                username,
+                name,
+                app_version,
+                status,
+                created_at,
+                revoked_at,
+                last_push_at,
+                last_pull_at,
+            },
+        )
         .collect())
 }
 
 /// Registers a device for `user_id`.
-pub fn register(conn: &mut DbConn, user_id: &str, name: &str, app_version: Option<&str>) -> AppResult<String> {
+pub fn register(
+    conn: &mut DbConn,
+    user_id: &str,
+    name: &str,
+    app_version: Option<&str>,
+) -> AppResult<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(AppError::validation("bad_device_name", "the device name needs 1 to 100 characters"));
+        return Err(AppError::validation(
+            "bad_device_name",
+            "the device name needs 1 to 100 characters",
+        ));
     }
     if app_version.is_some_and(|v| v.chars().count() > 50) {
-        return Err(AppError::validation("bad_app_version", "app_version is at most 50 characters"));
+        return Err(AppError::validation(
+            "bad_app_version",
+            "app_version is at most 50 characters",
+        ));
     }
     let id = uuid::Uuid::now_v7().to_string();
     diesel::insert_into(devices::table)
@@ -117,7 +141,11 @@ fn visible_filter(conn: &mut DbConn, principal: &Principal) -> AppResult<Option<
     }
 }
 
-pub fn list_visible(conn: &mut DbConn, principal: &Principal, user: Option<&str>) -> AppResult<Vec<DeviceView>> {
+pub fn list_visible(
+    conn: &mut DbConn,
+    principal: &Principal,
+    user: Option<&str>,
+) -> AppResult<Vec<DeviceView>> {
     let all = load_all(conn, None)?;
     let scope = visible_filter(conn, principal)?;
     let mut out = Vec::new();
@@ -153,8 +181,16 @@ pub fn list_all(conn: &mut DbConn, user: Option<&str>) -> AppResult<Vec<DeviceVi
 }
 
 /// Revokes a device the caller may see (`None` = the CLI, unrestricted). Idempotent.
-pub fn revoke(conn: &mut DbConn, actor: Option<&Principal>, device_id: &str, request_id: &str) -> AppResult<DeviceView> {
-    let dev = load_all(conn, Some(device_id))?.into_iter().next().ok_or(AppError::NotFound)?;
+pub fn revoke(
+    conn: &mut DbConn,
+    actor: Option<&Principal>,
+    device_id: &str,
+    request_id: &str,
+) -> AppResult<DeviceView> {
+    let dev = load_all(conn, Some(device_id))?
+        .into_iter()
+        .next()
+        .ok_or(AppError::NotFound)?;
     if let Some(p) = actor {
         if let Some(scope) = visible_filter(conn, p)? {
             let owner = users::get(conn, &dev.user_id)?.ok_or(AppError::NotFound)?;
@@ -168,7 +204,9 @@ pub fn revoke(conn: &mut DbConn, actor: Option<&Principal>, device_id: &str, req
             .set((
                 devices::status.eq("revoked"),
                 devices::revoked_at.eq(now_micros()),
-                devices::revoked_by.eq(actor.map(|p| p.user_id.clone()).unwrap_or_else(|| "cli".into())),
+                devices::revoked_by.eq(actor
+                    .map(|p| p.user_id.clone())
+                    .unwrap_or_else(|| "cli".into())),
             ))
             .execute(conn)?;
     }
@@ -182,8 +220,13 @@ pub fn revoke(conn: &mut DbConn, actor: Option<&Principal>, device_id: &str, req
             target_kind: Some("device".into()),
             target_ids: vec![device_id.to_string()],
             request_id: request_id.to_string(),
-            detail: Some(serde_json::json!({ "user_id": dev.user_id, "refresh_tokens_revoked": families })),
+            detail: Some(
+                serde_json::json!({ "user_id": dev.user_id, "refresh_tokens_revoked": families }),
+            ),
         },
     )?;
-    load_all(conn, Some(device_id))?.into_iter().next().ok_or(AppError::NotFound)
+    load_all(conn, Some(device_id))?
+        .into_iter()
+        .next()
+        .ok_or(AppError::NotFound)
 }

@@ -75,7 +75,9 @@ impl Keyring {
     }
 
     pub fn from_signing_key(signing: &SigningKey) -> Keyring {
-        let der = signing.to_pkcs8_der().expect("an Ed25519 key encodes as PKCS#8");
+        let der = signing
+            .to_pkcs8_der()
+            .expect("an Ed25519 key encodes as PKCS#8");
         let public = signing.verifying_key();
         let kid = kid_of(&public);
         let mut decoding = HashMap::new();
@@ -156,8 +158,10 @@ mod tests {
     #[test]
     fn generated_key_is_reused_and_private() {
         let dir = std::env::temp_dir().join(format!("fs-keys-{}", uuid::Uuid::new_v4().simple()));
-        let mut s = Settings::default();
-        s.data_dir = dir.clone();
+        let s = Settings {
+            data_dir: dir.clone(),
+            ..Settings::default()
+        };
         let a = Keyring::load(&s).unwrap();
         let b = Keyring::load(&s).unwrap();
         assert_eq!(a.kid(), b.kid());
@@ -165,7 +169,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let _ = std::fs::remove_dir_all(dir);

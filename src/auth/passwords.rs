@@ -20,7 +20,8 @@ pub const MIN_PASSWORD_CHARS: usize = 10;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 fn argon2() -> Argon2<'static> {
-    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).expect("valid argon2 params");
+    let params =
+        Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).expect("valid argon2 params");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -47,10 +48,15 @@ pub fn verify_blocking(password: &str, stored: Option<&str>) -> bool {
     };
     let Ok(parsed) = PasswordHash::new(hash) else {
         // An unparsable stored hash still costs a hash, then fails.
-        let _ = argon2().verify_password(password.as_bytes(), &PasswordHash::new(dummy_hash()).expect("dummy parses"));
+        let _ = argon2().verify_password(
+            password.as_bytes(),
+            &PasswordHash::new(dummy_hash()).expect("dummy parses"),
+        );
         return false;
     };
-    let ok = argon2().verify_password(password.as_bytes(), &parsed).is_ok();
+    let ok = argon2()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
     ok && real
 }
 
@@ -63,7 +69,10 @@ pub fn check_new(password: &str) -> AppResult<()> {
         ));
     }
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(AppError::validation("password_too_long", "the password is too long"));
+        return Err(AppError::validation(
+            "password_too_long",
+            "the password is too long",
+        ));
     }
     Ok(())
 }
@@ -91,12 +100,20 @@ impl Hasher {
     }
 
     pub async fn hash(&self, password: String) -> AppResult<String> {
-        let _permit = self.permits.acquire().await.map_err(|_| AppError::Unavailable)?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| AppError::Unavailable)?;
         actix_web::web::block(move || hash_blocking(&password)).await?
     }
 
     pub async fn verify(&self, password: String, stored: Option<String>) -> AppResult<bool> {
-        let _permit = self.permits.acquire().await.map_err(|_| AppError::Unavailable)?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| AppError::Unavailable)?;
         Ok(actix_web::web::block(move || verify_blocking(&password, stored.as_deref())).await?)
     }
 

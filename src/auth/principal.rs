@@ -50,8 +50,12 @@ fn bearer(req: &HttpRequest) -> AppResult<&str> {
     if value.len() > MAX_TOKEN_BYTES + 16 {
         return Err(AppError::Unauthorized("invalid_token"));
     }
-    let s = value.to_str().map_err(|_| AppError::Unauthorized("invalid_token"))?;
-    let (scheme, token) = s.split_once(' ').ok_or(AppError::Unauthorized("invalid_token"))?;
+    let s = value
+        .to_str()
+        .map_err(|_| AppError::Unauthorized("invalid_token"))?;
+    let (scheme, token) = s
+        .split_once(' ')
+        .ok_or(AppError::Unauthorized("invalid_token"))?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AppError::Unauthorized("invalid_token"));
     }
@@ -84,7 +88,12 @@ fn check_request(req: &HttpRequest, state: &AppState) -> AppResult<(AccessClaims
 }
 
 /// The database half: the user is active with the same role, the device is theirs and active.
-pub fn load(conn: &mut DbConn, claims: &AccessClaims, role: Role, request_id: String) -> AppResult<Principal> {
+pub fn load(
+    conn: &mut DbConn,
+    claims: &AccessClaims,
+    role: Role,
+    request_id: String,
+) -> AppResult<Principal> {
     let user: Option<(String, String, bool)> = users::table
         .filter(users::id.eq(&claims.sub))
         .select((users::username, users::role, users::active))
@@ -103,7 +112,9 @@ pub fn load(conn: &mut DbConn, claims: &AccessClaims, role: Role, request_id: St
             .first(conn)
             .optional()?;
         match dev {
-            Some((owner, _)) if owner != claims.sub => return Err(AppError::Forbidden("forbidden")),
+            Some((owner, _)) if owner != claims.sub => {
+                return Err(AppError::Forbidden("forbidden"))
+            }
             Some((_, status)) if status == "active" => {}
             Some(_) => return Err(AppError::Forbidden("device_revoked")),
             None => return Err(AppError::Unauthorized("invalid_token")),

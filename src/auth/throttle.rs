@@ -76,7 +76,10 @@ impl LoginThrottle {
             map.retain(|_, e| now.duration_since(e.last) <= FORGET_AFTER);
         }
         for key in [account_key(username), address_key(addr)] {
-            let e = map.entry(key).or_insert(Entry { failures: 0, last: now });
+            let e = map.entry(key).or_insert(Entry {
+                failures: 0,
+                last: now,
+            });
             if now.duration_since(e.last) > FORGET_AFTER {
                 e.failures = 0;
             }

@@ -73,7 +73,8 @@ pub struct NewUser {
 fn valid_username(u: &str) -> bool {
     !u.is_empty()
         && u.len() <= 64
-        && u.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn org_level(conn: &mut DbConn, code: &str) -> AppResult<Option<String>> {
@@ -90,10 +91,16 @@ pub fn check_villages(conn: &mut DbConn, villages: &[String]) -> AppResult<Vec<S
     v.sort();
     v.dedup();
     if v.is_empty() {
-        return Err(AppError::validation("villages_required", "a field worker needs at least one village"));
+        return Err(AppError::validation(
+            "villages_required",
+            "a field worker needs at least one village",
+        ));
     }
     if v.len() > MAX_VILLAGES {
-        return Err(AppError::validation("too_many_villages", format!("at most {MAX_VILLAGES} villages")));
+        return Err(AppError::validation(
+            "too_many_villages",
+            format!("at most {MAX_VILLAGES} villages"),
+        ));
     }
     for code in &v {
         match org_level(conn, code)?.as_deref() {
@@ -146,17 +153,27 @@ pub fn create(conn: &mut DbConn, new: &NewUser, password_hash: &str) -> AppResul
     }
     let display_name = new.display_name.trim();
     if display_name.is_empty() || display_name.chars().count() > 100 {
-        return Err(AppError::validation("bad_display_name", "the display name needs 1 to 100 characters"));
+        return Err(AppError::validation(
+            "bad_display_name",
+            "the display name needs 1 to 100 characters",
+        ));
     }
     let (org_unit, villages) = match new.role {
         Role::Worker => (None, check_villages(conn, &new.villages)?),
         Role::TownshipSupervisor | Role::CountySupervisor => {
-            let want = if new.role == Role::TownshipSupervisor { "township" } else { "county" };
+            let want = if new.role == Role::TownshipSupervisor {
+                "township"
+            } else {
+                "county"
+            };
             let code = new.org_unit.as_deref().map(str::trim).unwrap_or_default();
             if org_level(conn, code)?.as_deref() != Some(want) {
                 return Err(AppError::validation(
                     "bad_org_unit",
-                    format!("a {} needs an existing {want} as org_unit", new.role.as_str()),
+                    format!(
+                        "a {} needs an existing {want} as org_unit",
+                        new.role.as_str()
+                    ),
                 ));
             }
             (Some(code.to_string()), Vec::new())
@@ -187,7 +204,10 @@ pub fn create(conn: &mut DbConn, new: &NewUser, password_hash: &str) -> AppResul
         .execute(conn)?;
     for v in &villages {
         diesel::insert_into(user_villages::table)
-            .values((user_villages::user_id.eq(&id), user_villages::org_unit.eq(v)))
+            .values((
+                user_villages::user_id.eq(&id),
+                user_villages::org_unit.eq(v),
+            ))
             .execute(conn)?;
     }
     get(conn, &id)?.ok_or(AppError::Internal("user vanished after insert".into()))
@@ -248,7 +268,10 @@ pub fn set_villages(
         }
     }
     if user.role != Role::Worker {
-        return Err(AppError::validation("not_a_worker", "only field workers have villages"));
+        return Err(AppError::validation(
+            "not_a_worker",
+            "only field workers have villages",
+        ));
     }
     let villages = check_villages(conn, villages)?;
     if let Some(s) = scope {
@@ -256,10 +279,14 @@ pub fn set_villages(
             return Err(AppError::NotFound);
         }
     }
-    diesel::delete(user_villages::table.filter(user_villages::user_id.eq(user_id))).execute(conn)?;
+    diesel::delete(user_villages::table.filter(user_villages::user_id.eq(user_id)))
+        .execute(conn)?;
     for v in &villages {
         diesel::insert_into(user_villages::table)
-            .values((user_villages::user_id.eq(user_id), user_villages::org_unit.eq(v)))
+            .values((
+                user_villages::user_id.eq(user_id),
+                user_villages::org_unit.eq(v),
+            ))
             .execute(conn)?;
     }
     diesel::update(users::table.filter(users::id.eq(user_id)))
@@ -270,7 +297,10 @@ pub fn set_villages(
 
 pub fn set_password(conn: &mut DbConn, username: &str, password_hash: &str) -> AppResult<()> {
     let n = diesel::update(users::table.filter(users::username.eq(username.trim())))
-        .set((users::password_hash.eq(password_hash), users::updated_at.eq(now_micros())))
+        .set((
+            users::password_hash.eq(password_hash),
+            users::updated_at.eq(now_micros()),
+        ))
         .execute(conn)?;
     if n == 0 {
         return Err(AppError::NotFound);
@@ -296,7 +326,13 @@ pub fn ensure_demo_accounts(conn: &mut DbConn) -> AppResult<Option<String>> {
     let password = passwords::generate(16);
     // One hash for all demo accounts: they share the printed password.
     let hash = passwords::hash_blocking(&password)?;
-    let add = |conn: &mut DbConn, username: &str, display: &str, role: Role, org: Option<&str>, villages: Vec<String>| -> AppResult<()> {
+    let add = |conn: &mut DbConn,
+               username: &str,
+               display: &str,
+               role: Role,
+               org: Option<&str>,
+               villages: Vec<String>|
+     -> AppResult<()> {
         if find_by_username(conn, username)?.is_some() {
             return Ok(());
         }
@@ -315,7 +351,14 @@ pub fn ensure_demo_accounts(conn: &mut DbConn) -> AppResult<Option<String>> {
     };
     add(conn, "admin", "Administrator", Role::Admin, None, vec![])?;
     if org_level(conn, DEMO_COUNTY)?.as_deref() == Some("county") {
-        add(conn, "county", "县卫健局", Role::CountySupervisor, Some(DEMO_COUNTY), vec![])?;
+        add(
+            conn,
+            "county",
+            "县卫健局",
+            Role::CountySupervisor,
+            Some(DEMO_COUNTY),
+            vec![],
+        )?;
         let township: Option<String> = org_units::table
             .filter(org_units::parent_code.eq(DEMO_COUNTY))
             .filter(org_units::level.eq("township"))
@@ -324,7 +367,14 @@ pub fn ensure_demo_accounts(conn: &mut DbConn) -> AppResult<Option<String>> {
             .first(conn)
             .optional()?;
         if let Some(t) = township {
-            add(conn, "township", "乡镇计生办", Role::TownshipSupervisor, Some(&t), vec![])?;
+            add(
+                conn,
+                "township",
+                "乡镇计生办",
+                Role::TownshipSupervisor,
+                Some(&t),
+                vec![],
+            )?;
             let villages: Vec<String> = org_units::table
                 .filter(org_units::parent_code.eq(&t))
                 .filter(org_units::level.eq("village"))
@@ -332,7 +382,14 @@ pub fn ensure_demo_accounts(conn: &mut DbConn) -> AppResult<Option<String>> {
                 .select(org_units::code)
                 .load(conn)?;
             for v in villages {
-                add(conn, &format!("w{v}"), "村计生专干", Role::Worker, None, vec![v.clone()])?;
+                add(
+                    conn,
+                    &format!("w{v}"),
+                    "村计生专干",
+                    Role::Worker,
+                    None,
+                    vec![v.clone()],
+                )?;
             }
         }
     }

@@ -3,4 +3,6 @@
 
 mod helpers;
 
+mod access;
+mod auth;
 mod foundation;

@@ -1,0 +1,258 @@
+//! Function access (every route of `ROUTES` against every role lacking access) and object
+//! access (2 counties x 2 townships x 3 villages: foreign ids answer 404, lists hold no
+//! foreign rows).
+
+use serde_json::{json, Value};
+
+use crate::auth::*;
+use crate::both;
+use crate::helpers::*;
+use fieldsync::api::{Access, ROUTES};
+use fieldsync::auth::roles::Role;
+
+#[test]
+fn every_route_declares_who_may_call_it() {
+    for r in ROUTES {
+        if let Access::Roles(roles) = r.access {
+            assert!(
+                !roles.is_empty(),
+                "{} {} declares no role",
+                r.method,
+                r.path
+            );
+        }
+    }
+    // the auth routes themselves are declared
+    for (m, p) in [
+        ("post", "/api/v1/auth/login"),
+        ("get", "/api/v1/me"),
+        ("post", "/api/v1/devices/{id}/revoke"),
+    ] {
+        assert!(
+            ROUTES.iter().any(|r| r.method == m && r.path == p),
+            "{m} {p}"
+        );
+    }
+}
+
+fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> Resp {
+    let path = path.replace("{id}", "0190aaaa-0000-7000-8000-000000000001");
+    match method {
+        "get" => app.get(&path, token),
+        m => app.send(&m.to_ascii_uppercase(), &path, token, &json!({})),
+    }
+}
+
+both!(function_access_for_every_route, |b| {
+    let app = spawn_app(b);
+    seed_tree(&app);
+    add_user(&app, "root", Role::Admin, None, &[]);
+    add_user(&app, "cs", Role::CountySupervisor, Some(COUNTIES[0]), &[]);
+    add_user(
+        &app,
+        "ts",
+        Role::TownshipSupervisor,
+        Some(&township(0, 0)),
+        &[],
+    );
+    add_user(&app, "w", Role::Worker, None, &[village(0, 0, 0)]);
+    let tokens: Vec<(Role, String)> = vec![
+        (Role::Admin, session(&app, "root").access),
+        (Role::CountySupervisor, session(&app, "cs").access),
+        (Role::TownshipSupervisor, session(&app, "ts").access),
+        (Role::Worker, session(&app, "w").access),
+    ];
+    let worker_no_device = access(&login(&app, "w", None));
+    for r in ROUTES {
+        let Access::Roles(allowed) = r.access else {
+            continue;
+        };
+        let resp = call(&app, r.method, r.path, None);
+        assert_eq!(
+            resp.status, 401,
+            "{} {} without a token: {:?}",
+            r.method, r.path, resp.body
+        );
+        for (role, token) in &tokens {
+            if allowed.contains(role) {
+                continue;
+            }
+            let resp = call(&app, r.method, r.path, Some(token));
+            assert_eq!(
+                resp.status, 403,
+                "{} {} as {:?}: {:?}",
+                r.method, r.path, role, resp.body
+            );
+        }
+        let deviceless_ok = (r.method == "post" && r.path == "/api/v1/devices")
+            || (r.method == "get" && r.path == "/api/v1/me");
+        if !deviceless_ok {
+            let resp = call(&app, r.method, r.path, Some(&worker_no_device));
+            assert_eq!(
+                resp.status, 403,
+                "{} {} as a worker without a device",
+                r.method, r.path
+            );
+        }
+    }
+});
+
+fn ids(v: &Value, key: &str) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v:?}"))
+        .iter()
+        .map(|x| x[key].as_str().unwrap().to_string())
+        .collect()
+}
+
+both!(object_access_by_place, |b| {
+    let app = spawn_app(b);
+    seed_tree(&app);
+    add_user(&app, "root", Role::Admin, None, &[]);
+    // a county supervisor per county, a township supervisor per township, a worker per village
+    let mut worker_ids = Vec::new();
+    for (c, county) in COUNTIES.iter().enumerate() {
+        add_user(
+            &app,
+            &format!("cs{c}"),
+            Role::CountySupervisor,
+            Some(county),
+            &[],
+        );
+        for t in 0..2 {
+            add_user(
+                &app,
+                &format!("ts{c}{t}"),
+                Role::TownshipSupervisor,
+                Some(&township(c, t)),
+                &[],
+            );
+            for v in 0..3 {
+                let id = add_user(
+                    &app,
+                    &format!("w{c}{t}{v}"),
+                    Role::Worker,
+                    None,
+                    &[village(c, t, v)],
+                );
+                worker_ids.push(((c, t, v), id));
+            }
+        }
+    }
+    // every worker registers a device
+    let mut device_of = std::collections::HashMap::new();
+    for ((c, t, v), _) in &worker_ids {
+        let s = session(&app, &format!("w{c}{t}{v}"));
+        device_of.insert((*c, *t, *v), s.device_id.unwrap());
+    }
+    let admin = session(&app, "root").access;
+    let ts00 = session(&app, "ts00").access;
+    let cs0 = session(&app, "cs0").access;
+
+    // lists
+    let all = app.get("/api/v1/devices", Some(&admin));
+    assert_eq!(ids(&all.body, "id").len(), 12);
+    let mine: Vec<String> = (0..3).map(|v| device_of[&(0, 0, v)].clone()).collect();
+    let mut seen = ids(&app.get("/api/v1/devices", Some(&ts00)).body, "id");
+    seen.sort();
+    let mut want = mine.clone();
+    want.sort();
+    assert_eq!(
+        seen, want,
+        "a township supervisor sees only their township's devices"
+    );
+    let seen = ids(&app.get("/api/v1/devices", Some(&cs0)).body, "id");
+    assert_eq!(seen.len(), 6);
+    assert!(seen
+        .iter()
+        .all(|d| (0..2).any(|t| (0..3).any(|v| &device_of[&(0, t, v)] == d))));
+    let users = app.get("/api/v1/users", Some(&admin));
+    assert_eq!(ids(&users.body, "id").len(), 1 + 2 + 4 + 12);
+
+    // foreign ids: 404
+    let foreign_dev = &device_of[&(0, 1, 0)]; // other township, same county
+    let r = app.post(
+        &format!("/api/v1/devices/{foreign_dev}/revoke"),
+        Some(&ts00),
+        &json!({}),
+    );
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    let other_county_dev = &device_of[&(1, 0, 0)];
+    let r = app.post(
+        &format!("/api/v1/devices/{other_county_dev}/revoke"),
+        Some(&cs0),
+        &json!({}),
+    );
+    assert_eq!(r.status, 404);
+    let r = app.post(
+        "/api/v1/devices/no-such-device/revoke",
+        Some(&admin),
+        &json!({}),
+    );
+    assert_eq!(r.status, 404);
+    // own ids: allowed
+    let r = app.post(
+        &format!("/api/v1/devices/{}/revoke", device_of[&(0, 0, 2)]),
+        Some(&ts00),
+        &json!({}),
+    );
+    assert_eq!(r.status, 200);
+    let r = app.post(
+        &format!("/api/v1/devices/{foreign_dev}/revoke"),
+        Some(&cs0),
+        &json!({}),
+    );
+    assert_eq!(r.status, 200);
+
+    let worker = |c: usize, t: usize, v: usize| {
+        worker_ids
+            .iter()
+            .find(|(k, _)| *k == (c, t, v))
+            .unwrap()
+            .1
+            .clone()
+    };
+    // reassigning villages: a foreign worker, or a foreign village, is not found
+    let put = |token: &str, uid: &str, villages: Value| {
+        app.send(
+            "PUT",
+            &format!("/api/v1/users/{uid}/villages"),
+            Some(token),
+            &json!({ "villages": villages }),
+        )
+    };
+    assert_eq!(
+        put(&ts00, &worker(0, 1, 0), json!([village(0, 0, 0)])).status,
+        404
+    );
+    assert_eq!(
+        put(&ts00, &worker(0, 0, 0), json!([village(0, 1, 0)])).status,
+        404
+    );
+    assert_eq!(
+        put(&cs0, &worker(1, 0, 0), json!([village(0, 0, 0)])).status,
+        404
+    );
+    let r = put(
+        &ts00,
+        &worker(0, 0, 0),
+        json!([village(0, 0, 0), village(0, 0, 1)]),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.body["villages"],
+        json!([village(0, 0, 0), village(0, 0, 1)])
+    );
+    let r = put(&admin, &worker(0, 0, 0), json!(["999999999999"]));
+    assert_eq!(r.status, 422);
+    let r = put(&admin, &worker(1, 1, 2), json!([village(0, 0, 0)]));
+    assert_eq!(r.status, 200);
+    // the moved worker now shows up in ts00's list and no longer in ts11's
+    let ts11 = session(&app, "ts11").access;
+    assert!(
+        ids(&app.get("/api/v1/devices", Some(&ts00)).body, "id").contains(&device_of[&(1, 1, 2)])
+    );
+    assert!(
+        !ids(&app.get("/api/v1/devices", Some(&ts11)).body, "id").contains(&device_of[&(1, 1, 2)])
+    );
+});

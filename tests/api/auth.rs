@@ -1,0 +1,676 @@
+//! Accounts, devices, tokens: bad tokens, refresh rotation, lost devices, password storage,
+//! login throttling, the audit log. Fixtures here are shared with `access`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+use crate::both;
+use crate::helpers::*;
+use fieldsync::auth::keys::Keyring;
+use fieldsync::auth::passwords;
+use fieldsync::auth::roles::Role;
+use fieldsync::auth::users::{self, NewUser};
+use fieldsync::db::schema::{audit_log, users as users_t};
+use fieldsync::orgunits::{self, NewOrgUnit};
+
+pub const PW: &str = "correct-horse-42";
+
+/// One hash of `PW` for every seeded account (hashing is slow on purpose).
+pub fn pw_hash() -> &'static str {
+    static H: OnceLock<String> = OnceLock::new();
+    H.get_or_init(|| passwords::hash_blocking(PW).unwrap())
+}
+
+pub const COUNTIES: [&str; 2] = ["130131", "130132"];
+
+pub fn township(county: usize, t: usize) -> String {
+    format!("{}{}", COUNTIES[county], 101 + t)
+}
+
+pub fn village(county: usize, t: usize, v: usize) -> String {
+    format!("{}{}", township(county, t), 201 + v)
+}
+
+/// 2 counties x 2 townships x 3 villages.
+pub fn seed_tree(app: &TestApp) {
+    let mut units = Vec::new();
+    for (c, code) in COUNTIES.iter().enumerate() {
+        units.push(NewOrgUnit {
+            code: code.to_string(),
+            name: format!("县{c}"),
+            parent: None,
+        });
+        for t in 0..2 {
+            units.push(NewOrgUnit {
+                code: township(c, t),
+                name: format!("镇{c}{t}"),
+                parent: Some(code.to_string()),
+            });
+            for v in 0..3 {
+                units.push(NewOrgUnit {
+                    code: village(c, t, v),
+                    name: format!("村{c}{t}{v}"),
+                    parent: Some(township(c, t)),
+                });
+            }
+        }
+    }
+    orgunits::upsert(&mut app.conn(), &units).unwrap();
+}
+
+pub fn add_user(
+    app: &TestApp,
+    username: &str,
+    role: Role,
+    org: Option<&str>,
+    villages: &[String],
+) -> String {
+    let new = NewUser {
+        username: username.into(),
+        display_name: username.into(),
+        role,
+        org_unit: org.map(str::to_string),
+        villages: villages.to_vec(),
+    };
+    users::create(&mut app.conn(), &new, pw_hash()).unwrap().id
+}
+
+pub fn login(app: &TestApp, username: &str, device: Option<&str>) -> Resp {
+    let mut body = json!({ "username": username, "password": PW });
+    if let Some(d) = device {
+        body["device_id"] = json!(d);
+    }
+    app.post("/api/v1/auth/login", None, &body)
+}
+
+pub fn access(r: &Resp) -> String {
+    r.body["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {:?}", r.body))
+        .to_string()
+}
+
+pub fn refresh_of(r: &Resp) -> String {
+    r.body["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {:?}", r.body))
+        .to_string()
+}
+
+/// A signed-in user's tokens.
+pub struct Session {
+    pub user_id: String,
+    pub device_id: Option<String>,
+    pub access: String,
+    pub refresh: String,
+}
+
+/// Logs in without a device; for a worker, registers a device and uses its tokens.
+pub fn session(app: &TestApp, username: &str) -> Session {
+    let r = login(app, username, None);
+    assert_eq!(r.status, 200, "login {username}: {:?}", r.body);
+    let user_id = r.body["user"]["id"].as_str().unwrap().to_string();
+    if r.body["user"]["role"] == "worker" {
+        let d = app.post(
+            "/api/v1/devices",
+            Some(&access(&r)),
+            &json!({ "name": "phone", "app_version": "1.0" }),
+        );
+        assert_eq!(d.status, 201, "{:?}", d.body);
+        return Session {
+            user_id,
+            device_id: Some(d.body["device_id"].as_str().unwrap().to_string()),
+            access: access(&d),
+            refresh: refresh_of(&d),
+        };
+    }
+    Session {
+        user_id,
+        device_id: None,
+        access: access(&r),
+        refresh: refresh_of(&r),
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn claims(app: &TestApp, sub: &str) -> Value {
+    let n = now();
+    json!({
+        "sub": sub, "role": "admin", "iss": app.settings.auth.issuer, "aud": app.settings.auth.audience,
+        "exp": n + 600, "nbf": n, "iat": n, "jti": "x", "use": "access"
+    })
+}
+
+fn sign(app: &TestApp, claims: &Value) -> String {
+    let ring = Keyring::load(&app.settings).unwrap();
+    let mut h = Header::new(Algorithm::EdDSA);
+    h.kid = Some(ring.kid().to_string());
+    encode(&h, claims, ring.encoding_key()).unwrap()
+}
+
+fn public_key_bytes(app: &TestApp) -> Vec<u8> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let pem = std::fs::read_to_string(app.settings.data_dir.join("signing_key.pem")).unwrap();
+    ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
+        .unwrap()
+        .verifying_key()
+        .to_bytes()
+        .to_vec()
+}
+
+both!(bad_tokens_are_refused, |b| {
+    let app = spawn_app(b);
+    let admin = add_user(&app, "root", Role::Admin, None, &[]);
+    let me = |t: &str| app.get("/api/v1/me", Some(t));
+
+    // The crafting works: a well-formed token is accepted.
+    let good = sign(&app, &claims(&app, &admin));
+    assert_eq!(me(&good).status, 200, "{:?}", me(&good).body);
+
+    let mut cases: Vec<(&str, String)> = Vec::new();
+    // alg none
+    let head = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(claims(&app, &admin).to_string());
+    cases.push(("alg none", format!("{head}.{body}.")));
+    // HS256 signed with the public key
+    let ring = Keyring::load(&app.settings).unwrap();
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some(ring.kid().to_string());
+    let hs = encode(
+        &h,
+        &claims(&app, &admin),
+        &EncodingKey::from_secret(&public_key_bytes(&app)),
+    )
+    .unwrap();
+    cases.push(("HS256 with the public key", hs));
+    let pem = std::fs::read(app.settings.data_dir.join("signing_key.pem")).unwrap();
+    let hs2 = encode(&h, &claims(&app, &admin), &EncodingKey::from_secret(&pem)).unwrap();
+    cases.push(("HS256 with the PEM", hs2));
+    let n = now();
+    let mut c = claims(&app, &admin);
+    c["exp"] = json!(n - 3600);
+    c["nbf"] = json!(n - 7200);
+    c["iat"] = json!(n - 7200);
+    cases.push(("expired", sign(&app, &c)));
+    let mut c = claims(&app, &admin);
+    c["nbf"] = json!(n + 3600);
+    cases.push(("future nbf", sign(&app, &c)));
+    let mut c = claims(&app, &admin);
+    c["exp"] = json!((n + 600).to_string());
+    cases.push(("exp as string", sign(&app, &c)));
+    let mut c = claims(&app, &admin);
+    c["nbf"] = json!(n.to_string());
+    cases.push(("nbf as string", sign(&app, &c)));
+    let mut c = claims(&app, &admin);
+    c["aud"] = json!("someone-else");
+    cases.push(("wrong aud", sign(&app, &c)));
+    let mut c = claims(&app, &admin);
+    c["iss"] = json!("evil");
+    cases.push(("wrong iss", sign(&app, &c)));
+    let mut c = claims(&app, &admin);
+    c.as_object_mut().unwrap().remove("nbf");
+    cases.push(("no nbf", sign(&app, &c)));
+    let mut c = claims(&app, &admin);
+    c.as_object_mut().unwrap().remove("sub");
+    cases.push(("no sub", sign(&app, &c)));
+    let mut c = claims(&app, &admin);
+    c["use"] = json!("refresh");
+    cases.push(("use refresh", sign(&app, &c)));
+    let mut c = claims(&app, &admin);
+    c["sub"] = json!("no-such-user");
+    cases.push(("unknown user", sign(&app, &c)));
+    let mut c = claims(&app, &admin);
+    c["role"] = json!("worker");
+    cases.push(("role differs from the account", sign(&app, &c)));
+    // tampered signature
+    let mut t = good.clone();
+    t.pop();
+    t.push(if good.ends_with('A') { 'B' } else { 'A' });
+    cases.push(("tampered", t));
+    // a refresh token used as an access token
+    let s = session(&app, "root");
+    cases.push(("refresh token as access", s.refresh.clone()));
+    cases.push((
+        "huge",
+        format!("{}.{}.{}", "a".repeat(3000), "b".repeat(3000), "c"),
+    ));
+    cases.push(("garbage", "not-a-token".into()));
+    for (what, token) in &cases {
+        let r = me(token);
+        assert_eq!(r.status, 401, "{what}: {:?}", r.body);
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/problem+json"),
+            "{what}"
+        );
+    }
+    let mut c = claims(&app, &admin);
+    c["exp"] = json!(n - 3600);
+    assert_eq!(me(&sign(&app, &c)).body["code"], "token_expired");
+    // no header, and a non-bearer scheme
+    assert_eq!(app.get("/api/v1/me", None).status, 401);
+    let r = app.raw(
+        "GET",
+        "/api/v1/me",
+        &[("Authorization", &format!("Basic {good}"))],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+
+    // a revoked device's token: 403
+    seed_tree(&app);
+    add_user(&app, "w1", Role::Worker, None, &[village(0, 0, 0)]);
+    let w = session(&app, "w1");
+    assert_eq!(me(&w.access).status, 200);
+    let r = app.post(
+        &format!("/api/v1/devices/{}/revoke", w.device_id.as_ref().unwrap()),
+        Some(&s.access),
+        &json!({}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = me(&w.access);
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body["code"], "device_revoked");
+});
+
+both!(login_answers_tokens_and_me, |b| {
+    let app = spawn_app(b);
+    seed_tree(&app);
+    let wid = add_user(
+        &app,
+        "w1",
+        Role::Worker,
+        None,
+        &[village(0, 0, 0), village(0, 0, 1)],
+    );
+    add_user(
+        &app,
+        "ts",
+        Role::TownshipSupervisor,
+        Some(&township(0, 0)),
+        &[],
+    );
+    let r = login(&app, "w1", None);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["token_type"], "Bearer");
+    assert_eq!(r.body["expires_in"], 900);
+    assert_eq!(r.body["user"]["id"], wid.as_str());
+    assert_eq!(r.body["user"]["role"], "worker");
+    // a worker's token without a device: only register a device and read /me
+    let t = access(&r);
+    let me = app.get("/api/v1/me", Some(&t));
+    assert_eq!(me.status, 200);
+    assert_eq!(
+        me.body["scope"],
+        json!([village(0, 0, 0), village(0, 0, 1)])
+    );
+    assert!(me.body["device_id"].is_null());
+    let r = app.post("/api/v1/sync/pull", Some(&t), &json!({}));
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    // register a device; its tokens carry the device; a login with it works
+    let s = session(&app, "w1");
+    let dev = s.device_id.clone().unwrap();
+    assert_eq!(
+        app.get("/api/v1/me", Some(&s.access)).body["device_id"],
+        dev.as_str()
+    );
+    let r = login(&app, "w1", Some(&dev));
+    assert_eq!(r.status, 200);
+    // someone else's device or an unknown one: refused
+    let r = login(&app, "ts", Some(&dev));
+    assert_eq!(r.status, 403);
+    let r = login(&app, "w1", Some("no-such-device"));
+    assert_eq!(r.status, 403);
+    // wrong password, unknown user: the same answer
+    let r = app.post(
+        "/api/v1/auth/login",
+        None,
+        &json!({ "username": "w1", "password": "wrong-password" }),
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["code"], "invalid_credentials");
+    let r = app.post(
+        "/api/v1/auth/login",
+        None,
+        &json!({ "username": "nobody", "password": "wrong-password" }),
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["code"], "invalid_credentials");
+    // a supervisor's scope is their township
+    let s = session(&app, "ts");
+    assert_eq!(
+        app.get("/api/v1/me", Some(&s.access)).body["scope"],
+        json!([township(0, 0)])
+    );
+    // logout ends the session's refresh token
+    let r = app.post(
+        "/api/v1/auth/logout",
+        None,
+        &json!({ "refresh_token": s.refresh }),
+    );
+    assert_eq!(r.status, 204);
+    let r = app.post(
+        "/api/v1/auth/refresh",
+        None,
+        &json!({ "refresh_token": s.refresh }),
+    );
+    assert_eq!(r.status, 401);
+});
+
+fn refresh(app: &TestApp, token: &str) -> Resp {
+    app.post(
+        "/api/v1/auth/refresh",
+        None,
+        &json!({ "refresh_token": token }),
+    )
+}
+
+both!(refresh_rotation_grace_and_replay, |b| {
+    let app = spawn_app_with(b, |s| s.auth.refresh_grace_secs = 2);
+    seed_tree(&app);
+    add_user(&app, "w1", Role::Worker, None, &[village(0, 0, 0)]);
+    let s = session(&app, "w1");
+    let mut chain = vec![s.refresh.clone()];
+    for _ in 0..3 {
+        let r = refresh(&app, chain.last().unwrap());
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let next = refresh_of(&r);
+        assert!(!chain.contains(&next));
+        // the new access token carries the device and works
+        let me = app.get("/api/v1/me", Some(&access(&r)));
+        assert_eq!(me.body["device_id"], s.device_id.as_deref().unwrap());
+        chain.push(next);
+    }
+    // a retry of the last rotation inside the grace window gets the same successor
+    let r = refresh(&app, &chain[2]);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(refresh_of(&r), chain[3]);
+    // after the grace window, a replay revokes the whole family
+    std::thread::sleep(Duration::from_millis(2600));
+    let r = refresh(&app, &chain[1]);
+    assert_eq!(r.status, 401);
+    let r = refresh(&app, &chain[3]);
+    assert_eq!(r.status, 401, "the latest token dies with its family");
+    let rows: Vec<(String, Option<String>)> = audit_log::table
+        .filter(audit_log::action.eq("refresh_reuse"))
+        .select((audit_log::action, audit_log::actor_user))
+        .load(&mut app.conn())
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].1.as_deref(), Some(s.user_id.as_str()));
+    // the access token of another session is unaffected; a new login works
+    assert_eq!(login(&app, "w1", s.device_id.as_deref()).status, 200);
+});
+
+both!(two_refreshes_at_once, |b| {
+    let app = spawn_app(b);
+    add_user(&app, "root", Role::Admin, None, &[]);
+    for _ in 0..5 {
+        let s = session(&app, "root");
+        let results: Vec<Resp> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| sc.spawn(|| refresh(&app, &s.refresh)))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let ok: Vec<String> = results
+            .iter()
+            .filter(|r| r.status == 200)
+            .map(refresh_of)
+            .collect();
+        for r in &results {
+            assert!(
+                r.status == 200 || r.status == 401,
+                "{} {:?}",
+                r.status,
+                r.body
+            );
+        }
+        assert!(!ok.is_empty());
+        assert!(ok.iter().all(|t| t == &ok[0]), "two live successors");
+        // the one successor works
+        assert_eq!(refresh(&app, &ok[0]).status, 200);
+    }
+});
+
+both!(lost_device_is_revoked, |b| {
+    let app = spawn_app(b);
+    seed_tree(&app);
+    add_user(&app, "root", Role::Admin, None, &[]);
+    add_user(&app, "w1", Role::Worker, None, &[village(0, 0, 0)]);
+    let admin = session(&app, "root");
+    let a = session(&app, "w1");
+    let b2 = session(&app, "w1");
+    assert_ne!(a.device_id, b2.device_id);
+    let r = app.post(
+        &format!("/api/v1/devices/{}/revoke", a.device_id.as_ref().unwrap()),
+        Some(&admin.access),
+        &json!({}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "revoked");
+    let r = app.get("/api/v1/me", Some(&a.access));
+    assert_eq!(r.status, 403);
+    assert_eq!(refresh(&app, &a.refresh).status, 401);
+    assert_eq!(login(&app, "w1", a.device_id.as_deref()).status, 403);
+    // the other device is unaffected
+    assert_eq!(app.get("/api/v1/me", Some(&b2.access)).status, 200);
+    assert_eq!(refresh(&app, &b2.refresh).status, 200);
+    // the revocation is audited
+    let n: i64 = audit_log::table
+        .filter(audit_log::action.eq("device_revoked"))
+        .count()
+        .get_result(&mut app.conn())
+        .unwrap();
+    assert_eq!(n, 1);
+    let list = app.get("/api/v1/devices", Some(&admin.access));
+    assert_eq!(list.body.as_array().unwrap().len(), 2);
+});
+
+both!(passwords_are_argon2id_and_never_stored_plain, |b| {
+    let app = spawn_app(b);
+    seed_tree(&app);
+    add_user(&app, "root", Role::Admin, None, &[]);
+    let admin = session(&app, "root");
+    let canary = "Canary-Passw0rd-7731";
+    let r = app.post(
+        "/api/v1/users",
+        Some(&admin.access),
+        &json!({ "username": "w9", "display_name": "W9", "password": canary, "role": "worker", "villages": [village(0, 0, 0)] }),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert!(r.body.get("password_hash").is_none());
+    // too short
+    let r = app.post(
+        "/api/v1/users",
+        Some(&admin.access),
+        &json!({ "username": "w10", "display_name": "W", "password": "short", "role": "worker", "villages": [village(0, 0, 0)] }),
+    );
+    assert_eq!(r.status, 422);
+    let r = app.post(
+        "/api/v1/auth/login",
+        None,
+        &json!({ "username": "w9", "password": canary }),
+    );
+    assert_eq!(r.status, 200);
+    let hashes: Vec<String> = users_t::table
+        .select(users_t::password_hash)
+        .load(&mut app.conn())
+        .unwrap();
+    assert_eq!(hashes.len(), 2);
+    for h in &hashes {
+        let parsed = argon2::PasswordHash::new(h).unwrap();
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+        let p = argon2::Params::try_from(&parsed).unwrap();
+        assert!(p.m_cost() >= 19456 && p.t_cost() >= 2, "{h}");
+        assert!(!h.contains(canary));
+    }
+    // the canary is nowhere in the users table or the audit log
+    let rows: Vec<(String, String, String)> = users_t::table
+        .select((
+            users_t::username,
+            users_t::display_name,
+            users_t::password_hash,
+        ))
+        .load(&mut app.conn())
+        .unwrap();
+    assert!(!format!("{rows:?}").contains(canary));
+    let audit: Vec<Option<String>> = audit_log::table
+        .select(audit_log::detail)
+        .load(&mut app.conn())
+        .unwrap();
+    assert!(!format!("{audit:?}").contains(canary));
+});
+
+both!(login_throttling_is_per_account, |b| {
+    let app = spawn_app(b);
+    add_user(&app, "alice", Role::Admin, None, &[]);
+    add_user(&app, "bob", Role::Admin, None, &[]);
+    let mut limited = None;
+    for _ in 0..12 {
+        let r = app.post(
+            "/api/v1/auth/login",
+            None,
+            &json!({ "username": "alice", "password": "wrong-password" }),
+        );
+        assert!(r.status == 401 || r.status == 429, "{:?}", r.body);
+        if r.status == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("throttled after repeated failures");
+    let wait: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!(wait >= 1);
+    assert_eq!(r.body["code"], "rate_limited");
+    // even the right password waits
+    assert_eq!(login(&app, "alice", None).status, 429);
+    // another account from the same address logs in
+    assert_eq!(login(&app, "bob", None).status, 200);
+    let failed: i64 = audit_log::table
+        .filter(audit_log::action.eq("login_failed"))
+        .count()
+        .get_result(&mut app.conn())
+        .unwrap();
+    assert!(failed >= 5);
+});
+
+both!(audit_query_and_append_only, |b| {
+    let app = spawn_app(b);
+    seed_tree(&app);
+    let root = add_user(&app, "root", Role::Admin, None, &[]);
+    let ts = add_user(
+        &app,
+        "ts",
+        Role::TownshipSupervisor,
+        Some(&township(0, 0)),
+        &[],
+    );
+    let admin = session(&app, "root");
+    let before = chrono::Utc::now().timestamp_micros();
+    std::thread::sleep(Duration::from_millis(5));
+    let sup = session(&app, "ts");
+    let _ = sup;
+    let after = chrono::Utc::now().timestamp_micros() + 1;
+    // person reads recorded through the function the supervisor API calls
+    {
+        let p = fieldsync::auth::Principal {
+            user_id: ts.clone(),
+            username: "ts".into(),
+            role: Role::TownshipSupervisor,
+            device_id: None,
+            request_id: "req-1".into(),
+        };
+        let ids = vec![
+            "0190aaaa-0000-7000-8000-000000000001".to_string(),
+            "0190aaaa-0000-7000-8000-000000000002".to_string(),
+        ];
+        fieldsync::auth::audit::record_person_reads(&mut app.conn(), &p, &ids).unwrap();
+    }
+    let r = app.get(&format!("/api/v1/audit?user={ts}"), Some(&admin.access));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let rows = r.body.as_array().unwrap();
+    assert!(rows.iter().all(|x| x["actor_user"] == ts.as_str()));
+    assert!(rows.iter().any(|x| x["action"] == "login_ok"));
+    let r = app.get(
+        &format!("/api/v1/audit?user={root}&from={before}&to={after}"),
+        Some(&admin.access),
+    );
+    assert_eq!(
+        r.body.as_array().unwrap().len(),
+        0,
+        "root logged in before `from`: {:?}",
+        r.body
+    );
+    let r = app.get(
+        &format!("/api/v1/audit?from={before}&to={after}"),
+        Some(&admin.access),
+    );
+    assert!(
+        r.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["actor_user"] == ts.as_str()),
+        "{:?}",
+        r.body
+    );
+    let r = app.get(
+        "/api/v1/audit?person=0190aaaa-0000-7000-8000-000000000002",
+        Some(&admin.access),
+    );
+    let rows = r.body.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["action"], "person_read");
+    assert_eq!(rows[0]["request_id"], "req-1");
+    let r = app.get("/api/v1/audit?person=x%25", Some(&admin.access));
+    assert_eq!(r.status, 400);
+    // the database refuses to change or remove audit rows
+    let mut c = app.conn();
+    assert!(c
+        .batch_execute("UPDATE audit_log SET action = 'x'")
+        .is_err());
+    assert!(c.batch_execute("DELETE FROM audit_log").is_err());
+    let n: i64 = audit_log::table.count().get_result(&mut c).unwrap();
+    assert!(n >= 3);
+});
+
+both!(signing_key_survives_restart, |b| {
+    let app = spawn_app(b);
+    add_user(&app, "root", Role::Admin, None, &[]);
+    let s = session(&app, "root");
+    // a second server on the same data dir and database verifies the first one's tokens
+    let settings = app.settings.clone();
+    let db = app.db.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let a = fieldsync::Application::build(settings, db).unwrap();
+            let addr = a.addr();
+            let srv = a.server();
+            tx.send((addr, srv.handle())).unwrap();
+            let _ = srv.await;
+        })
+    });
+    let (addr, handle) = rx.recv().unwrap();
+    let r = ureq::get(&format!("http://{addr}/api/v1/me"))
+        .set("Authorization", &format!("Bearer {}", s.access))
+        .call();
+    assert_eq!(r.map(|r| r.status()).unwrap_or(0), 200);
+    actix_web::rt::System::new().block_on(handle.stop(false));
+    t.join().unwrap();
+});
