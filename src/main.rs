@@ -156,18 +156,18 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// A password from stdin (first line) or a generated one, which is printed once.
-fn read_or_generate_password(from_stdin: bool) -> anyhow::Result<String> {
+/// A password from stdin (first line) or a generated one (`Some` copy, to print once after
+/// the change succeeded).
+fn read_or_generate_password(from_stdin: bool) -> anyhow::Result<(String, Option<String>)> {
     if from_stdin {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line)?;
         let pw = line.trim_end_matches(['\r', '\n']).to_string();
         fieldsync::auth::passwords::check_new(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(pw)
+        Ok((pw, None))
     } else {
         let pw = fieldsync::auth::passwords::generate(16);
-        println!("password (shown once): {pw}");
-        Ok(pw)
+        Ok((pw.clone(), Some(pw)))
     }
 }
 
@@ -178,7 +178,7 @@ fn user_command(settings: &Settings, command: UserCommand) -> anyhow::Result<()>
         UserCommand::Add { username, role, org_unit, villages, display_name, password_stdin } => {
             let role = Role::parse(&role)
                 .with_context(|| format!("unknown role {role:?} (worker, township_supervisor, county_supervisor, admin)"))?;
-            let pw = read_or_generate_password(password_stdin)?;
+            let (pw, generated) = read_or_generate_password(password_stdin)?;
             let hash = passwords::hash_blocking(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
             let new = users::NewUser {
                 display_name: display_name.unwrap_or_else(|| username.clone()),
@@ -189,14 +189,20 @@ fn user_command(settings: &Settings, command: UserCommand) -> anyhow::Result<()>
             };
             let user = db.write(|c| users::create(c, &new, &hash)).map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("created user {} ({}) id {}", user.username, user.role.as_str(), user.id);
+            if let Some(pw) = generated {
+                println!("password (shown once): {pw}");
+            }
             Ok(())
         }
         UserCommand::Passwd { username, password_stdin } => {
-            let pw = read_or_generate_password(password_stdin)?;
+            let (pw, generated) = read_or_generate_password(password_stdin)?;
             let hash = passwords::hash_blocking(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
             db.write(|c| users::set_password(c, &username, &hash))
                 .map_err(|e| anyhow::anyhow!("{username}: {e}"))?;
             println!("password changed for {username}");
+            if let Some(pw) = generated {
+                println!("password (shown once): {pw}");
+            }
             Ok(())
         }
     }

@@ -3,6 +3,7 @@
 //! and they run on the blocking pool. A login for an unknown user verifies against a fixed
 //! dummy hash, so it takes as long as a login for a known one.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::rand_core::OsRng;
@@ -90,36 +91,49 @@ pub fn generate(len: usize) -> String {
 #[derive(Clone)]
 pub struct Hasher {
     permits: Arc<Semaphore>,
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
 }
 
 impl Hasher {
     pub fn new(max_concurrent: usize) -> Hasher {
         Hasher {
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            running: Arc::new(AtomicUsize::new(0)),
+            peak: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    pub async fn hash(&self, password: String) -> AppResult<String> {
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|_| AppError::Unavailable)?;
-        actix_web::web::block(move || hash_blocking(&password)).await?
+        let running = self.running.clone();
+        let peak = self.peak.clone();
+        Ok(actix_web::web::block(move || {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            let out = f();
+            running.fetch_sub(1, Ordering::SeqCst);
+            out
+        })
+        .await?)
+    }
+
+    pub async fn hash(&self, password: String) -> AppResult<String> {
+        self.run(move || hash_blocking(&password)).await?
     }
 
     pub async fn verify(&self, password: String, stored: Option<String>) -> AppResult<bool> {
-        let _permit = self
-            .permits
-            .acquire()
+        self.run(move || verify_blocking(&password, stored.as_deref()))
             .await
-            .map_err(|_| AppError::Unavailable)?;
-        Ok(actix_web::web::block(move || verify_blocking(&password, stored.as_deref())).await?)
     }
 
-    /// Hashes running right now (for tests and metrics).
-    pub fn in_use(&self, max: usize) -> usize {
-        max.saturating_sub(self.permits.available_permits())
+    /// The most hashes that ever ran at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
     }
 }
 
@@ -135,5 +149,27 @@ mod tests {
         assert!(!verify_blocking("wrong horse battery", Some(&h)));
         assert!(!verify_blocking("anything", None));
         assert!(!verify_blocking("anything", Some("not a hash")));
+    }
+
+    #[test]
+    fn at_most_the_configured_hashes_run_at_once() {
+        let hasher = Hasher::new(2);
+        let h = hasher.clone();
+        actix_web::rt::System::new().block_on(async move {
+            let futs: Vec<_> = (0..6)
+                .map(|i| {
+                    let h = h.clone();
+                    actix_web::rt::spawn(async move { h.verify(format!("pw{i}"), None).await })
+                })
+                .collect();
+            for f in futs {
+                assert!(!f.await.unwrap().unwrap());
+            }
+        });
+        assert!(
+            hasher.peak() >= 1 && hasher.peak() <= 2,
+            "{}",
+            hasher.peak()
+        );
     }
 }

@@ -674,3 +674,72 @@ both!(signing_key_survives_restart, |b| {
     actix_web::rt::System::new().block_on(handle.stop(false));
     t.join().unwrap();
 });
+
+both!(retired_keys_still_verify, |b| {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let old = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let pem = old
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap()
+        .to_string();
+    let app = spawn_app_with(b, |s| {
+        let dir = s.data_dir.join("retired_keys");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("2026-01.pem"), &pem).unwrap();
+    });
+    let admin = add_user(&app, "root", Role::Admin, None, &[]);
+    let sign_with = |k: &ed25519_dalek::SigningKey| {
+        let ring = Keyring::from_signing_key(k);
+        let mut h = Header::new(Algorithm::EdDSA);
+        h.kid = Some(ring.kid().to_string());
+        encode(&h, &claims(&app, &admin), ring.encoding_key()).unwrap()
+    };
+    assert_eq!(app.get("/api/v1/me", Some(&sign_with(&old))).status, 200);
+    assert_eq!(
+        app.get("/api/v1/me", Some(&sign_with(&stranger))).status,
+        401
+    );
+    // a stranger's key under the current kid fails the signature check
+    let ring = Keyring::load(&app.settings).unwrap();
+    let mut h = Header::new(Algorithm::EdDSA);
+    h.kid = Some(ring.kid().to_string());
+    let forged = encode(
+        &h,
+        &claims(&app, &admin),
+        Keyring::from_signing_key(&stranger).encoding_key(),
+    )
+    .unwrap();
+    assert_eq!(app.get("/api/v1/me", Some(&forged)).status, 401);
+});
+
+both!(demo_accounts_are_created_once, |b| {
+    let app = spawn_app(b);
+    seed_tree(&app);
+    let pw = users::ensure_demo_accounts(&mut app.conn())
+        .unwrap()
+        .expect("a password the first time");
+    assert_eq!(pw.len(), 16);
+    assert!(users::ensure_demo_accounts(&mut app.conn())
+        .unwrap()
+        .is_none());
+    let list = users::list(&mut app.conn()).unwrap();
+    let names: Vec<&str> = list.iter().map(|u| u.username.as_str()).collect();
+    for n in ["admin", "county", "township"] {
+        assert!(names.contains(&n), "{names:?}");
+    }
+    let workers = list.iter().filter(|u| u.role == Role::Worker).count();
+    assert_eq!(workers, 3, "one worker per village of the demo township");
+    let r = app.post(
+        "/api/v1/auth/login",
+        None,
+        &json!({ "username": "admin", "password": pw }),
+    );
+    assert_eq!(r.status, 200);
+    let r = app.post(
+        "/api/v1/auth/login",
+        None,
+        &json!({ "username": "township", "password": pw }),
+    );
+    assert_eq!(r.body["user"]["org_unit"], township(0, 0).as_str());
+});
