@@ -5,4 +5,5 @@ mod helpers;
 
 mod access;
 mod auth;
+mod demo;
 mod foundation;
