@@ -35,6 +35,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Signing keys, the password hasher and the login throttle.
     pub auth: Arc<auth::AuthState>,
+    /// Bounds the pushes processed at once, so a retry storm waits briefly or gets 503.
+    pub push_gate: Arc<tokio::sync::Semaphore>,
 }
 
 /// Opens the database named by the settings, checks durability and applies migrations.
@@ -68,6 +70,7 @@ impl Application {
             db,
             settings: settings.clone(),
             auth,
+            push_gate: Arc::new(tokio::sync::Semaphore::new(settings.limits.max_inflight_pushes.max(1))),
         });
         let workers = if settings.workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())

@@ -21,6 +21,8 @@ use utoipa::OpenApi;
         crate::api::users::list,
         crate::api::users::set_villages,
         crate::api::audit::query,
+        crate::api::sync::push_batch,
+        crate::api::sync::pull_changes,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod devices;
 pub mod health;
+pub mod sync;
 pub mod users;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -61,6 +62,8 @@ routes! {
     get "/api/v1/users" => users::list, Access::Roles(&[Role::Admin]);
     put "/api/v1/users/{id}/villages" => users::set_villages, Access::Roles(MANAGERS);
     get "/api/v1/audit" => audit::query, Access::Roles(&[Role::Admin]);
+    post "/api/v1/sync/push" => sync::push_batch, Access::Roles(&[Role::Worker]);
+    post "/api/v1/sync/pull" => sync::pull_changes, Access::Roles(&[Role::Worker]);
 }
 
 /// The declared access of the route `req` matched, if it was declared.

@@ -1,3 +1,10 @@
 //! The sync core: wire types, the pure merge engine, and the push and pull services.
 
+pub mod checks;
+pub mod duplicates;
 pub mod merge;
+pub mod protocol;
+pub mod pull;
+pub mod push;
+pub mod store;
+pub mod validate;

@@ -124,7 +124,7 @@ fn sample(ty: FieldType, n: usize) -> Value {
     match ty {
         FieldType::Text { .. } => json!(format!("文本{n}")),
         FieldType::Int { min, .. } => json!(min + 1),
-        FieldType::Bool => json!(n % 2 == 0),
+        FieldType::Bool => json!(n.is_multiple_of(2)),
         FieldType::Date => json!("2024-03-15"),
         FieldType::Enum(choices) => json!(choices[n % choices.len()].value),
         FieldType::Ref(_) => json!(uuid::Uuid::now_v7().to_string()),

@@ -75,13 +75,14 @@ pub fn drop_pg_database(admin: &str, name: &str) {
 }
 
 pub fn test_settings(database_url: &str) -> Settings {
-    let mut s = Settings::default();
-    s.bind = "127.0.0.1:0".into();
-    s.database_url = database_url.to_string();
-    s.workers = 2;
-    s.pool_size = 6;
-    s.data_dir = std::env::temp_dir().join(format!("fs-data-{}", uuid::Uuid::new_v4().simple()));
-    s
+    Settings {
+        bind: "127.0.0.1:0".into(),
+        database_url: database_url.to_string(),
+        workers: 2,
+        pool_size: 6,
+        data_dir: std::env::temp_dir().join(format!("fs-data-{}", uuid::Uuid::new_v4().simple())),
+        ..Settings::default()
+    }
 }
 
 pub fn spawn_app(backend: Backend) -> TestApp {
@@ -199,7 +200,7 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(h) = self.server.take() {
-            let _ = futures_executor_block_on(h.stop(false));
+            futures_executor_block_on(h.stop(false));
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -207,6 +208,8 @@ impl Drop for TestApp {
         if let Some((admin, name)) = self.pg_db.take() {
             drop_pg_database(&admin, &name);
         }
+        // The generated signing key lives in the data dir.
+        let _ = std::fs::remove_dir_all(&self.settings.data_dir);
     }
 }
 

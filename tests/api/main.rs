@@ -7,3 +7,4 @@ mod access;
 mod auth;
 mod demo;
 mod foundation;
+mod sync;

@@ -1,0 +1,256 @@
+//! Duplicate persons: the same resident ID number on two live persons. Where no field
+//! disagrees they are merged at once; otherwise a potential duplicate waits for a supervisor.
+//!
+//! A merge keeps the survivor, fills its empty fields from the other, marks the other as
+//! deleted and merged into it, and re-points every record that referred to the other (each
+//! gets a new version, so devices receive it). Ops sent later to the old id are redirected.
+
+use std::collections::{BTreeSet, HashMap};
+
+use diesel::sql_types::Text;
+use diesel::RunQueryDsl;
+use serde_json::{json, Value};
+
+use crate::db::records::{self, backend_of, insert_rows, ColType, JsonRow, RecordRow};
+use crate::db::{Backend, DbConn};
+use crate::domain::entities::{Entity, ENTITIES};
+use crate::error::{AppError, AppResult};
+use crate::sync::store::SeqAlloc;
+
+type Key = (Entity, String);
+
+/// The working set of a write transaction that a merge changes.
+pub struct WorkSet<'a> {
+    pub state: &'a mut HashMap<Key, RecordRow>,
+    pub versions: &'a mut Vec<(RecordRow, Option<String>)>,
+    pub alloc: &'a mut SeqAlloc,
+    pub now: i64,
+}
+
+impl WorkSet<'_> {
+    fn new_version(&mut self, mut row: RecordRow, by: &str) {
+        row.version += 1;
+        row.change_seq = self.alloc.alloc();
+        row.updated_at = self.now;
+        row.updated_by = by.to_string();
+        row.updated_device = None;
+        self.state.insert((row.entity, row.id.clone()), row.clone());
+        self.versions.push((row, None));
+    }
+}
+
+/// Fields both persons hold with different values.
+pub fn disagreements(a: &RecordRow, b: &RecordRow) -> Vec<String> {
+    a.fields
+        .iter()
+        .filter(|(k, v)| b.fields.get(*k).is_some_and(|w| w != *v))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+fn live(r: &RecordRow) -> bool {
+    !r.deleted && r.merged_into.is_none()
+}
+
+/// Looks for persons sharing a resident ID number with any person changed in this
+/// transaction; merges the clean pairs and queues the others. Returns the merges made.
+pub fn detect_and_merge(conn: &mut DbConn, work: &mut WorkSet, by: &str) -> AppResult<usize> {
+    let changed: Vec<String> = work
+        .versions
+        .iter()
+        .filter(|(r, _)| r.entity == Entity::Person)
+        .map(|(r, _)| r.id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut numbers: BTreeSet<String> = BTreeSet::new();
+    for id in &changed {
+        if let Some(r) = work.state.get(&(Entity::Person, id.clone())).filter(|r| live(r)) {
+            if let Some(n) = r.fields.get("id_number").and_then(Value::as_str) {
+                numbers.insert(n.to_string());
+            }
+        }
+    }
+    if numbers.is_empty() {
+        return Ok(0);
+    }
+    for row in persons_with_numbers(conn, &numbers)? {
+        work.state.entry((Entity::Person, row.id.clone())).or_insert(row);
+    }
+    let mut merges = 0;
+    for number in numbers {
+        let mut group: Vec<RecordRow> = work
+            .state
+            .values()
+            .filter(|r| r.entity == Entity::Person && live(r))
+            .filter(|r| r.fields.get("id_number").and_then(Value::as_str) == Some(number.as_str()))
+            .cloned()
+            .collect();
+        // The survivor is the record registered first.
+        group.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let Some((first, rest)) = group.split_first() else { continue };
+        for other in rest {
+            let survivor = work.state[&(Entity::Person, first.id.clone())].clone();
+            if disagreements(&survivor, other).is_empty() {
+                merge_persons(conn, work, &survivor.id, &other.id, by, true)?;
+                merges += 1;
+            } else {
+                queue_candidate(conn, &survivor, other, work.now)?;
+            }
+        }
+    }
+    Ok(merges)
+}
+
+fn persons_with_numbers(conn: &mut DbConn, numbers: &BTreeSet<String>) -> AppResult<Vec<RecordRow>> {
+    let param = serde_json::to_string(&numbers.iter().collect::<Vec<_>>()).expect("serialise");
+    let base = records::select_json_sql(backend_of(conn), Entity::Person);
+    let sql = match backend_of(conn) {
+        Backend::Sqlite => format!("{base} WHERE NOT deleted AND merged_into IS NULL AND id_number IN (SELECT value FROM json_each(?))"),
+        Backend::Postgres => format!("{base} WHERE NOT deleted AND merged_into IS NULL AND id_number IN (SELECT jsonb_array_elements_text($1::jsonb))"),
+    };
+    let rows: Vec<JsonRow> = match conn {
+        DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
+        DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
+    };
+    rows.iter().map(|r| RecordRow::from_json(&r.j)).collect()
+}
+
+const CANDIDATE_COLS: &[(&str, ColType)] = &[
+    ("id", ColType::Text),
+    ("person_a", ColType::Text),
+    ("person_b", ColType::Text),
+    ("org_unit", ColType::Text),
+    ("signal", ColType::Text),
+    ("status", ColType::Text),
+    ("created_at", ColType::BigInt),
+];
+
+fn queue_candidate(conn: &mut DbConn, a: &RecordRow, b: &RecordRow, now: i64) -> AppResult<()> {
+    let (a, b) = if a.id < b.id { (a, b) } else { (b, a) };
+    insert_rows(
+        conn,
+        "duplicate_candidates",
+        CANDIDATE_COLS,
+        Some(("person_a, person_b", &[])),
+        &[json!({"id": uuid::Uuid::now_v7().to_string(), "person_a": a.id, "person_b": b.id,
+                 "org_unit": a.org_unit, "signal": "id_number", "status": "open", "created_at": now})],
+    )
+}
+
+/// Records of any type whose person reference points at `person_id`.
+fn children_of(conn: &mut DbConn, work: &WorkSet, person_id: &str) -> AppResult<Vec<(RecordRow, &'static str)>> {
+    let mut out: Vec<(RecordRow, &'static str)> = Vec::new();
+    for def in ENTITIES {
+        for field in def.refs_to(Entity::Person) {
+            let base = records::select_json_sql(backend_of(conn), def.entity);
+            let sql = match backend_of(conn) {
+                Backend::Sqlite => format!("{base} WHERE {} = ?", field.name),
+                Backend::Postgres => format!("{base} WHERE {} = $1", field.name),
+            };
+            let rows: Vec<JsonRow> = match conn {
+                DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(person_id).load(c)?,
+                DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(person_id).load(c)?,
+            };
+            for r in rows {
+                let row = RecordRow::from_json(&r.j)?;
+                // The working set holds the newest state of records changed in this transaction.
+                let row = work.state.get(&(row.entity, row.id.clone())).cloned().unwrap_or(row);
+                out.push((row, field.name));
+            }
+            for row in work.state.values() {
+                if row.entity == def.entity
+                    && row.fields.get(field.name).and_then(Value::as_str) == Some(person_id)
+                    && !out.iter().any(|(o, f)| o.id == row.id && *f == field.name)
+                {
+                    out.push((row.clone(), field.name));
+                }
+            }
+        }
+    }
+    Ok(out.into_iter().filter(|(r, f)| r.fields.get(*f).and_then(Value::as_str) == Some(person_id)).collect())
+}
+
+const MERGE_COLS: &[(&str, ColType)] = &[
+    ("id", ColType::Text),
+    ("survivor_id", ColType::Text),
+    ("merged_id", ColType::Text),
+    ("snapshot", ColType::Text),
+    ("merged_by", ColType::Text),
+    ("automatic", ColType::Bool),
+    ("merged_at", ColType::BigInt),
+];
+
+/// Merges person `merged_id` into `survivor_id` inside the caller's transaction. Returns the
+/// merge's id; its snapshot (both persons and the re-pointed references) makes an undo possible.
+pub fn merge_persons(
+    conn: &mut DbConn,
+    work: &mut WorkSet,
+    survivor_id: &str,
+    merged_id: &str,
+    by: &str,
+    automatic: bool,
+) -> AppResult<String> {
+    let get = |work: &WorkSet, id: &str| work.state.get(&(Entity::Person, id.to_string())).cloned();
+    for id in [survivor_id, merged_id] {
+        if get(work, id).is_none() {
+            if let Some(r) = records::load_one(conn, Entity::Person, id)? {
+                work.state.insert((Entity::Person, id.to_string()), r);
+            }
+        }
+    }
+    let (Some(survivor), Some(merged)) = (get(work, survivor_id), get(work, merged_id)) else {
+        return Err(AppError::NotFound);
+    };
+    if !live(&survivor) || !live(&merged) || survivor.id == merged.id {
+        return Err(AppError::Conflict("both persons must be live and distinct".into()));
+    }
+    let children = children_of(conn, work, merged_id)?;
+    let snapshot = json!({
+        "survivor": {"version": survivor.version, "fields": survivor.fields},
+        "merged": {"version": merged.version, "fields": merged.fields, "org_unit": merged.org_unit},
+        "children": children.iter().map(|(r, f)| json!([r.entity.name(), r.id, f])).collect::<Vec<_>>(),
+    });
+
+    let mut filled = survivor.clone();
+    for (k, v) in &merged.fields {
+        if !filled.fields.contains_key(k) {
+            filled.fields.insert(k.clone(), v.clone());
+            if let Some(s) = merged.stamps.get(k) {
+                filled.stamps.insert(k.clone(), *s);
+            }
+        }
+    }
+    if filled.fields != survivor.fields {
+        work.new_version(filled, by);
+    }
+    let mut gone = merged.clone();
+    gone.deleted = true;
+    gone.merged_into = Some(survivor_id.to_string());
+    work.new_version(gone, by);
+    for (mut child, field) in children {
+        child.fields.insert(field.to_string(), Value::String(survivor_id.to_string()));
+        work.new_version(child, by);
+    }
+
+    let id = uuid::Uuid::now_v7().to_string();
+    insert_rows(
+        conn,
+        "person_merges",
+        MERGE_COLS,
+        None,
+        &[json!({"id": id, "survivor_id": survivor_id, "merged_id": merged_id,
+                 "snapshot": snapshot.to_string(), "merged_by": by, "automatic": automatic,
+                 "merged_at": work.now})],
+    )?;
+    let (a, b) = if survivor_id < merged_id { (survivor_id, merged_id) } else { (merged_id, survivor_id) };
+    let sql = match backend_of(conn) {
+        Backend::Sqlite => "UPDATE duplicate_candidates SET status = 'merged' WHERE person_a = ? AND person_b = ?",
+        Backend::Postgres => "UPDATE duplicate_candidates SET status = 'merged' WHERE person_a = $1 AND person_b = $2",
+    };
+    match conn {
+        DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(a).bind::<Text, _>(b).execute(c)?,
+        DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(a).bind::<Text, _>(b).execute(c)?,
+    };
+    Ok(id)
+}

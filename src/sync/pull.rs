@@ -1,0 +1,167 @@
+//! The pull service: changes in the device's scope after its cursor, in commit order, read in
+//! one snapshot together with the device's last_seq.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::RunQueryDsl;
+
+use crate::auth::scope::Scope;
+use crate::db::records::{self, backend_of, JsonRow, RecordRow};
+use crate::db::schema::{devices, sync_state};
+use crate::db::{now_micros, Backend, Db, DbConn};
+use crate::domain::entities::ENTITIES;
+use crate::error::{AppError, AppResult};
+use crate::sync::protocol::{PullRequest, PullResponse, RecordOut};
+use crate::sync::store::{self, ConflictRow, CONFLICT_SELECT};
+
+pub struct Puller {
+    pub user_id: String,
+    pub device_id: String,
+    pub scope: Scope,
+}
+
+/// `org_unit` range predicates for a scope. Codes are checked to be ASCII letters and digits
+/// (org units are validated on insert), so they can be written into the SQL text.
+fn scope_predicate(scope: &Scope) -> String {
+    let parts: Vec<String> = scope
+        .ranges()
+        .into_iter()
+        .filter(|(lo, _)| lo.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .map(|(lo, hi)| format!("(org_unit >= '{lo}' AND org_unit < '{hi}')"))
+        .collect();
+    if parts.is_empty() {
+        "1 = 0".into()
+    } else {
+        format!("({})", parts.join(" OR "))
+    }
+}
+
+pub fn record_out(r: RecordRow) -> RecordOut {
+    RecordOut {
+        entity: r.entity.name().to_string(),
+        id: r.id,
+        org_unit: r.org_unit,
+        version: r.version,
+        deleted: r.deleted,
+        merged_into: r.merged_into,
+        fields: serde_json::to_value(r.fields).expect("fields serialise"),
+        change_seq: r.change_seq,
+    }
+}
+
+/// Notes a pull on the device (status pages, and the scope a later pull is compared with).
+pub fn record_pull(db: &Db, device_id: &str, scope_fingerprint: Option<&str>, cursor: i64) -> AppResult<()> {
+    let now = now_micros();
+    db.write(|conn| {
+        let target = devices::table.filter(devices::id.eq(device_id));
+        match scope_fingerprint {
+            Some(h) => diesel::update(target)
+                .set((
+                    devices::last_pull_at.eq(now),
+                    devices::last_pull_cursor.eq(cursor),
+                    devices::scope_hash.eq(h),
+                ))
+                .execute(conn)?,
+            None => diesel::update(target).set(devices::last_pull_at.eq(now)).execute(conn)?,
+        };
+        Ok(())
+    })
+}
+
+/// Pulls a page. The flag says whether the device's stored scope differs from the scope this
+/// answer was made for, so the caller must record the pull before the next one is judged.
+pub fn pull(db: &Db, p: &Puller, req: &PullRequest, max_page: usize, default_page: usize) -> AppResult<(PullResponse, bool)> {
+    if req.cursor < 0 {
+        return Err(AppError::BadRequest("cursor must be >= 0".into()));
+    }
+    let limit = req.limit.unwrap_or(default_page).clamp(1, max_page);
+    let fingerprint = p.scope.fingerprint();
+    let mut scope_news = false;
+    let resp = db.read(|conn| {
+        if let DbConn::Postgres(_) = conn {
+            // One snapshot for every statement of the pull.
+            conn.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+        }
+        let dev = store::device(conn, &p.device_id)?;
+        if dev.status != "active" {
+            return Err(AppError::Forbidden("device_revoked"));
+        }
+        scope_news = dev.scope_hash.as_deref() != Some(fingerprint.as_str());
+        let (last_change_seq, purged_before): (i64, i64) = sync_state::table
+            .filter(sync_state::id.eq(1))
+            .select((sync_state::last_change_seq, sync_state::purged_before_seq))
+            .first(conn)?;
+        let reset = if req.cursor == 0 {
+            None
+        } else if dev.scope_hash.as_deref().is_some_and(|h| h != fingerprint) {
+            Some("scope_changed")
+        } else if req.cursor < purged_before {
+            Some("cursor_too_old")
+        } else if req.cursor > last_change_seq {
+            Some("unknown_cursor")
+        } else {
+            None
+        };
+        if let Some(reason) = reset {
+            return Ok(PullResponse {
+                records: Vec::new(),
+                conflicts: Vec::new(),
+                last_seq: dev.last_seq,
+                next_cursor: 0,
+                has_more: false,
+                reset_required: true,
+                reset_reason: Some(reason.into()),
+            });
+        }
+        let rows = changes(conn, &p.scope, req.cursor, limit + 1)?;
+        let has_more = rows.len() > limit;
+        let rows: Vec<RecordRow> = rows.into_iter().take(limit).collect();
+        let upper = if has_more {
+            rows.last().map_or(req.cursor, |r| r.change_seq)
+        } else {
+            last_change_seq
+        };
+        let conflicts = conflicts(conn, &p.scope, req.cursor, upper)?;
+        Ok(PullResponse {
+            records: rows.into_iter().map(record_out).collect(),
+            conflicts,
+            last_seq: dev.last_seq,
+            next_cursor: upper,
+            has_more,
+            reset_required: false,
+            reset_reason: None,
+        })
+    })?;
+    Ok((resp, scope_news))
+}
+
+/// Records in scope changed after `cursor`, oldest change first, across every record type in
+/// one statement. A fresh snapshot (cursor 0) leaves out tombstones.
+pub fn changes(conn: &mut DbConn, scope: &Scope, cursor: i64, limit: usize) -> AppResult<Vec<RecordRow>> {
+    let backend = backend_of(conn);
+    let pred = scope_predicate(scope);
+    let live = if cursor == 0 { " AND NOT deleted" } else { "" };
+    let parts: Vec<String> = ENTITIES
+        .iter()
+        .map(|d| {
+            let base = records::select_json_sql(backend, d.entity);
+            let alias = match backend {
+                Backend::Sqlite => "",
+                Backend::Postgres => "",
+            };
+            format!("SELECT * FROM ({base}{alias} WHERE {pred} AND change_seq > {cursor}{live} ORDER BY change_seq LIMIT {limit}) AS s_{}", d.table)
+        })
+        .collect();
+    let sql = format!("{} ORDER BY change_seq LIMIT {limit}", parts.join(" UNION ALL "));
+    let rows: Vec<JsonRow> = diesel::sql_query(sql).load(conn)?;
+    rows.iter().map(|r| RecordRow::from_json(&r.j)).collect()
+}
+
+fn conflicts(conn: &mut DbConn, scope: &Scope, after: i64, upto: i64) -> AppResult<Vec<crate::sync::protocol::ConflictOut>> {
+    let sql = format!(
+        "{CONFLICT_SELECT} WHERE {} AND change_seq > {after} AND change_seq <= {upto} ORDER BY change_seq",
+        scope_predicate(scope)
+    );
+    let rows: Vec<ConflictRow> = diesel::sql_query(sql).load(conn)?;
+    Ok(rows.into_iter().map(ConflictRow::into_out).collect())
+}

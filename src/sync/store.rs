@@ -1,0 +1,338 @@
+//! The sync core's own tables: the change-sequence lock, the device ledger, conflicts, flags.
+//! Record rows themselves go through `db::records`.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use serde_json::{json, Value};
+
+use crate::db::records::{backend_of, insert_rows, ColType};
+use crate::db::schema::{device_ops, devices, sync_state};
+use crate::db::{Backend, DbConn};
+use crate::error::{AppError, AppResult};
+use crate::sync::protocol::{ConflictOut, OpResult};
+
+/// Hands out change sequence numbers inside one write transaction.
+///
+/// `lock` updates the single `sync_state` row first, which takes the write lock (SQLite) or the
+/// row lock (PostgreSQL) until commit. Writers are therefore serialised, so sequence numbers are
+/// committed in the order they are handed out: a pull that has seen seq N has seen everything
+/// below N, and a cursor never skips a change committed later.
+pub struct SeqAlloc {
+    next: i64,
+    start: i64,
+}
+
+#[derive(QueryableByName)]
+struct SeqRow {
+    #[diesel(sql_type = BigInt)]
+    last_change_seq: i64,
+}
+
+impl SeqAlloc {
+    pub fn lock(conn: &mut DbConn) -> AppResult<SeqAlloc> {
+        let rows: Vec<SeqRow> = diesel::sql_query(
+            "UPDATE sync_state SET last_change_seq = last_change_seq WHERE id = 1 RETURNING last_change_seq",
+        )
+        .load(conn)?;
+        let last = rows
+            .first()
+            .map(|r| r.last_change_seq)
+            .ok_or_else(|| AppError::Internal("sync_state row missing".into()))?;
+        Ok(SeqAlloc {
+            next: last + 1,
+            start: last,
+        })
+    }
+
+    pub fn alloc(&mut self) -> i64 {
+        let s = self.next;
+        self.next += 1;
+        s
+    }
+
+    /// Writes the last handed-out number back; call once, last, in the same transaction.
+    pub fn finish(self, conn: &mut DbConn) -> AppResult<()> {
+        if self.next - 1 > self.start {
+            diesel::update(sync_state::table.filter(sync_state::id.eq(1)))
+                .set(sync_state::last_change_seq.eq(self.next - 1))
+                .execute(conn)?;
+        }
+        Ok(())
+    }
+}
+
+pub struct DeviceRow {
+    pub user_id: String,
+    pub status: String,
+    pub last_seq: i64,
+    pub scope_hash: Option<String>,
+}
+
+pub fn device(conn: &mut DbConn, device_id: &str) -> AppResult<DeviceRow> {
+    let row: Option<(String, String, i64, Option<String>)> = devices::table
+        .filter(devices::id.eq(device_id))
+        .select((
+            devices::user_id,
+            devices::status,
+            devices::last_seq,
+            devices::scope_hash,
+        ))
+        .first(conn)
+        .optional()?;
+    let (user_id, status, last_seq, scope_hash) = row.ok_or(AppError::Forbidden("unknown_device"))?;
+    Ok(DeviceRow {
+        user_id,
+        status,
+        last_seq,
+        scope_hash,
+    })
+}
+
+/// The stored first answers of already applied seqs.
+pub fn stored_results(conn: &mut DbConn, device_id: &str, seqs: &[i64]) -> AppResult<Vec<(i64, OpResult)>> {
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(i64, String)> = device_ops::table
+        .filter(device_ops::device_id.eq(device_id))
+        .filter(device_ops::seq.eq_any(seqs))
+        .select((device_ops::seq, device_ops::result))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(s, r)| {
+            serde_json::from_str(&r)
+                .map(|res| (s, res))
+                .map_err(|e| AppError::Internal(format!("stored result: {e}")))
+        })
+        .collect()
+}
+
+const OP_COLS: &[(&str, ColType)] = &[
+    ("device_id", ColType::Text),
+    ("seq", ColType::BigInt),
+    ("op_id", ColType::Text),
+    ("entity", ColType::Text),
+    ("record_id", ColType::Text),
+    ("kind", ColType::Text),
+    ("status", ColType::Text),
+    ("code", ColType::Text),
+    ("result", ColType::Text),
+    ("payload", ColType::Text),
+    ("recorded_at", ColType::BigInt),
+    ("received_at", ColType::BigInt),
+];
+
+/// One line of the device ledger.
+pub struct LedgerEntry<'a> {
+    pub result: &'a OpResult,
+    pub kind: &'a str,
+    pub payload: Option<&'a Value>,
+    pub recorded_at: Option<i64>,
+}
+
+pub fn write_ledger(conn: &mut DbConn, device_id: &str, entries: &[LedgerEntry], now: i64) -> AppResult<()> {
+    let rows: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let kind = if matches!(e.kind, "create" | "update" | "delete") {
+                e.kind
+            } else {
+                "update"
+            };
+            json!({
+                "device_id": device_id,
+                "seq": e.result.seq,
+                "op_id": e.result.op_id,
+                "entity": e.result.entity,
+                "record_id": e.result.id,
+                "kind": kind,
+                "status": e.result.status,
+                "code": e.result.code,
+                "result": serde_json::to_string(e.result).expect("result serialises"),
+                "payload": e.payload.map(|p| p.to_string()),
+                "recorded_at": e.recorded_at,
+                "received_at": now,
+            })
+        })
+        .collect();
+    insert_rows(conn, "device_ops", OP_COLS, None, &rows)
+}
+
+pub fn advance_device(conn: &mut DbConn, device_id: &str, last_seq: i64, now: i64) -> AppResult<()> {
+    diesel::update(devices::table.filter(devices::id.eq(device_id)))
+        .set((devices::last_seq.eq(last_seq), devices::last_push_at.eq(now)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A conflict row about to be stored.
+pub struct NewConflict {
+    pub out: ConflictOut,
+    pub org_unit: String,
+    pub base_version: Option<i64>,
+    pub server_version: i64,
+    pub device_id: Option<String>,
+    pub user_id: String,
+    pub op_id: Option<String>,
+    pub recorded_at: i64,
+    pub change_seq: i64,
+}
+
+const CONFLICT_COLS: &[(&str, ColType)] = &[
+    ("id", ColType::Text),
+    ("entity", ColType::Text),
+    ("record_id", ColType::Text),
+    ("org_unit", ColType::Text),
+    ("field", ColType::Text),
+    ("kind", ColType::Text),
+    ("policy", ColType::Text),
+    ("status", ColType::Text),
+    ("winner", ColType::Text),
+    ("base_value", ColType::Text),
+    ("server_value", ColType::Text),
+    ("device_value", ColType::Text),
+    ("base_version", ColType::BigInt),
+    ("server_version", ColType::BigInt),
+    ("device_id", ColType::Text),
+    ("user_id", ColType::Text),
+    ("op_id", ColType::Text),
+    ("recorded_at", ColType::BigInt),
+    ("created_at", ColType::BigInt),
+    ("change_seq", ColType::BigInt),
+];
+
+pub fn insert_conflicts(conn: &mut DbConn, conflicts: &[NewConflict], now: i64) -> AppResult<()> {
+    let rows: Vec<Value> = conflicts
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.out.id,
+                "entity": c.out.entity,
+                "record_id": c.out.record_id,
+                "org_unit": c.org_unit,
+                "field": c.out.field,
+                "kind": c.out.kind,
+                "policy": c.out.policy,
+                "status": c.out.status,
+                "winner": c.out.winner,
+                "base_value": c.out.base_value.to_string(),
+                "server_value": c.out.server_value.to_string(),
+                "device_value": c.out.device_value.to_string(),
+                "base_version": c.base_version,
+                "server_version": c.server_version,
+                "device_id": c.device_id,
+                "user_id": c.user_id,
+                "op_id": c.op_id,
+                "recorded_at": c.recorded_at,
+                "created_at": now,
+                "change_seq": c.change_seq,
+            })
+        })
+        .collect();
+    insert_rows(conn, "conflicts", CONFLICT_COLS, None, &rows)
+}
+
+#[derive(QueryableByName)]
+pub struct ConflictRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub entity: String,
+    #[diesel(sql_type = Text)]
+    pub record_id: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    pub field: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Text)]
+    pub policy: String,
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = Text)]
+    pub winner: String,
+    #[diesel(sql_type = Text)]
+    pub base_value: String,
+    #[diesel(sql_type = Text)]
+    pub server_value: String,
+    #[diesel(sql_type = Text)]
+    pub device_value: String,
+    #[diesel(sql_type = BigInt)]
+    pub change_seq: i64,
+}
+
+impl ConflictRow {
+    pub fn into_out(self) -> ConflictOut {
+        let parse = |s: &str| serde_json::from_str(s).unwrap_or(Value::Null);
+        ConflictOut {
+            base_value: parse(&self.base_value),
+            server_value: parse(&self.server_value),
+            device_value: parse(&self.device_value),
+            id: self.id,
+            entity: self.entity,
+            record_id: self.record_id,
+            field: self.field,
+            kind: self.kind,
+            policy: self.policy,
+            status: self.status,
+            winner: self.winner,
+        }
+    }
+}
+
+pub const CONFLICT_SELECT: &str = "SELECT id, entity, record_id, field, kind, policy, status, winner, \
+     base_value, server_value, device_value, change_seq FROM conflicts";
+
+const FLAG_COLS: &[(&str, ColType)] = &[
+    ("entity", ColType::Text),
+    ("record_id", ColType::Text),
+    ("check_code", ColType::Text),
+    ("org_unit", ColType::Text),
+    ("active", ColType::Bool),
+    ("version", ColType::BigInt),
+    ("raised_at", ColType::BigInt),
+    ("cleared_at", ColType::BigInt),
+];
+
+/// Replaces the active flags of the given records: checks a record now passes are cleared,
+/// the ones it fails are raised (or kept).
+pub fn set_flags(
+    conn: &mut DbConn,
+    records: &[(&str, &str, &str, i64, Vec<&'static str>)],
+    now: i64,
+) -> AppResult<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<Value> = records.iter().map(|r| json!([r.0, r.1])).collect();
+    let keys = Value::Array(keys).to_string();
+    let clear = match backend_of(conn) {
+        Backend::Sqlite => format!(
+            "UPDATE flags SET active = false, cleared_at = {now} WHERE active AND EXISTS \
+             (SELECT 1 FROM json_each(?) k WHERE flags.entity = k.value ->> 0 AND flags.record_id = k.value ->> 1)"
+        ),
+        Backend::Postgres => format!(
+            "UPDATE flags SET active = false, cleared_at = {now} WHERE active AND EXISTS \
+             (SELECT 1 FROM jsonb_array_elements($1::jsonb) k WHERE flags.entity = k ->> 0 AND flags.record_id = k ->> 1)"
+        ),
+    };
+    crate::db::records::exec_json(conn, &clear, &keys)?;
+    let rows: Vec<Value> = records
+        .iter()
+        .flat_map(|(entity, id, org_unit, version, codes)| {
+            codes.iter().map(move |code| {
+                json!({"entity": entity, "record_id": id, "check_code": code, "org_unit": org_unit,
+                       "active": true, "version": version, "raised_at": now, "cleared_at": null})
+            })
+        })
+        .collect();
+    insert_rows(
+        conn,
+        "flags",
+        FLAG_COLS,
+        Some((
+            "entity, record_id, check_code",
+            &["org_unit", "active", "version", "raised_at", "cleared_at"],
+        )),
+        &rows,
+    )
+}
