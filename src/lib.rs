@@ -70,7 +70,9 @@ impl Application {
             db,
             settings: settings.clone(),
             auth,
-            push_gate: Arc::new(tokio::sync::Semaphore::new(settings.limits.max_inflight_pushes.max(1))),
+            push_gate: Arc::new(tokio::sync::Semaphore::new(
+                settings.limits.max_inflight_pushes.max(1),
+            )),
         });
         let workers = if settings.workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())

@@ -9,7 +9,11 @@ use serde_json::Value;
 use fieldsync::settings::Settings;
 
 #[derive(Parser)]
-#[command(name = "fieldsync", version, about = "Sync server for village population and family-planning field work")]
+#[command(
+    name = "fieldsync",
+    version,
+    about = "Sync server for village population and family-planning field work"
+)]
 struct Cli {
     /// Settings file (default: ./fieldsync.toml when it exists).
     #[arg(long, global = true, env = "FIELDSYNC_CONFIG")]
@@ -123,18 +127,28 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { demo, .. } => serve(settings, demo),
         Command::Migrate => {
             let db = fieldsync::open_database(&settings)?;
-            let pending = db.pending_migrations().map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("migrations current on {} ({} pending)", db.backend().name(), pending);
+            let pending = db
+                .pending_migrations()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "migrations current on {} ({} pending)",
+                db.backend().name(),
+                pending
+            );
             Ok(())
         }
         Command::Demo { seed } => {
             let db = fieldsync::open_database(&settings)?;
-            let summary = fieldsync::demo::load(&db, seed, true).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let summary =
+                fieldsync::demo::load(&db, seed, true).map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{summary}");
             Ok(())
         }
-        Command::Orgunit { command: OrgunitCommand::Import { file } } => {
-            let f = std::fs::File::open(&file).with_context(|| format!("open {}", file.display()))?;
+        Command::Orgunit {
+            command: OrgunitCommand::Import { file },
+        } => {
+            let f =
+                std::fs::File::open(&file).with_context(|| format!("open {}", file.display()))?;
             let units = fieldsync::orgunits::parse_csv(f).map_err(|e| anyhow::anyhow!(e))?;
             let db = fieldsync::open_database(&settings)?;
             let n = db
@@ -175,9 +189,19 @@ fn user_command(settings: &Settings, command: UserCommand) -> anyhow::Result<()>
     use fieldsync::auth::{passwords, roles::Role, users};
     let db = fieldsync::open_database(settings)?;
     match command {
-        UserCommand::Add { username, role, org_unit, villages, display_name, password_stdin } => {
-            let role = Role::parse(&role)
-                .with_context(|| format!("unknown role {role:?} (worker, township_supervisor, county_supervisor, admin)"))?;
+        UserCommand::Add {
+            username,
+            role,
+            org_unit,
+            villages,
+            display_name,
+            password_stdin,
+        } => {
+            let role = Role::parse(&role).with_context(|| {
+                format!(
+                    "unknown role {role:?} (worker, township_supervisor, county_supervisor, admin)"
+                )
+            })?;
             let (pw, generated) = read_or_generate_password(password_stdin)?;
             let hash = passwords::hash_blocking(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
             let new = users::NewUser {
@@ -187,14 +211,24 @@ fn user_command(settings: &Settings, command: UserCommand) -> anyhow::Result<()>
                 org_unit,
                 villages,
             };
-            let user = db.write(|c| users::create(c, &new, &hash)).map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("created user {} ({}) id {}", user.username, user.role.as_str(), user.id);
+            let user = db
+                .write(|c| users::create(c, &new, &hash))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "created user {} ({}) id {}",
+                user.username,
+                user.role.as_str(),
+                user.id
+            );
             if let Some(pw) = generated {
                 println!("password (shown once): {pw}");
             }
             Ok(())
         }
-        UserCommand::Passwd { username, password_stdin } => {
+        UserCommand::Passwd {
+            username,
+            password_stdin,
+        } => {
             let (pw, generated) = read_or_generate_password(password_stdin)?;
             let hash = passwords::hash_blocking(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
             db.write(|c| users::set_password(c, &username, &hash))
@@ -213,10 +247,15 @@ fn device_command(settings: &Settings, command: DeviceCommand) -> anyhow::Result
     let db = fieldsync::open_database(settings)?;
     match command {
         DeviceCommand::List { user } => {
-            let list = db.read(|c| devices::list_all(c, user.as_deref())).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let list = db
+                .read(|c| devices::list_all(c, user.as_deref()))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{:<36}  {:<8}  {:<20}  name", "id", "status", "user");
             for d in list {
-                println!("{:<36}  {:<8}  {:<20}  {}", d.id, d.status, d.username, d.name);
+                println!(
+                    "{:<36}  {:<8}  {:<20}  {}",
+                    d.id, d.status, d.username, d.name
+                );
             }
             Ok(())
         }
@@ -245,7 +284,9 @@ fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         if let Some(pw) = password {
             println!("admin password (shown once): {pw}");
-            println!("demo accounts admin, county, township and w<village code> share this password");
+            println!(
+                "demo accounts admin, county, township and w<village code> share this password"
+            );
         }
     }
     actix_web::rt::System::new().block_on(async move {

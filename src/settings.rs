@@ -145,14 +145,17 @@ impl Settings {
             None => None,
         };
         if let Some(path) = path {
-            let text = std::fs::read_to_string(&path).map_err(|e| SettingsError::Read(path.clone(), e))?;
-            let t: toml::Value =
-                toml::from_str(&text).map_err(|e| SettingsError::Parse(path.clone(), e.to_string()))?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| SettingsError::Read(path.clone(), e))?;
+            let t: toml::Value = toml::from_str(&text)
+                .map_err(|e| SettingsError::Parse(path.clone(), e.to_string()))?;
             let v = serde_json::to_value(t).map_err(|e| SettingsError::Invalid(e.to_string()))?;
             overlay(&mut merged, v);
         }
         for (key, raw) in env {
-            let Some(rest) = key.strip_prefix("FIELDSYNC_") else { continue };
+            let Some(rest) = key.strip_prefix("FIELDSYNC_") else {
+                continue;
+            };
             if rest.starts_with("TEST_") || rest == "CONFIG" {
                 continue;
             }
@@ -248,7 +251,10 @@ mod tests {
         .unwrap();
         let env = vec![
             ("FIELDSYNC_POOL_SIZE".to_string(), "5".to_string()),
-            ("FIELDSYNC_LIMITS__MAX_PAGE_SIZE".to_string(), "700".to_string()),
+            (
+                "FIELDSYNC_LIMITS__MAX_PAGE_SIZE".to_string(),
+                "700".to_string(),
+            ),
             ("FIELDSYNC_TEST_PG_URL".to_string(), "ignored".to_string()),
         ];
         let s = Settings::load_from(
@@ -269,7 +275,10 @@ mod tests {
     fn unknown_keys_and_bad_values_are_refused() {
         let env = vec![("FIELDSYNC_NO_SUCH_KEY".to_string(), "1".to_string())];
         assert!(Settings::load_from(None, &env, &[]).is_err());
-        let env = vec![("FIELDSYNC_LIMITS__MAX_OPS_PER_BATCH".to_string(), "0".to_string())];
+        let env = vec![(
+            "FIELDSYNC_LIMITS__MAX_OPS_PER_BATCH".to_string(),
+            "0".to_string(),
+        )];
         assert!(Settings::load_from(None, &env, &[]).is_err());
     }
 

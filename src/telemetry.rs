@@ -34,7 +34,8 @@ fn accept_client_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
     (!s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
     .then(|| s.to_string())
 }
 

@@ -31,7 +31,11 @@ pub struct RouteDef {
 }
 
 /// Admins and the supervisors (who manage the devices and villages of their subtree).
-pub const MANAGERS: &[Role] = &[Role::Admin, Role::TownshipSupervisor, Role::CountySupervisor];
+pub const MANAGERS: &[Role] = &[
+    Role::Admin,
+    Role::TownshipSupervisor,
+    Role::CountySupervisor,
+];
 
 macro_rules! routes {
     ($( $method:ident $path:literal => $handler:path, $access:expr; )*) => {
@@ -92,7 +96,9 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
                     AppError::TooLarge(serde_json::json!({ "max_body_bytes": limit }))
                 }
                 E::ContentType => AppError::UnsupportedMediaType,
-                E::Deserialize(e) => AppError::BadRequest(format!("malformed JSON body: {}", safe_serde_message(e))),
+                E::Deserialize(e) => {
+                    AppError::BadRequest(format!("malformed JSON body: {}", safe_serde_message(e)))
+                }
                 _ => AppError::BadRequest("unreadable request body".into()),
             };
             app.into()
@@ -105,8 +111,7 @@ pub fn query_config() -> web::QueryConfig {
 }
 
 pub fn path_config() -> web::PathConfig {
-    web::PathConfig::default()
-        .error_handler(|_err, _req| AppError::NotFound.into())
+    web::PathConfig::default().error_handler(|_err, _req| AppError::NotFound.into())
 }
 
 /// serde's messages name the field and the expected type; they can quote the offending value,

@@ -48,7 +48,8 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, l: &Limits) -> 
     }
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| AppError::BadRequest("the request body was cut off".into()))?;
+        let chunk =
+            chunk.map_err(|_| AppError::BadRequest("the request body was cut off".into()))?;
         if body.len() + chunk.len() > l.max_body_bytes {
             return Err(AppError::TooLarge(limits_body(l)));
         }
@@ -63,7 +64,8 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, l: &Limits) -> 
         "identity" => Ok(body),
         "gzip" => {
             let mut out = Vec::new();
-            let mut dec = flate2::read::GzDecoder::new(&body[..]).take(l.max_inflated_bytes as u64 + 1);
+            let mut dec =
+                flate2::read::GzDecoder::new(&body[..]).take(l.max_inflated_bytes as u64 + 1);
             dec.read_to_end(&mut out)
                 .map_err(|_| AppError::BadRequest("the gzip body is corrupt".into()))?;
             if out.len() > l.max_inflated_bytes {
@@ -76,7 +78,9 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, l: &Limits) -> 
 }
 
 fn device_of(p: &Principal) -> AppResult<String> {
-    p.device_id.clone().ok_or(AppError::Forbidden("device_required"))
+    p.device_id
+        .clone()
+        .ok_or(AppError::Forbidden("device_required"))
 }
 
 /// Push a batch of operations.
@@ -169,7 +173,10 @@ pub async fn pull_changes(
     body: web::Json<PullRequest>,
 ) -> AppResult<HttpResponse> {
     let limits = state.settings.limits.clone();
-    if body.limit.is_some_and(|l| l == 0 || l > limits.max_page_size) {
+    if body
+        .limit
+        .is_some_and(|l| l == 0 || l > limits.max_page_size)
+    {
         return Err(AppError::BadRequest(format!(
             "limit must be between 1 and {}",
             limits.max_page_size
@@ -177,17 +184,24 @@ pub async fn pull_changes(
     }
     let device_id = device_of(&principal)?;
     let db = state.db.clone();
-    let (response, scope_news, puller): (PullResponse, bool, pull::Puller) = web::block(move || {
-        let scope = db.read(|c| principal.scope(c))?;
-        let puller = pull::Puller {
-            user_id: principal.user_id,
-            device_id,
-            scope,
-        };
-        let (resp, news) = pull::pull(&db, &puller, &body, limits.max_page_size, limits.default_page_size)?;
-        Ok::<_, AppError>((resp, news, puller))
-    })
-    .await??;
+    let (response, scope_news, puller): (PullResponse, bool, pull::Puller) =
+        web::block(move || {
+            let scope = db.read(|c| principal.scope(c))?;
+            let puller = pull::Puller {
+                user_id: principal.user_id,
+                device_id,
+                scope,
+            };
+            let (resp, news) = pull::pull(
+                &db,
+                &puller,
+                &body,
+                limits.max_page_size,
+                limits.default_page_size,
+            )?;
+            Ok::<_, AppError>((resp, news, puller))
+        })
+        .await??;
     // The bookkeeping write waits for the writer. A new scope is recorded before answering, so
     // the next pull is judged against it; otherwise the answer, read from its snapshot, does not wait.
     let db = state.db.clone();

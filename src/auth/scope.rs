@@ -93,7 +93,11 @@ mod tests {
 
     #[test]
     fn nested_roots_collapse_and_contain_by_prefix() {
-        let s = Scope::new(vec!["130131102201".into(), "130131102".into(), "130131103201".into()]);
+        let s = Scope::new(vec![
+            "130131102201".into(),
+            "130131102".into(),
+            "130131103201".into(),
+        ]);
         assert_eq!(s.roots(), ["130131102", "130131103201"]);
         assert!(s.contains("130131102202"));
         assert!(s.contains("130131103201G1"));
@@ -106,6 +110,9 @@ mod tests {
         let a = Scope::new(vec!["130131102201".into()]);
         let b = Scope::new(vec!["130131102201".into(), "130131102202".into()]);
         assert_ne!(a.fingerprint(), b.fingerprint());
-        assert_eq!(a.fingerprint(), Scope::new(vec!["130131102201".into()]).fingerprint());
+        assert_eq!(
+            a.fingerprint(),
+            Scope::new(vec!["130131102201".into()]).fingerprint()
+        );
     }
 }

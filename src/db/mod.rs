@@ -225,7 +225,9 @@ impl Db {
 pub fn run_migrations(conn: &mut DbConn) -> Result<usize, DbError> {
     let applied = match conn {
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
-        DbConn::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+        DbConn::Postgres(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.len()),
     };
     applied.map_err(|e| DbError::Migration(e.to_string()))
 }
@@ -249,14 +251,20 @@ fn show(conn: &mut DbConn, sql: &str) -> Result<String, DbError> {
 pub fn check_durability(conn: &mut DbConn) -> Result<(), DbError> {
     match conn {
         DbConn::Sqlite(_) => {
-            let sync = show(conn, "SELECT CAST(synchronous AS TEXT) AS value FROM pragma_synchronous")?;
+            let sync = show(
+                conn,
+                "SELECT CAST(synchronous AS TEXT) AS value FROM pragma_synchronous",
+            )?;
             if sync != "2" && sync != "3" {
                 return Err(DbError::UnsafeDurability(format!(
                     "SQLite synchronous is {} (need FULL = 2 or EXTRA = 3); an acknowledged op could be lost on power failure",
                     sync
                 )));
             }
-            let mode = show(conn, "SELECT journal_mode AS value FROM pragma_journal_mode")?;
+            let mode = show(
+                conn,
+                "SELECT journal_mode AS value FROM pragma_journal_mode",
+            )?;
             if mode != "wal" && !mode.eq_ignore_ascii_case("memory") {
                 return Err(DbError::UnsafeDurability(format!(
                     "SQLite journal_mode is {mode}, expected wal"
@@ -270,7 +278,10 @@ pub fn check_durability(conn: &mut DbConn) -> Result<(), DbError> {
                     "PostgreSQL fsync is off; committed data could be lost on a crash".into(),
                 ));
             }
-            let sc = show(conn, "SELECT current_setting('synchronous_commit') AS value")?;
+            let sc = show(
+                conn,
+                "SELECT current_setting('synchronous_commit') AS value",
+            )?;
             if sc == "off" {
                 return Err(DbError::UnsafeDurability(
                     "PostgreSQL synchronous_commit is off; the server could acknowledge ops that a crash then loses".into(),
@@ -292,7 +303,10 @@ mod tests {
 
     #[test]
     fn backend_from_scheme() {
-        assert_eq!(Backend::from_url("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(
+            Backend::from_url("postgres://u@h/db").unwrap(),
+            Backend::Postgres
+        );
         assert_eq!(Backend::from_url("sqlite://x.db").unwrap(), Backend::Sqlite);
         assert_eq!(Backend::from_url("x.db").unwrap(), Backend::Sqlite);
         assert!(Backend::from_url("mysql://x").is_err());

@@ -105,10 +105,7 @@ pub fn json_insert_sql(
     let list = names.join(", ");
     let mut sql = match backend {
         Backend::Sqlite => {
-            let exprs: Vec<String> = names
-                .iter()
-                .map(|n| format!("j.value ->> '{n}'"))
-                .collect();
+            let exprs: Vec<String> = names.iter().map(|n| format!("j.value ->> '{n}'")).collect();
             // `WHERE true` lets SQLite parse an upsert whose source is a SELECT.
             format!(
                 "INSERT INTO {table} ({list}) SELECT {} FROM json_each(?) AS j WHERE true",

@@ -32,8 +32,13 @@ const fn c(value: &'static str, zh: &'static str, en: &'static str) -> Choice {
 /// The type of a field, as validated before anything reaches the database.
 #[derive(Clone, Copy, Debug)]
 pub enum FieldType {
-    Text { max_len: usize },
-    Int { min: i64, max: i64 },
+    Text {
+        max_len: usize,
+    },
+    Int {
+        min: i64,
+        max: i64,
+    },
     Bool,
     /// ISO date `YYYY-MM-DD`.
     Date,
@@ -165,7 +170,11 @@ pub const SUPPLY_ITEM: &[Choice] = &[
 ];
 
 pub const BENEFIT_KIND: &[Choice] = &[
-    c("one_child_certificate", "独生子女父母光荣证", "one-child parents' certificate"),
+    c(
+        "one_child_certificate",
+        "独生子女父母光荣证",
+        "one-child parents' certificate",
+    ),
     c("reward_assistance", "奖励扶助", "reward and assistance"),
     c("special_assistance", "特别扶助", "special assistance"),
 ];
@@ -198,34 +207,90 @@ pub struct EntityDef {
 
 const HOUSEHOLD_FIELDS: &[Field] = &[
     f("household_no", SHORT, "户编号", "household number").required(),
-    f("address", FieldType::Text { max_len: 200 }, "住址", "address")
-        .latest()
-        .personal(),
+    f(
+        "address",
+        FieldType::Text { max_len: 200 },
+        "住址",
+        "address",
+    )
+    .latest()
+    .personal(),
     f("head_name", NAME, "户主姓名", "head of household").personal(),
-    f("phone", FieldType::Text { max_len: 20 }, "联系电话", "phone")
-        .latest()
-        .personal(),
-    f("one_child", FieldType::Bool, "独生子女户", "one-child household"),
-    f("two_daughters", FieldType::Bool, "双女户", "two-daughter household"),
+    f(
+        "phone",
+        FieldType::Text { max_len: 20 },
+        "联系电话",
+        "phone",
+    )
+    .latest()
+    .personal(),
+    f(
+        "one_child",
+        FieldType::Bool,
+        "独生子女户",
+        "one-child household",
+    ),
+    f(
+        "two_daughters",
+        FieldType::Bool,
+        "双女户",
+        "two-daughter household",
+    ),
     f("notes", NOTE, "备注", "notes").latest().personal(),
 ];
 
 const PERSON_FIELDS: &[Field] = &[
-    f("household_id", FieldType::Ref(Entity::Household), "所属户", "household"),
+    f(
+        "household_id",
+        FieldType::Ref(Entity::Household),
+        "所属户",
+        "household",
+    ),
     f("name", NAME, "姓名", "name").required().personal(),
     f("sex", FieldType::Enum(SEX), "性别", "sex").required(),
     f("birth_date", FieldType::Date, "出生日期", "birth date")
         .required()
         .personal(),
-    f("id_number", FieldType::ResidentId, "身份证号", "resident ID number").personal(),
-    f("relation", FieldType::Enum(RELATION), "与户主关系", "relation to head"),
-    f("marital_status", FieldType::Enum(MARITAL_STATUS), "婚姻状况", "marital status"),
-    f("marriage_date", FieldType::Date, "婚姻变动日期", "marriage date"),
-    f("residence", FieldType::Enum(RESIDENCE), "户籍/居住状态", "residence status"),
+    f(
+        "id_number",
+        FieldType::ResidentId,
+        "身份证号",
+        "resident ID number",
+    )
+    .personal(),
+    f(
+        "relation",
+        FieldType::Enum(RELATION),
+        "与户主关系",
+        "relation to head",
+    ),
+    f(
+        "marital_status",
+        FieldType::Enum(MARITAL_STATUS),
+        "婚姻状况",
+        "marital status",
+    ),
+    f(
+        "marriage_date",
+        FieldType::Date,
+        "婚姻变动日期",
+        "marriage date",
+    ),
+    f(
+        "residence",
+        FieldType::Enum(RESIDENCE),
+        "户籍/居住状态",
+        "residence status",
+    ),
     f("alive", FieldType::Bool, "存活", "alive"),
-    f("phone", FieldType::Text { max_len: 20 }, "联系电话", "phone")
-        .latest()
-        .personal(),
+    f(
+        "phone",
+        FieldType::Text { max_len: 20 },
+        "联系电话",
+        "phone",
+    )
+    .latest()
+    .personal(),
     f("notes", NOTE, "备注", "notes").latest().personal(),
 ];
 
@@ -235,11 +300,37 @@ const PREGNANCY_FIELDS: &[Field] = &[
     f("person_id", PERSON_REF, "孕妇", "woman").required(),
     f("detected_on", FieldType::Date, "发现日期", "detected on"),
     f("expected_date", FieldType::Date, "预产期", "expected date"),
-    f("parity", FieldType::Int { min: 1, max: 20 }, "孩次", "parity"),
-    f("within_policy", FieldType::Bool, "符合政策", "within policy"),
-    f("certificate_no", SHORT, "生育服务证号", "birth-service certificate number"),
-    f("status", FieldType::Enum(PREGNANCY_STATUS), "孕情状态", "status").required(),
-    f("outcome", FieldType::Enum(PREGNANCY_OUTCOME), "孕情结果", "outcome"),
+    f(
+        "parity",
+        FieldType::Int { min: 1, max: 20 },
+        "孩次",
+        "parity",
+    ),
+    f(
+        "within_policy",
+        FieldType::Bool,
+        "符合政策",
+        "within policy",
+    ),
+    f(
+        "certificate_no",
+        SHORT,
+        "生育服务证号",
+        "birth-service certificate number",
+    ),
+    f(
+        "status",
+        FieldType::Enum(PREGNANCY_STATUS),
+        "孕情状态",
+        "status",
+    )
+    .required(),
+    f(
+        "outcome",
+        FieldType::Enum(PREGNANCY_OUTCOME),
+        "孕情结果",
+        "outcome",
+    ),
     f("outcome_date", FieldType::Date, "结果日期", "outcome date"),
     f("notes", NOTE, "备注", "notes").latest().personal(),
 ];
@@ -249,9 +340,20 @@ const BIRTH_FIELDS: &[Field] = &[
     f("child_id", PERSON_REF, "婴儿", "child"),
     f("birth_date", FieldType::Date, "出生日期", "birth date").required(),
     f("sex", FieldType::Enum(SEX), "婴儿性别", "sex").required(),
-    f("parity", FieldType::Int { min: 1, max: 20 }, "孩次", "parity").required(),
+    f(
+        "parity",
+        FieldType::Int { min: 1, max: 20 },
+        "孩次",
+        "parity",
+    )
+    .required(),
     f("place", FieldType::Enum(BIRTH_PLACE), "出生地点", "place"),
-    f("within_policy", FieldType::Bool, "符合政策", "within policy"),
+    f(
+        "within_policy",
+        FieldType::Bool,
+        "符合政策",
+        "within policy",
+    ),
     f("notes", NOTE, "备注", "notes").latest().personal(),
 ];
 
@@ -284,39 +386,161 @@ const VISIT_FIELDS: &[Field] = &[
 const MIGRATION_FIELDS: &[Field] = &[
     f("person_id", PERSON_REF, "流动人员", "person").required(),
     f("direction", FieldType::Enum(DIRECTION), "流向", "direction").required(),
-    f("place", FieldType::Enum(MIGRATION_PLACE), "流动范围", "place"),
-    f("moved_on", FieldType::Date, "流出/流入日期", "left or arrived on").required(),
-    f("certificate_no", SHORT, "婚育证明号", "marriage-and-childbearing certificate"),
-    f("certificate_checked", FieldType::Bool, "已查证", "certificate checked"),
+    f(
+        "place",
+        FieldType::Enum(MIGRATION_PLACE),
+        "流动范围",
+        "place",
+    ),
+    f(
+        "moved_on",
+        FieldType::Date,
+        "流出/流入日期",
+        "left or arrived on",
+    )
+    .required(),
+    f(
+        "certificate_no",
+        SHORT,
+        "婚育证明号",
+        "marriage-and-childbearing certificate",
+    ),
+    f(
+        "certificate_checked",
+        FieldType::Bool,
+        "已查证",
+        "certificate checked",
+    ),
     f("notes", NOTE, "备注", "notes").latest().personal(),
 ];
 
 const SUPPLY_FIELDS: &[Field] = &[
     f("person_id", PERSON_REF, "领取人", "person").required(),
     f("item", FieldType::Enum(SUPPLY_ITEM), "药具", "item").required(),
-    f("quantity", FieldType::Int { min: 1, max: 10_000 }, "数量", "quantity").required(),
+    f(
+        "quantity",
+        FieldType::Int {
+            min: 1,
+            max: 10_000,
+        },
+        "数量",
+        "quantity",
+    )
+    .required(),
     f("handed_on", FieldType::Date, "发放日期", "handed out on").required(),
 ];
 
 const BENEFIT_FIELDS: &[Field] = &[
     f("person_id", PERSON_REF, "对象", "person"),
-    f("household_id", FieldType::Ref(Entity::Household), "所属户", "household"),
+    f(
+        "household_id",
+        FieldType::Ref(Entity::Household),
+        "所属户",
+        "household",
+    ),
     f("kind", FieldType::Enum(BENEFIT_KIND), "奖扶类别", "kind").required(),
-    f("year", FieldType::Int { min: 1980, max: 2100 }, "年度", "year").required(),
-    f("amount_yuan", FieldType::Int { min: 0, max: 1_000_000 }, "金额(元)", "amount (yuan)"),
+    f(
+        "year",
+        FieldType::Int {
+            min: 1980,
+            max: 2100,
+        },
+        "年度",
+        "year",
+    )
+    .required(),
+    f(
+        "amount_yuan",
+        FieldType::Int {
+            min: 0,
+            max: 1_000_000,
+        },
+        "金额(元)",
+        "amount (yuan)",
+    ),
 ];
 
 pub const ENTITIES: &[EntityDef] = &[
-    EntityDef { entity: Entity::Household, name: "household", table: "households", zh: "家庭户", en: "household", fields: HOUSEHOLD_FIELDS },
-    EntityDef { entity: Entity::Person, name: "person", table: "persons", zh: "人员", en: "person", fields: PERSON_FIELDS },
-    EntityDef { entity: Entity::Pregnancy, name: "pregnancy", table: "pregnancies", zh: "孕情", en: "pregnancy", fields: PREGNANCY_FIELDS },
-    EntityDef { entity: Entity::Birth, name: "birth", table: "births", zh: "出生", en: "birth", fields: BIRTH_FIELDS },
-    EntityDef { entity: Entity::Death, name: "death", table: "deaths", zh: "死亡", en: "death", fields: DEATH_FIELDS },
-    EntityDef { entity: Entity::Measure, name: "measure", table: "measures", zh: "节育措施", en: "contraceptive measure", fields: MEASURE_FIELDS },
-    EntityDef { entity: Entity::Visit, name: "visit", table: "visits", zh: "随访", en: "follow-up visit", fields: VISIT_FIELDS },
-    EntityDef { entity: Entity::Migration, name: "migration", table: "migrations_log", zh: "流动人口登记", en: "migration", fields: MIGRATION_FIELDS },
-    EntityDef { entity: Entity::Supply, name: "supply", table: "supplies", zh: "药具发放", en: "supply hand-out", fields: SUPPLY_FIELDS },
-    EntityDef { entity: Entity::Benefit, name: "benefit", table: "benefits", zh: "奖励扶助", en: "benefit", fields: BENEFIT_FIELDS },
+    EntityDef {
+        entity: Entity::Household,
+        name: "household",
+        table: "households",
+        zh: "家庭户",
+        en: "household",
+        fields: HOUSEHOLD_FIELDS,
+    },
+    EntityDef {
+        entity: Entity::Person,
+        name: "person",
+        table: "persons",
+        zh: "人员",
+        en: "person",
+        fields: PERSON_FIELDS,
+    },
+    EntityDef {
+        entity: Entity::Pregnancy,
+        name: "pregnancy",
+        table: "pregnancies",
+        zh: "孕情",
+        en: "pregnancy",
+        fields: PREGNANCY_FIELDS,
+    },
+    EntityDef {
+        entity: Entity::Birth,
+        name: "birth",
+        table: "births",
+        zh: "出生",
+        en: "birth",
+        fields: BIRTH_FIELDS,
+    },
+    EntityDef {
+        entity: Entity::Death,
+        name: "death",
+        table: "deaths",
+        zh: "死亡",
+        en: "death",
+        fields: DEATH_FIELDS,
+    },
+    EntityDef {
+        entity: Entity::Measure,
+        name: "measure",
+        table: "measures",
+        zh: "节育措施",
+        en: "contraceptive measure",
+        fields: MEASURE_FIELDS,
+    },
+    EntityDef {
+        entity: Entity::Visit,
+        name: "visit",
+        table: "visits",
+        zh: "随访",
+        en: "follow-up visit",
+        fields: VISIT_FIELDS,
+    },
+    EntityDef {
+        entity: Entity::Migration,
+        name: "migration",
+        table: "migrations_log",
+        zh: "流动人口登记",
+        en: "migration",
+        fields: MIGRATION_FIELDS,
+    },
+    EntityDef {
+        entity: Entity::Supply,
+        name: "supply",
+        table: "supplies",
+        zh: "药具发放",
+        en: "supply hand-out",
+        fields: SUPPLY_FIELDS,
+    },
+    EntityDef {
+        entity: Entity::Benefit,
+        name: "benefit",
+        table: "benefits",
+        zh: "奖励扶助",
+        en: "benefit",
+        fields: BENEFIT_FIELDS,
+    },
 ];
 
 /// Columns every record table has and that only the server writes. A device that sends one in

@@ -62,7 +62,9 @@ impl Level {
 pub enum CodeError {
     #[error("a division code has only digits, then for a group up to 8 letters or digits")]
     Characters,
-    #[error("a division code has 6 (county), 9 (township), 12 (village) or 13-20 (group) characters")]
+    #[error(
+        "a division code has 6 (county), 9 (township), 12 (village) or 13-20 (group) characters"
+    )]
     Length,
     #[error("the parent's code must be the code's prefix at the level above")]
     Parent,
@@ -128,11 +130,19 @@ mod tests {
     #[test]
     fn subtree_range_contains_descendants_only() {
         let (lo, hi) = subtree_range("130131102");
-        for inside in ["130131102", "130131102201", "130131102201G1", "130131102999"] {
+        for inside in [
+            "130131102",
+            "130131102201",
+            "130131102201G1",
+            "130131102999",
+        ] {
             assert!(inside >= lo.as_str() && inside < hi.as_str(), "{inside}");
         }
         for outside in ["130131103", "130131101999", "1301311030"] {
-            assert!(!(outside >= lo.as_str() && outside < hi.as_str()), "{outside}");
+            assert!(
+                !(outside >= lo.as_str() && outside < hi.as_str()),
+                "{outside}"
+            );
         }
     }
 }

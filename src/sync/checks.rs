@@ -88,7 +88,11 @@ pub fn evaluate(
             entity: row.entity,
             fields: &row.fields,
             today,
-            subject: if row.entity == Entity::Person { None } else { subject.map(|s| &s.fields) },
+            subject: if row.entity == Entity::Person {
+                None
+            } else {
+                subject.map(|s| &s.fields)
+            },
             subject_death_date: sid.as_ref().and_then(|id| deaths.get(id).copied()),
             earlier_births,
         };
@@ -144,7 +148,11 @@ fn death_dates(
 
 /// Other live births of the same mother before this one: in the store (outside this batch's
 /// working set) and in the working set.
-fn earlier_births(conn: &mut DbConn, state: &HashMap<Key, RecordRow>, birth: &RecordRow) -> AppResult<Option<i64>> {
+fn earlier_births(
+    conn: &mut DbConn,
+    state: &HashMap<Key, RecordRow>,
+    birth: &RecordRow,
+) -> AppResult<Option<i64>> {
     let (Some(mother), Some(on)) = (
         birth.fields.get("mother_id").and_then(Value::as_str),
         birth.fields.get("birth_date").and_then(Value::as_str),
@@ -153,7 +161,10 @@ fn earlier_births(conn: &mut DbConn, state: &HashMap<Key, RecordRow>, birth: &Re
     };
     let in_state: Vec<&RecordRow> = state
         .values()
-        .filter(|r| r.entity == Entity::Birth && r.fields.get("mother_id").and_then(Value::as_str) == Some(mother))
+        .filter(|r| {
+            r.entity == Entity::Birth
+                && r.fields.get("mother_id").and_then(Value::as_str) == Some(mother)
+        })
         .collect();
     let exclude: Vec<&str> = in_state.iter().map(|r| r.id.as_str()).collect();
     let exclude = serde_json::to_string(&exclude).expect("ids serialise");
@@ -179,7 +190,12 @@ fn earlier_births(conn: &mut DbConn, state: &HashMap<Key, RecordRow>, birth: &Re
     let batch = in_state
         .iter()
         .filter(|r| !r.deleted && r.id != birth.id)
-        .filter(|r| r.fields.get("birth_date").and_then(Value::as_str).is_some_and(|d| d < on))
+        .filter(|r| {
+            r.fields
+                .get("birth_date")
+                .and_then(Value::as_str)
+                .is_some_and(|d| d < on)
+        })
         .count() as i64;
     Ok(Some(stored + batch))
 }

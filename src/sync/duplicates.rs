@@ -65,7 +65,11 @@ pub fn detect_and_merge(conn: &mut DbConn, work: &mut WorkSet, by: &str) -> AppR
         .collect();
     let mut numbers: BTreeSet<String> = BTreeSet::new();
     for id in &changed {
-        if let Some(r) = work.state.get(&(Entity::Person, id.clone())).filter(|r| live(r)) {
+        if let Some(r) = work
+            .state
+            .get(&(Entity::Person, id.clone()))
+            .filter(|r| live(r))
+        {
             if let Some(n) = r.fields.get("id_number").and_then(Value::as_str) {
                 numbers.insert(n.to_string());
             }
@@ -75,7 +79,9 @@ pub fn detect_and_merge(conn: &mut DbConn, work: &mut WorkSet, by: &str) -> AppR
         return Ok(0);
     }
     for row in persons_with_numbers(conn, &numbers)? {
-        work.state.entry((Entity::Person, row.id.clone())).or_insert(row);
+        work.state
+            .entry((Entity::Person, row.id.clone()))
+            .or_insert(row);
     }
     let mut merges = 0;
     for number in numbers {
@@ -88,7 +94,9 @@ pub fn detect_and_merge(conn: &mut DbConn, work: &mut WorkSet, by: &str) -> AppR
             .collect();
         // The survivor is the record registered first.
         group.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        let Some((first, rest)) = group.split_first() else { continue };
+        let Some((first, rest)) = group.split_first() else {
+            continue;
+        };
         for other in rest {
             let survivor = work.state[&(Entity::Person, first.id.clone())].clone();
             if disagreements(&survivor, other).is_empty() {
@@ -102,7 +110,10 @@ pub fn detect_and_merge(conn: &mut DbConn, work: &mut WorkSet, by: &str) -> AppR
     Ok(merges)
 }
 
-fn persons_with_numbers(conn: &mut DbConn, numbers: &BTreeSet<String>) -> AppResult<Vec<RecordRow>> {
+fn persons_with_numbers(
+    conn: &mut DbConn,
+    numbers: &BTreeSet<String>,
+) -> AppResult<Vec<RecordRow>> {
     let param = serde_json::to_string(&numbers.iter().collect::<Vec<_>>()).expect("serialise");
     let base = records::select_json_sql(backend_of(conn), Entity::Person);
     let sql = match backend_of(conn) {
@@ -133,13 +144,19 @@ fn queue_candidate(conn: &mut DbConn, a: &RecordRow, b: &RecordRow, now: i64) ->
         "duplicate_candidates",
         CANDIDATE_COLS,
         Some(("person_a, person_b", &[])),
-        &[json!({"id": uuid::Uuid::now_v7().to_string(), "person_a": a.id, "person_b": b.id,
-                 "org_unit": a.org_unit, "signal": "id_number", "status": "open", "created_at": now})],
+        &[
+            json!({"id": uuid::Uuid::now_v7().to_string(), "person_a": a.id, "person_b": b.id,
+                 "org_unit": a.org_unit, "signal": "id_number", "status": "open", "created_at": now}),
+        ],
     )
 }
 
 /// Records of any type whose person reference points at `person_id`.
-fn children_of(conn: &mut DbConn, work: &WorkSet, person_id: &str) -> AppResult<Vec<(RecordRow, &'static str)>> {
+fn children_of(
+    conn: &mut DbConn,
+    work: &WorkSet,
+    person_id: &str,
+) -> AppResult<Vec<(RecordRow, &'static str)>> {
     let mut out: Vec<(RecordRow, &'static str)> = Vec::new();
     for def in ENTITIES {
         for field in def.refs_to(Entity::Person) {
@@ -155,7 +172,11 @@ fn children_of(conn: &mut DbConn, work: &WorkSet, person_id: &str) -> AppResult<
             for r in rows {
                 let row = RecordRow::from_json(&r.j)?;
                 // The working set holds the newest state of records changed in this transaction.
-                let row = work.state.get(&(row.entity, row.id.clone())).cloned().unwrap_or(row);
+                let row = work
+                    .state
+                    .get(&(row.entity, row.id.clone()))
+                    .cloned()
+                    .unwrap_or(row);
                 out.push((row, field.name));
             }
             for row in work.state.values() {
@@ -168,7 +189,10 @@ fn children_of(conn: &mut DbConn, work: &WorkSet, person_id: &str) -> AppResult<
             }
         }
     }
-    Ok(out.into_iter().filter(|(r, f)| r.fields.get(*f).and_then(Value::as_str) == Some(person_id)).collect())
+    Ok(out
+        .into_iter()
+        .filter(|(r, f)| r.fields.get(*f).and_then(Value::as_str) == Some(person_id))
+        .collect())
 }
 
 const MERGE_COLS: &[(&str, ColType)] = &[
@@ -203,7 +227,9 @@ pub fn merge_persons(
         return Err(AppError::NotFound);
     };
     if !live(&survivor) || !live(&merged) || survivor.id == merged.id {
-        return Err(AppError::Conflict("both persons must be live and distinct".into()));
+        return Err(AppError::Conflict(
+            "both persons must be live and distinct".into(),
+        ));
     }
     let children = children_of(conn, work, merged_id)?;
     let snapshot = json!({
@@ -229,7 +255,9 @@ pub fn merge_persons(
     gone.merged_into = Some(survivor_id.to_string());
     work.new_version(gone, by);
     for (mut child, field) in children {
-        child.fields.insert(field.to_string(), Value::String(survivor_id.to_string()));
+        child
+            .fields
+            .insert(field.to_string(), Value::String(survivor_id.to_string()));
         work.new_version(child, by);
     }
 
@@ -239,18 +267,30 @@ pub fn merge_persons(
         "person_merges",
         MERGE_COLS,
         None,
-        &[json!({"id": id, "survivor_id": survivor_id, "merged_id": merged_id,
+        &[
+            json!({"id": id, "survivor_id": survivor_id, "merged_id": merged_id,
                  "snapshot": snapshot.to_string(), "merged_by": by, "automatic": automatic,
-                 "merged_at": work.now})],
+                 "merged_at": work.now}),
+        ],
     )?;
-    let (a, b) = if survivor_id < merged_id { (survivor_id, merged_id) } else { (merged_id, survivor_id) };
+    let (a, b) = if survivor_id < merged_id {
+        (survivor_id, merged_id)
+    } else {
+        (merged_id, survivor_id)
+    };
     let sql = match backend_of(conn) {
         Backend::Sqlite => "UPDATE duplicate_candidates SET status = 'merged' WHERE person_a = ? AND person_b = ?",
         Backend::Postgres => "UPDATE duplicate_candidates SET status = 'merged' WHERE person_a = $1 AND person_b = $2",
     };
     match conn {
-        DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(a).bind::<Text, _>(b).execute(c)?,
-        DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(a).bind::<Text, _>(b).execute(c)?,
+        DbConn::Sqlite(c) => diesel::sql_query(sql)
+            .bind::<Text, _>(a)
+            .bind::<Text, _>(b)
+            .execute(c)?,
+        DbConn::Postgres(c) => diesel::sql_query(sql)
+            .bind::<Text, _>(a)
+            .bind::<Text, _>(b)
+            .execute(c)?,
     };
     Ok(id)
 }

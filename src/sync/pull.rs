@@ -50,7 +50,12 @@ pub fn record_out(r: RecordRow) -> RecordOut {
 }
 
 /// Notes a pull on the device (status pages, and the scope a later pull is compared with).
-pub fn record_pull(db: &Db, device_id: &str, scope_fingerprint: Option<&str>, cursor: i64) -> AppResult<()> {
+pub fn record_pull(
+    db: &Db,
+    device_id: &str,
+    scope_fingerprint: Option<&str>,
+    cursor: i64,
+) -> AppResult<()> {
     let now = now_micros();
     db.write(|conn| {
         let target = devices::table.filter(devices::id.eq(device_id));
@@ -62,7 +67,9 @@ pub fn record_pull(db: &Db, device_id: &str, scope_fingerprint: Option<&str>, cu
                     devices::scope_hash.eq(h),
                 ))
                 .execute(conn)?,
-            None => diesel::update(target).set(devices::last_pull_at.eq(now)).execute(conn)?,
+            None => diesel::update(target)
+                .set(devices::last_pull_at.eq(now))
+                .execute(conn)?,
         };
         Ok(())
     })
@@ -70,7 +77,13 @@ pub fn record_pull(db: &Db, device_id: &str, scope_fingerprint: Option<&str>, cu
 
 /// Pulls a page. The flag says whether the device's stored scope differs from the scope this
 /// answer was made for, so the caller must record the pull before the next one is judged.
-pub fn pull(db: &Db, p: &Puller, req: &PullRequest, max_page: usize, default_page: usize) -> AppResult<(PullResponse, bool)> {
+pub fn pull(
+    db: &Db,
+    p: &Puller,
+    req: &PullRequest,
+    max_page: usize,
+    default_page: usize,
+) -> AppResult<(PullResponse, bool)> {
     if req.cursor < 0 {
         return Err(AppError::BadRequest("cursor must be >= 0".into()));
     }
@@ -137,7 +150,12 @@ pub fn pull(db: &Db, p: &Puller, req: &PullRequest, max_page: usize, default_pag
 
 /// Records in scope changed after `cursor`, oldest change first, across every record type in
 /// one statement. A fresh snapshot (cursor 0) leaves out tombstones.
-pub fn changes(conn: &mut DbConn, scope: &Scope, cursor: i64, limit: usize) -> AppResult<Vec<RecordRow>> {
+pub fn changes(
+    conn: &mut DbConn,
+    scope: &Scope,
+    cursor: i64,
+    limit: usize,
+) -> AppResult<Vec<RecordRow>> {
     let backend = backend_of(conn);
     let pred = scope_predicate(scope);
     let live = if cursor == 0 { " AND NOT deleted" } else { "" };
@@ -152,12 +170,20 @@ pub fn changes(conn: &mut DbConn, scope: &Scope, cursor: i64, limit: usize) -> A
             format!("SELECT * FROM ({base}{alias} WHERE {pred} AND change_seq > {cursor}{live} ORDER BY change_seq LIMIT {limit}) AS s_{}", d.table)
         })
         .collect();
-    let sql = format!("{} ORDER BY change_seq LIMIT {limit}", parts.join(" UNION ALL "));
+    let sql = format!(
+        "{} ORDER BY change_seq LIMIT {limit}",
+        parts.join(" UNION ALL ")
+    );
     let rows: Vec<JsonRow> = diesel::sql_query(sql).load(conn)?;
     rows.iter().map(|r| RecordRow::from_json(&r.j)).collect()
 }
 
-fn conflicts(conn: &mut DbConn, scope: &Scope, after: i64, upto: i64) -> AppResult<Vec<crate::sync::protocol::ConflictOut>> {
+fn conflicts(
+    conn: &mut DbConn,
+    scope: &Scope,
+    after: i64,
+    upto: i64,
+) -> AppResult<Vec<crate::sync::protocol::ConflictOut>> {
     let sql = format!(
         "{CONFLICT_SELECT} WHERE {} AND change_seq > {after} AND change_seq <= {upto} ORDER BY change_seq",
         scope_predicate(scope)

@@ -115,17 +115,34 @@ fn apply_one_by_one(db: &Db, caller: &Caller, chunk: &[(OpHeader, Value)]) -> Ap
 }
 
 /// Records an op the store refused as rejected, so the device is not stuck resending it.
-fn reject_alone(conn: &mut DbConn, caller: &Caller, (h, raw): &(OpHeader, Value)) -> AppResult<ChunkOut> {
+fn reject_alone(
+    conn: &mut DbConn,
+    caller: &Caller,
+    (h, raw): &(OpHeader, Value),
+) -> AppResult<ChunkOut> {
     let dev = store::device(conn, &caller.device_id)?;
     if h.seq != dev.last_seq + 1 {
         return apply_chunk(conn, caller, &[(h.clone(), raw.clone())]);
     }
     let now = now_micros();
-    let r = rejected(h, &Refusal {
-        code: "storage_rejected",
-        message: "the store refused a value of this op".into(),
-    });
-    store::write_ledger(conn, &caller.device_id, &[LedgerEntry { result: &r, kind: &h.kind, payload: Some(raw), recorded_at: None }], now)?;
+    let r = rejected(
+        h,
+        &Refusal {
+            code: "storage_rejected",
+            message: "the store refused a value of this op".into(),
+        },
+    );
+    store::write_ledger(
+        conn,
+        &caller.device_id,
+        &[LedgerEntry {
+            result: &r,
+            kind: &h.kind,
+            payload: Some(raw),
+            recorded_at: None,
+        }],
+        now,
+    )?;
     store::advance_device(conn, &caller.device_id, h.seq, now)?;
     Ok(ChunkOut {
         results: vec![r],
@@ -190,7 +207,11 @@ impl Work {
     }
 }
 
-fn apply_chunk(conn: &mut DbConn, caller: &Caller, items: &[(OpHeader, Value)]) -> AppResult<ChunkOut> {
+fn apply_chunk(
+    conn: &mut DbConn,
+    caller: &Caller,
+    items: &[(OpHeader, Value)],
+) -> AppResult<ChunkOut> {
     let alloc = SeqAlloc::lock(conn)?;
     let now = now_micros();
     let dev = store::device(conn, &caller.device_id)?;
@@ -228,9 +249,15 @@ fn apply_chunk(conn: &mut DbConn, caller: &Caller, items: &[(OpHeader, Value)]) 
         if let Ok(op) = p {
             if let Some(u) = &op.org_unit {
                 if !caller.scope.contains(u) {
-                    *p = Err(Refusal { code: "out_of_scope", message: "org_unit is outside your villages".into() });
+                    *p = Err(Refusal {
+                        code: "out_of_scope",
+                        message: "org_unit is outside your villages".into(),
+                    });
                 } else if !known_units.contains(u) {
-                    *p = Err(Refusal { code: "unknown_org_unit", message: "org_unit does not exist".into() });
+                    *p = Err(Refusal {
+                        code: "unknown_org_unit",
+                        message: "org_unit does not exist".into(),
+                    });
                 }
             }
         }
@@ -243,8 +270,16 @@ fn apply_chunk(conn: &mut DbConn, caller: &Caller, items: &[(OpHeader, Value)]) 
         alloc,
         now,
     };
-    load_state(conn, &mut work, parsed.iter().filter_map(|(_, p)| p.as_ref().ok()))?;
-    let bases = load_bases(conn, &work, parsed.iter().filter_map(|(_, p)| p.as_ref().ok()))?;
+    load_state(
+        conn,
+        &mut work,
+        parsed.iter().filter_map(|(_, p)| p.as_ref().ok()),
+    )?;
+    let bases = load_bases(
+        conn,
+        &work,
+        parsed.iter().filter_map(|(_, p)| p.as_ref().ok()),
+    )?;
 
     let mut results: Vec<Option<OpResult>> = vec![None; items.len()];
     let mut ledger_payload: Vec<Option<&Value>> = vec![None; items.len()];
@@ -339,7 +374,10 @@ fn apply_chunk(conn: &mut DbConn, caller: &Caller, items: &[(OpHeader, Value)]) 
     let versions: Vec<VersionRow> = work
         .versions
         .iter()
-        .map(|(row, op_id)| VersionRow { row, op_id: op_id.as_deref() })
+        .map(|(row, op_id)| VersionRow {
+            row,
+            op_id: op_id.as_deref(),
+        })
         .collect();
     records::insert_versions(conn, &versions)?;
     store::insert_conflicts(conn, &work.conflicts, now)?;
@@ -347,7 +385,13 @@ fn apply_chunk(conn: &mut DbConn, caller: &Caller, items: &[(OpHeader, Value)]) 
         .iter()
         .filter_map(|(k, codes)| {
             let row = work.state.get(k)?;
-            Some((row.entity.name(), row.id.as_str(), row.org_unit.as_str(), row.version, codes.clone()))
+            Some((
+                row.entity.name(),
+                row.id.as_str(),
+                row.org_unit.as_str(),
+                row.version,
+                codes.clone(),
+            ))
         })
         .collect();
     store::set_flags(conn, &flag_rows, now)?;
@@ -405,7 +449,11 @@ fn existing_units(conn: &mut DbConn, units: &BTreeSet<String>) -> AppResult<BTre
 }
 
 /// Loads every record the ops name, and the targets of merge redirects among them.
-fn load_state<'a>(conn: &mut DbConn, work: &mut Work, ops: impl Iterator<Item = &'a ParsedOp>) -> AppResult<()> {
+fn load_state<'a>(
+    conn: &mut DbConn,
+    work: &mut Work,
+    ops: impl Iterator<Item = &'a ParsedOp>,
+) -> AppResult<()> {
     let mut wanted: HashMap<Entity, BTreeSet<String>> = HashMap::new();
     for op in ops {
         wanted.entry(op.entity).or_default().insert(op.id.clone());
@@ -435,12 +483,20 @@ type Bases = HashMap<(Entity, String, i64), Fields>;
 
 /// The version-history snapshots the ops' base versions name, where they differ from the
 /// record's current version.
-fn load_bases<'a>(conn: &mut DbConn, work: &Work, ops: impl Iterator<Item = &'a ParsedOp>) -> AppResult<Bases> {
+fn load_bases<'a>(
+    conn: &mut DbConn,
+    work: &Work,
+    ops: impl Iterator<Item = &'a ParsedOp>,
+) -> AppResult<Bases> {
     let mut wanted: HashMap<Entity, BTreeSet<(String, i64)>> = HashMap::new();
     for op in ops {
-        if let (Some(b), Some(cur)) = (op.base_version, work.state.get(&(op.entity, op.id.clone()))) {
+        if let (Some(b), Some(cur)) = (op.base_version, work.state.get(&(op.entity, op.id.clone())))
+        {
             if b > 0 && b <= cur.version {
-                wanted.entry(op.entity).or_default().insert((op.id.clone(), b));
+                wanted
+                    .entry(op.entity)
+                    .or_default()
+                    .insert((op.id.clone(), b));
             }
         }
     }
@@ -514,7 +570,13 @@ mod erased {
 }
 
 /// Applies one parsed op to the working set and says what happened.
-fn apply_op(work: &mut Work, caller: &Caller, op: &ParsedOp, h: &OpHeader, bases: &Bases) -> OpResult {
+fn apply_op(
+    work: &mut Work,
+    caller: &Caller,
+    op: &ParsedOp,
+    h: &OpHeader,
+    bases: &Bases,
+) -> OpResult {
     let asked = (op.entity, op.id.clone());
     let key = work.canonical(&asked);
     let redirected = key != asked;
@@ -522,7 +584,13 @@ fn apply_op(work: &mut Work, caller: &Caller, op: &ParsedOp, h: &OpHeader, bases
 
     if let Some(cur) = &current_row {
         if !caller.scope.contains(&cur.org_unit) {
-            return rejected(h, &Refusal { code: "out_of_scope", message: "the record belongs to another village".into() });
+            return rejected(
+                h,
+                &Refusal {
+                    code: "out_of_scope",
+                    message: "the record belongs to another village".into(),
+                },
+            );
         }
     }
     let current = current_row.as_ref().map(|r| Current {

@@ -79,7 +79,8 @@ pub fn device(conn: &mut DbConn, device_id: &str) -> AppResult<DeviceRow> {
         ))
         .first(conn)
         .optional()?;
-    let (user_id, status, last_seq, scope_hash) = row.ok_or(AppError::Forbidden("unknown_device"))?;
+    let (user_id, status, last_seq, scope_hash) =
+        row.ok_or(AppError::Forbidden("unknown_device"))?;
     Ok(DeviceRow {
         user_id,
         status,
@@ -89,7 +90,11 @@ pub fn device(conn: &mut DbConn, device_id: &str) -> AppResult<DeviceRow> {
 }
 
 /// The stored first answers of already applied seqs.
-pub fn stored_results(conn: &mut DbConn, device_id: &str, seqs: &[i64]) -> AppResult<Vec<(i64, OpResult)>> {
+pub fn stored_results(
+    conn: &mut DbConn,
+    device_id: &str,
+    seqs: &[i64],
+) -> AppResult<Vec<(i64, OpResult)>> {
     if seqs.is_empty() {
         return Ok(Vec::new());
     }
@@ -130,7 +135,12 @@ pub struct LedgerEntry<'a> {
     pub recorded_at: Option<i64>,
 }
 
-pub fn write_ledger(conn: &mut DbConn, device_id: &str, entries: &[LedgerEntry], now: i64) -> AppResult<()> {
+pub fn write_ledger(
+    conn: &mut DbConn,
+    device_id: &str,
+    entries: &[LedgerEntry],
+    now: i64,
+) -> AppResult<()> {
     let rows: Vec<Value> = entries
         .iter()
         .map(|e| {
@@ -158,9 +168,17 @@ pub fn write_ledger(conn: &mut DbConn, device_id: &str, entries: &[LedgerEntry],
     insert_rows(conn, "device_ops", OP_COLS, None, &rows)
 }
 
-pub fn advance_device(conn: &mut DbConn, device_id: &str, last_seq: i64, now: i64) -> AppResult<()> {
+pub fn advance_device(
+    conn: &mut DbConn,
+    device_id: &str,
+    last_seq: i64,
+    now: i64,
+) -> AppResult<()> {
     diesel::update(devices::table.filter(devices::id.eq(device_id)))
-        .set((devices::last_seq.eq(last_seq), devices::last_push_at.eq(now)))
+        .set((
+            devices::last_seq.eq(last_seq),
+            devices::last_push_at.eq(now),
+        ))
         .execute(conn)?;
     Ok(())
 }
@@ -279,7 +297,8 @@ impl ConflictRow {
     }
 }
 
-pub const CONFLICT_SELECT: &str = "SELECT id, entity, record_id, field, kind, policy, status, winner, \
+pub const CONFLICT_SELECT: &str =
+    "SELECT id, entity, record_id, field, kind, policy, status, winner, \
      base_value, server_value, device_value, change_seq FROM conflicts";
 
 const FLAG_COLS: &[(&str, ColType)] = &[

@@ -91,7 +91,10 @@ pub fn parse(op: &Value, h: &OpHeader, now: i64) -> Result<ParsedOp, Refusal> {
             key.as_str(),
             "seq" | "op_id" | "entity" | "id" | "kind" | "base_version" | "set" | "recorded_at"
         ) {
-            return Err(Refusal::new("unknown_op_field", format!("unknown op field `{key}`")));
+            return Err(Refusal::new(
+                "unknown_op_field",
+                format!("unknown op field `{key}`"),
+            ));
         }
     }
     let op_id = obj
@@ -110,15 +113,18 @@ pub fn parse(op: &Value, h: &OpHeader, now: i64) -> Result<ParsedOp, Refusal> {
         "create" => OpKind::Create,
         "update" => OpKind::Update,
         "delete" => OpKind::Delete,
-        _ => return Err(Refusal::new("unknown_kind", "kind must be create, update or delete")),
+        _ => {
+            return Err(Refusal::new(
+                "unknown_kind",
+                "kind must be create, update or delete",
+            ))
+        }
     };
     let base_version = match obj.get("base_version") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_i64()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| Refusal::new("bad_base_version", "base_version must be an integer >= 0"))?,
-        ),
+        Some(v) => Some(v.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
+            Refusal::new("bad_base_version", "base_version must be an integer >= 0")
+        })?),
     };
     let recorded_at = match obj.get("recorded_at") {
         None | Some(Value::Null) => now,
@@ -127,7 +133,12 @@ pub fn parse(op: &Value, h: &OpHeader, now: i64) -> Result<ParsedOp, Refusal> {
             .timestamp_micros()
             // The device's clock may be wrong; a future stamp must not win every `latest` conflict.
             .min(now),
-        Some(_) => return Err(Refusal::new("bad_recorded_at", "recorded_at must be RFC 3339")),
+        Some(_) => {
+            return Err(Refusal::new(
+                "bad_recorded_at",
+                "recorded_at must be RFC 3339",
+            ))
+        }
     };
     let empty = Map::new();
     let set_obj = match obj.get("set") {
@@ -140,12 +151,17 @@ pub fn parse(op: &Value, h: &OpHeader, now: i64) -> Result<ParsedOp, Refusal> {
     let mut org_unit = None;
     for (name, value) in set_obj {
         if name == "org_unit" {
-            let code = value
-                .as_str()
-                .ok_or_else(|| Refusal::new("bad_org_unit", "org_unit must be a village or group code"))?;
+            let code = value.as_str().ok_or_else(|| {
+                Refusal::new("bad_org_unit", "org_unit must be a village or group code")
+            })?;
             match level_of(code) {
                 Ok(l) if l.holds_records() => org_unit = Some(code.to_string()),
-                _ => return Err(Refusal::new("bad_org_unit", "org_unit must be a village or group code")),
+                _ => {
+                    return Err(Refusal::new(
+                        "bad_org_unit",
+                        "org_unit must be a village or group code",
+                    ))
+                }
             }
             continue;
         }
@@ -155,18 +171,28 @@ pub fn parse(op: &Value, h: &OpHeader, now: i64) -> Result<ParsedOp, Refusal> {
                 format!("`{name}` is set by the server only"),
             ));
         }
-        let field = def
-            .field(name)
-            .ok_or_else(|| Refusal::new("unknown_field", format!("{} has no field `{name}`", def.name)))?;
+        let field = def.field(name).ok_or_else(|| {
+            Refusal::new(
+                "unknown_field",
+                format!("{} has no field `{name}`", def.name),
+            )
+        })?;
         if value.is_null() {
             if field.required && kind != OpKind::Delete {
-                return Err(Refusal::new("required_field", format!("`{name}` cannot be cleared")));
+                return Err(Refusal::new(
+                    "required_field",
+                    format!("`{name}` cannot be cleared"),
+                ));
             }
             set.insert(name.clone(), Value::Null);
             continue;
         }
-        let normalised = check_value(field.ty, value)
-            .ok_or_else(|| Refusal::new("bad_field_value", format!("`{name}` has a value of the wrong type or out of range")))?;
+        let normalised = check_value(field.ty, value).ok_or_else(|| {
+            Refusal::new(
+                "bad_field_value",
+                format!("`{name}` has a value of the wrong type or out of range"),
+            )
+        })?;
         set.insert(name.clone(), normalised);
     }
     match kind {
@@ -186,7 +212,10 @@ pub fn parse(op: &Value, h: &OpHeader, now: i64) -> Result<ParsedOp, Refusal> {
             }
         }
         OpKind::Update if set.is_empty() && org_unit.is_none() => {
-            return Err(Refusal::new("empty_update", "an update needs at least one field"));
+            return Err(Refusal::new(
+                "empty_update",
+                "an update needs at least one field",
+            ));
         }
         _ => {}
     }
@@ -256,7 +285,9 @@ mod tests {
 
     #[test]
     fn a_good_create_parses() {
-        let op = person_create(json!({"org_unit": "130131102201", "name": "王芳", "sex": "female", "birth_date": "1990-02-03"}));
+        let op = person_create(
+            json!({"org_unit": "130131102201", "name": "王芳", "sex": "female", "birth_date": "1990-02-03"}),
+        );
         let p = run(op).unwrap();
         assert_eq!(p.org_unit.as_deref(), Some("130131102201"));
         assert_eq!(p.set.len(), 3);
@@ -279,7 +310,8 @@ mod tests {
         assert_eq!(with("org_unit", json!("130131102")), "bad_org_unit");
         assert_eq!(with("name", json!("长".repeat(51))), "bad_field_value");
         assert_eq!(with("name", Value::Null), "required_field");
-        let mut op = person_create(json!({"org_unit": "130131102201", "name": "王芳", "sex": "female"}));
+        let mut op =
+            person_create(json!({"org_unit": "130131102201", "name": "王芳", "sex": "female"}));
         assert_eq!(run(op.clone()).unwrap_err().code, "required_field");
         op["entity"] = json!("spaceship");
         assert_eq!(run(op).unwrap_err().code, "unknown_entity");
@@ -287,7 +319,9 @@ mod tests {
 
     #[test]
     fn future_recorded_at_is_clamped() {
-        let mut op = person_create(json!({"org_unit": "130131102201", "name": "王芳", "sex": "female", "birth_date": "1990-02-03"}));
+        let mut op = person_create(
+            json!({"org_unit": "130131102201", "name": "王芳", "sex": "female", "birth_date": "1990-02-03"}),
+        );
         op["recorded_at"] = json!("2099-01-01T00:00:00Z");
         assert_eq!(run(op).unwrap().recorded_at, NOW);
     }

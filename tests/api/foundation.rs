@@ -37,8 +37,11 @@ both!(unknown_route_is_problem_json, |b| {
 
 #[test]
 fn committed_spec_matches_the_code() {
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/api-spec/openapi.json"))
-        .expect("api-spec/openapi.json exists");
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/api-spec/openapi.json"
+    ))
+    .expect("api-spec/openapi.json exists");
     let generated = fieldsync::openapi::pretty_json();
     assert!(
         committed == generated,
@@ -57,12 +60,18 @@ fn sqlite_below_full_synchronous_is_refused() {
 }
 
 #[test]
-#[cfg_attr(not(pg_tests), ignore = "PostgreSQL tests skipped: set FIELDSYNC_TEST_PG_URL")]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL tests skipped: set FIELDSYNC_TEST_PG_URL"
+)]
 fn postgres_synchronous_commit_off_is_refused() {
     let (url, admin, name) = fresh_pg_database();
     {
         let mut c = diesel::PgConnection::establish(&admin).unwrap();
-        c.batch_execute(&format!("ALTER DATABASE {name} SET synchronous_commit = off")).unwrap();
+        c.batch_execute(&format!(
+            "ALTER DATABASE {name} SET synchronous_commit = off"
+        ))
+        .unwrap();
     }
     let s = test_settings(&url);
     let result = fieldsync::open_database(&s);
@@ -74,7 +83,10 @@ fn postgres_synchronous_commit_off_is_refused() {
 #[test]
 fn unreachable_postgres_reports_the_real_cause() {
     let s = test_settings("postgres://nobody@127.0.0.1:1/none");
-    let msg = fieldsync::open_database(&s).err().expect("fails").to_string();
+    let msg = fieldsync::open_database(&s)
+        .err()
+        .expect("fails")
+        .to_string();
     assert!(msg.contains("cannot connect"), "{msg}");
     assert!(!msg.contains("Invalid connection url"), "{msg}");
 }
@@ -100,12 +112,32 @@ both!(org_unit_tree_by_code_prefix, |b| {
     let app = spawn_app(b);
     let mut c = app.conn();
     orgunits::upsert(&mut c, &tree()).unwrap();
-    let sub: Vec<String> = orgunits::subtree(&mut c, "130131102").unwrap().into_iter().map(|u| u.code).collect();
-    assert_eq!(sub, vec!["130131102", "130131102201", "130131102201G01", "130131102202"]);
-    let kids: Vec<String> = orgunits::children(&mut c, "130131").unwrap().into_iter().map(|u| u.code).collect();
+    let sub: Vec<String> = orgunits::subtree(&mut c, "130131102")
+        .unwrap()
+        .into_iter()
+        .map(|u| u.code)
+        .collect();
+    assert_eq!(
+        sub,
+        vec![
+            "130131102",
+            "130131102201",
+            "130131102201G01",
+            "130131102202"
+        ]
+    );
+    let kids: Vec<String> = orgunits::children(&mut c, "130131")
+        .unwrap()
+        .into_iter()
+        .map(|u| u.code)
+        .collect();
     assert_eq!(kids, vec!["130131102", "130131103"]);
     // a village whose parent is not the township above it is refused
-    let bad = vec![NewOrgUnit { code: "130131103202".into(), name: "x".into(), parent: Some("130131102".into()) }];
+    let bad = vec![NewOrgUnit {
+        code: "130131103202".into(),
+        name: "x".into(),
+        parent: Some("130131102".into()),
+    }];
     assert!(orgunits::upsert(&mut c, &bad).is_err());
 });
 
@@ -116,7 +148,10 @@ both!(org_unit_csv_import, |b| {
     assert_eq!(units.len(), 3);
     let mut c = app.conn();
     assert_eq!(orgunits::upsert(&mut c, &units).unwrap(), 3);
-    assert_eq!(orgunits::get(&mut c, "130131102201").unwrap().unwrap().name, "东庄村");
+    assert_eq!(
+        orgunits::get(&mut c, "130131102201").unwrap().unwrap().name,
+        "东庄村"
+    );
 });
 
 /// A valid value for each field type, so every record type can be written and read back.
@@ -166,7 +201,9 @@ both!(every_record_type_round_trips, |b| {
     for (i, d) in ENTITIES.iter().enumerate() {
         let r = row(d.entity, "130131102201", i as i64 + 1);
         records::upsert(&mut c, std::slice::from_ref(&r)).unwrap();
-        let back = records::load_one(&mut c, d.entity, &r.id).unwrap().expect("stored");
+        let back = records::load_one(&mut c, d.entity, &r.id)
+            .unwrap()
+            .expect("stored");
         assert_eq!(back, r, "{} round trip", d.name);
         // an update through the same upsert replaces the row
         let mut r2 = r.clone();
@@ -174,7 +211,10 @@ both!(every_record_type_round_trips, |b| {
         r2.change_seq = 100 + i as i64;
         r2.deleted = true;
         records::upsert(&mut c, std::slice::from_ref(&r2)).unwrap();
-        assert_eq!(records::load_one(&mut c, d.entity, &r.id).unwrap().unwrap(), r2);
+        assert_eq!(
+            records::load_one(&mut c, d.entity, &r.id).unwrap().unwrap(),
+            r2
+        );
     }
 });
 
@@ -213,7 +253,14 @@ both!(schema_matches_the_entity_registry, |b| {
     for d in ENTITIES {
         let cols = records::columns(d.entity);
         let n = count_columns(&mut c, d.table);
-        assert_eq!(n, cols.len(), "{} has {} columns, registry {}", d.table, n, cols.len());
+        assert_eq!(
+            n,
+            cols.len(),
+            "{} has {} columns, registry {}",
+            d.table,
+            n,
+            cols.len()
+        );
     }
 });
 

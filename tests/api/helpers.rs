@@ -48,7 +48,9 @@ impl Resp {
 }
 
 pub fn pg_admin_url() -> Option<String> {
-    std::env::var("FIELDSYNC_TEST_PG_URL").ok().filter(|s| !s.is_empty())
+    std::env::var("FIELDSYNC_TEST_PG_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 /// A new, empty PostgreSQL database on the test server: (its URL, admin URL, its name).
@@ -56,7 +58,8 @@ pub fn fresh_pg_database() -> (String, String, String) {
     let admin = pg_admin_url().expect("FIELDSYNC_TEST_PG_URL is set for PostgreSQL tests");
     let name = format!("fs_test_{}", uuid::Uuid::new_v4().simple());
     let mut c = diesel::PgConnection::establish(&admin).expect("connect to FIELDSYNC_TEST_PG_URL");
-    c.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+    c.batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create test database");
     let url = match admin.rfind('/') {
         Some(i) if admin[..i].contains("://") && i > admin.find("://").unwrap() + 2 => {
             let rest = &admin[i + 1..];
@@ -116,7 +119,9 @@ pub fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Te
             let _ = server.await;
         });
     });
-    let (addr, handle) = rx.recv_timeout(Duration::from_secs(30)).expect("server started");
+    let (addr, handle) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server started");
     TestApp {
         base: format!("http://{addr}"),
         db,
