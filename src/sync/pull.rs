@@ -8,7 +8,7 @@ use diesel::RunQueryDsl;
 use crate::auth::scope::Scope;
 use crate::db::records::{self, backend_of, JsonRow, RecordRow};
 use crate::db::schema::{devices, sync_state};
-use crate::db::{now_micros, Backend, Db, DbConn};
+use crate::db::{now_micros, Db, DbConn};
 use crate::domain::entities::ENTITIES;
 use crate::error::{AppError, AppResult};
 use crate::sync::protocol::{PullRequest, PullResponse, RecordOut};
@@ -163,11 +163,7 @@ pub fn changes(
         .iter()
         .map(|d| {
             let base = records::select_json_sql(backend, d.entity);
-            let alias = match backend {
-                Backend::Sqlite => "",
-                Backend::Postgres => "",
-            };
-            format!("SELECT * FROM ({base}{alias} WHERE {pred} AND change_seq > {cursor}{live} ORDER BY change_seq LIMIT {limit}) AS s_{}", d.table)
+            format!("SELECT * FROM ({base} WHERE {pred} AND change_seq > {cursor}{live} ORDER BY change_seq LIMIT {limit}) AS s_{}", d.table)
         })
         .collect();
     let sql = format!(

@@ -32,6 +32,24 @@ pub struct Caller {
     pub scope: Scope,
 }
 
+/// Who made an op, as the merge path needs it: a device's worker, or a supervisor editing
+/// directly (no device, no device ledger).
+pub struct Actor<'a> {
+    pub user_id: &'a str,
+    pub device_id: Option<&'a str>,
+    pub scope: &'a Scope,
+}
+
+impl Caller {
+    fn actor(&self) -> Actor<'_> {
+        Actor {
+            user_id: &self.user_id,
+            device_id: Some(&self.device_id),
+            scope: &self.scope,
+        }
+    }
+}
+
 /// The policy table of `domain::entities`, in the merge engine's terms.
 pub fn policy_of(entity: Entity) -> impl Fn(&str) -> Policy {
     move |field: &str| match entity.def().field(field).map(|f| f.policy) {
@@ -83,7 +101,7 @@ pub fn push(db: &Db, caller: &Caller, ops: Vec<Value>) -> AppResult<PushResponse
             Err(e) => return Err(e),
         }
     }
-    if results.is_empty() && !items.is_empty() && stop.is_none() {
+    if results.is_empty() && stop.is_none() {
         last_seq = db.read(|c| Ok(store::device(c, &caller.device_id)?.last_seq))?;
     }
     Ok(PushResponse {
@@ -293,7 +311,7 @@ fn apply_chunk(
             }
             Ok(op) => {
                 recorded[*i] = Some(op.recorded_at);
-                let r = apply_op(&mut work, caller, op, h, &bases);
+                let r = apply_op(&mut work, &caller.actor(), op, h, &bases);
                 if r.status == "rejected" {
                     ledger_payload[*i] = Some(raw);
                 }
@@ -369,7 +387,26 @@ fn apply_chunk(
         }
     }
 
-    let finals = final_rows(&work);
+    write_work(conn, &work, &flags)?;
+    store::write_ledger(conn, &caller.device_id, &ledger, now)?;
+    if last_seq != dev.last_seq {
+        store::advance_device(conn, &caller.device_id, last_seq, now)?;
+    }
+    work.alloc.finish(conn)?;
+    Ok(ChunkOut {
+        results: out_results,
+        last_seq,
+        stopped_at,
+    })
+}
+
+/// Writes the records, versions, conflicts and flags a working set holds.
+fn write_work(
+    conn: &mut DbConn,
+    work: &Work,
+    flags: &HashMap<Key, Vec<&'static str>>,
+) -> AppResult<()> {
+    let finals = final_rows(work);
     records::upsert(conn, &finals)?;
     let versions: Vec<VersionRow> = work
         .versions
@@ -380,7 +417,7 @@ fn apply_chunk(
         })
         .collect();
     records::insert_versions(conn, &versions)?;
-    store::insert_conflicts(conn, &work.conflicts, now)?;
+    store::insert_conflicts(conn, &work.conflicts, work.now)?;
     let flag_rows: Vec<(&str, &str, &str, i64, Vec<&'static str>)> = flags
         .iter()
         .filter_map(|(k, codes)| {
@@ -394,17 +431,67 @@ fn apply_chunk(
             ))
         })
         .collect();
-    store::set_flags(conn, &flag_rows, now)?;
-    store::write_ledger(conn, &caller.device_id, &ledger, now)?;
-    if last_seq != dev.last_seq {
-        store::advance_device(conn, &caller.device_id, last_seq, now)?;
+    store::set_flags(conn, &flag_rows, work.now)
+}
+
+/// Applies one op made by someone without a device (a supervisor's direct edit) inside the
+/// caller's write transaction, through the same merge, duplicate and check path as a device's
+/// op. No device ledger row is written. A refusal comes back as a `rejected` result.
+pub fn apply_direct(conn: &mut DbConn, actor: &Actor, op: &ParsedOp) -> AppResult<OpResult> {
+    let alloc = SeqAlloc::lock(conn)?;
+    let now = now_micros();
+    let h = OpHeader {
+        seq: op.seq,
+        op_id: op.op_id.clone(),
+        entity: op.entity.name().to_string(),
+        id: op.id.clone(),
+        kind: match op.kind {
+            merge::OpKind::Create => "create",
+            merge::OpKind::Update => "update",
+            merge::OpKind::Delete => "delete",
+        }
+        .to_string(),
+    };
+    if let Some(u) = &op.org_unit {
+        let refusal = if !actor.scope.contains(u) {
+            Some(("out_of_scope", "org_unit is outside your subtree"))
+        } else if !existing_units(conn, &BTreeSet::from([u.clone()]))?.contains(u) {
+            Some(("unknown_org_unit", "org_unit does not exist"))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refusal {
+            return Ok(rejected(
+                &h,
+                &Refusal {
+                    code,
+                    message: message.into(),
+                },
+            ));
+        }
     }
+    let mut work = Work {
+        state: HashMap::new(),
+        versions: Vec::new(),
+        conflicts: Vec::new(),
+        alloc,
+        now,
+    };
+    load_state(conn, &mut work, std::iter::once(op))?;
+    let bases = load_bases(conn, &work, std::iter::once(op))?;
+    let mut result = apply_op(&mut work, actor, op, &h, &bases);
+    duplicates::detect_and_merge(conn, &mut work_view(&mut work), actor.user_id)?;
+    let flags = checks::evaluate(conn, &work.state, &changed_keys(&work))?;
+    let key = (
+        op.entity,
+        result.canonical_id.clone().unwrap_or_else(|| op.id.clone()),
+    );
+    if let Some(codes) = flags.get(&key) {
+        result.flags = codes.iter().map(|c| c.to_string()).collect();
+    }
+    write_work(conn, &work, &flags)?;
     work.alloc.finish(conn)?;
-    Ok(ChunkOut {
-        results: out_results,
-        last_seq,
-        stopped_at,
-    })
+    Ok(result)
 }
 
 fn work_view(work: &mut Work) -> duplicates::WorkSet<'_> {
@@ -572,7 +659,7 @@ mod erased {
 /// Applies one parsed op to the working set and says what happened.
 fn apply_op(
     work: &mut Work,
-    caller: &Caller,
+    caller: &Actor,
     op: &ParsedOp,
     h: &OpHeader,
     bases: &Bases,
@@ -659,9 +746,9 @@ fn apply_op(
             recorded_at: op.recorded_at,
             created_by: current_row
                 .as_ref()
-                .map_or_else(|| caller.user_id.clone(), |c| c.created_by.clone()),
-            updated_by: caller.user_id.clone(),
-            updated_device: Some(caller.device_id.clone()),
+                .map_or_else(|| caller.user_id.to_string(), |c| c.created_by.clone()),
+            updated_by: caller.user_id.to_string(),
+            updated_device: caller.device_id.map(str::to_string),
         };
         version = row.version;
         work.push_version(row, Some(op.op_id.clone()));
@@ -677,8 +764,8 @@ fn apply_op(
             org_unit: org_unit.clone(),
             base_version: op.base_version,
             server_version: version,
-            device_id: Some(caller.device_id.clone()),
-            user_id: caller.user_id.clone(),
+            device_id: caller.device_id.map(str::to_string),
+            user_id: caller.user_id.to_string(),
             op_id: Some(op.op_id.clone()),
             recorded_at: op.recorded_at,
             change_seq: seq,

@@ -423,6 +423,10 @@ both!(promise_06_read_your_writes, |b| {
     assert_eq!(r["last_seq"], 1);
     let r = a.push(&app, &[]);
     assert_eq!(r.body["device_id"], a.device_id.as_str());
+    assert_eq!(
+        r.body["last_seq"], 1,
+        "an empty push reports the stored last_seq"
+    );
 });
 
 both!(promise_07_convergence, |b| {
