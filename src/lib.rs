@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod orgunits;
 pub mod report;
 pub mod settings;
+pub mod simulate;
 pub mod sync;
 pub mod telemetry;
 

@@ -58,11 +58,42 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Act as field devices of the demo county over HTTP, then verify the store.
+    Simulate(SimulateArgs),
     /// Write the OpenAPI document (default: api-spec/openapi.json).
     Openapi {
         #[arg(long, default_value = "api-spec/openapi.json")]
         out: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// A running server (its --database-url must be given too: accounts and checks use it).
+    #[arg(long, conflicts_with = "spawn")]
+    url: Option<String>,
+    /// Start the server in-process (default database: a temp SQLite file).
+    #[arg(long)]
+    spawn: bool,
+    #[arg(long, default_value_t = 30)]
+    devices: usize,
+    #[arg(long, default_value_t = 7)]
+    days: usize,
+    #[arg(long, default_value_t = 40)]
+    ops_per_day: usize,
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Share of edits that collide with another device's edit of the same field.
+    #[arg(long, default_value_t = 0.05)]
+    conflict_rate: f64,
+    /// Share of pushes sent twice.
+    #[arg(long, default_value_t = 0.1)]
+    resend_rate: f64,
+    /// Chance per device and day of going offline for 2 to 4 days.
+    #[arg(long, default_value_t = 0.1)]
+    offline_rate: f64,
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
 }
 
 #[derive(Subcommand)]
@@ -121,7 +152,15 @@ fn main() -> anyhow::Result<()> {
         flags.push(("bind", Value::from(b.clone())));
     }
     let settings = Settings::load(cli.config.as_deref(), &flags)?;
-    fieldsync::telemetry::init(&settings.log_format);
+    if matches!(cli.command, Command::Simulate(_)) {
+        // Warnings only: the in-process server's request lines would drown the summary.
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        fieldsync::telemetry::init(&settings.log_format);
+    }
 
     match cli.command {
         Command::Serve { demo, .. } => serve(settings, demo),
@@ -157,6 +196,7 @@ fn main() -> anyhow::Result<()> {
             println!("imported {n} org units");
             Ok(())
         }
+        Command::Simulate(a) => simulate(&cli.database_url, a),
         Command::User { command } => user_command(&settings, command),
         Command::Device { command } => device_command(&settings, command),
         Command::Openapi { out } => {
@@ -267,6 +307,30 @@ fn device_command(settings: &Settings, command: DeviceCommand) -> anyhow::Result
             Ok(())
         }
     }
+}
+
+fn simulate(database_url: &Option<String>, a: SimulateArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let opts = fieldsync::simulate::Options {
+        url: a.url,
+        spawn: a.spawn,
+        database_url: database_url.clone(),
+        devices: a.devices,
+        days: a.days,
+        ops_per_day: a.ops_per_day,
+        concurrency: a.concurrency,
+        conflict_rate: a.conflict_rate,
+        resend_rate: a.resend_rate,
+        offline_rate: a.offline_rate,
+        seed: a.seed,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let report = fieldsync::simulate::run(&opts)?;
+    println!("{report}");
+    if !report.passed() {
+        bail!("verification failed");
+    }
+    Ok(())
 }
 
 fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {

@@ -7,4 +7,5 @@ mod access;
 mod auth;
 mod demo;
 mod foundation;
+mod simulate;
 mod sync;
