@@ -76,6 +76,9 @@ pub struct Limits {
     /// Pushes processed at once; more wait briefly, then get 503 with Retry-After, so a
     /// retry storm cannot queue without bound.
     pub max_inflight_pushes: usize,
+    /// Seconds a push body may take to arrive; a stalled or 1-byte-a-second body is answered
+    /// 400 and its connection freed.
+    pub body_timeout_secs: u64,
 }
 
 impl Default for Settings {
@@ -105,6 +108,7 @@ impl Default for Settings {
                 default_page_size: 500,
                 max_json_depth: 32,
                 max_inflight_pushes: 64,
+                body_timeout_secs: 30,
             },
         }
     }
@@ -156,7 +160,8 @@ impl Settings {
             let Some(rest) = key.strip_prefix("FIELDSYNC_") else {
                 continue;
             };
-            if rest.starts_with("TEST_") || rest == "CONFIG" {
+            // FIELDSYNC_LOG is the log filter (telemetry), not a setting.
+            if rest.starts_with("TEST_") || rest == "CONFIG" || rest == "LOG" {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
@@ -256,6 +261,7 @@ mod tests {
                 "700".to_string(),
             ),
             ("FIELDSYNC_TEST_PG_URL".to_string(), "ignored".to_string()),
+            ("FIELDSYNC_LOG".to_string(), "debug".to_string()),
         ];
         let s = Settings::load_from(
             Some(&file),

@@ -47,7 +47,11 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, l: &Limits) -> 
         }
     }
     let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(l.body_timeout_secs.max(1));
+    while let Some(chunk) = tokio::time::timeout_at(deadline, payload.next())
+        .await
+        .map_err(|_| AppError::BadRequest("the request body did not arrive in time".into()))?
+    {
         let chunk =
             chunk.map_err(|_| AppError::BadRequest("the request body was cut off".into()))?;
         if body.len() + chunk.len() > l.max_body_bytes {

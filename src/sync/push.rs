@@ -58,6 +58,7 @@ pub fn policy_of(entity: Entity) -> impl Fn(&str) -> Policy {
     }
 }
 
+#[cfg_attr(feature = "unsafe-ack-before-commit", allow(unreachable_code))]
 pub fn push(db: &Db, caller: &Caller, ops: Vec<Value>) -> AppResult<PushResponse> {
     let headers: Vec<OpHeader> = ops
         .iter()
@@ -65,6 +66,8 @@ pub fn push(db: &Db, caller: &Caller, ops: Vec<Value>) -> AppResult<PushResponse
         .map(|(i, op)| validate::header(op, i))
         .collect::<Result<_, _>>()?;
     let items: Vec<(OpHeader, Value)> = headers.into_iter().zip(ops).collect();
+    #[cfg(feature = "unsafe-ack-before-commit")]
+    return unsafe_ack::push(db, caller, items);
 
     let mut results = Vec::with_capacity(items.len());
     let mut last_seq = 0;
@@ -112,6 +115,50 @@ pub fn push(db: &Db, caller: &Caller, ops: Vec<Value>) -> AppResult<PushResponse
         stop_reason: stop.map(|s| s.1.to_string()),
         retry_after: stop.filter(|s| s.1 == "transient").map(|_| 5),
     })
+}
+
+/// Test-only, behind the cargo feature `unsafe-ack-before-commit`: the answer is computed in a
+/// transaction that is rolled back, and the batch is committed for real only 400 ms later on
+/// another thread. A SIGKILL in between loses acknowledged ops; the crash harness must report
+/// it (tests/faults, negative control). Never build a release with this feature.
+#[cfg(feature = "unsafe-ack-before-commit")]
+mod unsafe_ack {
+    use super::*;
+
+    pub fn push(
+        db: &Db,
+        caller: &Caller,
+        items: Vec<(OpHeader, Value)>,
+    ) -> AppResult<PushResponse> {
+        let mut answer = None;
+        let dry = db.write(|conn| {
+            answer = Some(apply_chunk(conn, caller, &items)?);
+            Err::<(), _>(AppError::Conflict("dry run".into()))
+        });
+        let out = match (answer, dry) {
+            (Some(out), _) => out,
+            (None, Err(e)) => return Err(e),
+            (None, Ok(())) => unreachable!("the dry run always rolls back"),
+        };
+        let later = Caller {
+            user_id: caller.user_id.clone(),
+            device_id: caller.device_id.clone(),
+            scope: caller.scope.clone(),
+        };
+        let db = db.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            let _ = db.write(|conn| apply_chunk(conn, &later, &items));
+        });
+        Ok(PushResponse {
+            device_id: caller.device_id.clone(),
+            last_seq: out.last_seq,
+            results: out.results,
+            stopped_at: out.stopped_at,
+            stop_reason: out.stopped_at.map(|_| "gap".to_string()),
+            retry_after: None,
+        })
+    }
 }
 
 fn apply_one_by_one(db: &Db, caller: &Caller, chunk: &[(OpHeader, Value)]) -> AppResult<ChunkOut> {
