@@ -60,6 +60,17 @@ enum Command {
     },
     /// Act as field devices of the demo county over HTTP, then verify the store.
     Simulate(SimulateArgs),
+    /// Write a consistent backup while the server runs (SQLite: VACUUM INTO; PostgreSQL:
+    /// pg_dump -Fc).
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into a fresh, empty database, then migrate and check durability.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Write the OpenAPI document (default: api-spec/openapi.json).
     Openapi {
         #[arg(long, default_value = "api-spec/openapi.json")]
@@ -199,6 +210,14 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(a) => simulate(&cli.database_url, a),
         Command::User { command } => user_command(&settings, command),
         Command::Device { command } => device_command(&settings, command),
+        Command::Backup { out } => {
+            println!("{}", fieldsync::backup::backup(&settings, &out)?);
+            Ok(())
+        }
+        Command::Restore { from } => {
+            println!("{}", fieldsync::backup::restore(&settings, &from)?);
+            Ok(())
+        }
         Command::Openapi { out } => {
             if let Some(dir) = out.parent() {
                 std::fs::create_dir_all(dir)?;

@@ -44,6 +44,7 @@ impl Op {
 
 /// A virtual field device: its ops, and its own ledger of what the server acknowledged (the
 /// first answer for each seq). The ledger lives in the test process, which is never killed.
+#[derive(Clone)]
 pub struct VirtualDevice {
     pub dev: Device,
     pub ops: Vec<Op>,
@@ -134,6 +135,12 @@ impl VirtualDevice {
         };
         self.versions.insert(op.record.clone(), op.version);
         self.ops.push(op);
+    }
+
+    /// Forgets the acknowledgements after seq `n`, as if the device had last synced then (a
+    /// server restored from a backup taken at that point no longer holds the later ones).
+    pub fn forget_after(&mut self, n: usize) {
+        self.acked.retain(|seq, _| *seq <= n as i64);
     }
 
     /// Every op made so far is acknowledged.

@@ -84,6 +84,17 @@ impl Env {
 
     /// `sqlite_path`: where the SQLite file lives (default: in the temp dir).
     pub fn new_at(backend: Backend, sqlite_path: Option<&Path>) -> Env {
+        let env = Self::empty_at(backend, sqlite_path);
+        env.seed();
+        env
+    }
+
+    /// A store that does not exist yet (SQLite) or an empty database (PostgreSQL).
+    pub fn empty(backend: Backend) -> Env {
+        Self::empty_at(backend, None)
+    }
+
+    fn empty_at(backend: Backend, sqlite_path: Option<&Path>) -> Env {
         let dir = tempfile::tempdir().expect("temp dir");
         let (url, pg_name) = match backend {
             Backend::Sqlite => {
@@ -101,7 +112,7 @@ impl Env {
         };
         let data_dir = dir.path().join("data");
         let log_path = dir.path().join("server.log");
-        let env = Env {
+        Env {
             backend,
             url,
             data_dir,
@@ -110,9 +121,7 @@ impl Env {
             log_path,
             pg_name,
             dir,
-        };
-        env.seed();
-        env
+        }
     }
 
     pub fn pg_name(&self) -> Option<&str> {

@@ -7,6 +7,7 @@
 
 mod harness;
 
+mod backup;
 mod crash;
 mod faults;
 
