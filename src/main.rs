@@ -76,6 +76,22 @@ enum Command {
         #[arg(long, default_value = "api-spec/openapi.json")]
         out: PathBuf,
     },
+    /// Write the report of an org unit with its breakdown as CSV (UTF-8 with BOM) or XLSX.
+    Report {
+        #[arg(long)]
+        org_unit: String,
+        /// 2026-10 (month), 2026-Q4, 2026 (year), or with --kind ytd 2026-10.
+        #[arg(long)]
+        period: String,
+        /// month, quarter, ytd or year (inferred from --period when omitted).
+        #[arg(long)]
+        kind: Option<String>,
+        /// csv or xlsx (default: from the file name, else csv).
+        #[arg(long)]
+        format: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -223,6 +239,32 @@ fn main() -> anyhow::Result<()> {
                 std::fs::create_dir_all(dir)?;
             }
             std::fs::write(&out, fieldsync::openapi::pretty_json())?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Report {
+            org_unit,
+            period,
+            kind,
+            format,
+            out,
+        } => {
+            use fieldsync::report::export::{write_report_file, ExportFormat};
+            let period = fieldsync::report::report::Period::parse(
+                kind.as_deref(),
+                Some(&period),
+                None,
+                None,
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
+            let format = match format.as_deref() {
+                Some(f) => ExportFormat::parse(f).context("--format is csv or xlsx")?,
+                None if out.extension().is_some_and(|e| e == "xlsx") => ExportFormat::Xlsx,
+                None => ExportFormat::Csv,
+            };
+            let db = fieldsync::open_database(&settings)?;
+            write_report_file(&db, &org_unit, &period, format, &out)
+                .map_err(|e| anyhow::anyhow!("report: {e}"))?;
             println!("wrote {}", out.display());
             Ok(())
         }

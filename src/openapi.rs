@@ -23,6 +23,17 @@ use utoipa::OpenApi;
         crate::api::audit::query,
         crate::api::sync::push_batch,
         crate::api::sync::pull_changes,
+        crate::api::reports::get_report,
+        crate::api::reports::get_breakdown,
+        crate::api::reports::completeness,
+        crate::api::reports::submit,
+        crate::api::reports::approve,
+        crate::api::reports::return_report,
+        crate::api::reports::lock,
+        crate::api::reports::set_targets,
+        crate::api::reports::list_targets,
+        crate::api::reports::export_report,
+        crate::api::reports::export_ledger,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -32,6 +43,7 @@ use utoipa::OpenApi;
         (name = "devices", description = "Field workers' devices"),
         (name = "users", description = "Accounts"),
         (name = "audit", description = "The audit log"),
+        (name = "reports", description = "Monthly reports, targets, approval and exports"),
     )
 )]
 pub struct ApiDoc;

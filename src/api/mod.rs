@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod devices;
 pub mod health;
+pub mod reports;
 pub mod sync;
 pub mod users;
 
@@ -68,6 +69,17 @@ routes! {
     get "/api/v1/audit" => audit::query, Access::Roles(&[Role::Admin]);
     post "/api/v1/sync/push" => sync::push_batch, Access::Roles(&[Role::Worker]);
     post "/api/v1/sync/pull" => sync::pull_changes, Access::Roles(&[Role::Worker]);
+    get "/api/v1/reports" => reports::get_report, Access::Roles(reports::SUPERVISORS);
+    get "/api/v1/reports/breakdown" => reports::get_breakdown, Access::Roles(reports::SUPERVISORS);
+    get "/api/v1/reports/completeness" => reports::completeness, Access::Roles(reports::SUPERVISORS);
+    post "/api/v1/reports/submissions" => reports::submit, Access::Roles(&[Role::TownshipSupervisor]);
+    post "/api/v1/reports/submissions/{id}/approve" => reports::approve, Access::Roles(&[Role::TownshipSupervisor]);
+    post "/api/v1/reports/submissions/{id}/return" => reports::return_report, Access::Roles(&[Role::TownshipSupervisor]);
+    post "/api/v1/reports/lock" => reports::lock, Access::Roles(&[Role::CountySupervisor]);
+    put "/api/v1/targets" => reports::set_targets, Access::Roles(reports::SUPERVISORS);
+    get "/api/v1/targets" => reports::list_targets, Access::Roles(reports::SUPERVISORS);
+    get "/api/v1/exports/report.{format}" => reports::export_report, Access::Roles(reports::SUPERVISORS);
+    get "/api/v1/exports/ledger/{entity}.{format}" => reports::export_ledger, Access::Roles(reports::SUPERVISORS);
 }
 
 /// The declared access of the route `req` matched, if it was declared.

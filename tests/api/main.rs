@@ -7,5 +7,6 @@ mod access;
 mod auth;
 mod demo;
 mod foundation;
+mod reports;
 mod simulate;
 mod sync;

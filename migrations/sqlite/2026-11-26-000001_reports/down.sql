@@ -1,0 +1,3 @@
+DROP INDEX record_versions_seq;
+DROP TABLE report_submissions;
+DROP TABLE targets;

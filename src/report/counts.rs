@@ -1,0 +1,750 @@
+//! The counts of the monthly report (月报), by SQL aggregation over the ledger tables: one
+//! statement per table (two for persons), each grouped by org unit, on both SQLite and
+//! PostgreSQL. Records are never loaded into memory; every statement is a range scan on the
+//! org-unit code (a subtree is a code-prefix range) with `COUNT`/`SUM` over `CASE`.
+//!
+//! # Counting rules (统计口径) applied here
+//!
+//! The formulas, the age range of a woman of childbearing age, the married statuses, the
+//! long-acting methods and the three checks live in [`crate::report::indicators`]. The rules
+//! that decide which rows are counted are these:
+//!
+//! - Only live rows count: a deleted (or merged-away) record counts nowhere.
+//! - **Population at a date** (时点人口): persons alive (or not recorded as dead), resident
+//!   (常住) or moved in (流入), born on or before the date. Out-migrants (流出) are not in the
+//!   population; they are counted separately. Status is the current one (the ledgers keep no
+//!   dated residence history), so a person who died or left in the period is counted neither at
+//!   its start nor at its end. **Population at period start** is the population on the day
+//!   before the first day of the period by the same rule; the **average population** is
+//!   `(start + end) / 2` ([`indicators::average_population`]).
+//! - **Married women of childbearing age** (已婚育龄妇女): in the population at period end,
+//!   female, of a married status, aged 15-49 at period end (birth-date bounds from
+//!   [`indicators::wcba_birth_date_bounds`]). Their **living children**: live birth records with
+//!   them as mother, born by period end, whose child is not recorded dead.
+//! - A **current measure** at period end: started on or before the end, not ended by then, not
+//!   an IUD removal (an operation, not a method). A woman's measure is hers or her husband's:
+//!   her husband is the male head or spouse of her household while she is its head or spouse.
+//!   A woman with several counts once, under the first of [`METHOD_PRIORITY`].
+//! - **Long-acting measure rate**: mothers of the births in the period, with a current measure
+//!   of [`indicators::LONG_ACTING_METHODS`] (hers, or her husband's vasectomy) at period end.
+//! - **Four operations** (四术) in the period: IUD insertions, IUD removals and sterilisations by
+//!   their `started_on`, induced abortions by the pregnancy's `outcome_date`.
+//! - **Checks** (三查): women with a check of [`indicators::THREE_CHECKS`] due in the period
+//!   (`due_date`); checked when one of those was done (`visit_date`) by period end.
+//!   **Follow-ups** (the other visit kinds): visits due in the period, done by period end.
+//! - **Migrants** are flows: migration records moved in the period. Out-migrant married women:
+//!   out-records of women married and of childbearing age at period end; certified when the
+//!   record has a certificate number. In-migrants checked: in-records with
+//!   `certificate_checked`.
+//! - **Supplies**: quantities handed out in the period, and their distinct recipients.
+//! - **Benefits** are yearly: records of the years the period touches, recipients and yuan.
+//!
+//! Distinct-person counts (mothers, women checked) are distinct within an org unit row; a
+//! roll-up sums its villages.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+
+use crate::db::DbConn;
+use crate::domain::orgunit::subtree_range;
+use crate::error::{AppError, AppResult};
+use crate::report::indicators::{self, LONG_ACTING_METHODS, MARRIED_STATUSES, THREE_CHECKS};
+
+/// Counts by key (see [`COUNTS`]).
+pub type Counts = BTreeMap<String, i64>;
+
+/// Order in which a woman's current measures are ranked when she has several: the one counted
+/// under "users by method".
+pub const METHOD_PRIORITY: &[&str] = &[
+    "tubal_ligation",
+    "vasectomy",
+    "iud_insertion",
+    "implant",
+    "injection",
+    "pills",
+    "condoms",
+];
+
+/// One count of the report, with its Chinese and English labels.
+pub struct CountDef {
+    pub key: &'static str,
+    pub zh: &'static str,
+    pub en: &'static str,
+}
+
+const fn d(key: &'static str, zh: &'static str, en: &'static str) -> CountDef {
+    CountDef { key, zh, en }
+}
+
+/// Every count of the report, in report order.
+pub const COUNTS: &[CountDef] = &[
+    d("population_start", "期初人口", "population at period start"),
+    d("population_end", "期末人口", "population at period end"),
+    d(
+        "population_end_male",
+        "期末人口(男)",
+        "population at end, male",
+    ),
+    d(
+        "population_end_female",
+        "期末人口(女)",
+        "population at end, female",
+    ),
+    d("moved_in_end", "期末流入人口", "moved-in persons at end"),
+    d("moved_out_end", "期末流出人口", "moved-out persons at end"),
+    d("births", "出生人数", "births"),
+    d("births_male", "出生(男)", "male births"),
+    d("births_female", "出生(女)", "female births"),
+    d("births_parity_1", "一孩", "first births"),
+    d("births_parity_2", "二孩", "second births"),
+    d("births_parity_3plus", "多孩", "third or later births"),
+    d(
+        "births_within_policy",
+        "符合政策出生",
+        "births within policy",
+    ),
+    d(
+        "births_within_policy_1",
+        "内一",
+        "first births within policy",
+    ),
+    d(
+        "births_within_policy_2",
+        "内二",
+        "second births within policy",
+    ),
+    d(
+        "births_within_policy_3plus",
+        "内多",
+        "later births within policy",
+    ),
+    d("deaths", "死亡人数", "deaths"),
+    d(
+        "married_wcba",
+        "已婚育龄妇女",
+        "married women of childbearing age",
+    ),
+    d("wcba_children_0", "零孩", "with no living child"),
+    d("wcba_children_1", "一孩妇女", "with one living child"),
+    d("wcba_children_2", "二孩妇女", "with two living children"),
+    d("wcba_children_3plus", "多孩妇女", "with three or more"),
+    d(
+        "contraceptive_users",
+        "避孕措施落实人数",
+        "with a current measure",
+    ),
+    d("users_tubal_ligation", "女扎", "tubal ligation"),
+    d("users_vasectomy", "男扎", "vasectomy"),
+    d("users_iud_insertion", "上环", "IUD"),
+    d("users_implant", "皮埋", "implant"),
+    d("users_injection", "注射", "injection"),
+    d("users_pills", "口服药", "pills"),
+    d("users_condoms", "避孕套", "condoms"),
+    d("mothers", "生育妇女", "women who gave birth"),
+    d(
+        "mothers_long_acting",
+        "生育妇女落实长效措施",
+        "of whom with a long-acting measure",
+    ),
+    d("ops_iud_insertion", "上环手术", "IUD insertions"),
+    d("ops_iud_removal", "取环手术", "IUD removals"),
+    d("ops_tubal_ligation", "女扎手术", "tubal ligations"),
+    d("ops_vasectomy", "男扎手术", "vasectomies"),
+    d("ops_induced", "人流/引产", "induced abortions"),
+    d("ops_total", "四术合计", "four operations, total"),
+    d("ops_implant", "皮埋手术", "implants"),
+    d("pregnancies_detected", "新发现孕情", "pregnancies detected"),
+    d("pregnancy_miscarriages", "自然流产", "miscarriages"),
+    d("check_women_due", "应查人数", "women due a check"),
+    d("check_women_checked", "实查人数", "women checked"),
+    d("checks_done", "期内三查次数", "checks done in period"),
+    d("follow_ups_due", "应随访次数", "follow-ups due"),
+    d("follow_ups_done", "已随访次数", "follow-ups done"),
+    d("visits_done", "期内随访总次数", "visits done in period"),
+    d("migrants_out", "流出人数", "moved out"),
+    d("migrants_in", "流入人数", "moved in"),
+    d(
+        "out_married_women",
+        "流出已婚育龄妇女",
+        "out-migrant married women",
+    ),
+    d(
+        "out_married_women_certified",
+        "流出已婚育龄妇女办证",
+        "of whom with a certificate",
+    ),
+    d("certificates_issued", "办理婚育证明", "certificates issued"),
+    d("in_checked", "流入人员查证", "in-migrants checked"),
+    d("supply_condoms", "避孕套(只)", "condoms (pieces)"),
+    d(
+        "supply_film",
+        "避孕药膜(本)",
+        "contraceptive film (booklets)",
+    ),
+    d(
+        "supply_pills",
+        "短效口服药(板)",
+        "short-acting pills (strips)",
+    ),
+    d("supply_recipients", "药具领取人数", "supply recipients"),
+    d(
+        "benefit_one_child_certificate",
+        "独生子女父母光荣证(人)",
+        "one-child certificates",
+    ),
+    d(
+        "benefit_one_child_certificate_yuan",
+        "独生子女父母光荣证(元)",
+        "one-child certificates, yuan",
+    ),
+    d(
+        "benefit_reward_assistance",
+        "奖励扶助(人)",
+        "reward and assistance",
+    ),
+    d(
+        "benefit_reward_assistance_yuan",
+        "奖励扶助(元)",
+        "reward and assistance, yuan",
+    ),
+    d(
+        "benefit_special_assistance",
+        "特别扶助(人)",
+        "special assistance",
+    ),
+    d(
+        "benefit_special_assistance_yuan",
+        "特别扶助(元)",
+        "special assistance, yuan",
+    ),
+];
+
+/// How rows are grouped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyBy {
+    /// One row, keyed `""`.
+    Total,
+    /// By the first `n` characters of the org unit code (9: townships, 12: villages).
+    Prefix(usize),
+    /// By the exact org unit (a village's groups).
+    Unit,
+}
+
+/// What to count: the subtree under `org_unit`, between `start` and `end` (both inclusive).
+#[derive(Clone, Debug)]
+pub struct Window {
+    pub org_unit: String,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+}
+
+/// A SQL text with `:name` parameters, bound in order of occurrence.
+struct Stmt {
+    from: String,
+    aggs: Vec<(&'static str, String)>,
+}
+
+fn list(values: &[&str]) -> String {
+    let quoted: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
+    quoted.join(", ")
+}
+
+fn when(cond: &str) -> String {
+    format!("COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0)")
+}
+
+fn sum_of(cond: &str, value: &str) -> String {
+    format!("COALESCE(SUM(CASE WHEN {cond} THEN {value} ELSE 0 END), 0)")
+}
+
+fn range(alias: &str) -> String {
+    format!("{alias}.org_unit >= :lo AND {alias}.org_unit < :hi AND NOT {alias}.deleted")
+}
+
+/// A measure current at period end (alias `m`).
+const CURRENT: &str = "NOT m.deleted AND m.method <> 'iud_removal' AND m.started_on <= :e \
+     AND (m.ended_on IS NULL OR m.ended_on > :e)";
+
+fn method_rank() -> String {
+    let whens: Vec<String> = METHOD_PRIORITY
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!("WHEN '{m}' THEN {}", i + 1))
+        .collect();
+    format!("CASE m.method {} END", whens.join(" "))
+}
+
+/// The population rule (alias `p`) without the birth-date bound.
+const IN_POPULATION: &str = "NOT p.deleted AND (p.alive IS NULL OR p.alive) \
+     AND (p.residence IS NULL OR p.residence IN ('resident', 'moved_in'))";
+
+fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
+    let married = list(MARRIED_STATUSES);
+    let three = list(THREE_CHECKS);
+    let long = list(LONG_ACTING_METHODS);
+    let rank = method_rank();
+    let mut out = Vec::new();
+
+    // Persons: population at start and end, out-migrants.
+    out.push(Stmt {
+        from: format!(
+            "persons p WHERE {} AND (p.alive IS NULL OR p.alive) AND p.birth_date <= :e",
+            range("p")
+        ),
+        aggs: {
+            let inpop = "(p.residence IS NULL OR p.residence IN ('resident', 'moved_in'))";
+            vec![
+                (
+                    "population_start",
+                    when(&format!("{inpop} AND p.birth_date < :s")),
+                ),
+                ("population_end", when(inpop)),
+                (
+                    "population_end_male",
+                    when(&format!("{inpop} AND p.sex = 'male'")),
+                ),
+                (
+                    "population_end_female",
+                    when(&format!("{inpop} AND p.sex = 'female'")),
+                ),
+                ("moved_in_end", when("p.residence = 'moved_in'")),
+                ("moved_out_end", when("p.residence = 'moved_out'")),
+            ]
+        },
+    });
+
+    // Married women of childbearing age: living children and current measures.
+    let mr = "(CASE WHEN x.own IS NULL THEN x.hus WHEN x.hus IS NULL OR x.own <= x.hus THEN x.own ELSE x.hus END)";
+    let mut aggs = vec![
+        ("married_wcba", "COUNT(*)".to_string()),
+        ("wcba_children_0", when("x.nc = 0")),
+        ("wcba_children_1", when("x.nc = 1")),
+        ("wcba_children_2", when("x.nc = 2")),
+        ("wcba_children_3plus", when("x.nc >= 3")),
+        ("contraceptive_users", when(&format!("{mr} IS NOT NULL"))),
+    ];
+    const USERS: [&str; 7] = [
+        "users_tubal_ligation",
+        "users_vasectomy",
+        "users_iud_insertion",
+        "users_implant",
+        "users_injection",
+        "users_pills",
+        "users_condoms",
+    ];
+    for (i, key) in USERS.iter().enumerate() {
+        debug_assert!(key.ends_with(METHOD_PRIORITY[i]));
+        aggs.push((key, when(&format!("{mr} = {}", i + 1))));
+    }
+    out.push(Stmt {
+        from: format!(
+            "(SELECT p.org_unit AS org_unit, \
+               (SELECT COUNT(*) FROM births b LEFT JOIN persons c ON c.id = b.child_id \
+                 WHERE b.mother_id = p.id AND NOT b.deleted AND b.birth_date <= :e \
+                   AND (c.id IS NULL OR (NOT c.deleted AND (c.alive IS NULL OR c.alive)))) AS nc, \
+               (SELECT MIN({rank}) FROM measures m WHERE m.person_id = p.id AND {CURRENT}) AS own, \
+               (SELECT MIN({rank}) FROM persons h JOIN measures m ON m.person_id = h.id \
+                 WHERE p.household_id IS NOT NULL AND p.relation IN ('head', 'spouse') \
+                   AND h.household_id = p.household_id AND h.id <> p.id AND h.sex = 'male' \
+                   AND h.relation IN ('head', 'spouse') AND NOT h.deleted AND {CURRENT}) AS hus \
+             FROM persons p WHERE p.org_unit >= :lo AND p.org_unit < :hi AND {IN_POPULATION} \
+               AND p.sex = 'female' AND p.marital_status IN ({married}) \
+               AND p.birth_date >= :wlo AND p.birth_date <= :whi) x"
+        ),
+        aggs,
+    });
+
+    // Mothers of the period's births, with a long-acting measure.
+    out.push(Stmt {
+        from: format!(
+            "(SELECT y.org_unit AS org_unit, \
+               CASE WHEN EXISTS (SELECT 1 FROM measures m WHERE m.person_id = y.mother_id \
+                      AND m.method IN ({long}) AND {CURRENT}) \
+                 OR EXISTS (SELECT 1 FROM persons w JOIN persons h ON h.household_id = w.household_id \
+                      JOIN measures m ON m.person_id = h.id \
+                      WHERE w.id = y.mother_id AND w.relation IN ('head', 'spouse') AND h.id <> w.id \
+                        AND h.sex = 'male' AND h.relation IN ('head', 'spouse') AND NOT h.deleted \
+                        AND m.method IN ({long}) AND {CURRENT}) \
+               THEN 1 ELSE 0 END AS la \
+             FROM (SELECT DISTINCT b.org_unit, b.mother_id FROM births b \
+                   WHERE {} AND b.birth_date >= :s AND b.birth_date <= :e) y) x",
+            range("b")
+        ),
+        aggs: vec![
+            ("mothers", "COUNT(*)".into()),
+            ("mothers_long_acting", "COALESCE(SUM(x.la), 0)".into()),
+        ],
+    });
+
+    out.push(Stmt {
+        from: format!(
+            "births x WHERE {} AND x.birth_date >= :s AND x.birth_date <= :e",
+            range("x")
+        ),
+        aggs: vec![
+            ("births", "COUNT(*)".into()),
+            ("births_male", when("x.sex = 'male'")),
+            ("births_female", when("x.sex = 'female'")),
+            ("births_parity_1", when("x.parity = 1")),
+            ("births_parity_2", when("x.parity = 2")),
+            ("births_parity_3plus", when("x.parity >= 3")),
+            ("births_within_policy", when("x.within_policy")),
+            (
+                "births_within_policy_1",
+                when("x.within_policy AND x.parity = 1"),
+            ),
+            (
+                "births_within_policy_2",
+                when("x.within_policy AND x.parity = 2"),
+            ),
+            (
+                "births_within_policy_3plus",
+                when("x.within_policy AND x.parity >= 3"),
+            ),
+        ],
+    });
+
+    out.push(Stmt {
+        from: format!(
+            "deaths x WHERE {} AND x.death_date >= :s AND x.death_date <= :e",
+            range("x")
+        ),
+        aggs: vec![("deaths", "COUNT(*)".into())],
+    });
+
+    out.push(Stmt {
+        from: format!(
+            "measures x WHERE {} AND x.started_on >= :s AND x.started_on <= :e",
+            range("x")
+        ),
+        aggs: vec![
+            ("ops_iud_insertion", when("x.method = 'iud_insertion'")),
+            ("ops_iud_removal", when("x.method = 'iud_removal'")),
+            ("ops_tubal_ligation", when("x.method = 'tubal_ligation'")),
+            ("ops_vasectomy", when("x.method = 'vasectomy'")),
+            ("ops_implant", when("x.method = 'implant'")),
+        ],
+    });
+
+    let outcome_in = "x.outcome_date >= :s AND x.outcome_date <= :e";
+    let detected_in = "x.detected_on >= :s AND x.detected_on <= :e";
+    out.push(Stmt {
+        from: format!(
+            "pregnancies x WHERE {} AND (({outcome_in}) OR ({detected_in}))",
+            range("x")
+        ),
+        aggs: vec![
+            (
+                "ops_induced",
+                when(&format!("x.outcome = 'induced' AND {outcome_in}")),
+            ),
+            (
+                "pregnancy_miscarriages",
+                when(&format!("x.outcome = 'miscarriage' AND {outcome_in}")),
+            ),
+            ("pregnancies_detected", when(detected_in)),
+        ],
+    });
+
+    let due = "x.due_date >= :s AND x.due_date <= :e";
+    let done = "x.visit_date IS NOT NULL AND x.visit_date <= :e";
+    let visited = "x.visit_date >= :s AND x.visit_date <= :e";
+    let check = format!("x.kind IN ({three})");
+    out.push(Stmt {
+        from: format!("visits x WHERE {} AND (({due}) OR ({visited}))", range("x")),
+        aggs: vec![
+            (
+                "check_women_due",
+                format!("COUNT(DISTINCT CASE WHEN {check} AND {due} THEN x.person_id END)"),
+            ),
+            (
+                "check_women_checked",
+                format!(
+                    "COUNT(DISTINCT CASE WHEN {check} AND {due} AND {done} THEN x.person_id END)"
+                ),
+            ),
+            ("checks_done", when(&format!("{check} AND {visited}"))),
+            ("follow_ups_due", when(&format!("NOT ({check}) AND {due}"))),
+            (
+                "follow_ups_done",
+                when(&format!("NOT ({check}) AND {due} AND {done}")),
+            ),
+            ("visits_done", when(visited)),
+        ],
+    });
+
+    let wcba_at_end = format!(
+        "p.sex = 'female' AND p.marital_status IN ({married}) AND p.birth_date >= :wlo AND p.birth_date <= :whi"
+    );
+    let certified = "x.certificate_no IS NOT NULL AND x.certificate_no <> ''";
+    out.push(Stmt {
+        from: format!(
+            "migrations_log x LEFT JOIN persons p ON p.id = x.person_id \
+             WHERE {} AND x.moved_on >= :s AND x.moved_on <= :e",
+            range("x")
+        ),
+        aggs: vec![
+            ("migrants_out", when("x.direction = 'out'")),
+            ("migrants_in", when("x.direction = 'in'")),
+            (
+                "out_married_women",
+                when(&format!("x.direction = 'out' AND {wcba_at_end}")),
+            ),
+            (
+                "out_married_women_certified",
+                when(&format!(
+                    "x.direction = 'out' AND {wcba_at_end} AND {certified}"
+                )),
+            ),
+            (
+                "certificates_issued",
+                when(&format!("x.direction = 'out' AND {certified}")),
+            ),
+            (
+                "in_checked",
+                when("x.direction = 'in' AND x.certificate_checked"),
+            ),
+        ],
+    });
+
+    out.push(Stmt {
+        from: format!(
+            "supplies x WHERE {} AND x.handed_on >= :s AND x.handed_on <= :e",
+            range("x")
+        ),
+        aggs: vec![
+            ("supply_condoms", sum_of("x.item = 'condoms'", "x.quantity")),
+            ("supply_film", sum_of("x.item = 'film'", "x.quantity")),
+            ("supply_pills", sum_of("x.item = 'pills'", "x.quantity")),
+            ("supply_recipients", "COUNT(DISTINCT x.person_id)".into()),
+        ],
+    });
+
+    use chrono::Datelike;
+    let mut aggs = Vec::new();
+    for (kind, n, yuan) in [
+        (
+            "one_child_certificate",
+            "benefit_one_child_certificate",
+            "benefit_one_child_certificate_yuan",
+        ),
+        (
+            "reward_assistance",
+            "benefit_reward_assistance",
+            "benefit_reward_assistance_yuan",
+        ),
+        (
+            "special_assistance",
+            "benefit_special_assistance",
+            "benefit_special_assistance_yuan",
+        ),
+    ] {
+        let cond = format!("x.kind = '{kind}'");
+        aggs.push((n, when(&cond)));
+        aggs.push((yuan, sum_of(&cond, "COALESCE(x.amount_yuan, 0)")));
+    }
+    out.push(Stmt {
+        from: format!(
+            "benefits x WHERE {} AND x.year >= {} AND x.year <= {}",
+            range("x"),
+            start.year(),
+            end.year()
+        ),
+        aggs,
+    });
+    out
+}
+
+#[derive(QueryableByName)]
+struct KeyedJson {
+    #[diesel(sql_type = Text)]
+    k: String,
+    #[diesel(sql_type = Text)]
+    j: String,
+}
+
+/// Replaces `:name` parameters with the backend's placeholders; returns the SQL and the
+/// values in order.
+fn bind_names(sql: &str, params: &[(&str, &str)], postgres: bool) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(sql.len());
+    let mut values = Vec::new();
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    while i < sql.len() {
+        if bytes[i] == b':' && (i == 0 || bytes[i - 1] != b':') {
+            let rest = &sql[i + 1..];
+            let len = rest
+                .bytes()
+                .take_while(|b| b.is_ascii_lowercase() || *b == b'_')
+                .count();
+            if let Some((_, v)) = params.iter().find(|(n, _)| *n == &rest[..len]) {
+                values.push(v.to_string());
+                if postgres {
+                    out.push_str(&format!("${}", values.len()));
+                } else {
+                    out.push('?');
+                }
+                i += 1 + len;
+                continue;
+            }
+        }
+        let ch = sql[i..].chars().next().expect("in bounds");
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    (out, values)
+}
+
+fn load_keyed(conn: &mut DbConn, sql: &str, params: &[(&str, &str)]) -> AppResult<Vec<KeyedJson>> {
+    let rows = match conn {
+        DbConn::Sqlite(c) => {
+            let (sql, values) = bind_names(sql, params, false);
+            let mut q = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
+            for v in values {
+                q = q.bind::<Text, _>(v);
+            }
+            q.load(c)?
+        }
+        DbConn::Postgres(c) => {
+            let (sql, values) = bind_names(sql, params, true);
+            let mut q = diesel::sql_query(sql).into_boxed::<diesel::pg::Pg>();
+            for v in values {
+                q = q.bind::<Text, _>(v);
+            }
+            q.load(c)?
+        }
+    };
+    Ok(rows)
+}
+
+fn key_expr(by: KeyBy) -> String {
+    match by {
+        KeyBy::Total => "CAST('' AS TEXT)".into(),
+        KeyBy::Prefix(n) => format!("substr(x.org_unit, 1, {n})"),
+        KeyBy::Unit => "x.org_unit".into(),
+    }
+}
+
+/// Every count of [`COUNTS`] for the window, one entry per group key (only keys with any row;
+/// callers fill the rest with [`zero`]).
+pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<String, Counts>> {
+    let postgres = matches!(conn, DbConn::Postgres(_));
+    let (lo, hi) = subtree_range(&w.org_unit);
+    let (wlo, whi) = indicators::wcba_birth_date_bounds(w.end);
+    let s = w.start.format("%Y-%m-%d").to_string();
+    let e = w.end.format("%Y-%m-%d").to_string();
+    let wlo = wlo.format("%Y-%m-%d").to_string();
+    let whi = whi.format("%Y-%m-%d").to_string();
+    let params: [(&str, &str); 6] = [
+        ("lo", &lo),
+        ("hi", &hi),
+        ("s", &s),
+        ("e", &e),
+        ("wlo", &wlo),
+        ("whi", &whi),
+    ];
+    let key = key_expr(by);
+    let mut out: BTreeMap<String, Counts> = BTreeMap::new();
+    for stmt in statements(w.start, w.end) {
+        let aggs: Vec<&str> = stmt.aggs.iter().map(|(_, a)| a.as_str()).collect();
+        // The key column is named after the statement's alias `x`; persons use `p`.
+        let from = &stmt.from;
+        let key = if from.starts_with("persons p") {
+            key.replace("x.", "p.")
+        } else {
+            key.clone()
+        };
+        let json = if postgres {
+            format!("CAST(json_build_array({}) AS TEXT)", aggs.join(", "))
+        } else {
+            format!("json_array({})", aggs.join(", "))
+        };
+        let group = if by == KeyBy::Total {
+            String::new()
+        } else {
+            format!(" GROUP BY {key}")
+        };
+        let sql = format!("SELECT {key} AS k, {json} AS j FROM {from}{group}");
+        for row in load_keyed(conn, &sql, &params)? {
+            let values: Vec<serde_json::Value> = serde_json::from_str(&row.j)
+                .map_err(|e| AppError::Internal(format!("count row: {e}")))?;
+            let entry = out.entry(row.k).or_insert_with(zero);
+            for ((name, _), v) in stmt.aggs.iter().zip(values) {
+                let n = v
+                    .as_i64()
+                    .or_else(|| v.as_f64().map(|f| f.round() as i64))
+                    .unwrap_or(0);
+                entry.insert((*name).to_string(), n);
+            }
+        }
+    }
+    for counts in out.values_mut() {
+        derive(counts);
+    }
+    Ok(out)
+}
+
+/// Counts computed from other counts.
+fn derive(c: &mut Counts) {
+    let g = |k: &str| c.get(k).copied().unwrap_or(0);
+    let total = g("ops_iud_insertion")
+        + g("ops_iud_removal")
+        + g("ops_tubal_ligation")
+        + g("ops_vasectomy")
+        + g("ops_induced");
+    c.insert("ops_total".into(), total);
+}
+
+/// All counts at zero (an org unit without records).
+pub fn zero() -> Counts {
+    COUNTS.iter().map(|d| (d.key.to_string(), 0)).collect()
+}
+
+/// Sums rows (a roll-up of villages).
+pub fn add(into: &mut Counts, other: &Counts) {
+    for (k, v) in other {
+        *into.entry(k.clone()).or_insert(0) += v;
+    }
+}
+
+/// The label of a count key.
+pub fn def(key: &str) -> Option<&'static CountDef> {
+    COUNTS.iter().find(|d| d.key == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_bind_in_order_per_backend() {
+        let p = [("s", "A"), ("e", "B")];
+        let (sql, v) = bind_names("x >= :s AND y <= :e AND z <= :e AND 'a:b' = :q", &p, true);
+        assert_eq!(sql, "x >= $1 AND y <= $2 AND z <= $3 AND 'a:b' = :q");
+        assert_eq!(v, ["A", "B", "B"]);
+        let (sql, _) = bind_names("x >= :s", &p, false);
+        assert_eq!(sql, "x >= ?");
+    }
+
+    #[test]
+    fn every_count_is_produced_once() {
+        let s = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let mut keys: Vec<&str> = statements(s, s)
+            .iter()
+            .flat_map(|st| st.aggs.iter().map(|(k, _)| *k))
+            .collect();
+        keys.push("ops_total");
+        keys.sort_unstable();
+        let mut defs: Vec<&str> = COUNTS.iter().map(|d| d.key).collect();
+        defs.sort_unstable();
+        assert_eq!(keys, defs);
+        for m in METHOD_PRIORITY {
+            assert!(crate::domain::entities::METHOD
+                .iter()
+                .any(|c| c.value == *m));
+        }
+    }
+}

@@ -1,0 +1,1207 @@
+//! The monthly report (issue 6): a fixture built to known counts in three villages of one
+//! county (and one village of another county that must never show), checked exactly at village,
+//! township and county level for month, quarter, year to date, year and range; targets and
+//! attainment; the approval flow with return, lock and a change after approval; CSV and XLSX
+//! exports read back.
+
+use std::collections::BTreeMap;
+use std::io::{Cursor, Read};
+
+use diesel::RunQueryDsl;
+use serde_json::{json, Value};
+
+use crate::auth::{add_user, seed_tree, session, township, village};
+use crate::both;
+use crate::helpers::*;
+use fieldsync::auth::roles::Role;
+use fieldsync::db::records::{self, RecordRow};
+use fieldsync::domain::entities::Entity;
+use fieldsync::report::counts::{Counts, COUNTS};
+use fieldsync::report::indicators as ind;
+use fieldsync::report::report::{rates, Period};
+
+fn va() -> String {
+    village(0, 0, 0)
+}
+fn vb() -> String {
+    village(0, 0, 1)
+}
+fn vc() -> String {
+    village(0, 1, 0)
+}
+fn outside() -> String {
+    village(1, 0, 0)
+}
+const COUNTY: &str = "130131";
+
+/// Records written straight to the store, with change sequences after everything else.
+struct Fixture {
+    rows: Vec<RecordRow>,
+    seq: i64,
+    ids: BTreeMap<&'static str, String>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture {
+            rows: Vec::new(),
+            seq: 0,
+            ids: BTreeMap::new(),
+        }
+    }
+
+    fn id(&mut self, name: &'static str) -> String {
+        self.ids
+            .entry(name)
+            .or_insert_with(|| uuid::Uuid::now_v7().to_string())
+            .clone()
+    }
+
+    fn add(&mut self, entity: Entity, org: &str, fields: Value) -> String {
+        self.add_full(entity, org, fields, false, None)
+    }
+
+    fn add_full(
+        &mut self,
+        entity: Entity,
+        org: &str,
+        fields: Value,
+        deleted: bool,
+        name: Option<&'static str>,
+    ) -> String {
+        self.seq += 1;
+        let id = match name {
+            Some(n) => self.id(n),
+            None => uuid::Uuid::now_v7().to_string(),
+        };
+        let fields: records::Fields = fields
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.rows.push(RecordRow {
+            entity,
+            id: id.clone(),
+            org_unit: org.to_string(),
+            version: 1,
+            change_seq: self.seq,
+            deleted,
+            merged_into: None,
+            fields,
+            stamps: Default::default(),
+            created_at: 1,
+            updated_at: 1,
+            recorded_at: 1,
+            created_by: "fixture".into(),
+            updated_by: "fixture".into(),
+            updated_device: None,
+        });
+        id
+    }
+
+    fn person(&mut self, name: &'static str, org: &str, f: Value) -> String {
+        self.add_full(Entity::Person, org, f, false, Some(name))
+    }
+
+    fn store(self, app: &TestApp) {
+        let mut c = app.conn();
+        records::upsert(&mut c, &self.rows).unwrap();
+        diesel::sql_query(format!(
+            "UPDATE sync_state SET last_change_seq = {} WHERE id = 1",
+            self.seq
+        ))
+        .execute(&mut *c)
+        .unwrap();
+    }
+}
+
+fn p(sex: &str, birth: &str, extra: Value) -> Value {
+    let mut v = json!({"name": "某某", "sex": sex, "birth_date": birth});
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+/// The fixture: see the expected counts below for what each record contributes.
+fn build(app: &TestApp) -> BTreeMap<&'static str, String> {
+    let mut f = Fixture::new();
+    let (a, b, c, o) = (va(), vb(), vc(), outside());
+    let hh: Vec<String> = (0..6)
+        .map(|i| {
+            f.add(
+                Entity::Household,
+                if i < 4 { &a } else { &b },
+                json!({"household_no": format!("H{i}")}),
+            )
+        })
+        .collect();
+    let res = "resident";
+    // Village A persons.
+    let w1 = f.person("W1", &a, p("female", "1990-05-01", json!({"marital_status": "first_marriage", "residence": res, "household_id": hh[0], "relation": "spouse", "alive": true, "id_number": "130131199005010027"})));
+    let m1 = f.person("M1", &a, p("male", "1988-01-01", json!({"marital_status": "first_marriage", "residence": res, "household_id": hh[0], "relation": "head"})));
+    let w2 = f.person("W2", &a, p("female", "1995-03-03", json!({"marital_status": "remarried", "residence": res, "household_id": hh[1], "relation": "head"})));
+    let w3 = f.person("W3", &a, p("female", "1976-11-15", json!({"marital_status": "first_marriage", "residence": res, "household_id": hh[2], "relation": "head"})));
+    let w4 = f.person("W4", &a, p("female", "1992-01-01", json!({"marital_status": "divorced", "residence": res, "household_id": hh[2], "relation": "other"})));
+    let w5 = f.person("W5", &a, p("female", "1993-01-01", json!({"marital_status": "first_marriage", "residence": "moved_out", "household_id": hh[3], "relation": "spouse"})));
+    let d1 = f.person("D1", &a, p("male", "1950-01-01", json!({"marital_status": "widowed", "residence": res, "alive": false, "household_id": hh[3], "relation": "parent"})));
+    let k1 = f.person(
+        "K1",
+        &a,
+        p(
+            "male",
+            "2026-10-05",
+            json!({"residence": res, "household_id": hh[0], "relation": "child"}),
+        ),
+    );
+    let k2 = f.person(
+        "K2",
+        &a,
+        p(
+            "female",
+            "2020-01-01",
+            json!({"residence": res, "household_id": hh[0], "relation": "child"}),
+        ),
+    );
+    let n1 = f.person(
+        "N1",
+        &a,
+        p(
+            "female",
+            "2026-12-10",
+            json!({"residence": res, "household_id": hh[1], "relation": "child"}),
+        ),
+    );
+    let c3 = f.person(
+        "C3",
+        &a,
+        p(
+            "female",
+            "2001-06-01",
+            json!({"residence": res, "alive": false, "household_id": hh[2], "relation": "child"}),
+        ),
+    );
+    f.add_full(
+        Entity::Person,
+        &a,
+        p(
+            "female",
+            "1990-01-01",
+            json!({"marital_status": "first_marriage", "residence": res}),
+        ),
+        true,
+        None,
+    );
+    let po = f.person("PO", &a, p("male", "1960-02-02", json!({})));
+    // Births.
+    let birth = |f: &mut Fixture,
+                 org: &str,
+                 mother: &str,
+                 child: Option<&str>,
+                 date: &str,
+                 sex: &str,
+                 parity: i64,
+                 wp: bool| {
+        let mut v = json!({"mother_id": mother, "birth_date": date, "sex": sex, "parity": parity, "within_policy": wp});
+        if let Some(ch) = child {
+            v["child_id"] = json!(ch);
+        }
+        f.add(Entity::Birth, org, v)
+    };
+    birth(&mut f, &a, &w1, Some(&k1), "2026-10-05", "male", 2, true);
+    birth(&mut f, &a, &w1, Some(&k2), "2020-01-01", "female", 1, true);
+    birth(&mut f, &a, &w2, None, "2026-10-20", "female", 1, true);
+    birth(&mut f, &a, &w2, Some(&n1), "2026-12-10", "female", 2, false);
+    birth(&mut f, &a, &w3, Some(&c3), "2001-06-01", "female", 1, true);
+    f.add_full(
+        Entity::Birth,
+        &a,
+        json!({"mother_id": w1, "birth_date": "2026-10-07", "sex": "male", "parity": 3}),
+        true,
+        None,
+    );
+    // Measures.
+    let measure =
+        |f: &mut Fixture, org: &str, who: &str, method: &str, start: &str, end: Option<&str>| {
+            let mut v = json!({"person_id": who, "method": method, "started_on": start});
+            if let Some(e) = end {
+                v["ended_on"] = json!(e);
+            }
+            f.add(Entity::Measure, org, v)
+        };
+    measure(&mut f, &a, &m1, "vasectomy", "2026-10-20", None);
+    measure(&mut f, &a, &w1, "condoms", "2026-01-01", None);
+    measure(&mut f, &a, &w2, "pills", "2026-09-01", Some("2026-10-15"));
+    measure(
+        &mut f,
+        &a,
+        &w2,
+        "iud_removal",
+        "2026-10-02",
+        Some("2026-10-02"),
+    );
+    measure(&mut f, &a, &w3, "iud_insertion", "2026-10-03", None);
+    measure(&mut f, &a, &w4, "implant", "2026-10-08", None);
+    // Pregnancies.
+    f.add(Entity::Pregnancy, &a, json!({"person_id": w2, "detected_on": "2026-04-01", "status": "ended", "outcome": "birth", "outcome_date": "2026-12-10"}));
+    f.add(Entity::Pregnancy, &a, json!({"person_id": w3, "detected_on": "2026-09-10", "status": "ended", "outcome": "induced", "outcome_date": "2026-10-12"}));
+    f.add(Entity::Pregnancy, &a, json!({"person_id": w4, "detected_on": "2026-10-20", "status": "ended", "outcome": "miscarriage", "outcome_date": "2026-10-28"}));
+    // Deaths.
+    f.add(
+        Entity::Death,
+        &a,
+        json!({"person_id": d1, "death_date": "2026-10-10"}),
+    );
+    f.add(
+        Entity::Death,
+        &a,
+        json!({"person_id": c3, "death_date": "2002-01-01"}),
+    );
+    // Visits.
+    let visit = |f: &mut Fixture, who: &str, kind: &str, due: &str, done: Option<&str>| {
+        let mut v = json!({"person_id": who, "kind": kind, "due_date": due});
+        if let Some(d) = done {
+            v["visit_date"] = json!(d);
+        }
+        f.add(Entity::Visit, &va(), v)
+    };
+    visit(&mut f, &w1, "iud_check", "2026-10-10", Some("2026-10-11"));
+    visit(&mut f, &w2, "pregnancy_check", "2026-10-20", None);
+    visit(
+        &mut f,
+        &w2,
+        "disease_check",
+        "2026-10-05",
+        Some("2026-10-06"),
+    );
+    visit(&mut f, &w3, "iud_check", "2026-11-05", Some("2026-10-30"));
+    visit(&mut f, &w3, "disease_check", "2026-10-15", None);
+    visit(
+        &mut f,
+        &m1,
+        "post_operation",
+        "2026-10-25",
+        Some("2026-10-26"),
+    );
+    visit(&mut f, &w1, "postpartum", "2026-10-15", Some("2026-11-02"));
+    visit(
+        &mut f,
+        &w3,
+        "contraceptive",
+        "2026-09-20",
+        Some("2026-10-02"),
+    );
+    // Migrations.
+    f.add(Entity::Migration, &a, json!({"person_id": w5, "direction": "out", "moved_on": "2026-10-03", "certificate_no": "HY001"}));
+    f.add(Entity::Migration, &a, json!({"person_id": w4, "direction": "out", "moved_on": "2026-10-09", "certificate_no": "HY002"}));
+    f.add(Entity::Migration, &a, json!({"person_id": po, "direction": "in", "moved_on": "2026-10-11", "certificate_checked": true}));
+    f.add(
+        Entity::Migration,
+        &a,
+        json!({"person_id": w4, "direction": "in", "moved_on": "2026-10-21"}),
+    );
+    // Supplies.
+    for (who, item, q, d) in [
+        (&w1, "condoms", 10, "2026-10-01"),
+        (&w1, "condoms", 5, "2026-10-20"),
+        (&w2, "pills", 3, "2026-10-10"),
+        (&w2, "film", 2, "2026-09-30"),
+    ] {
+        f.add(
+            Entity::Supply,
+            &a,
+            json!({"person_id": who, "item": item, "quantity": q, "handed_on": d}),
+        );
+    }
+    // Benefits.
+    f.add(
+        Entity::Benefit,
+        &a,
+        json!({"person_id": po, "kind": "reward_assistance", "year": 2026, "amount_yuan": 960}),
+    );
+    f.add(
+        Entity::Benefit,
+        &a,
+        json!({"household_id": hh[1], "kind": "one_child_certificate", "year": 2026}),
+    );
+    f.add(
+        Entity::Benefit,
+        &a,
+        json!({"person_id": po, "kind": "special_assistance", "year": 2025, "amount_yuan": 1320}),
+    );
+
+    // Village B.
+    let wb1 = f.person("WB1", &b, p("female", "1985-07-07", json!({"marital_status": "first_marriage", "residence": res, "household_id": hh[4], "relation": "spouse"})));
+    f.person("MB1", &b, p("male", "1983-03-03", json!({"marital_status": "first_marriage", "residence": res, "household_id": hh[4], "relation": "head"})));
+    f.person("MB2", &b, p("male", "2000-01-01", json!({"marital_status": "unmarried", "residence": res, "household_id": hh[4], "relation": "child"})));
+    measure(&mut f, &b, &wb1, "tubal_ligation", "2015-01-01", None);
+    birth(&mut f, &b, &wb1, None, "2026-10-15", "female", 3, false);
+    f.add(Entity::Visit, &b, json!({"person_id": wb1, "kind": "iud_check", "due_date": "2026-10-12", "visit_date": "2026-10-12"}));
+
+    // Village C (the county's other township).
+    let wc1 = f.person("WC1", &c, p("female", "1991-04-04", json!({"marital_status": "first_marriage", "residence": "moved_in", "relation": "head"})));
+    measure(&mut f, &c, &wc1, "pills", "2026-10-05", None);
+    birth(&mut f, &c, &wc1, None, "2026-09-15", "male", 1, true);
+    f.add(
+        Entity::Death,
+        &c,
+        json!({"person_id": uuid::Uuid::now_v7().to_string(), "death_date": "2026-03-01"}),
+    );
+
+    // Another county: never in these reports.
+    let wo = f.person(
+        "WO",
+        &o,
+        p(
+            "female",
+            "1990-01-01",
+            json!({"marital_status": "first_marriage", "residence": res}),
+        ),
+    );
+    for _ in 0..3 {
+        birth(&mut f, &o, &wo, None, "2026-10-10", "male", 1, true);
+    }
+    let ids = f.ids.clone();
+    f.store(app);
+    ids
+}
+
+fn counts_of(pairs: &[(&str, i64)]) -> Counts {
+    let mut c: Counts = COUNTS.iter().map(|d| (d.key.to_string(), 0)).collect();
+    for (k, v) in pairs {
+        assert!(c.contains_key(*k), "unknown key {k}");
+        c.insert(k.to_string(), *v);
+    }
+    c
+}
+
+fn village_a_october() -> Counts {
+    counts_of(&[
+        ("population_start", 7),
+        ("population_end", 8),
+        ("population_end_male", 3),
+        ("population_end_female", 5),
+        ("moved_out_end", 1),
+        ("births", 2),
+        ("births_male", 1),
+        ("births_female", 1),
+        ("births_parity_1", 1),
+        ("births_parity_2", 1),
+        ("births_within_policy", 2),
+        ("births_within_policy_1", 1),
+        ("births_within_policy_2", 1),
+        ("deaths", 1),
+        ("married_wcba", 3),
+        ("wcba_children_0", 1),
+        ("wcba_children_1", 1),
+        ("wcba_children_2", 1),
+        ("contraceptive_users", 2),
+        ("users_vasectomy", 1),
+        ("users_iud_insertion", 1),
+        ("mothers", 2),
+        ("mothers_long_acting", 1),
+        ("ops_iud_insertion", 1),
+        ("ops_iud_removal", 1),
+        ("ops_vasectomy", 1),
+        ("ops_induced", 1),
+        ("ops_total", 4),
+        ("ops_implant", 1),
+        ("pregnancies_detected", 1),
+        ("pregnancy_miscarriages", 1),
+        ("check_women_due", 3),
+        ("check_women_checked", 2),
+        ("checks_done", 3),
+        ("follow_ups_due", 2),
+        ("follow_ups_done", 1),
+        ("visits_done", 5),
+        ("migrants_out", 2),
+        ("migrants_in", 2),
+        ("out_married_women", 1),
+        ("out_married_women_certified", 1),
+        ("certificates_issued", 2),
+        ("in_checked", 1),
+        ("supply_condoms", 15),
+        ("supply_pills", 3),
+        ("supply_recipients", 2),
+        ("benefit_one_child_certificate", 1),
+        ("benefit_reward_assistance", 1),
+        ("benefit_reward_assistance_yuan", 960),
+    ])
+}
+
+fn village_b_october() -> Counts {
+    counts_of(&[
+        ("population_start", 3),
+        ("population_end", 3),
+        ("population_end_male", 2),
+        ("population_end_female", 1),
+        ("births", 1),
+        ("births_female", 1),
+        ("births_parity_3plus", 1),
+        ("married_wcba", 1),
+        ("wcba_children_1", 1),
+        ("contraceptive_users", 1),
+        ("users_tubal_ligation", 1),
+        ("mothers", 1),
+        ("mothers_long_acting", 1),
+        ("check_women_due", 1),
+        ("check_women_checked", 1),
+        ("checks_done", 1),
+        ("visits_done", 1),
+    ])
+}
+
+fn village_c_october() -> Counts {
+    counts_of(&[
+        ("population_start", 1),
+        ("population_end", 1),
+        ("population_end_female", 1),
+        ("moved_in_end", 1),
+        ("married_wcba", 1),
+        ("wcba_children_1", 1),
+        ("contraceptive_users", 1),
+        ("users_pills", 1),
+    ])
+}
+
+fn sum(parts: &[&Counts]) -> Counts {
+    let mut out = counts_of(&[]);
+    for p in parts {
+        for (k, v) in p.iter() {
+            *out.get_mut(k).unwrap() += v;
+        }
+    }
+    out
+}
+
+fn body_counts(v: &Value) -> Counts {
+    serde_json::from_value(v["counts"].clone()).unwrap()
+}
+
+/// Every indicator of the answer equals the formula module's on the expected counts.
+fn assert_indicators(v: &Value, expected: &Counts, period: &Period) {
+    let rows = v["indicators"].as_array().unwrap();
+    assert_eq!(rows.len(), 12);
+    for (row, (i, r)) in rows.iter().zip(rates(expected, period)) {
+        assert_eq!(row["indicator"], i.code());
+        assert_eq!(row["numerator"], r.numerator, "{}", i.code());
+        assert_eq!(row["denominator"], r.denominator, "{}", i.code());
+        assert_eq!(row["value"].as_f64(), r.value, "{}", i.code());
+    }
+}
+
+fn indicator<'a>(v: &'a Value, code: &str) -> &'a Value {
+    v["indicators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["indicator"] == code)
+        .unwrap()
+}
+
+struct World {
+    app: TestApp,
+    county: String,
+    ts: String,
+    ts2: String,
+    worker: String,
+    ids: BTreeMap<&'static str, String>,
+}
+
+fn world(b: Backend) -> World {
+    let app = spawn_app(b);
+    seed_tree(&app);
+    add_user(&app, "cs", Role::CountySupervisor, Some(COUNTY), &[]);
+    add_user(
+        &app,
+        "ts",
+        Role::TownshipSupervisor,
+        Some(&township(0, 0)),
+        &[],
+    );
+    add_user(
+        &app,
+        "ts2",
+        Role::TownshipSupervisor,
+        Some(&township(0, 1)),
+        &[],
+    );
+    add_user(&app, "w", Role::Worker, None, &[va()]);
+    let ids = build(&app);
+    World {
+        county: session(&app, "cs").access,
+        ts: session(&app, "ts").access,
+        ts2: session(&app, "ts2").access,
+        worker: session(&app, "w").access,
+        app,
+        ids,
+    }
+}
+
+fn report(w: &World, token: &str, query: &str) -> Value {
+    let r = w.app.get(&format!("/api/v1/reports?{query}"), Some(token));
+    assert_eq!(r.status, 200, "{query}: {:?}", r.body);
+    r.body
+}
+
+both!(counts_and_indicators_are_exact_at_every_level, |b| {
+    let w = world(b);
+    let oct = Period::parse_month("2026-10").unwrap();
+    let (a, bb, c) = (
+        village_a_october(),
+        village_b_october(),
+        village_c_october(),
+    );
+    let t1 = sum(&[&a, &bb]);
+    let county = sum(&[&a, &bb, &c]);
+    for (unit, expected) in [
+        (va(), &a),
+        (vb(), &bb),
+        (vc(), &c),
+        (township(0, 0), &t1),
+        (township(0, 1), &c),
+        (COUNTY.to_string(), &county),
+    ] {
+        let v = report(&w, &w.county, &format!("org_unit={unit}&period=2026-10"));
+        assert_eq!(&body_counts(&v), expected, "{unit}");
+        assert_indicators(&v, expected, &oct);
+        assert_eq!(v["period"]["kind"], "month");
+        assert_eq!(v["period"]["days"], 31);
+    }
+    // A township supervisor sees the same figures for their township, by default.
+    let v = report(&w, &w.ts, "period=2026-10");
+    assert_eq!(v["org_unit"]["code"], township(0, 0));
+    assert_eq!(body_counts(&v), t1);
+
+    // Village A's indicators, spelt out.
+    let v = report(&w, &w.county, &format!("org_unit={}&period=2026-10", va()));
+    let val = |code: &str| indicator(&v, code)["value"].as_f64();
+    assert_eq!(val("contraceptive_prevalence"), Some(66.67));
+    assert_eq!(val("policy_compliant_birth_rate"), Some(100.0));
+    assert_eq!(val("sex_ratio_at_birth"), Some(100.0));
+    assert_eq!(val("long_acting_measure_rate"), Some(50.0));
+    assert_eq!(val("check_coverage"), Some(66.67));
+    assert_eq!(val("follow_up_rate"), Some(50.0));
+    assert_eq!(val("certificate_rate"), Some(100.0));
+    assert_eq!(val("check_rate"), Some(50.0));
+    assert_eq!(val("first_child_share"), Some(50.0));
+    // 2 births, average population 7.5, a 31-day month annualised: 2 / 7.5 * 1000 * 365 / 31.
+    assert_eq!(val("crude_birth_rate"), Some(3139.78));
+    assert_eq!(v["average_population"], 7.5);
+    // Village C: no births, so the birth-based rates do not apply (null, not 0).
+    let v = report(&w, &w.county, &format!("org_unit={}&period=2026-10", vc()));
+    assert_eq!(
+        indicator(&v, "policy_compliant_birth_rate")["value"],
+        Value::Null
+    );
+    assert_eq!(indicator(&v, "sex_ratio_at_birth")["value"], Value::Null);
+    assert_eq!(indicator(&v, "crude_birth_rate")["value"], 0.0);
+
+    // Quarter: W3 turns 50 on 15 November, N1 is born on 10 December.
+    let v = report(&w, &w.county, &format!("org_unit={}&period=2026-Q4", va()));
+    let q = body_counts(&v);
+    assert_eq!(
+        (
+            q["population_start"],
+            q["population_end"],
+            q["married_wcba"],
+            q["births"],
+            q["deaths"]
+        ),
+        (7, 9, 2, 3, 1)
+    );
+    assert_eq!(
+        (
+            q["births_within_policy"],
+            q["wcba_children_1"],
+            q["wcba_children_2"]
+        ),
+        (2, 0, 2)
+    );
+    assert_indicators(
+        &v,
+        &q,
+        &Period::parse(None, Some("2026-Q4"), None, None).unwrap(),
+    );
+    assert_eq!(v["period"]["days"], 92);
+    // Year to date, township and county.
+    let ytd = Period::parse(Some("ytd"), Some("2026-10"), None, None).unwrap();
+    let v = report(
+        &w,
+        &w.county,
+        &format!("org_unit={}&period=2026-10&kind=ytd", township(0, 0)),
+    );
+    let y = body_counts(&v);
+    assert_eq!(
+        (
+            y["births"],
+            y["deaths"],
+            y["population_start"],
+            y["population_end"]
+        ),
+        (3, 1, 10, 11)
+    );
+    assert_eq!(
+        (y["ops_total"], y["supply_film"], y["supply_pills"]),
+        (4, 2, 3)
+    );
+    assert_indicators(&v, &y, &ytd);
+    let v = report(&w, &w.county, "period=2026-10&kind=ytd");
+    let y = body_counts(&v);
+    assert_eq!((y["births"], y["deaths"], y["population_end"]), (4, 2, 12));
+    // The year.
+    let v = report(&w, &w.county, &format!("org_unit={COUNTY}&period=2026"));
+    let y = body_counts(&v);
+    assert_eq!(
+        (y["births"], y["deaths"], y["benefit_special_assistance"]),
+        (5, 2, 0)
+    );
+    assert_eq!(v["annualise"], 1.0);
+    // A range across the month boundary.
+    let v = report(
+        &w,
+        &w.county,
+        &format!("org_unit={COUNTY}&from=2026-09-15&to=2026-10-05"),
+    );
+    let r = body_counts(&v);
+    assert_eq!(
+        (
+            r["births"],
+            r["births_male"],
+            r["deaths"],
+            r["ops_iud_insertion"]
+        ),
+        (2, 2, 0, 1)
+    );
+    assert_eq!(v["period"]["kind"], "range");
+    assert_eq!(v["period"]["days"], 21);
+    assert_indicators(
+        &v,
+        &r,
+        &Period::parse(None, None, Some("2026-09-15"), Some("2026-10-05")).unwrap(),
+    );
+
+    // Bad input and scope.
+    let r = w.app.get("/api/v1/reports?period=2026-13", Some(&w.county));
+    assert_eq!(r.status, 400);
+    let r = w.app.get(
+        &format!("/api/v1/reports?org_unit={}&period=2026-10", outside()),
+        Some(&w.county),
+    );
+    assert_eq!(r.status, 404);
+    let r = w.app.get(
+        &format!("/api/v1/reports?org_unit={}&period=2026-10", vc()),
+        Some(&w.ts),
+    );
+    assert_eq!(r.status, 404);
+    let r = w.app.get("/api/v1/reports?period=2026-10", Some(&w.worker));
+    assert_eq!(r.status, 403);
+    let _ = &w.ids;
+});
+
+both!(breakdown_ranks_children_and_totals, |b| {
+    let w = world(b);
+    let r = w.app.get(
+        "/api/v1/reports/breakdown?period=2026-10&sort=contraceptive_prevalence",
+        Some(&w.county),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let rows = r.body["rows"].as_array().unwrap();
+    let codes: Vec<&str> = rows
+        .iter()
+        .map(|r| r["org_unit"]["code"].as_str().unwrap())
+        .collect();
+    // Township 2: 1 of 1 (100%); township 1: 3 of 4 (75%).
+    assert_eq!(codes, [township(0, 1), township(0, 0)]);
+    assert_eq!(rows[0]["rank"], 1);
+    assert_eq!(
+        indicator(&rows[1], "contraceptive_prevalence")["value"],
+        75.0
+    );
+    let total = sum(&[
+        &village_a_october(),
+        &village_b_october(),
+        &village_c_october(),
+    ]);
+    assert_eq!(body_counts(&r.body["total"]), total);
+    assert_eq!(r.body["total"]["org_unit"]["name"], "合计");
+    // Ascending by birth rate: township 2 (no births) first.
+    let r = w.app.get(
+        "/api/v1/reports/breakdown?period=2026-10&sort=crude_birth_rate&order=asc",
+        Some(&w.county),
+    );
+    assert_eq!(r.body["rows"][0]["org_unit"]["code"], township(0, 1));
+    // A township's villages, with an empty one: its birth-based rates do not apply.
+    let r = w.app.get(
+        "/api/v1/reports/breakdown?period=2026-10&sort=policy_compliant_birth_rate",
+        Some(&w.ts),
+    );
+    let rows = r.body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["org_unit"]["code"], va());
+    assert_eq!(body_counts(&rows[0]), village_a_october());
+    assert_eq!(body_counts(&rows[1]), village_b_october());
+    assert_eq!(rows[2]["org_unit"]["code"], village(0, 0, 2));
+    assert_eq!(rows[2]["rank"], Value::Null);
+    assert_eq!(
+        indicator(&rows[2], "policy_compliant_birth_rate")["value"],
+        Value::Null
+    );
+    let r = w.app.get(
+        "/api/v1/reports/breakdown?period=2026-10&sort=nope",
+        Some(&w.ts),
+    );
+    assert_eq!(r.status, 400);
+});
+
+both!(targets_are_set_by_the_level_above, |b| {
+    let w = world(b);
+    let t1 = township(0, 0);
+    let put = |token: &str, body: Value| w.app.send("PUT", "/api/v1/targets", Some(token), &body);
+    let r = put(
+        &w.county,
+        json!({"org_unit": t1, "year": 2026, "targets": [
+        {"indicator": "contraceptive_prevalence", "value": 88.0},
+        {"indicator": "policy_compliant_birth_rate", "direction": "at_least", "value": 94.0},
+        {"indicator": "crude_death_rate", "value": 5000.0}]}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body.as_array().unwrap().len(), 3);
+    // The township sets its villages' targets, not its own; the county not a village's.
+    let r = put(
+        &w.ts,
+        json!({"org_unit": va(), "year": 2026, "targets": [{"indicator": "contraceptive_prevalence", "value": 60.0}]}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = put(
+        &w.ts,
+        json!({"org_unit": t1, "year": 2026, "targets": [{"indicator": "contraceptive_prevalence", "value": 50.0}]}),
+    );
+    assert_eq!(r.status, 403);
+    let r = put(
+        &w.county,
+        json!({"org_unit": va(), "year": 2026, "targets": [{"indicator": "contraceptive_prevalence", "value": 50.0}]}),
+    );
+    assert_eq!(r.status, 403);
+    let r = put(
+        &w.county,
+        json!({"org_unit": township(1, 0), "year": 2026, "targets": [{"indicator": "contraceptive_prevalence", "value": 50.0}]}),
+    );
+    assert_eq!(r.status, 404);
+    let r = put(
+        &w.ts,
+        json!({"org_unit": vc(), "year": 2026, "targets": [{"indicator": "contraceptive_prevalence", "value": 50.0}]}),
+    );
+    assert_eq!(r.status, 404);
+
+    // Attainment on the township's report: 75% against at least 88%, 66.67% against 94%.
+    let v = report(&w, &w.county, &format!("org_unit={t1}&period=2026-10"));
+    let cp = indicator(&v, "contraceptive_prevalence");
+    assert_eq!(cp["target"]["value"], 88.0);
+    assert_eq!(cp["attainment"], json!({"met": false, "gap": -13.0}));
+    let pc = indicator(&v, "policy_compliant_birth_rate");
+    assert_eq!(pc["attainment"], json!({"met": false, "gap": -27.33}));
+    let dr = indicator(&v, "crude_death_rate");
+    assert_eq!(dr["target"]["direction"], "at_most");
+    assert_eq!(dr["attainment"]["met"], true);
+    assert_eq!(indicator(&v, "check_rate")["target"], Value::Null);
+    // The village: 66.67% against at least 60%.
+    let v = report(&w, &w.ts, &format!("org_unit={}&period=2026-10", va()));
+    assert_eq!(
+        indicator(&v, "contraceptive_prevalence")["attainment"],
+        json!({"met": true, "gap": 6.67})
+    );
+    // Another year has no targets.
+    let v = report(&w, &w.ts, &format!("org_unit={}&period=2025-10", va()));
+    assert_eq!(
+        indicator(&v, "contraceptive_prevalence")["target"],
+        Value::Null
+    );
+    // The list, from the county: its township's and the village's.
+    let r = w.app.get("/api/v1/targets?year=2026", Some(&w.county));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.as_array().unwrap().len(), 4);
+    let r = w.app.get("/api/v1/targets?year=2026", Some(&w.ts2));
+    assert_eq!(r.body.as_array().unwrap().len(), 0);
+    // Breakdown rows carry their own targets.
+    let r = w
+        .app
+        .get("/api/v1/reports/breakdown?period=2026-10", Some(&w.county));
+    let t1_row = &r.body["rows"][0];
+    assert_eq!(
+        indicator(t1_row, "contraceptive_prevalence")["target"]["value"],
+        88.0
+    );
+});
+
+both!(approval_return_lock_and_changes_after_approval, |b| {
+    let w = world(b);
+    let app = &w.app;
+    let submit = |token: &str, village: &str| {
+        app.post(
+            "/api/v1/reports/submissions",
+            Some(token),
+            &json!({"org_unit": village, "period": "2026-10"}),
+        )
+    };
+    let r = submit(&w.county, &va());
+    assert_eq!(r.status, 403, "the county does not submit");
+    let r = submit(&w.ts2, &va());
+    assert_eq!(r.status, 404, "another township's village");
+    let r = submit(&w.ts, &township(0, 0));
+    assert_eq!(r.status, 422);
+    let r = app.post(
+        "/api/v1/reports/submissions",
+        Some(&w.ts),
+        &json!({"org_unit": va(), "period": "2099-01"}),
+    );
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    let r = submit(&w.ts, &va());
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id_a = r.body["id"].as_str().unwrap().to_string();
+    let first = r.body["first_submitted_at"].clone();
+    assert_eq!(r.body["status"], "submitted");
+    assert_eq!(submit(&w.ts, &va()).status, 409);
+
+    // Returned with a comment, resubmitted, approved.
+    let ret = |token: &str, id: &str, comment: &str| {
+        app.post(
+            &format!("/api/v1/reports/submissions/{id}/return"),
+            Some(token),
+            &json!({"comment": comment}),
+        )
+    };
+    assert_eq!(ret(&w.ts, &id_a, "  ").status, 422);
+    assert_eq!(ret(&w.ts2, &id_a, "x").status, 404);
+    let r = ret(&w.ts, &id_a, "出生登记缺一例");
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        (r.body["status"].as_str(), r.body["comment"].as_str()),
+        (Some("returned"), Some("出生登记缺一例"))
+    );
+    let approve = |id: &str| {
+        app.post(
+            &format!("/api/v1/reports/submissions/{id}/approve"),
+            Some(&w.ts),
+            &json!({}),
+        )
+    };
+    assert_eq!(
+        approve(&id_a).status,
+        409,
+        "a returned report is not approved"
+    );
+    let r = submit(&w.ts, &va());
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["id"], id_a.as_str());
+    assert_eq!(r.body["first_submitted_at"], first);
+    let r = approve(&id_a);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "approved");
+    assert!(r.body["approved_seq"].as_i64().unwrap() > 0);
+
+    // The county cannot lock while village B (and the empty village) are not approved.
+    let lock = |unit: &str| {
+        app.post(
+            "/api/v1/reports/lock",
+            Some(&w.county),
+            &json!({"org_unit": unit, "period": "2026-10"}),
+        )
+    };
+    let r = lock(&township(0, 0));
+    assert_eq!(r.status, 409);
+    assert!(
+        r.body["message"].as_str().unwrap().contains(&vb()),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(
+        app.post(
+            "/api/v1/reports/lock",
+            Some(&w.ts),
+            &json!({"period": "2026-10"})
+        )
+        .status,
+        403
+    );
+    for v in [vb(), village(0, 0, 2)] {
+        let r = submit(&w.ts, &v);
+        assert_eq!(r.status, 201);
+        assert_eq!(approve(r.body["id"].as_str().unwrap()).status, 200);
+    }
+    let r = lock(&township(0, 0));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["locked"].as_array().unwrap().len(), 3);
+    assert_eq!(ret(&w.ts, &id_a, "too late").status, 409);
+
+    // Completeness: township 1's villages submitted (late: today is past 5 November) and one
+    // made on time.
+    {
+        let mut c = app.conn();
+        let on_time = chrono::NaiveDate::from_ymd_opt(2026, 11, 3)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_micros();
+        diesel::sql_query(format!(
+            "UPDATE report_submissions SET first_submitted_at = {on_time} WHERE org_unit = '{}'",
+            vb()
+        ))
+        .execute(&mut *c)
+        .unwrap();
+    }
+    let r = app.get(
+        "/api/v1/reports/completeness?period=2026-10",
+        Some(&w.county),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let n = |k: &str| r.body[k].as_i64().unwrap();
+    assert_eq!(
+        (
+            n("villages"),
+            n("submitted"),
+            n("on_time"),
+            n("late"),
+            n("missing"),
+            n("locked")
+        ),
+        (6, 3, 1, 2, 3, 3)
+    );
+    assert_eq!(r.body["completeness"]["value"], 50.0);
+    let rows = r.body["rows"].as_array().unwrap();
+    let row_b = rows.iter().find(|x| x["org_unit"]["code"] == vb()).unwrap();
+    assert_eq!(
+        (row_b["status"].as_str(), row_b["on_time"].as_bool()),
+        (Some("locked"), Some(true))
+    );
+    let row_c = rows.iter().find(|x| x["org_unit"]["code"] == vc()).unwrap();
+    assert_eq!(row_c["status"], Value::Null);
+    let r = app.get("/api/v1/reports/completeness?period=2026-10", Some(&w.ts2));
+    assert_eq!(r.body["villages"], 3);
+    assert_eq!(r.body["submitted"], 0);
+
+    // A worker's phone syncs an October birth in village A after the lock, and one in November.
+    let w1 = w.ids["W1"].clone();
+    let late_birth = uuid::Uuid::now_v7().to_string();
+    let november = uuid::Uuid::now_v7().to_string();
+    let op = |seq: i64, id: &str, date: &str| {
+        json!({"seq": seq, "op_id": uuid::Uuid::now_v7().to_string(), "entity": "birth", "id": id, "kind": "create",
+        "set": {"org_unit": va(), "mother_id": w1, "birth_date": date, "sex": "male", "parity": 3, "within_policy": true},
+        "recorded_at": "2026-11-20T08:00:00Z"})
+    };
+    let r = app.post(
+        "/api/v1/sync/push",
+        Some(&w.worker),
+        &json!({"ops": [op(1, &late_birth, "2026-10-25"), op(2, &november, "2026-11-10")]}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["results"][0]["status"], "applied", "{:?}", r.body);
+
+    // The locked month keeps its approved figures and flags the change.
+    let v = report(&w, &w.county, &format!("org_unit={}&period=2026-10", va()));
+    assert_eq!(body_counts(&v), village_a_october());
+    let ap = &v["approval"];
+    assert_eq!(ap["submission"]["status"], "locked");
+    assert_eq!(ap["changed_after_approval"], true);
+    let changed: Vec<&str> = ap["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["record_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(changed, [late_birth.as_str()]);
+    assert!(
+        ap["count_changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["key"] == "births" && c["approved"] == 2 && c["current"] == 3),
+        "{ap:?}"
+    );
+    // Roll-ups use the frozen figures too; other periods are live.
+    let v = report(
+        &w,
+        &w.county,
+        &format!("org_unit={}&period=2026-10", township(0, 0)),
+    );
+    assert_eq!(
+        body_counts(&v),
+        sum(&[&village_a_october(), &village_b_october()])
+    );
+    assert_eq!(
+        v["approval"]["locked_villages"].as_array().unwrap().len(),
+        3
+    );
+    let v = report(&w, &w.county, "period=2026-10");
+    assert_eq!(
+        body_counts(&v),
+        sum(&[
+            &village_a_october(),
+            &village_b_october(),
+            &village_c_october()
+        ])
+    );
+    assert_eq!(v["approval"]["changed_after_approval"], true);
+    let v = report(&w, &w.county, &format!("org_unit={}&period=2026-Q4", va()));
+    assert_eq!(body_counts(&v)["births"], 5);
+    // The county's month cannot be locked while township 2's village has not reported.
+    assert_eq!(lock(COUNTY).status, 409);
+});
+
+fn bytes(app: &TestApp, path: &str, token: &str) -> (u16, Option<String>, Vec<u8>) {
+    let r = ureq::get(&app.url(path))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call();
+    let resp = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let status = resp.status();
+    let ct = resp.header("content-type").map(str::to_string);
+    let mut out = Vec::new();
+    resp.into_reader().read_to_end(&mut out).unwrap();
+    (status, ct, out)
+}
+
+fn csv_rows(data: &[u8]) -> Vec<Vec<String>> {
+    assert!(data.starts_with(b"\xEF\xBB\xBF"), "no BOM");
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(&data[3..]);
+    rdr.records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+fn xlsx_rows(data: Vec<u8>, sheet: &str) -> Vec<Vec<String>> {
+    use calamine::{Reader, Xlsx};
+    let mut wb: Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(data)).unwrap();
+    let range = wb.worksheet_range(sheet).unwrap();
+    range
+        .rows()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect()
+}
+
+both!(
+    exports_open_with_chinese_headers_and_nothing_outside_scope,
+    |b| {
+        let w = world(b);
+        let app = &w.app;
+        // The county's report as CSV: the two townships and the total.
+        let (status, ct, data) = bytes(app, "/api/v1/exports/report.csv?period=2026-10", &w.county);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&data));
+        assert!(ct.unwrap().starts_with("text/csv"));
+        let rows = csv_rows(&data);
+        assert_eq!(&rows[0][..3], ["单位代码", "单位名称", "统计期"]);
+        assert!(rows[0].contains(&"人口出生率(‰)".to_string()));
+        assert!(rows[0].contains(&"已婚育龄妇女".to_string()));
+        let codes: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
+        assert_eq!(
+            codes,
+            [township(0, 0).as_str(), township(0, 1).as_str(), COUNTY]
+        );
+        assert_eq!(rows[3][1], "合计");
+        let births = rows[0].iter().position(|h| h == "出生人数").unwrap();
+        assert_eq!(rows[3][births], "3");
+        let pcb = rows[0]
+            .iter()
+            .position(|h| h == "符合政策生育率(%)")
+            .unwrap();
+        assert_eq!(rows[2][pcb], "不适用");
+        // As XLSX.
+        let (status, _, data) = bytes(app, "/api/v1/exports/report.xlsx?period=2026-10", &w.county);
+        assert_eq!(status, 200);
+        let sheet = xlsx_rows(data.clone(), "分单位报表");
+        assert_eq!(sheet[0][0], "单位代码");
+        assert_eq!(sheet.len(), 4);
+        assert_eq!(sheet[3][births], "3");
+        let ind = xlsx_rows(data, "指标");
+        assert_eq!(
+            ind[0][..5],
+            ["指标", "单位", "分子", "分母", "数值"].map(String::from)
+        );
+        assert_eq!(ind.len(), 13);
+        // Another county's report: 404.
+        let (status, _, _) = bytes(
+            app,
+            &format!(
+                "/api/v1/exports/report.csv?period=2026-10&org_unit={}",
+                outside()
+            ),
+            &w.county,
+        );
+        assert_eq!(status, 404);
+        let (status, _, _) = bytes(app, "/api/v1/exports/report.pdf?period=2026-10", &w.county);
+        assert_eq!(status, 404);
+
+        // The person ledger of township 1: villages A and B only, ID numbers masked.
+        let (status, _, data) = bytes(app, "/api/v1/exports/ledger/person.csv", &w.ts);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&data));
+        let rows = csv_rows(&data);
+        assert_eq!(&rows[0][..4], ["单位代码", "记录ID", "所属户", "姓名"]);
+        assert_eq!(rows.len() - 1, 12 + 3);
+        assert!(rows[1..].iter().all(|r| r[0] == va() || r[0] == vb()));
+        let text = String::from_utf8(data).unwrap();
+        assert!(text.contains("130131********0027"));
+        assert!(!text.contains("130131199005010027"));
+        assert!(text.contains("初婚") && text.contains("常住"));
+        // Births of the county as XLSX: 7 live births in A, B and C, none of the other county.
+        let (status, ct, data) = bytes(app, "/api/v1/exports/ledger/birth.xlsx", &w.county);
+        assert_eq!(status, 200);
+        assert!(ct.unwrap().contains("spreadsheetml"));
+        let sheet = xlsx_rows(data, "出生");
+        assert_eq!(
+            sheet[0][..4],
+            ["单位代码", "记录ID", "母亲", "婴儿"].map(String::from)
+        );
+        assert_eq!(sheet.len() - 1, 7);
+        assert!(sheet[1..].iter().all(|r| r[0].starts_with(COUNTY)));
+        // Out of scope, unknown type, worker.
+        let (status, _, _) = bytes(
+            app,
+            &format!("/api/v1/exports/ledger/person.csv?org_unit={}", vc()),
+            &w.ts,
+        );
+        assert_eq!(status, 404);
+        let (status, _, _) = bytes(app, "/api/v1/exports/ledger/secret.csv", &w.ts);
+        assert_eq!(status, 404);
+        let (status, _, _) = bytes(app, "/api/v1/exports/ledger/person.csv", &w.worker);
+        assert_eq!(status, 403);
+    }
+);
+
+/// DOMAIN.md's worked examples, through the report's indicator computation.
+#[test]
+fn worked_examples_through_the_report() {
+    let mut c: Counts = COUNTS.iter().map(|d| (d.key.to_string(), 0)).collect();
+    for (k, v) in [
+        ("contraceptive_users", 1096),
+        ("married_wcba", 1206),
+        ("births", 110),
+        ("births_within_policy", 106),
+        ("check_women_checked", 1623),
+        ("check_women_due", 1836),
+    ] {
+        c.insert(k.into(), v);
+    }
+    let year = Period::parse(None, Some("2025"), None, None).unwrap();
+    let r: BTreeMap<&str, Option<f64>> = rates(&c, &year)
+        .into_iter()
+        .map(|(i, r)| (i.code(), r.value))
+        .collect();
+    assert_eq!(r["contraceptive_prevalence"], Some(90.88));
+    assert_eq!(r["policy_compliant_birth_rate"], Some(96.36));
+    assert_eq!(r["check_coverage"], Some(88.4));
+    assert_eq!(r["crude_birth_rate"], None, "no population: not applicable");
+    c.insert("births".into(), 302);
+    c.insert("births_within_policy".into(), 298);
+    assert_eq!(rates(&c, &year)[3].1.value, Some(98.68));
+    assert_eq!(
+        ind::policy_compliant_birth_rate(298, 302).value,
+        Some(98.68)
+    );
+}
