@@ -17,6 +17,7 @@ pub mod orgunits;
 pub mod report;
 pub mod settings;
 pub mod simulate;
+pub mod supervise;
 pub mod sync;
 pub mod telemetry;
 

@@ -4,8 +4,13 @@
 
 pub mod audit;
 pub mod auth;
+pub mod conflicts;
+pub mod device_status;
 pub mod devices;
+pub mod duplicates;
 pub mod health;
+pub mod ledgers;
+pub mod quality;
 pub mod reports;
 pub mod sync;
 pub mod users;
@@ -69,6 +74,23 @@ routes! {
     get "/api/v1/audit" => audit::query, Access::Roles(&[Role::Admin]);
     post "/api/v1/sync/push" => sync::push_batch, Access::Roles(&[Role::Worker]);
     post "/api/v1/sync/pull" => sync::pull_changes, Access::Roles(&[Role::Worker]);
+    // Supervisors (issue 5). Literal paths first: `{entity}` would match them too.
+    get "/api/v1/supervise/conflicts" => conflicts::list, Access::Roles(ledgers::SUPERVISE);
+    post "/api/v1/supervise/conflicts/resolve-bulk" => conflicts::resolve_bulk, Access::Roles(ledgers::SUPERVISE);
+    get "/api/v1/supervise/conflicts/{id}" => conflicts::one, Access::Roles(ledgers::SUPERVISE);
+    post "/api/v1/supervise/conflicts/{id}/resolve" => conflicts::resolve, Access::Roles(ledgers::SUPERVISE);
+    post "/api/v1/supervise/conflicts/{id}/reopen" => conflicts::reopen, Access::Roles(ledgers::SUPERVISE);
+    get "/api/v1/supervise/duplicates" => duplicates::list, Access::Roles(ledgers::SUPERVISE);
+    post "/api/v1/supervise/duplicates/merge" => duplicates::merge, Access::Roles(ledgers::SUPERVISE);
+    post "/api/v1/supervise/merges/{id}/undo" => duplicates::undo, Access::Roles(ledgers::SUPERVISE);
+    get "/api/v1/supervise/flags" => quality::list, Access::Roles(ledgers::SUPERVISE);
+    get "/api/v1/supervise/flags/summary" => quality::summary, Access::Roles(ledgers::SUPERVISE);
+    get "/api/v1/supervise/devices/status" => device_status::status, Access::Roles(ledgers::SUPERVISE);
+    get "/api/v1/supervise/devices/{id}/rejected" => device_status::rejected, Access::Roles(ledgers::SUPERVISE);
+    post "/api/v1/supervise/records/{entity}/{id}" => ledgers::edit, Access::Roles(ledgers::SUPERVISE);
+    get "/api/v1/supervise/{entity}" => ledgers::list, Access::Roles(ledgers::SUPERVISE);
+    get "/api/v1/supervise/{entity}/{id}" => ledgers::one, Access::Roles(ledgers::SUPERVISE);
+    get "/api/v1/supervise/{entity}/{id}/history" => ledgers::history, Access::Roles(ledgers::SUPERVISE);
     get "/api/v1/reports" => reports::get_report, Access::Roles(reports::SUPERVISORS);
     get "/api/v1/reports/breakdown" => reports::get_breakdown, Access::Roles(reports::SUPERVISORS);
     get "/api/v1/reports/completeness" => reports::completeness, Access::Roles(reports::SUPERVISORS);

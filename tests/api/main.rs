@@ -9,4 +9,5 @@ mod demo;
 mod foundation;
 mod reports;
 mod simulate;
+mod supervise;
 mod sync;

@@ -1,0 +1,44 @@
+//! Device and worker status for supervisors. Thin: parse, call `supervise::devices`, map.
+
+use actix_web::{web, HttpResponse};
+
+use crate::auth::Principal;
+use crate::error::{AppResult, Problem};
+use crate::supervise::devices::{
+    self, DeviceStatusPage, RejectedFilter, RejectedPage, StatusFilter,
+};
+use crate::AppState;
+
+/// The devices of workers in your subtree: last push and pull, ops in the last day and week,
+/// rejected ops, app version, clock offset. `inactive_days=N` lists who has not synced for N days.
+#[utoipa::path(get, path = "/api/v1/supervise/devices/status", tag = "supervise",
+    params(StatusFilter),
+    responses((status = 200, body = DeviceStatusPage), (status = 400, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn status(
+    principal: Principal,
+    state: web::Data<AppState>,
+    filter: web::Query<StatusFilter>,
+) -> AppResult<HttpResponse> {
+    let db = state.db.clone();
+    let p = web::block(move || devices::status(&db, &principal, &filter)).await??;
+    Ok(HttpResponse::Ok().json(p))
+}
+
+/// A device's rejected ops with their stored payloads and codes (the device's worker must work
+/// in your subtree).
+#[utoipa::path(get, path = "/api/v1/supervise/devices/{id}/rejected", tag = "supervise",
+    params(("id" = String, Path), RejectedFilter),
+    responses((status = 200, body = RejectedPage), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn rejected(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    filter: web::Query<RejectedFilter>,
+) -> AppResult<HttpResponse> {
+    let db = state.db.clone();
+    let id = path.into_inner();
+    let p = web::block(move || devices::rejected(&db, &principal, &id, &filter)).await??;
+    Ok(HttpResponse::Ok().json(p))
+}

@@ -1,0 +1,433 @@
+//! What the supervisor services share: scope predicates written into SQL, statements whose
+//! parameters travel as one JSON object (any number of filters, one bind on both backends),
+//! paging, ID-number masking, labels, and the write transaction for supervisor-made versions.
+
+use std::collections::{BTreeSet, HashMap};
+
+use diesel::sql_types::{BigInt, Text};
+use diesel::RunQueryDsl;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::auth::audit::{self, AuditEntry};
+use crate::auth::{Principal, Scope};
+use crate::db::records::{self, backend_of, RecordRow, VersionRow};
+use crate::db::{now_micros, Backend, DbConn};
+use crate::domain::entities::{Entity, ENTITIES};
+use crate::domain::orgunit::subtree_range;
+use crate::domain::resident_id::ResidentId;
+use crate::error::{AppError, AppResult};
+use crate::sync::checks;
+use crate::sync::duplicates::{self, WorkSet};
+use crate::sync::store::{self, SeqAlloc};
+
+pub const DEFAULT_PAGE: i64 = 50;
+pub const MAX_PAGE: i64 = 500;
+
+pub type Key = (Entity, String);
+
+/// The page size asked for, checked.
+pub fn page_limit(limit: Option<i64>) -> AppResult<i64> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(l) if (1..=MAX_PAGE).contains(&l) => Ok(l),
+        Some(_) => Err(AppError::BadRequest(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        ))),
+    }
+}
+
+/// Plain ids and cursors: letters, digits, `-`, `_`, `|`, `.`, at most 200 bytes.
+pub fn plain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'|' | b'.'))
+}
+
+/// An org unit code given as a filter: ASCII letters and digits only (so it can be written
+/// into SQL text as a range bound).
+pub fn check_code(code: &str) -> AppResult<()> {
+    if code.is_empty() || code.len() > 20 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(AppError::BadRequest(
+            "village must be an org unit code".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `col` within the scope's subtrees. Codes are ASCII letters and digits (validated when org
+/// units are created), so they are written into the SQL text.
+pub fn scope_cond(scope: &Scope, col: &str) -> String {
+    let parts: Vec<String> = scope
+        .ranges()
+        .into_iter()
+        .filter(|(lo, _)| lo.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .map(|(lo, hi)| format!("({col} >= '{lo}' AND {col} < '{hi}')"))
+        .collect();
+    if parts.is_empty() {
+        "1 = 0".into()
+    } else {
+        format!("({})", parts.join(" OR "))
+    }
+}
+
+/// `col` within the subtree of `code` (checked with [`check_code`] first).
+pub fn prefix_cond(code: &str, col: &str) -> AppResult<String> {
+    check_code(code)?;
+    let (lo, hi) = subtree_range(code);
+    Ok(format!("({col} >= '{lo}' AND {col} < '{hi}')"))
+}
+
+/// A WHERE clause whose values travel in one JSON parameter.
+pub struct Query {
+    backend: Backend,
+    conds: Vec<String>,
+    params: Map<String, Value>,
+}
+
+impl Query {
+    pub fn new(conn: &DbConn) -> Query {
+        Query {
+            backend: backend_of(conn),
+            conds: Vec::new(),
+            params: Map::new(),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A text parameter; returns the SQL expression that reads it.
+    pub fn text(&mut self, value: &str) -> String {
+        let key = format!("p{}", self.params.len());
+        self.params.insert(key.clone(), Value::String(value.into()));
+        match self.backend {
+            Backend::Sqlite => format!("json_extract(?1, '$.{key}')"),
+            Backend::Postgres => format!("($1::jsonb ->> '{key}')"),
+        }
+    }
+
+    pub fn cond(&mut self, c: impl Into<String>) -> &mut Self {
+        self.conds.push(c.into());
+        self
+    }
+
+    /// ` WHERE ...`, always naming the parameter once so that both backends accept the bind.
+    pub fn where_sql(&self) -> String {
+        let touch = match self.backend {
+            Backend::Sqlite => "?1 IS NOT NULL",
+            Backend::Postgres => "$1::jsonb IS NOT NULL",
+        };
+        let mut all: Vec<&str> = self.conds.iter().map(String::as_str).collect();
+        all.push(touch);
+        format!(" WHERE {}", all.join(" AND "))
+    }
+
+    pub fn load<T>(&self, conn: &mut DbConn, sql: &str) -> AppResult<Vec<T>>
+    where
+        T: diesel::QueryableByName<diesel::sqlite::Sqlite>
+            + diesel::QueryableByName<diesel::pg::Pg>
+            + 'static,
+    {
+        let param = Value::Object(self.params.clone()).to_string();
+        let rows = match conn {
+            DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
+            DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
+        };
+        Ok(rows)
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+pub struct CountRow {
+    #[diesel(sql_type = BigInt)]
+    pub n: i64,
+}
+
+pub fn count(q: &Query, conn: &mut DbConn, from: &str) -> AppResult<i64> {
+    let rows: Vec<CountRow> = q.load(
+        conn,
+        &format!("SELECT COUNT(*) AS n FROM {from}{}", q.where_sql()),
+    )?;
+    Ok(rows.first().map_or(0, |r| r.n))
+}
+
+/// An ID number as lists show it: region code and last four characters.
+pub fn mask_id_number(s: &str) -> String {
+    match ResidentId::parse(s) {
+        Ok(id) => id.masked(),
+        Err(_) => {
+            let chars: Vec<char> = s.chars().collect();
+            if chars.len() > 10 {
+                let head: String = chars[..6].iter().collect();
+                let tail: String = chars[chars.len() - 4..].iter().collect();
+                format!("{head}{}{tail}", "*".repeat(chars.len() - 10))
+            } else {
+                "*".repeat(chars.len())
+            }
+        }
+    }
+}
+
+/// Masks the ID number in a person's fields.
+pub fn mask_fields(entity: Entity, fields: &mut Map<String, Value>) {
+    if entity == Entity::Person {
+        if let Some(Value::String(n)) = fields.get("id_number") {
+            let m = mask_id_number(n);
+            fields.insert("id_number".into(), Value::String(m));
+        }
+    }
+}
+
+/// A record type's labels.
+#[derive(Serialize, ToSchema, Clone, Debug)]
+pub struct Label {
+    pub zh: &'static str,
+    pub en: &'static str,
+}
+
+pub fn entity_label(e: Entity) -> Label {
+    let d = e.def();
+    Label { zh: d.zh, en: d.en }
+}
+
+pub fn field_label(e: Entity, field: &str) -> Option<Label> {
+    e.def().field(field).map(|f| Label { zh: f.zh, en: f.en })
+}
+
+pub fn parse_entity(name: &str) -> AppResult<Entity> {
+    Entity::parse(name).ok_or(AppError::NotFound)
+}
+
+/// A record as supervisors see it.
+#[derive(Serialize, ToSchema, Clone, Debug)]
+pub struct RecordView {
+    pub entity: String,
+    pub id: String,
+    pub org_unit: String,
+    pub version: i64,
+    pub deleted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
+    /// The domain fields; in lists a person's `id_number` is masked.
+    #[schema(value_type = Object)]
+    pub fields: Value,
+    pub change_seq: i64,
+    /// Unix microseconds.
+    pub created_at: i64,
+    /// Unix microseconds.
+    pub updated_at: i64,
+    pub updated_by: String,
+    pub updated_device: Option<String>,
+}
+
+pub fn view(r: &RecordRow, masked: bool) -> RecordView {
+    let mut fields: Map<String, Value> = r.fields.clone().into_iter().collect();
+    if masked {
+        mask_fields(r.entity, &mut fields);
+    }
+    RecordView {
+        entity: r.entity.name().to_string(),
+        id: r.id.clone(),
+        org_unit: r.org_unit.clone(),
+        version: r.version,
+        deleted: r.deleted,
+        merged_into: r.merged_into.clone(),
+        fields: Value::Object(fields),
+        change_seq: r.change_seq,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        updated_by: r.updated_by.clone(),
+        updated_device: r.updated_device.clone(),
+    }
+}
+
+/// Loads one record the caller may see, or 404.
+pub fn load_in_scope(
+    conn: &mut DbConn,
+    scope: &Scope,
+    entity: Entity,
+    id: &str,
+) -> AppResult<RecordRow> {
+    if !plain(id) {
+        return Err(AppError::NotFound);
+    }
+    records::load_one(conn, entity, id)?
+        .filter(|r| scope.contains(&r.org_unit))
+        .ok_or(AppError::NotFound)
+}
+
+/// Writes an audit row for persons read, in its own transaction after the read (the answer is
+/// only given once the row is stored).
+pub fn audit_person_reads(
+    db: &crate::db::Db,
+    principal: &Principal,
+    ids: &BTreeSet<String>,
+) -> AppResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = ids.iter().cloned().collect();
+    db.write(|c| audit::record_person_reads(c, principal, &ids))
+}
+
+/// An audit row for a supervisor's change.
+pub fn audit_change(
+    conn: &mut DbConn,
+    principal: &Principal,
+    action: &'static str,
+    target_kind: &str,
+    ids: Vec<String>,
+    detail: Value,
+) -> AppResult<()> {
+    audit::record(
+        conn,
+        AuditEntry {
+            actor_user: Some(principal.user_id.clone()),
+            actor_role: Some(principal.role.as_str().to_string()),
+            action,
+            target_kind: Some(target_kind.into()),
+            target_ids: ids,
+            request_id: principal.request_id.clone(),
+            detail: Some(detail),
+        },
+    )
+}
+
+/// A supervisor's write transaction over records: new versions numbered from the change
+/// sequence (so devices receive them in commit order), then logic checks and flags, like push.
+pub struct Tx {
+    pub state: HashMap<Key, RecordRow>,
+    pub versions: Vec<(RecordRow, Option<String>)>,
+    pub alloc: SeqAlloc,
+    pub now: i64,
+    pub by: String,
+}
+
+impl Tx {
+    pub fn begin(conn: &mut DbConn, by: &str) -> AppResult<Tx> {
+        Ok(Tx {
+            state: HashMap::new(),
+            versions: Vec::new(),
+            alloc: SeqAlloc::lock(conn)?,
+            now: now_micros(),
+            by: by.to_string(),
+        })
+    }
+
+    /// The newest state of a record: as changed in this transaction, else as stored.
+    pub fn get(
+        &mut self,
+        conn: &mut DbConn,
+        entity: Entity,
+        id: &str,
+    ) -> AppResult<Option<RecordRow>> {
+        let key = (entity, id.to_string());
+        if let Some(r) = self.state.get(&key) {
+            return Ok(Some(r.clone()));
+        }
+        let r = records::load_one(conn, entity, id)?;
+        if let Some(r) = &r {
+            self.state.insert(key, r.clone());
+        }
+        Ok(r)
+    }
+
+    /// Stores `row` as the record's next version, made by the supervisor now.
+    pub fn new_version(&mut self, mut row: RecordRow) -> RecordRow {
+        row.version += 1;
+        row.change_seq = self.alloc.alloc();
+        row.updated_at = self.now;
+        row.recorded_at = self.now;
+        row.updated_by = self.by.clone();
+        row.updated_device = None;
+        self.state.insert((row.entity, row.id.clone()), row.clone());
+        self.versions.push((row.clone(), None));
+        row
+    }
+
+    pub fn work(&mut self) -> WorkSet<'_> {
+        WorkSet {
+            state: &mut self.state,
+            versions: &mut self.versions,
+            alloc: &mut self.alloc,
+            now: self.now,
+        }
+    }
+
+    /// Writes the changed records, their versions and flags, and the sequence. With
+    /// `detect_duplicates`, changed persons sharing an ID number are merged or queued, as in push.
+    pub fn finish(mut self, conn: &mut DbConn, detect_duplicates: bool) -> AppResult<()> {
+        if detect_duplicates {
+            let by = self.by.clone();
+            duplicates::detect_and_merge(conn, &mut self.work(), &by)?;
+        }
+        let mut seen = BTreeSet::new();
+        let keys: Vec<Key> = self
+            .versions
+            .iter()
+            .map(|(r, _)| (r.entity, r.id.clone()))
+            .filter(|k| seen.insert(k.clone()))
+            .collect();
+        let flags = checks::evaluate(conn, &self.state, &keys)?;
+        let finals: Vec<RecordRow> = keys
+            .iter()
+            .filter_map(|k| self.state.get(k).cloned())
+            .collect();
+        records::upsert(conn, &finals)?;
+        let versions: Vec<VersionRow> = self
+            .versions
+            .iter()
+            .map(|(row, op_id)| VersionRow {
+                row,
+                op_id: op_id.as_deref(),
+            })
+            .collect();
+        records::insert_versions(conn, &versions)?;
+        let flag_rows: Vec<(&str, &str, &str, i64, Vec<&'static str>)> = flags
+            .iter()
+            .filter_map(|(k, codes)| {
+                let row = self.state.get(k)?;
+                Some((
+                    row.entity.name(),
+                    row.id.as_str(),
+                    row.org_unit.as_str(),
+                    row.version,
+                    codes.clone(),
+                ))
+            })
+            .collect();
+        store::set_flags(conn, &flag_rows, self.now)?;
+        self.alloc.finish(conn)
+    }
+}
+
+/// Records (of every type) that refer to `id` of type `target` through a reference field, and
+/// the field: the children of a person or household.
+pub fn referring(
+    conn: &mut DbConn,
+    target: Entity,
+    id: &str,
+) -> AppResult<Vec<(RecordRow, &'static str)>> {
+    let mut out = Vec::new();
+    for def in ENTITIES {
+        for field in def.refs_to(target) {
+            let mut q = Query::new(conn);
+            let p = q.text(id);
+            q.cond(format!("{} = {p}", field.name));
+            let sql = format!(
+                "{}{} ORDER BY id",
+                records::select_json_sql(q.backend(), def.entity),
+                q.where_sql()
+            );
+            let rows: Vec<records::JsonRow> = q.load(conn, &sql)?;
+            for r in rows {
+                out.push((RecordRow::from_json(&r.j)?, field.name));
+            }
+        }
+    }
+    Ok(out)
+}

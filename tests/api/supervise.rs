@@ -1,0 +1,1041 @@
+//! The supervisor API (issue 5): ledgers, history, conflict queue, duplicates and merge/undo,
+//! data quality, device status and direct edits, over HTTP on both databases. Each test also
+//! checks that a supervisor of another township gets 404 for the ids and empty lists, and that
+//! person reads are audited.
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDate;
+use serde_json::{json, Value};
+
+use crate::auth::{pw_hash, PW};
+use crate::both;
+use crate::helpers::*;
+use crate::sync::{new_id, person, seed_units, worker, Dev, V1, V2, V3};
+use fieldsync::auth::roles::Role;
+use fieldsync::auth::users::{self, NewUser};
+use fieldsync::domain::resident_id;
+
+const TOWNSHIP: &str = "130131102";
+const OTHER_TOWNSHIP: &str = "130131103";
+const COUNTY: &str = "130131";
+
+/// Creates a supervisor and logs in; returns the access token.
+fn supervisor(app: &TestApp, username: &str, role: Role, org: &str) -> String {
+    users::create(
+        &mut app.conn(),
+        &NewUser {
+            username: username.into(),
+            display_name: username.into(),
+            role,
+            org_unit: Some(org.into()),
+            villages: vec![],
+        },
+        pw_hash(),
+    )
+    .unwrap();
+    let r = app.post(
+        "/api/v1/auth/login",
+        None,
+        &json!({"username": username, "password": PW}),
+    );
+    assert_eq!(r.status, 200, "login {username}: {:?}", r.body);
+    r.body["access_token"].as_str().unwrap().to_string()
+}
+
+struct World {
+    app: TestApp,
+    a: Dev,
+    w: Dev,
+    far: Dev,
+    ts: String,
+    other: String,
+    county: String,
+}
+
+fn world(b: Backend) -> World {
+    let app = spawn_app(b);
+    seed_units(&app);
+    let a = worker(&app, "worker_a", &[V1, V2]);
+    let w = worker(&app, "worker_b", &[V1]);
+    let far = worker(&app, "worker_far", &[V3]);
+    let ts = supervisor(&app, "ts", Role::TownshipSupervisor, TOWNSHIP);
+    let other = supervisor(&app, "ts_other", Role::TownshipSupervisor, OTHER_TOWNSHIP);
+    let county = supervisor(&app, "cs", Role::CountySupervisor, COUNTY);
+    World {
+        app,
+        a,
+        w,
+        far,
+        ts,
+        other,
+        county,
+    }
+}
+
+fn id_number(birth: &str, seq: u16) -> String {
+    let d = NaiveDate::parse_from_str(birth, "%Y-%m-%d").unwrap();
+    resident_id::generate("130131", d, seq, false)
+}
+
+fn n(app: &TestApp, sql: &str) -> i64 {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let rows: Vec<N> = diesel::sql_query(sql).load(&mut *app.conn()).unwrap();
+    rows[0].n
+}
+
+fn audit_reads(app: &TestApp) -> i64 {
+    n(
+        app,
+        "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'person_read'",
+    )
+}
+
+/// The person ids named by the newest person_read audit row.
+fn last_audited(app: &TestApp) -> BTreeSet<String> {
+    use diesel::prelude::*;
+    use fieldsync::db::schema::audit_log;
+    let t: Option<String> = audit_log::table
+        .filter(audit_log::action.eq("person_read"))
+        .order(audit_log::id.desc())
+        .select(audit_log::target_ids)
+        .first(&mut *app.conn())
+        .unwrap();
+    serde_json::from_str(&t.unwrap()).unwrap()
+}
+
+fn get_ok(app: &TestApp, path: &str, token: &str) -> Value {
+    let r = app.get(path, Some(token));
+    assert_eq!(r.status, 200, "GET {path}: {:?}", r.body);
+    r.body
+}
+
+fn post_ok(app: &TestApp, path: &str, token: &str, body: Value) -> Value {
+    let r = app.post(path, Some(token), &body);
+    assert_eq!(r.status, 200, "POST {path}: {:?}", r.body);
+    r.body
+}
+
+fn ids_of(items: &Value) -> Vec<String> {
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every page of a list, following `next_after`.
+fn all_pages(app: &TestApp, path: &str, token: &str, limit: usize) -> (Vec<Value>, i64) {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut after: Option<String> = None;
+    let mut out = Vec::new();
+    let mut pages = 0;
+    loop {
+        let mut p = format!("{path}{sep}limit={limit}");
+        if let Some(a) = &after {
+            p.push_str(&format!("&after={a}"));
+        }
+        let body = get_ok(app, &p, token);
+        let items = body["items"].as_array().unwrap();
+        assert!(items.len() <= limit);
+        out.extend(items.iter().cloned());
+        pages += 1;
+        assert!(pages < 100);
+        match body["next_after"].as_str() {
+            Some(a) => after = Some(a.to_string()),
+            None => return (out, body["total"].as_i64().unwrap()),
+        }
+    }
+}
+
+both!(ledgers_are_scoped_filtered_paged_masked_and_audited, |b| {
+    let World {
+        app,
+        a,
+        far,
+        ts,
+        other,
+        county,
+        ..
+    } = world(b);
+    let mut ops = Vec::new();
+    let mut mine = Vec::new();
+    for i in 0..5 {
+        let id = new_id();
+        let mut p = person(V1, &format!("王{i}"));
+        p["id_number"] = json!(id_number("1990-02-03", 100 + 2 * i));
+        ops.push(a.op("person", &id, "create", None, p));
+        mine.push(id);
+    }
+    for (name, birth, sex) in [
+        ("李芳", "2000-05-05", "female"),
+        ("李强", "1960-01-01", "male"),
+    ] {
+        let id = new_id();
+        let mut p = person(V2, name);
+        p["birth_date"] = json!(birth);
+        p["sex"] = json!(sex);
+        ops.push(a.op("person", &id, "create", None, p));
+        mine.push(id);
+    }
+    a.push_ok(&app, &ops);
+    let theirs = new_id();
+    far.push_ok(
+        &app,
+        &[far.op("person", &theirs, "create", None, person(V3, "外镇"))],
+    );
+
+    // every page, no duplicates, only our township, ID numbers masked, one audit row per page
+    let before = audit_reads(&app);
+    let (items, total) = all_pages(&app, "/api/v1/supervise/person", &ts, 3);
+    assert_eq!(total, 7);
+    assert_eq!(items.len(), 7);
+    let got: BTreeSet<String> = items
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, mine.iter().cloned().collect());
+    assert!(items
+        .iter()
+        .all(|i| i["org_unit"].as_str().unwrap().starts_with(TOWNSHIP)));
+    let masked: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i["fields"]["id_number"].as_str())
+        .collect();
+    assert_eq!(masked.len(), 5);
+    assert!(masked.iter().all(|m| m.contains("********")), "{masked:?}");
+    assert_eq!(audit_reads(&app), before + 3);
+    // the order is stable: by id
+    let order: Vec<String> = items
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted);
+
+    // filters
+    let total_of = |q: &str| {
+        get_ok(&app, &format!("/api/v1/supervise/person?{q}"), &ts)["total"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(total_of(&format!("village={V2}")), 2);
+    assert_eq!(total_of("name=%E6%9D%8E%E8%8A%B3"), 1); // 李芳
+    assert_eq!(total_of("name_prefix=%E6%9D%8E"), 2); // 李
+    assert_eq!(
+        total_of(&format!("id_number={}", id_number("1990-02-03", 104))),
+        1
+    );
+    assert_eq!(total_of("sex=male"), 1);
+    assert_eq!(total_of("min_age=60"), 1);
+    assert_eq!(total_of("max_age=30"), 1);
+    assert_eq!(total_of("min_age=30&max_age=40"), 5);
+    assert_eq!(
+        total_of("residence=resident&marital_status=first_marriage"),
+        7
+    );
+    let r = app.get("/api/v1/supervise/person?sex=robot", Some(&ts));
+    assert_eq!(r.status, 400);
+    let r = app.get("/api/v1/supervise/household?name=x", Some(&ts));
+    assert_eq!(r.status, 400);
+    let r = app.get("/api/v1/supervise/spaceship", Some(&ts));
+    assert_eq!(r.status, 404);
+    // the audit row names exactly the persons shown
+    get_ok(&app, &format!("/api/v1/supervise/person?village={V2}"), &ts);
+    assert_eq!(last_audited(&app), mine[5..].iter().cloned().collect());
+    // a filter naming a village outside the subtree finds nothing
+    assert_eq!(total_of(&format!("village={V3}")), 0);
+
+    // another township sees only its own; the county sees all
+    let (theirs_items, t) = all_pages(&app, "/api/v1/supervise/person", &other, 2);
+    assert_eq!(t, 1);
+    assert_eq!(ids_of(&Value::Array(theirs_items)), vec![theirs.clone()]);
+    assert_eq!(
+        get_ok(&app, "/api/v1/supervise/person", &county)["total"],
+        8
+    );
+    // workers and admins may not call it
+    let r = app.get("/api/v1/supervise/person", Some(&a.token));
+    assert_eq!(r.status, 403);
+});
+
+both!(one_record_with_links_and_history, |b| {
+    let World {
+        app, a, ts, other, ..
+    } = world(b);
+    let (hh, p, birth, m, v, child) = (new_id(), new_id(), new_id(), new_id(), new_id(), new_id());
+    let mut mother = person(V1, "赵敏");
+    mother["household_id"] = json!(hh);
+    mother["id_number"] = json!(id_number("1990-02-03", 120));
+    a.push_ok(
+        &app,
+        &[
+            a.op("household", &hh, "create", None, json!({"org_unit": V1, "household_no": "001", "head_name": "赵刚"})),
+            a.op("person", &p, "create", None, mother),
+            a.op("person", &child, "create", None, json!({"org_unit": V1, "name": "赵小", "sex": "male", "birth_date": "2020-03-01", "household_id": hh})),
+            a.op("birth", &birth, "create", None, json!({"org_unit": V1, "mother_id": p, "child_id": child, "birth_date": "2020-03-01", "sex": "male", "parity": 1})),
+            a.op("measure", &m, "create", None, json!({"org_unit": V1, "person_id": p, "method": "iud_insertion", "started_on": "2020-06-01"})),
+            a.op("visit", &v, "create", None, json!({"org_unit": V1, "person_id": p, "kind": "iud_check", "visit_date": "2026-11-01"})),
+        ],
+    );
+    a.push_ok(
+        &app,
+        &[a.op(
+            "person",
+            &p,
+            "update",
+            Some(1),
+            json!({"marital_status": "remarried", "phone": "13800000000"}),
+        )],
+    );
+
+    let before = audit_reads(&app);
+    let d = get_ok(&app, &format!("/api/v1/supervise/person/{p}"), &ts);
+    assert_eq!(
+        d["record"]["fields"]["id_number"],
+        id_number("1990-02-03", 120),
+        "full in the detail"
+    );
+    assert_eq!(d["entity_label"]["zh"], "人员");
+    assert_eq!(d["labels"]["name"]["zh"], "姓名");
+    let linked: BTreeSet<(String, String)> = d["linked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["record"]["entity"].as_str().unwrap().to_string(),
+                l["record"]["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (e, id) in [
+        ("household", &hh),
+        ("birth", &birth),
+        ("measure", &m),
+        ("visit", &v),
+    ] {
+        assert!(
+            linked.contains(&(e.to_string(), id.clone())),
+            "{e} linked: {linked:?}"
+        );
+    }
+    assert_eq!(audit_reads(&app), before + 1);
+    assert!(last_audited(&app).contains(&p));
+    // a household shows its members; reading them is audited too
+    let d = get_ok(&app, &format!("/api/v1/supervise/household/{hh}"), &ts);
+    let members: BTreeSet<String> = d["linked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["record"]["entity"] == "person")
+        .map(|l| l["record"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(members, BTreeSet::from([p.clone(), child.clone()]));
+    assert_eq!(last_audited(&app), members);
+    // a birth shows mother and child
+    let d = get_ok(&app, &format!("/api/v1/supervise/birth/{birth}"), &ts);
+    assert_eq!(d["linked"].as_array().unwrap().len(), 2);
+
+    // history: two versions, what changed, by whom and which device; the ops
+    let h = get_ok(&app, &format!("/api/v1/supervise/person/{p}/history"), &ts);
+    let vs = h["versions"].as_array().unwrap();
+    assert_eq!(vs.len(), 2);
+    assert_eq!(vs[1]["device_id"], a.device_id.as_str());
+    assert_eq!(vs[1]["username"], "worker_a");
+    let changed: BTreeSet<&str> = vs[1]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(changed, BTreeSet::from(["marital_status", "phone"]));
+    assert_eq!(vs[1]["changes"][0]["from"], "first_marriage");
+    assert_eq!(h["ops"].as_array().unwrap().len(), 2);
+    assert!(last_audited(&app).contains(&p));
+
+    // another township: 404 for each, and no audit row
+    let before = audit_reads(&app);
+    for path in [
+        format!("/api/v1/supervise/person/{p}"),
+        format!("/api/v1/supervise/person/{p}/history"),
+        format!("/api/v1/supervise/household/{hh}"),
+        format!("/api/v1/supervise/birth/{birth}/history"),
+        format!("/api/v1/supervise/person/{}", new_id()),
+    ] {
+        assert_eq!(app.get(&path, Some(&other)).status, 404, "{path}");
+    }
+    assert_eq!(audit_reads(&app), before);
+});
+
+/// Two devices edit the same review field from version 1: one open conflict.
+fn make_conflict(
+    app: &TestApp,
+    a: &Dev,
+    w: &Dev,
+    field: &str,
+    va: &str,
+    vw: &str,
+) -> (String, String) {
+    let id = new_id();
+    a.push_ok(
+        app,
+        &[a.op("person", &id, "create", None, person(V1, "冲突"))],
+    );
+    a.push_ok(
+        app,
+        &[a.op("person", &id, "update", Some(1), json!({field: va}))],
+    );
+    let r = w.push_ok(
+        app,
+        &[w.op("person", &id, "update", Some(1), json!({field: vw}))],
+    );
+    let c = r[0]["conflicts"][0]["id"]
+        .as_str()
+        .expect("a conflict")
+        .to_string();
+    (id, c)
+}
+
+both!(conflict_queue_resolve_reopen_bulk, |b| {
+    let World {
+        app,
+        a,
+        w,
+        ts,
+        other,
+        ..
+    } = world(b);
+    let (_, cursor) = w.pull_all(&app, 0);
+    let (pid, cid) = make_conflict(&app, &a, &w, "marital_status", "divorced", "widowed");
+    let (_, cursor) = w.pull_all(&app, cursor);
+
+    let page = get_ok(&app, "/api/v1/supervise/conflicts?status=open", &ts);
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["id"], cid.as_str());
+    assert_eq!(page["items"][0]["field_label"]["zh"], "婚姻状况");
+    assert_eq!(
+        get_ok(
+            &app,
+            &format!("/api/v1/supervise/conflicts?village={V2}"),
+            &ts
+        )["total"],
+        0
+    );
+    assert_eq!(
+        get_ok(&app, "/api/v1/supervise/conflicts?entity=household", &ts)["total"],
+        0
+    );
+    let d = get_ok(&app, &format!("/api/v1/supervise/conflicts/{cid}"), &ts);
+    assert_eq!(d["conflict"]["base_value"], "first_marriage");
+    assert_eq!(d["conflict"]["server_value"], "divorced");
+    assert_eq!(d["conflict"]["device_value"], "widowed");
+    assert_eq!(d["current_value"], "divorced");
+    assert!(last_audited(&app).contains(&pid));
+
+    // another township: empty list, 404 for each id route
+    assert_eq!(
+        get_ok(&app, "/api/v1/supervise/conflicts?status=all", &other)["total"],
+        0
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/supervise/conflicts/{cid}"), Some(&other))
+            .status,
+        404
+    );
+    let r = app.post(
+        &format!("/api/v1/supervise/conflicts/{cid}/resolve"),
+        Some(&other),
+        &json!({"take": "device", "reason": "x"}),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/supervise/conflicts/{cid}/reopen"),
+            Some(&other),
+            &json!({})
+        )
+        .status,
+        404
+    );
+    let r = post_ok(
+        &app,
+        "/api/v1/supervise/conflicts/resolve-bulk",
+        &other,
+        json!({"ids": [cid], "take": "device", "reason": "x"}),
+    );
+    assert_eq!(r[0]["status"], "not_found");
+
+    // a reason is required; a bad value is refused like a device's
+    let path = format!("/api/v1/supervise/conflicts/{cid}/resolve");
+    assert_eq!(
+        app.post(&path, Some(&ts), &json!({"take": "device", "reason": " "}))
+            .status,
+        422
+    );
+    assert_eq!(
+        app.post(
+            &path,
+            Some(&ts),
+            &json!({"take": "value", "value": "robot", "reason": "x"})
+        )
+        .status,
+        422
+    );
+    let r = post_ok(
+        &app,
+        &path,
+        &ts,
+        json!({"take": "device", "reason": "入户核实"}),
+    );
+    assert_eq!(r["conflict"]["status"], "resolved");
+    assert_eq!(r["version"], 3);
+    assert_eq!(
+        app.post(
+            &path,
+            Some(&ts),
+            &json!({"take": "server", "reason": "again"})
+        )
+        .status,
+        409
+    );
+    // the resolution reaches the device's next pull: the record and the resolved conflict
+    let pulled = w.pull(&app, cursor);
+    let rec = pulled["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == pid.as_str())
+        .expect("record pulled");
+    assert_eq!(rec["fields"]["marital_status"], "widowed");
+    assert_eq!(rec["version"], 3);
+    let c = pulled["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == cid.as_str())
+        .expect("conflict pulled");
+    assert_eq!(c["status"], "resolved");
+    let h = get_ok(
+        &app,
+        &format!("/api/v1/supervise/person/{pid}/history"),
+        &ts,
+    );
+    assert_eq!(h["conflicts"][0]["reason"], "入户核实");
+    assert!(h["versions"][2]["device_id"].is_null());
+
+    // take a typed value
+    let (p2, c2) = make_conflict(&app, &a, &w, "residence", "moved_out", "moved_in");
+    let r = post_ok(
+        &app,
+        &format!("/api/v1/supervise/conflicts/{c2}/resolve"),
+        &ts,
+        json!({"take": "value", "value": "resident", "reason": "核实"}),
+    );
+    assert_eq!(r["conflict"]["status"], "resolved");
+    let d = get_ok(&app, &format!("/api/v1/supervise/person/{p2}"), &ts);
+    assert_eq!(d["record"]["fields"]["residence"], "resident");
+
+    // bulk
+    let (p3, c3) = make_conflict(&app, &a, &w, "relation", "spouse", "parent");
+    let (p4, c4) = make_conflict(&app, &a, &w, "relation", "child", "other");
+    let r = post_ok(
+        &app,
+        "/api/v1/supervise/conflicts/resolve-bulk",
+        &ts,
+        json!({"ids": [c3, c4, cid, new_id()], "take": "server", "reason": "以服务器为准"}),
+    );
+    let st: Vec<&str> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(st, ["resolved", "resolved", "not_resolvable", "not_found"]);
+    assert_eq!(
+        get_ok(&app, &format!("/api/v1/supervise/person/{p3}"), &ts)["record"]["fields"]
+            ["relation"],
+        "spouse"
+    );
+    assert_eq!(
+        get_ok(&app, &format!("/api/v1/supervise/person/{p4}"), &ts)["record"]["fields"]
+            ["relation"],
+        "child"
+    );
+    assert_eq!(get_ok(&app, "/api/v1/supervise/conflicts", &ts)["total"], 0);
+
+    // a closed `latest` conflict can be reopened, then resolved
+    let (_, c5) = make_conflict(&app, &a, &w, "phone", "13800000001", "13800000002");
+    assert_eq!(
+        get_ok(&app, "/api/v1/supervise/conflicts?status=closed", &ts)["total"],
+        1
+    );
+    let (_, cursor) = w.pull_all(&app, 0);
+    let r = post_ok(
+        &app,
+        &format!("/api/v1/supervise/conflicts/{c5}/reopen"),
+        &ts,
+        json!({}),
+    );
+    assert_eq!(r["status"], "open");
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/supervise/conflicts/{c5}/reopen"),
+            Some(&ts),
+            &json!({})
+        )
+        .status,
+        409
+    );
+    let pulled = w.pull(&app, cursor);
+    assert!(pulled["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == c5.as_str() && c["status"] == "open"));
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/supervise/conflicts/{cid}/reopen"),
+            Some(&ts),
+            &json!({})
+        )
+        .status,
+        409
+    );
+    // pages
+    let (all, total) = all_pages(&app, "/api/v1/supervise/conflicts?status=all", &ts, 2);
+    assert_eq!(total, 5);
+    assert_eq!(all.len(), 5);
+    assert_eq!(
+        n(
+            &app,
+            "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'conflict_resolved'"
+        ),
+        3
+    );
+});
+
+both!(duplicates_merge_then_undo_reach_devices, |b| {
+    let World {
+        app,
+        a,
+        w,
+        ts,
+        other,
+        ..
+    } = world(b);
+    let (p1, p2, visit) = (new_id(), new_id(), new_id());
+    let num = id_number("1990-02-03", 150);
+    let mut s1 = person(V1, "孙丽");
+    s1["id_number"] = json!(num);
+    s1["phone"] = json!("13900000001");
+    let mut s2 = person(V1, "孙莉");
+    s2["id_number"] = json!(num);
+    a.push_ok(&app, &[a.op("person", &p1, "create", None, s1)]);
+    w.push_ok(&app, &[
+        w.op("person", &p2, "create", None, s2),
+        w.op("visit", &visit, "create", None, json!({"org_unit": V1, "person_id": p2, "kind": "iud_check", "visit_date": "2026-11-21"})),
+    ]);
+    // a weaker signal: same name, birth date and village, no ID number
+    let (p3, p4) = (new_id(), new_id());
+    a.push_ok(
+        &app,
+        &[
+            a.op("person", &p3, "create", None, person(V2, "周红")),
+            a.op("person", &p4, "create", None, person(V2, "周红")),
+        ],
+    );
+
+    let (items, total) = all_pages(&app, "/api/v1/supervise/duplicates", &ts, 1);
+    assert_eq!(total, 2);
+    let signals: BTreeSet<&str> = items
+        .iter()
+        .map(|i| i["signal"].as_str().unwrap())
+        .collect();
+    assert_eq!(signals, BTreeSet::from(["id_number", "name_birth_date"]));
+    let strong = items.iter().find(|i| i["signal"] == "id_number").unwrap();
+    assert_eq!(strong["disagreements"], json!(["name"]));
+    assert!(strong["a"]["fields"]["id_number"]
+        .as_str()
+        .unwrap()
+        .contains('*'));
+    assert_eq!(
+        get_ok(&app, "/api/v1/supervise/duplicates", &other)["total"],
+        0
+    );
+    assert!(last_audited(&app).is_subset(&BTreeSet::from([
+        p1.clone(),
+        p2.clone(),
+        p3.clone(),
+        p4.clone()
+    ])));
+
+    // merge p2 into p1, keeping p2's spelling of the name
+    let (_, cursor) = w.pull_all(&app, 0);
+    let body = json!({"survivor_id": p1, "merged_id": p2, "fields": {"name": "merged"}});
+    assert_eq!(
+        app.post("/api/v1/supervise/duplicates/merge", Some(&other), &body)
+            .status,
+        404
+    );
+    let r = post_ok(
+        &app,
+        "/api/v1/supervise/duplicates/merge",
+        &ts,
+        body.clone(),
+    );
+    let merge_id = r["merge_id"].as_str().unwrap().to_string();
+    assert_eq!(r["survivor"]["fields"]["name"], "孙莉");
+    assert_eq!(r["repointed"], json!([visit]));
+    assert_eq!(
+        app.post("/api/v1/supervise/duplicates/merge", Some(&ts), &body)
+            .status,
+        409
+    );
+    let (recs, cursor) = w.pull_all(&app, cursor);
+    assert_eq!(recs[&p2]["deleted"], true);
+    assert_eq!(recs[&p2]["merged_into"], p1.as_str());
+    assert_eq!(recs[&p1]["fields"]["name"], "孙莉");
+    assert_eq!(recs[&visit]["fields"]["person_id"], p1.as_str());
+    assert_eq!(
+        get_ok(&app, "/api/v1/supervise/duplicates", &ts)["total"],
+        1
+    );
+
+    // undo: both persons as they were, the visit pointed back; devices receive each step
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/supervise/merges/{merge_id}/undo"),
+            Some(&other),
+            &json!({})
+        )
+        .status,
+        404
+    );
+    let r = post_ok(
+        &app,
+        &format!("/api/v1/supervise/merges/{merge_id}/undo"),
+        &ts,
+        json!({}),
+    );
+    assert_eq!(r["repointed"], json!([visit]));
+    let (recs, _) = w.pull_all(&app, cursor);
+    assert_eq!(recs[&p1]["fields"]["name"], "孙丽");
+    assert_eq!(recs[&p2]["deleted"], false);
+    assert!(recs[&p2].get("merged_into").is_none_or(Value::is_null));
+    assert_eq!(recs[&p2]["fields"]["name"], "孙莉");
+    assert_eq!(recs[&visit]["fields"]["person_id"], p2.as_str());
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/supervise/merges/{merge_id}/undo"),
+            Some(&ts),
+            &json!({})
+        )
+        .status,
+        409
+    );
+    // a fresh snapshot agrees
+    let (fresh, _) = a.pull_all(&app, 0);
+    assert_eq!(fresh[&p2]["deleted"], false);
+    assert_eq!(fresh[&visit]["fields"]["person_id"], p2.as_str());
+    assert_eq!(n(&app, "SELECT COUNT(*) AS n FROM audit_log WHERE action IN ('persons_merged', 'merge_undone')"), 2);
+});
+
+both!(data_quality_flags_and_summary, |b| {
+    let World {
+        app,
+        a,
+        far,
+        ts,
+        other,
+        ..
+    } = world(b);
+    let (p, m) = (new_id(), new_id());
+    let mut bad = person(V1, "钱芳");
+    bad["id_number"] = json!("11010519900203002X"); // wrong check digit
+    a.push_ok(&app, &[
+        a.op("person", &p, "create", None, bad),
+        a.op("measure", &m, "create", None, json!({"org_unit": V1, "person_id": p, "method": "vasectomy", "started_on": "2026-01-05"})),
+    ]);
+    let mut bad2 = person(V2, "钱二");
+    bad2["id_number"] = json!("11010519900203002X");
+    bad2["name"] = json!("钱二");
+    a.push_ok(&app, &[a.op("person", &new_id(), "create", None, bad2)]);
+    let mut far_bad = person(V3, "外镇");
+    far_bad["id_number"] = json!("11010519900203003X");
+    far.push_ok(
+        &app,
+        &[far.op("person", &new_id(), "create", None, far_bad)],
+    );
+
+    let (items, total) = all_pages(&app, "/api/v1/supervise/flags", &ts, 1);
+    assert!(total >= 3, "{items:?}");
+    assert_eq!(items.len() as i64, total);
+    assert!(items
+        .iter()
+        .all(|f| f["org_unit"].as_str().unwrap().starts_with(TOWNSHIP)));
+    let method = items
+        .iter()
+        .find(|f| f["check"] == "method_sex")
+        .expect("method_sex flag");
+    assert_eq!(method["entity"], "measure");
+    assert_eq!(method["record_id"], m.as_str());
+    assert_eq!(method["zh"], "节育措施与性别不符");
+    assert_eq!(method["link"], format!("/api/v1/supervise/measure/{m}"));
+    let digit = get_ok(&app, "/api/v1/supervise/flags?check=id_check_digit", &ts);
+    assert_eq!(digit["total"], 2);
+    assert_eq!(
+        get_ok(
+            &app,
+            &format!("/api/v1/supervise/flags?check=id_check_digit&village={V2}"),
+            &ts
+        )["total"],
+        1
+    );
+    assert_eq!(
+        app.get("/api/v1/supervise/flags?check=nonsense", Some(&ts))
+            .status,
+        400
+    );
+    let s = get_ok(&app, "/api/v1/supervise/flags/summary", &ts);
+    assert_eq!(s["total"], total);
+    let villages: Vec<&str> = s["villages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["village"].as_str().unwrap())
+        .collect();
+    assert_eq!(villages, [V1, V2]);
+    assert_eq!(s["villages"][0]["name"], "东庄村");
+    let c = s["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "id_check_digit")
+        .unwrap();
+    assert_eq!(c["count"], 2);
+    assert_eq!(c["zh"], "身份证号校验码错误或格式不符");
+    // another township sees only its own
+    let theirs = get_ok(&app, "/api/v1/supervise/flags", &other);
+    assert!(theirs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["org_unit"] == V3));
+    assert_eq!(
+        get_ok(&app, "/api/v1/supervise/flags/summary", &other)["villages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // the flag clears when a later version passes (here: a supervisor's correction)
+    let r = post_ok(
+        &app,
+        &format!("/api/v1/supervise/records/person/{p}"),
+        &ts,
+        json!({"base_version": 1, "set": {"id_number": "110105199002030021"}}),
+    );
+    assert_eq!(r["status"], "applied");
+    assert_eq!(
+        get_ok(&app, "/api/v1/supervise/flags?check=id_check_digit", &ts)["total"],
+        1
+    );
+});
+
+both!(device_status_and_rejected_ops, |b| {
+    let World {
+        app,
+        a,
+        w,
+        far,
+        ts,
+        other,
+        ..
+    } = world(b);
+    let rs = a.push_ok(
+        &app,
+        &[
+            a.op("person", &new_id(), "create", None, person(V1, "好")),
+            a.op("person", &new_id(), "create", None, person(V3, "越界")),
+        ],
+    );
+    assert_eq!(rs[1]["code"], "out_of_scope");
+    w.pull_all(&app, 0);
+    let (items, total) = all_pages(&app, "/api/v1/supervise/devices/status", &ts, 1);
+    assert_eq!(total, 2);
+    let mine = items
+        .iter()
+        .find(|d| d["device_id"] == a.device_id.as_str())
+        .unwrap();
+    assert_eq!(mine["username"], "worker_a");
+    assert_eq!(mine["ops_last_day"], 2);
+    assert_eq!(mine["ops_last_week"], 2);
+    assert_eq!(mine["rejected_ops"], 1);
+    assert_eq!(mine["app_version"], "1.0");
+    assert!(mine["last_push_at"].is_i64());
+    assert!(mine.get("clock_offset_ms").is_some());
+    assert!(!items
+        .iter()
+        .any(|d| d["device_id"] == far.device_id.as_str()));
+    // who has not synced for a day: nobody yet
+    assert_eq!(
+        get_ok(
+            &app,
+            "/api/v1/supervise/devices/status?inactive_days=1",
+            &ts
+        )["total"],
+        0
+    );
+    assert_eq!(
+        get_ok(
+            &app,
+            "/api/v1/supervise/devices/status?inactive_days=0",
+            &ts
+        )["total"],
+        2
+    );
+    // rejected ops with payload and code
+    let r = get_ok(
+        &app,
+        &format!("/api/v1/supervise/devices/{}/rejected", a.device_id),
+        &ts,
+    );
+    assert_eq!(r["total"], 1);
+    assert_eq!(r["items"][0]["code"], "out_of_scope");
+    assert_eq!(r["items"][0]["payload"]["set"]["name"], "越界");
+    // another township: not listed, 404
+    let theirs = get_ok(&app, "/api/v1/supervise/devices/status", &other);
+    assert_eq!(
+        ids_of(&json!(theirs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| json!({"id": d["device_id"]}))
+            .collect::<Vec<_>>())),
+        vec![far.device_id.clone()]
+    );
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/supervise/devices/{}/rejected", a.device_id),
+            Some(&other)
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/supervise/devices/{}/rejected", new_id()),
+            Some(&ts)
+        )
+        .status,
+        404
+    );
+});
+
+both!(direct_edits_merge_like_device_ops, |b| {
+    let World {
+        app,
+        a,
+        w,
+        ts,
+        other,
+        ..
+    } = world(b);
+    let id = new_id();
+    a.push_ok(
+        &app,
+        &[a.op("person", &id, "create", None, person(V1, "吴兰"))],
+    );
+    let (_, cursor) = w.pull_all(&app, 0);
+    let path = format!("/api/v1/supervise/records/person/{id}");
+    // base_version is required
+    assert_eq!(
+        app.post(&path, Some(&ts), &json!({"set": {"relation": "spouse"}}))
+            .status,
+        400
+    );
+    assert_eq!(
+        app.post(
+            &path,
+            Some(&ts),
+            &json!({"base_version": 1, "set": {"sex": "robot"}})
+        )
+        .status,
+        422
+    );
+    assert_eq!(
+        app.post(
+            &path,
+            Some(&other),
+            &json!({"base_version": 1, "set": {"relation": "spouse"}})
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        app.post(
+            &path,
+            Some(&ts),
+            &json!({"base_version": 1, "set": {"org_unit": V3}})
+        )
+        .status,
+        422
+    );
+    let r = post_ok(
+        &app,
+        &path,
+        &ts,
+        json!({"base_version": 1, "set": {"relation": "spouse"}, "reason": "核实"}),
+    );
+    assert_eq!(r["status"], "applied");
+    assert_eq!(r["version"], 2);
+    // the device receives it
+    let (recs, _) = w.pull_all(&app, cursor);
+    assert_eq!(recs[&id]["fields"]["relation"], "spouse");
+    // a stale edit of a field changed since: a review conflict, like a device's
+    a.push_ok(
+        &app,
+        &[a.op(
+            "person",
+            &id,
+            "update",
+            Some(2),
+            json!({"marital_status": "divorced"}),
+        )],
+    );
+    let r = post_ok(
+        &app,
+        &path,
+        &ts,
+        json!({"base_version": 2, "set": {"marital_status": "widowed", "phone": "13700000000"}}),
+    );
+    assert_eq!(r["conflicts"][0]["field"], "marital_status");
+    assert_eq!(r["conflicts"][0]["status"], "open");
+    let d = get_ok(&app, &format!("/api/v1/supervise/person/{id}"), &ts);
+    assert_eq!(d["record"]["fields"]["marital_status"], "divorced");
+    assert_eq!(d["record"]["fields"]["phone"], "13700000000");
+    assert_eq!(d["open_conflicts"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        n(
+            &app,
+            "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'supervisor_edit'"
+        ),
+        2
+    );
+    // moving a record within the subtree is allowed
+    let r = post_ok(
+        &app,
+        &path,
+        &ts,
+        json!({"base_version": 4, "set": {"org_unit": V2}}),
+    );
+    assert_eq!(r["status"], "applied");
+});
