@@ -243,6 +243,9 @@ pub struct Window {
 
 /// A SQL text with `:name` parameters, bound in order of occurrence.
 struct Stmt {
+    /// When set, the body of a materialised `WITH x AS (...)`: computed once per row, so that
+    /// the aggregates may refer to its correlated columns many times.
+    with: Option<String>,
     from: String,
     aggs: Vec<(&'static str, String)>,
 }
@@ -290,6 +293,7 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
 
     // Persons: population at start and end, out-migrants.
     out.push(Stmt {
+        with: None,
         from: format!(
             "persons p WHERE {} AND (p.alive IS NULL OR p.alive) AND p.birth_date <= :e",
             range("p")
@@ -340,8 +344,8 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
         aggs.push((key, when(&format!("{mr} = {}", i + 1))));
     }
     out.push(Stmt {
-        from: format!(
-            "(SELECT p.org_unit AS org_unit, \
+        with: Some(format!(
+            "SELECT p.org_unit AS org_unit, \
                (SELECT COUNT(*) FROM births b LEFT JOIN persons c ON c.id = b.child_id \
                  WHERE b.mother_id = p.id AND NOT b.deleted AND b.birth_date <= :e \
                    AND (c.id IS NULL OR (NOT c.deleted AND (c.alive IS NULL OR c.alive)))) AS nc, \
@@ -352,15 +356,16 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
                    AND h.relation IN ('head', 'spouse') AND NOT h.deleted AND {CURRENT}) AS hus \
              FROM persons p WHERE p.org_unit >= :lo AND p.org_unit < :hi AND {IN_POPULATION} \
                AND p.sex = 'female' AND p.marital_status IN ({married}) \
-               AND p.birth_date >= :wlo AND p.birth_date <= :whi) x"
-        ),
+               AND p.birth_date >= :wlo AND p.birth_date <= :whi"
+        )),
+        from: "x".into(),
         aggs,
     });
 
     // Mothers of the period's births, with a long-acting measure.
     out.push(Stmt {
-        from: format!(
-            "(SELECT y.org_unit AS org_unit, \
+        with: Some(format!(
+            "SELECT y.org_unit AS org_unit, \
                CASE WHEN EXISTS (SELECT 1 FROM measures m WHERE m.person_id = y.mother_id \
                       AND m.method IN ({long}) AND {CURRENT}) \
                  OR EXISTS (SELECT 1 FROM persons w JOIN persons h ON h.household_id = w.household_id \
@@ -370,9 +375,10 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
                         AND m.method IN ({long}) AND {CURRENT}) \
                THEN 1 ELSE 0 END AS la \
              FROM (SELECT DISTINCT b.org_unit, b.mother_id FROM births b \
-                   WHERE {} AND b.birth_date >= :s AND b.birth_date <= :e) y) x",
+                   WHERE {} AND b.birth_date >= :s AND b.birth_date <= :e) y",
             range("b")
-        ),
+        )),
+        from: "x".into(),
         aggs: vec![
             ("mothers", "COUNT(*)".into()),
             ("mothers_long_acting", "COALESCE(SUM(x.la), 0)".into()),
@@ -380,6 +386,7 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     });
 
     out.push(Stmt {
+        with: None,
         from: format!(
             "births x WHERE {} AND x.birth_date >= :s AND x.birth_date <= :e",
             range("x")
@@ -408,6 +415,7 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     });
 
     out.push(Stmt {
+        with: None,
         from: format!(
             "deaths x WHERE {} AND x.death_date >= :s AND x.death_date <= :e",
             range("x")
@@ -416,6 +424,7 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     });
 
     out.push(Stmt {
+        with: None,
         from: format!(
             "measures x WHERE {} AND x.started_on >= :s AND x.started_on <= :e",
             range("x")
@@ -432,6 +441,7 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     let outcome_in = "x.outcome_date >= :s AND x.outcome_date <= :e";
     let detected_in = "x.detected_on >= :s AND x.detected_on <= :e";
     out.push(Stmt {
+        with: None,
         from: format!(
             "pregnancies x WHERE {} AND (({outcome_in}) OR ({detected_in}))",
             range("x")
@@ -454,6 +464,7 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     let visited = "x.visit_date >= :s AND x.visit_date <= :e";
     let check = format!("x.kind IN ({three})");
     out.push(Stmt {
+        with: None,
         from: format!("visits x WHERE {} AND (({due}) OR ({visited}))", range("x")),
         aggs: vec![
             (
@@ -481,6 +492,7 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     );
     let certified = "x.certificate_no IS NOT NULL AND x.certificate_no <> ''";
     out.push(Stmt {
+        with: None,
         from: format!(
             "migrations_log x LEFT JOIN persons p ON p.id = x.person_id \
              WHERE {} AND x.moved_on >= :s AND x.moved_on <= :e",
@@ -511,6 +523,7 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     });
 
     out.push(Stmt {
+        with: None,
         from: format!(
             "supplies x WHERE {} AND x.handed_on >= :s AND x.handed_on <= :e",
             range("x")
@@ -547,6 +560,7 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
         aggs.push((yuan, sum_of(&cond, "COALESCE(x.amount_yuan, 0)")));
     }
     out.push(Stmt {
+        with: None,
         from: format!(
             "benefits x WHERE {} AND x.year >= {} AND x.year <= {}",
             range("x"),
@@ -632,6 +646,11 @@ fn key_expr(by: KeyBy) -> String {
 /// callers fill the rest with [`zero`]).
 pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<String, Counts>> {
     let postgres = matches!(conn, DbConn::Postgres(_));
+    if postgres {
+        // These statements are short aggregates with many expressions: PostgreSQL's JIT would
+        // spend longer compiling them (over a second on a county) than they take to run.
+        diesel::sql_query("SET LOCAL jit = off").execute(conn)?;
+    }
     let (lo, hi) = subtree_range(&w.org_unit);
     let (wlo, whi) = indicators::wcba_birth_date_bounds(w.end);
     let s = w.start.format("%Y-%m-%d").to_string();
@@ -667,8 +686,20 @@ pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<Str
         } else {
             format!(" GROUP BY {key}")
         };
-        let sql = format!("SELECT {key} AS k, {json} AS j FROM {from}{group}");
-        for row in load_keyed(conn, &sql, &params)? {
+        let with = match &stmt.with {
+            Some(body) => format!("WITH x AS MATERIALIZED ({body}) "),
+            None => String::new(),
+        };
+        let sql = format!("{with}SELECT {key} AS k, {json} AS j FROM {from}{group}");
+        let started = std::time::Instant::now();
+        let rows = load_keyed(conn, &sql, &params)?;
+        tracing::debug!(
+            table = from.split_whitespace().next().unwrap_or(""),
+            rows = rows.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "report count statement"
+        );
+        for row in rows {
             let values: Vec<serde_json::Value> = serde_json::from_str(&row.j)
                 .map_err(|e| AppError::Internal(format!("count row: {e}")))?;
             let entry = out.entry(row.k).or_insert_with(zero);

@@ -17,6 +17,7 @@ use fieldsync::auth::roles::Role;
 use fieldsync::db::records::{self, RecordRow};
 use fieldsync::domain::entities::Entity;
 use fieldsync::report::counts::{Counts, COUNTS};
+use fieldsync::report::export::{write_report_file, ExportFormat};
 use fieldsync::report::indicators as ind;
 use fieldsync::report::report::{rates, Period};
 
@@ -1160,6 +1161,24 @@ both!(
         );
         assert_eq!(sheet.len() - 1, 7);
         assert!(sheet[1..].iter().all(|r| r[0].starts_with(COUNTY)));
+        // Streamed: no length up front.
+        let resp = ureq::get(&app.url("/api/v1/exports/ledger/visit.csv"))
+            .set("Authorization", &format!("Bearer {}", w.county))
+            .call()
+            .unwrap();
+        assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+        assert_eq!(resp.header("content-length"), None);
+        // The CLI's writer (`fieldsync report`) makes the same file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.xlsx");
+        let oct = Period::parse_month("2026-10").unwrap();
+        write_report_file(&app.db, COUNTY, &oct, ExportFormat::Xlsx, &path).unwrap();
+        let sheet = xlsx_rows(std::fs::read(&path).unwrap(), "分单位报表");
+        assert_eq!(sheet.len(), 4);
+        assert_eq!(sheet[3][births], "3");
+        let path = dir.path().join("r.csv");
+        write_report_file(&app.db, &va(), &oct, ExportFormat::Csv, &path).unwrap();
+        assert!(std::fs::read(&path).unwrap().starts_with(b"\xEF\xBB\xBF"));
         // Out of scope, unknown type, worker.
         let (status, _, _) = bytes(
             app,
