@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
-use crate::db::records::{self, RecordRow};
-use crate::db::schema::{duplicate_candidates, person_merges};
+use crate::db::records::{self, ColType, RecordRow};
+use crate::db::schema::person_merges;
 use crate::db::Db;
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
@@ -89,22 +89,36 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
             }
             let rows: Vec<C> = q.load(
                 conn,
-                &format!("SELECT id, person_a, person_b, org_unit FROM duplicate_candidates{}", q.where_sql()),
+                &format!(
+                    "SELECT id, person_a, person_b, org_unit FROM duplicate_candidates{}",
+                    q.where_sql()
+                ),
             )?;
-            rows.into_iter().map(|c| (c.id, c.person_a, c.person_b, c.org_unit)).collect()
+            rows.into_iter()
+                .map(|c| (c.id, c.person_a, c.person_b, c.org_unit))
+                .collect()
         };
         let mut w = Query::new(conn);
         w.cond(scope_cond(&scope, "a.org_unit"));
         if let Some(v) = &f.village {
             w.cond(prefix_cond(v, "a.org_unit")?);
         }
-        w.cond("a.id < b.id AND a.name = b.name AND a.birth_date = b.birth_date AND a.org_unit = b.org_unit")
-            .cond("NOT a.deleted AND NOT b.deleted AND a.merged_into IS NULL AND b.merged_into IS NULL");
+        w.cond("a.id < b.id AND a.name = b.name AND a.birth_date = b.birth_date")
+            .cond("a.org_unit = b.org_unit AND NOT a.deleted AND NOT b.deleted")
+            .cond("a.merged_into IS NULL AND b.merged_into IS NULL")
+            .cond(
+                "NOT EXISTS (SELECT 1 FROM duplicate_candidates d WHERE d.person_a = a.id \
+                 AND d.person_b = b.id AND d.status <> 'open')",
+            );
         let weak: Vec<PairRow> = w.load(
             conn,
-            &format!("SELECT a.id AS a, b.id AS b FROM persons a JOIN persons b ON a.name = b.name{}", w.where_sql()),
+            &format!(
+                "SELECT a.id AS a, b.id AS b FROM persons a JOIN persons b ON a.name = b.name{}",
+                w.where_sql()
+            ),
         )?;
-        let mut pairs: BTreeMap<String, (Option<String>, &'static str, String, String)> = BTreeMap::new();
+        let mut pairs: BTreeMap<String, (Option<String>, &'static str, String, String)> =
+            BTreeMap::new();
         for (id, a, b, _) in queued {
             pairs.insert(format!("{a}|{b}"), (Some(id), "id_number", a, b));
         }
@@ -114,7 +128,10 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
                 .or_insert((None, "name_birth_date", p.a, p.b));
         }
         // Both persons must be live and in scope.
-        let ids: BTreeSet<&str> = pairs.values().flat_map(|p| [p.2.as_str(), p.3.as_str()]).collect();
+        let ids: BTreeSet<&str> = pairs
+            .values()
+            .flat_map(|p| [p.2.as_str(), p.3.as_str()])
+            .collect();
         let ids: Vec<&str> = ids.into_iter().collect();
         let rows: BTreeMap<String, RecordRow> = records::load(conn, Entity::Person, &ids)?
             .into_iter()
@@ -139,7 +156,12 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
                 key,
                 candidate_id: cid,
                 signal: signal.to_string(),
-                signal_zh: if signal == "id_number" { "身份证号相同" } else { "姓名、出生日期、村相同" }.to_string(),
+                signal_zh: if signal == "id_number" {
+                    "身份证号相同"
+                } else {
+                    "姓名、出生日期、村相同"
+                }
+                .to_string(),
                 org_unit: ra.org_unit.clone(),
                 disagreements: disagreements(ra, rb),
                 a: view(ra, true),
@@ -149,7 +171,11 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
         Ok((
             DuplicatePage {
                 total,
-                next_after: if more { items.last().map(|i| i.key.clone()) } else { None },
+                next_after: if more {
+                    items.last().map(|i| i.key.clone())
+                } else {
+                    None
+                },
                 items,
             },
             persons,
@@ -245,6 +271,18 @@ pub fn merge(db: &Db, principal: &Principal, m: &MergeRequest) -> AppResult<Merg
     })
 }
 
+const CANDIDATE_COLS: &[(&str, ColType)] = &[
+    ("id", ColType::Text),
+    ("person_a", ColType::Text),
+    ("person_b", ColType::Text),
+    ("org_unit", ColType::Text),
+    ("signal", ColType::Text),
+    ("status", ColType::Text),
+    ("created_at", ColType::BigInt),
+    ("decided_at", ColType::BigInt),
+    ("decided_by", ColType::Text),
+];
+
 #[derive(Serialize, ToSchema, Debug)]
 pub struct UndoResult {
     pub merge_id: String,
@@ -333,22 +371,26 @@ pub fn undo(db: &Db, principal: &Principal, merge_id: &str) -> AppResult<UndoRes
                 person_merges::undone_by.eq(&principal.user_id),
             ))
             .execute(conn)?;
+        // The pair is dismissed, so later pushes neither merge nor queue it again.
         let (a, b) = if survivor_id < merged_id {
             (&survivor_id, &merged_id)
         } else {
             (&merged_id, &survivor_id)
         };
-        diesel::update(
-            duplicate_candidates::table
-                .filter(duplicate_candidates::person_a.eq(a))
-                .filter(duplicate_candidates::person_b.eq(b)),
-        )
-        .set((
-            duplicate_candidates::status.eq("dismissed"),
-            duplicate_candidates::decided_at.eq(now),
-            duplicate_candidates::decided_by.eq(&principal.user_id),
-        ))
-        .execute(conn)?;
+        records::insert_rows(
+            conn,
+            "duplicate_candidates",
+            CANDIDATE_COLS,
+            Some((
+                "person_a, person_b",
+                &["status", "decided_at", "decided_by"],
+            )),
+            &[
+                json!({"id": uuid::Uuid::now_v7().to_string(), "person_a": a, "person_b": b,
+                     "org_unit": r.org_unit, "signal": "id_number", "status": "dismissed",
+                     "created_at": now, "decided_at": now, "decided_by": principal.user_id}),
+            ],
+        )?;
         audit_change(
             conn,
             principal,

@@ -99,6 +99,10 @@ pub fn detect_and_merge(conn: &mut DbConn, work: &mut WorkSet, by: &str) -> AppR
         };
         for other in rest {
             let survivor = work.state[&(Entity::Person, first.id.clone())].clone();
+            if dismissed(conn, &survivor.id, &other.id)? {
+                // A supervisor decided (or undid a merge) that these are two persons.
+                continue;
+            }
             if disagreements(&survivor, other).is_empty() {
                 merge_persons(conn, work, &survivor.id, &other.id, by, true)?;
                 merges += 1;
@@ -108,6 +112,20 @@ pub fn detect_and_merge(conn: &mut DbConn, work: &mut WorkSet, by: &str) -> AppR
         }
     }
     Ok(merges)
+}
+
+/// Whether a supervisor dismissed the pair as two different persons (an undone merge does).
+fn dismissed(conn: &mut DbConn, a: &str, b: &str) -> AppResult<bool> {
+    use crate::db::schema::duplicate_candidates as dc;
+    use diesel::prelude::*;
+    let (a, b) = if a < b { (a, b) } else { (b, a) };
+    let n: i64 = dc::table
+        .filter(dc::person_a.eq(a))
+        .filter(dc::person_b.eq(b))
+        .filter(dc::status.eq("dismissed"))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
 }
 
 fn persons_with_numbers(

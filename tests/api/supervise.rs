@@ -746,6 +746,24 @@ both!(duplicates_merge_then_undo_reach_devices, |b| {
     assert_eq!(fresh[&p2]["deleted"], false);
     assert_eq!(fresh[&visit]["fields"]["person_id"], p2.as_str());
     assert_eq!(n(&app, "SELECT COUNT(*) AS n FROM audit_log WHERE action IN ('persons_merged', 'merge_undone')"), 2);
+    // an undone pair is two persons: a later edit that makes them agree merges nothing
+    let r = w.push_ok(
+        &app,
+        &[w.op(
+            "person",
+            &p2,
+            "update",
+            Some(2),
+            json!({"name": "孙丽", "phone": "13900000001"}),
+        )],
+    );
+    assert_eq!(r[0]["status"], "applied", "{r:?}");
+    let (fresh, _) = a.pull_all(&app, 0);
+    assert_eq!(fresh[&p2]["deleted"], false);
+    assert_eq!(
+        get_ok(&app, "/api/v1/supervise/duplicates", &ts)["total"],
+        1
+    );
 });
 
 both!(data_quality_flags_and_summary, |b| {
