@@ -16,8 +16,11 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Installs the global subscriber once; later calls (tests) are no-ops.
 pub fn init(format: &str) {
+    // actix-web's own debug lines quote request paths (which a client can fill with anything,
+    // e.g. a name typed where an id belongs); they stay at info whatever FIELDSYNC_LOG asks.
     let filter = EnvFilter::try_from_env("FIELDSYNC_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"))
+        .add_directive("actix_web=info".parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -49,8 +52,11 @@ pub async fn request_id(
         .and_then(accept_client_id)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let method = req.method().to_string();
-    // The path, never the query string: searches put names and ID numbers in the query.
-    let path = req.path().to_string();
+    // The route pattern, never the path as sent or the query string: searches put names and
+    // ID numbers in the query, and a client can put anything in a path segment.
+    let path = req
+        .match_pattern()
+        .unwrap_or_else(|| "(no route)".to_string());
     let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
     let start = Instant::now();
     let result = REQUEST_ID

@@ -418,7 +418,28 @@ fn check_device(conn: &mut DbConn, d: &VirtualDevice) -> Vec<String> {
     out
 }
 
+/// Ops committed in the store but not acknowledged to their device: answers lost to a kill.
+pub fn committed_unacked(env: &Env, devices: &[VirtualDevice]) -> usize {
+    let db = env.db();
+    let mut conn = db.conn().expect("connection");
+    devices
+        .iter()
+        .map(|d| {
+            let last = db_count(
+                &mut conn,
+                &format!(
+                    "SELECT last_seq AS n FROM devices WHERE id = '{}'",
+                    d.dev.device_id
+                ),
+            );
+            (1..=last).filter(|s| !d.acked.contains_key(s)).count()
+        })
+        .sum()
+}
+
 pub struct CrashReport {
+    /// Rounds in which the kill cut off at least one committed answer.
+    pub answers_cut: usize,
     pub violations: Vec<String>,
     pub acked: usize,
     pub lost_rounds: usize,
@@ -444,6 +465,7 @@ pub fn run_crash(env: &Env, rounds: usize, n_devices: usize, seed: u64) -> Crash
         })
         .collect();
     let mut report = CrashReport {
+        answers_cut: 0,
         violations: Vec::new(),
         acked: 0,
         lost_rounds: 0,
@@ -487,6 +509,9 @@ pub fn run_crash(env: &Env, rounds: usize, n_devices: usize, seed: u64) -> Crash
         s.kill();
         env.wait_quiet();
         let v = check_store(env, &devices);
+        if committed_unacked(env, &devices) > 0 {
+            report.answers_cut += 1;
+        }
         if v.iter().any(|m| m.starts_with("I1")) {
             report.lost_rounds += 1;
         }
@@ -499,10 +524,15 @@ pub fn run_crash(env: &Env, rounds: usize, n_devices: usize, seed: u64) -> Crash
     let server_final = env.start();
     let deadline = Instant::now() + Duration::from_secs(60);
     for d in devices.iter_mut() {
-        while !d.all_acked() && Instant::now() < deadline {
+        // A store that lost acknowledged ops answers the resend with a gap, forever: give up
+        // after 50 answers without progress (the loss is reported by the check below).
+        let mut stuck = 0;
+        while !d.all_acked() && Instant::now() < deadline && stuck < 50 {
             let batch = d.next_batch(false, 64);
-            if let Sent::NoAnswer = d.send(&server_final, &batch) {
-                std::thread::sleep(Duration::from_millis(50));
+            match d.send(&server_final, &batch) {
+                Sent::Answered(n) if n > 0 => stuck = 0,
+                Sent::NoAnswer => std::thread::sleep(Duration::from_millis(50)),
+                _ => stuck += 1,
             }
         }
         if !d.all_acked() {

@@ -400,21 +400,105 @@ both!(clock_skew, |b| {
             .any(|r| r["id"] == json!(id) && r["version"] == 3),
         "{recs:?}"
     );
-    match which("faketime") {
-        None => eprintln!("SKIPPED server under faketime: faketime is not installed"),
-        Some(_) => eprintln!("faketime present but the server-clock variant is in the long tier"),
-    }
 });
 
-fn which(bin: &str) -> Option<String> {
-    let out = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {bin}")])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+/// Two devices edit the same `latest` field from the same base; the later `recorded_at` wins.
+/// Returns what the server decided: (phone kept, conflict winner, conflict status, versions).
+fn latest_policy_outcome(env: &Env, server: &Server) -> (Value, Value, Value, Vec<Value>) {
+    env.add_worker("clock_a", &[V1]);
+    env.add_worker("clock_b", &[V1]);
+    let a = server.register_device("clock_a");
+    let b = server.register_device("clock_b");
+    let id = new_id();
+    let mut versions = Vec::new();
+    let r = server.push(&a, &[create_op(1, &id, "王芳")]).unwrap();
+    versions.push(r.body["results"][0]["version"].clone());
+    let upd = |seq: i64, phone: &str, at: &str| {
+        json!({"seq": seq, "op_id": new_id(), "entity": "person", "id": id, "kind": "update",
+               "base_version": 1, "set": {"phone": phone}, "recorded_at": at})
+    };
+    let r = server
+        .push(&b, &[upd(1, "13900000002", "2026-11-20T09:00:00Z")])
+        .unwrap();
+    versions.push(r.body["results"][0]["version"].clone());
+    let r = server
+        .push(&a, &[upd(2, "13900000001", "2026-11-20T08:00:00Z")])
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let res = &r.body["results"][0];
+    versions.push(res["version"].clone());
+    let c = &res["conflicts"][0];
+    let p = server.post("/api/v1/sync/pull", Some(&a.token), &json!({"cursor": 0}));
+    let rec = p.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == json!(id))
+        .cloned()
+        .unwrap();
+    // Cursors follow commit order, not clocks: a pull from the returned cursor is empty.
+    let next = server.post(
+        "/api/v1/sync/pull",
+        Some(&a.token),
+        &json!({"cursor": p.body["next_cursor"]}),
+    );
+    assert_eq!(next.body["records"], json!([]), "{}", next.text);
+    (
+        rec["fields"]["phone"].clone(),
+        c["winner"].clone(),
+        c["status"].clone(),
+        versions,
+    )
 }
+
+// Clock skew, server side: the server under libfaketime two years ahead. Tokens expire by the
+// server's clock; merge results (latest policy by device stamps) and cursors are the same as
+// with a true clock.
+both!(clock_skew_server_faketime, |b| {
+    // libfaketime preloaded into the server itself (the `faketime` wrapper would fork, and a
+    // kill would reach the wrapper instead of the server).
+    let Some(lib) = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists()) else {
+        eprintln!("SKIPPED clock_skew_server_faketime: libfaketime is not installed (apt-get install faketime)");
+        return;
+    };
+    let truth = {
+        let env = Env::new(b);
+        let server = env.start();
+        latest_policy_outcome(&env, &server)
+    };
+    let mut env = Env::new(b);
+    let mut server = env.start();
+    env.add_worker("clock_t", &[V1]);
+    let dev = server.register_device("clock_t");
+    server.kill();
+    env.extra_env.push(("LD_PRELOAD".into(), lib.into()));
+    env.extra_env.push(("FAKETIME".into(), "+2y".into()));
+    env.extra_env
+        .push(("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()));
+    let server = env.start();
+    let r = server
+        .push(&dev, &[create_op(1, &new_id(), "王芳")])
+        .unwrap();
+    assert_eq!(
+        r.status, 401,
+        "a token issued two years ago still works: {}",
+        r.text
+    );
+    assert_eq!(r.body["code"], "token_expired", "{}", r.text);
+    let skewed = latest_policy_outcome(&env, &server);
+    assert_eq!(skewed, truth, "the server's clock changed a merge result");
+    assert_eq!(
+        truth.0,
+        json!("13900000002"),
+        "latest stamp did not win: {truth:?}"
+    );
+});
 
 // Slow and torn requests: a body cut half way applies nothing; a body sent at 1 byte a second
 // is timed out by the server; other devices are served meanwhile.
@@ -498,12 +582,11 @@ fn rss_kib(pid: u32) -> u64 {
 // Retry storm: many devices resend continuously while commits are slowed (SQLite: the test
 // holds the write lock; PostgreSQL: it locks the sequence row): answers are 429/503 with
 // Retry-After instead of an unbounded queue, memory stays bounded, all acknowledged afterwards.
-both!(retry_storm_bounded, |b| {
+fn retry_storm(b: Backend, n: usize, secs: u64, every: Duration) {
     let mut env = Env::new(b);
     env.extra_env
         .push(("FIELDSYNC_LIMITS__MAX_INFLIGHT_PUSHES".into(), "4".into()));
     let server = Arc::new(env.start());
-    let n = 40;
     env.add_worker("storm_w", &[V1]);
     let devices: Vec<VirtualDevice> = server
         .register_devices("storm_w", n)
@@ -516,7 +599,8 @@ both!(retry_storm_bounded, |b| {
     let url = env.url.clone();
     let backend = env.backend;
     let holder = std::thread::spawn(move || {
-        for _ in 0..2 {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(secs.saturating_sub(3).max(3)) {
             hold_writer(backend, &url, Duration::from_secs(3));
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -532,7 +616,7 @@ both!(retry_storm_bounded, |b| {
                     let batch = d.next_batch(d.unacked() == 0, 5);
                     let r = d.send(&server, &batch);
                     statuses.push(matches!(r, Sent::Refused));
-                    std::thread::sleep(Duration::from_millis(100));
+                    std::thread::sleep(every);
                 }
                 (d, statuses)
             })
@@ -540,7 +624,7 @@ both!(retry_storm_bounded, |b| {
         .collect();
     let mut peak = 0;
     let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(8) {
+    while t.elapsed() < Duration::from_secs(secs) {
         peak = peak.max(rss_kib(server.pid()));
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -577,7 +661,21 @@ both!(retry_storm_bounded, |b| {
     );
     drop(server);
     assert_clean(&env, &devices);
+}
+
+both!(retry_storm_bounded, |b| {
+    retry_storm(b, 40, 8, Duration::from_millis(100));
 });
+
+// Long tier: TESTING.md's numbers, 200 devices resending every second for 60 s.
+#[test]
+#[ignore = "long tier: cargo test --test faults -- --ignored"]
+fn retry_storm_long() {
+    retry_storm(Backend::Sqlite, 200, 60, Duration::from_secs(1));
+    if pg_admin_url().is_some() {
+        retry_storm(Backend::Postgres, 200, 60, Duration::from_secs(1));
+    }
+}
 
 /// Holds the store's write lock (SQLite) or the change-sequence row lock (PostgreSQL).
 fn hold_writer(backend: Backend, url: &str, for_: Duration) {
@@ -623,6 +721,7 @@ both!(resource_limits, |b| {
         ("Content-Type", "application/json"),
         ("Content-Encoding", "gzip"),
     ];
+    let rss0 = rss_kib(server.pid());
     let mut cases: Vec<(&str, Resp, &[u16])> = Vec::new();
     let big = vec![b' '; 5 * 1024 * 1024];
     let mut oversized = b"{\"ops\": [".to_vec();
@@ -698,9 +797,15 @@ both!(resource_limits, |b| {
             "{name}"
         );
     }
-    // Still alive and serving.
+    // Still alive and serving, memory bounded.
+    let rss = rss_kib(server.pid());
+    eprintln!("resource limits on {b:?}: server RSS {rss0} -> {rss} KiB");
+    assert!(
+        rss < rss0 + 128 * 1024,
+        "memory grew from {rss0} to {rss} KiB"
+    );
     let r = server.try_get("/health", None).unwrap();
-    assert!(r.status < 500, "health after the limits: {}", r.status);
+    assert_eq!(r.status, 200, "health after the limits: {}", r.text);
     assert!(!env.log().contains("panicked"), "{}", env.log_tail());
 });
 
@@ -783,6 +888,41 @@ both!(no_personal_data_in_logs, |b| {
         &json!({"cursor": NAME}),
     );
     bodies.push(r.text);
+    // A supervisor searches by the canaries and reads the record, its history and the device's
+    // rejected ops (those answers may show the data; the log must not), then sends bad queries.
+    env.add_user(
+        "canary_sup",
+        fieldsync::auth::roles::Role::TownshipSupervisor,
+        Some("130131102"),
+        &[],
+    );
+    let sup = server.login("canary_sup");
+    for path in [
+        format!("/api/v1/supervise/person?name={NAME}"),
+        format!("/api/v1/supervise/person?id_number={ID_NUMBER}"),
+        format!("/api/v1/supervise/person?name_prefix={NAME}"),
+        format!("/api/v1/supervise/person/{id}"),
+        format!("/api/v1/supervise/person/{id}/history"),
+        format!("/api/v1/supervise/devices/{}/rejected", dev.device_id),
+    ] {
+        let r = server.try_get(&path, Some(&sup)).unwrap();
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+    }
+    for path in [
+        format!("/api/v1/supervise/person?name={NAME}&limit={NOTE}"),
+        format!("/api/v1/supervise/person?id_number={ID_NUMBER}&min_age={NAME}"),
+        format!("/api/v1/supervise/person?sex={NOTE}&residence={ID_NUMBER}"),
+        format!("/api/v1/supervise/{NOTE}?name={NAME}"),
+    ] {
+        let r = server.try_get(&path, Some(&sup)).unwrap();
+        assert!(
+            r.status >= 400 && r.status < 500,
+            "{path}: {} {}",
+            r.status,
+            r.text
+        );
+        bodies.push(r.text);
+    }
     drop(server);
     let log = env.log();
     eprintln!(

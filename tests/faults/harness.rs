@@ -161,12 +161,16 @@ impl Env {
 
     /// Creates a worker through the library, before or while the server runs.
     pub fn add_worker(&self, username: &str, villages: &[&str]) {
+        self.add_user(username, Role::Worker, None, villages);
+    }
+
+    pub fn add_user(&self, username: &str, role: Role, org_unit: Option<&str>, villages: &[&str]) {
         let db = self.db();
         let new = NewUser {
             username: username.into(),
             display_name: username.into(),
-            role: Role::Worker,
-            org_unit: None,
+            role,
+            org_unit: org_unit.map(str::to_string),
             villages: villages.iter().map(|v| v.to_string()).collect(),
         };
         db.write(|c| users::create(c, &new, password_hash()))
@@ -460,6 +464,17 @@ impl Server {
             req = req.set(k, v);
         }
         Self::finish(req.send_bytes(body))
+    }
+
+    /// Logs in as `username`; the access token.
+    pub fn login(&self, username: &str) -> String {
+        let r = self.post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": username, "password": PASSWORD}),
+        );
+        assert_eq!(r.status, 200, "login: {}", r.text);
+        r.body["access_token"].as_str().unwrap().to_string()
     }
 
     /// Logs in as `username` and registers a new device.

@@ -94,7 +94,12 @@ mod reliability {
         for b in backends {
             let env = Env::new(b);
             let r = run_crash(&env, rounds(300), 4, 0x1019);
-            eprintln!("long crash on {b:?}: {} ops acknowledged", r.acked);
+            eprintln!(
+                "long crash on {b:?}: {} rounds ({} cut off a committed answer), {} ops acknowledged",
+                rounds(300),
+                r.answers_cut,
+                r.acked
+            );
             assert!(r.violations.is_empty(), "{}", r.violations.join("\n"));
         }
     }
@@ -132,8 +137,9 @@ mod reliability {
         let t = std::time::Instant::now();
         let r = run_crash(&env, rounds(30), 3, 0x5eed);
         eprintln!(
-            "crash mid-batch on {b:?}: {} rounds, {} ops acknowledged, {} refusals (503/429), {:.1} s",
+            "crash mid-batch on {b:?}: {} rounds ({} cut off a committed answer), {} ops acknowledged, {} refusals (503/429), {:.1} s",
             rounds(30),
+            r.answers_cut,
             r.acked,
             r.refused,
             t.elapsed().as_secs_f64()
