@@ -67,8 +67,12 @@ pub enum Cell {
 }
 
 impl Cell {
+    /// The CSV text. Text a spreadsheet would read as a formula (`=`, `+`, `-`, `@`, tab, CR
+    /// first: a worker's note could be one) gets a leading apostrophe, the usual guard against
+    /// CSV injection; XLSX cells are written as strings and need none.
     fn csv(&self) -> String {
         match self {
+            Cell::Text(s) if s.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{s}"),
             Cell::Text(s) => s.clone(),
             Cell::Number(n) => n.to_string(),
         }
@@ -433,6 +437,14 @@ pub fn write_report_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        assert_eq!(Cell::Text("=1+2".into()).csv(), "'=1+2");
+        assert_eq!(Cell::Text("@SUM(A1)".into()).csv(), "'@SUM(A1)");
+        assert_eq!(Cell::Text("王芳".into()).csv(), "王芳");
+        assert_eq!(Cell::Number(-13.0).csv(), "-13");
+    }
 
     #[test]
     fn id_numbers_are_masked() {
