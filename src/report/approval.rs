@@ -383,7 +383,8 @@ fn affects(entity: &str, data: &serde_json::Value, period: &Period) -> bool {
 }
 
 /// Records of the approved villages changed after their approval that touch `period` (any of
-/// their versions, before or after the change, falls in it).
+/// their versions, before or after the change, falls in it), including records that moved into
+/// or out of such a village.
 pub fn changes_after_approval(
     conn: &mut DbConn,
     code: &str,
@@ -402,8 +403,9 @@ pub fn changes_after_approval(
         format!(
             "SELECT v.entity, v.record_id, v.org_unit, v.version, v.change_seq, v.deleted, v.data \
              FROM record_versions v WHERE (v.entity, v.record_id) IN \
-               (SELECT a.entity, a.record_id FROM record_versions a \
-                WHERE a.change_seq > {} AND a.org_unit >= {} AND a.org_unit < {}) \
+               (SELECT a.entity, a.record_id FROM record_versions a WHERE a.change_seq > {} \
+                AND EXISTS (SELECT 1 FROM record_versions r WHERE r.entity = a.entity \
+                  AND r.record_id = a.record_id AND r.org_unit >= {} AND r.org_unit < {})) \
              ORDER BY v.entity, v.record_id, v.version",
             p[0], p[1], p[2]
         )
@@ -433,9 +435,18 @@ pub fn changes_after_approval(
             let v: String = org.chars().take(12).collect();
             seqs.get(v.as_str()).copied()
         };
+        // A record that was, or now is, in an approved village (it may have moved between
+        // villages): changed after the earliest of those approvals.
+        let Some(seq) = versions
+            .iter()
+            .filter_map(|v| village_seq(&v.org_unit))
+            .min()
+        else {
+            continue;
+        };
         let Some(last_after) = versions
             .iter()
-            .filter(|v| village_seq(&v.org_unit).is_some_and(|s| v.change_seq > s))
+            .filter(|v| v.change_seq > seq)
             .max_by_key(|v| v.change_seq)
         else {
             continue;
