@@ -426,9 +426,11 @@ pub fn load_bases(
         return Ok(out);
     }
     let sql = match backend_of(conn) {
-        Backend::Sqlite => "SELECT v.record_id, v.version, v.data FROM record_versions v \
-             JOIN json_each(?) k ON v.record_id = k.value ->> 0 AND v.version = k.value ->> 1 \
-             WHERE v.entity = ?",
+        // CROSS JOIN makes SQLite walk the keys and look each up by primary key; left to
+        // itself it scans every version of the entity and re-reads the JSON for each one.
+        Backend::Sqlite => "SELECT v.record_id, v.version, v.data FROM json_each(?) k \
+             CROSS JOIN record_versions v ON v.entity = ? AND v.record_id = k.value ->> 0 \
+             AND v.version = k.value ->> 1",
         Backend::Postgres => "SELECT v.record_id, v.version, v.data FROM record_versions v \
              JOIN jsonb_array_elements($1::jsonb) k ON v.record_id = k ->> 0 AND v.version = (k ->> 1)::bigint \
              WHERE v.entity = $2",

@@ -546,6 +546,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     checks.push(Check {
         name: "no valid op rejected",
         passed: unexpected.is_empty(),
+        problems: unexpected.len(),
         detail: if unexpected.is_empty() {
             format!("{} ops applied", report.applied)
         } else {

@@ -29,6 +29,8 @@ pub struct Ack {
 pub struct Check {
     pub name: &'static str,
     pub passed: bool,
+    /// How many things were found wrong (0 when passed).
+    pub problems: usize,
     pub detail: String,
 }
 
@@ -51,6 +53,7 @@ fn check(name: &'static str, problems: Vec<String>, ok: String) -> Check {
     Check {
         name,
         passed,
+        problems: problems.len(),
         detail,
     }
 }

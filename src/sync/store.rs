@@ -325,9 +325,11 @@ pub fn set_flags(
     let keys: Vec<Value> = records.iter().map(|r| json!([r.0, r.1])).collect();
     let keys = Value::Array(keys).to_string();
     let clear = match backend_of(conn) {
+        // A row-value IN lets SQLite look the keys up by primary key; a correlated EXISTS
+        // scanned every flag and re-read the JSON for each.
         Backend::Sqlite => format!(
-            "UPDATE flags SET active = false, cleared_at = {now} WHERE active AND EXISTS \
-             (SELECT 1 FROM json_each(?) k WHERE flags.entity = k.value ->> 0 AND flags.record_id = k.value ->> 1)"
+            "UPDATE flags SET active = false, cleared_at = {now} WHERE active AND (entity, record_id) IN \
+             (SELECT k.value ->> 0, k.value ->> 1 FROM json_each(?) k)"
         ),
         Backend::Postgres => format!(
             "UPDATE flags SET active = false, cleared_at = {now} WHERE active AND EXISTS \
