@@ -109,9 +109,12 @@ impl ManageConnection for Manager {
             Backend::Sqlite => {
                 let mut c = diesel::SqliteConnection::establish(sqlite_path(&self.url))
                     .map_err(|e| DbError::Connect(e.to_string()))?;
+                // busy_timeout first: switching to WAL reads the file and can meet a lock (WAL
+                // recovery after a crash, another process's checkpoint on close), which must be
+                // waited for, not reported as `database is locked`.
                 c.batch_execute(&format!(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
-                    self.sqlite_synchronous, SQLITE_BUSY_TIMEOUT_MS
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+                    SQLITE_BUSY_TIMEOUT_MS, self.sqlite_synchronous
                 ))
                 .map_err(|e| DbError::Connect(e.to_string()))?;
                 Ok(DbConn::Sqlite(c))

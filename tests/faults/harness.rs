@@ -213,6 +213,7 @@ impl Env {
     }
 
     pub fn try_start(&self) -> Result<Server, String> {
+        let offset = std::fs::metadata(&self.log_path).map_or(0, |m| m.len() as usize);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -243,9 +244,10 @@ impl Env {
                 Ok(None) => return Err("unparsable listening line".into()),
                 Err(_) => {
                     if let Ok(Some(st)) = child.try_wait() {
+                        let log = self.log();
                         return Err(format!(
-                            "server exited ({st}) before listening: {}",
-                            self.log_tail()
+                            "server exited ({st}) before listening; its log:\n{}",
+                            log.get(offset..).unwrap_or(&log)
                         ));
                     }
                     if Instant::now() > deadline {
