@@ -645,61 +645,26 @@ fn load_bases<'a>(
 }
 
 fn conflict_out(entity: Entity, record_id: &str, c: &ConflictDraft) -> ConflictOut {
-    let s = |v: &dyn erased::AsStr| v.as_str().to_string();
     ConflictOut {
         id: uuid::Uuid::now_v7().to_string(),
         entity: entity.name().to_string(),
         record_id: record_id.to_string(),
         field: c.field.clone(),
-        kind: s(&c.kind),
-        policy: s(&c.policy),
-        status: s(&c.status),
-        winner: s(&c.winner),
+        kind: wire_name(&c.kind),
+        policy: wire_name(&c.policy),
+        status: wire_name(&c.status),
+        winner: wire_name(&c.winner),
         base_value: c.base.clone(),
         server_value: c.server.clone(),
         device_value: c.device.clone(),
     }
 }
 
-mod erased {
-    use crate::sync::merge::{ConflictKind, ConflictStatus, Policy, Winner};
-
-    /// The wire names of the merge engine's enums (their serde names).
-    pub trait AsStr {
-        fn as_str(&self) -> &'static str;
-    }
-    impl AsStr for ConflictKind {
-        fn as_str(&self) -> &'static str {
-            match self {
-                ConflictKind::Field => "field",
-                ConflictKind::DeleteVsEdit => "delete_vs_edit",
-                ConflictKind::EditVsDelete => "edit_vs_delete",
-            }
-        }
-    }
-    impl AsStr for Policy {
-        fn as_str(&self) -> &'static str {
-            match self {
-                Policy::Review => "review",
-                Policy::Latest => "latest",
-            }
-        }
-    }
-    impl AsStr for ConflictStatus {
-        fn as_str(&self) -> &'static str {
-            match self {
-                ConflictStatus::Open => "open",
-                ConflictStatus::Closed => "closed",
-            }
-        }
-    }
-    impl AsStr for Winner {
-        fn as_str(&self) -> &'static str {
-            match self {
-                Winner::Server => "server",
-                Winner::Device => "device",
-            }
-        }
+/// The wire name of one of the merge engine's enums: its serde (snake_case) name.
+fn wire_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => unreachable!("the merge engine's enums serialise as strings"),
     }
 }
 
