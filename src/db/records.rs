@@ -1,7 +1,7 @@
-//! Loading and storing ledger records. The SQL is built once per backend and record type from
-//! `domain::entities`, and every statement takes its rows as one JSON array parameter
-//! (`json_each` on SQLite, `jsonb_to_recordset` on PostgreSQL), so a whole batch of records is
-//! one round trip whatever its size.
+//! Loading and storing ledger records, with SQL built from `domain::entities`. A whole batch of
+//! rows is written in one statement per table: a multi-row `VALUES` with bound cells on SQLite,
+//! one JSON array parameter through `jsonb_to_recordset` on PostgreSQL. Reads take their keys as
+//! one JSON array parameter (`json_each` / `jsonb_array_elements`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
@@ -94,37 +94,23 @@ pub fn columns(entity: Entity) -> Vec<(&'static str, ColType)> {
     cols
 }
 
-/// `INSERT ... SELECT ... FROM <rows of a JSON array parameter>` for either backend.
-pub fn json_insert_sql(
-    backend: Backend,
+/// PostgreSQL's side of `insert_rows`: `INSERT ... SELECT ... FROM jsonb_to_recordset($1)`, so a
+/// whole batch of rows is one parameter and one round trip.
+fn pg_json_insert_sql(
     table: &str,
     cols: &[(&str, ColType)],
     on_conflict: Option<(&str, &[&str])>,
 ) -> String {
-    let names: Vec<&str> = cols.iter().map(|c| c.0).collect();
-    let list = names.join(", ");
-    let mut sql = match backend {
-        Backend::Sqlite => {
-            let exprs: Vec<String> = names.iter().map(|n| format!("j.value ->> '{n}'")).collect();
-            // `WHERE true` lets SQLite parse an upsert whose source is a SELECT.
-            format!(
-                "INSERT INTO {table} ({list}) SELECT {} FROM json_each(?) AS j WHERE true",
-                exprs.join(", ")
-            )
-        }
-        Backend::Postgres => {
-            let typed: Vec<String> = cols
-                .iter()
-                .map(|(n, t)| format!("{n} {}", t.pg()))
-                .collect();
-            format!(
-                "INSERT INTO {table} ({list}) SELECT {list} FROM jsonb_to_recordset($1::jsonb) AS x({})",
-                typed.join(", ")
-            )
-        }
-    };
-    sql.push_str(&conflict_clause(on_conflict));
-    sql
+    let list = cols.iter().map(|c| c.0).collect::<Vec<_>>().join(", ");
+    let typed: Vec<String> = cols
+        .iter()
+        .map(|(n, t)| format!("{n} {}", t.pg()))
+        .collect();
+    format!(
+        "INSERT INTO {table} ({list}) SELECT {list} FROM jsonb_to_recordset($1::jsonb) AS x({}){}",
+        typed.join(", "),
+        conflict_clause(on_conflict)
+    )
 }
 
 /// ` ON CONFLICT (key) DO NOTHING | DO UPDATE SET c = excluded.c, ...`, or nothing.
@@ -172,7 +158,7 @@ pub fn insert_rows(
     if let DbConn::Sqlite(c) = conn {
         return insert_values_sqlite(c, table, cols, on_conflict, rows);
     }
-    let sql = json_insert_sql(backend_of(conn), table, cols, on_conflict);
+    let sql = pg_json_insert_sql(table, cols, on_conflict);
     for chunk in rows.chunks(2000) {
         let param = Value::Array(chunk.to_vec()).to_string();
         exec_json(conn, &sql, &param)?;
@@ -238,7 +224,6 @@ fn insert_values_sqlite(
 }
 
 struct EntitySql {
-    upsert: String,
     select_by_ids: String,
     /// Selects one JSON object per row (all columns plus `entity`) as `j`, with `change_seq`.
     select_json: String,
@@ -261,8 +246,6 @@ fn entity_sql(backend: Backend, entity: Entity) -> &'static EntitySql {
 fn build_entity_sql(backend: Backend, entity: Entity) -> EntitySql {
     let def = entity.def();
     let cols = columns(entity);
-    let update: Vec<&str> = cols.iter().map(|c| c.0).filter(|c| *c != "id").collect();
-    let upsert = json_insert_sql(backend, def.table, &cols, Some(("id", &update)));
     let select_json = match backend {
         Backend::Sqlite => {
             let pairs: Vec<String> = cols.iter().map(|(n, _)| format!("'{n}', {n}")).collect();
@@ -285,7 +268,6 @@ fn build_entity_sql(backend: Backend, entity: Entity) -> EntitySql {
         }
     };
     EntitySql {
-        upsert,
         select_by_ids,
         select_json,
     }
@@ -400,28 +382,20 @@ pub fn load_one(conn: &mut DbConn, entity: Entity, id: &str) -> AppResult<Option
 /// Writes the latest state of each record (insert or replace), one statement per type.
 /// Each id must appear once: callers pass the final state of a batch.
 pub fn upsert(conn: &mut DbConn, rows: &[RecordRow]) -> AppResult<()> {
-    let backend = backend_of(conn);
     let mut by_entity: BTreeMap<Entity, Vec<Value>> = BTreeMap::new();
     for r in rows {
         by_entity.entry(r.entity).or_default().push(r.to_columns());
     }
     for (entity, rows) in by_entity {
-        if backend == Backend::Sqlite {
-            let cols = columns(entity);
-            let update: Vec<&str> = cols.iter().map(|c| c.0).filter(|c| *c != "id").collect();
-            insert_rows(
-                conn,
-                entity.def().table,
-                &cols,
-                Some(("id", &update)),
-                &rows,
-            )?;
-            continue;
-        }
-        let sql = &entity_sql(backend, entity).upsert;
-        for chunk in rows.chunks(1000) {
-            exec_json(conn, sql, &Value::Array(chunk.to_vec()).to_string())?;
-        }
+        let cols = columns(entity);
+        let update: Vec<&str> = cols.iter().map(|c| c.0).filter(|c| *c != "id").collect();
+        insert_rows(
+            conn,
+            entity.def().table,
+            &cols,
+            Some(("id", &update)),
+            &rows,
+        )?;
     }
     Ok(())
 }
