@@ -44,6 +44,8 @@ pub enum AppError {
     Forbidden(&'static str),
     #[error("not found")]
     NotFound,
+    #[error("this method is not allowed here")]
+    MethodNotAllowed { allow: String },
     #[error("{0}")]
     Conflict(String),
     #[error("request too large")]
@@ -68,6 +70,7 @@ impl AppError {
             AppError::Unauthorized(code) => code,
             AppError::Forbidden(code) => code,
             AppError::NotFound => "not_found",
+            AppError::MethodNotAllowed { .. } => "method_not_allowed",
             AppError::Conflict(_) => "conflict",
             AppError::TooLarge(_) => "payload_too_large",
             AppError::UnsupportedMediaType => "unsupported_media_type",
@@ -118,6 +121,7 @@ impl ResponseError for AppError {
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -148,6 +152,9 @@ impl ResponseError for AppError {
         if let Some(secs) = self.retry_after() {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
+        if let AppError::MethodNotAllowed { allow } = self {
+            res.insert_header((header::ALLOW, allow.clone()));
+        }
         res.json(body)
     }
 }
@@ -170,6 +177,7 @@ pub fn classify_db_error(e: &diesel::result::Error) -> AppError {
                 || msg.contains("no space left")
                 || msg.contains("disk i/o error")
                 || msg.contains("could not extend file")
+                || msg.contains("could not write")
             {
                 AppError::StorageFull
             } else if matches!(
@@ -180,6 +188,8 @@ pub fn classify_db_error(e: &diesel::result::Error) -> AppError {
                 || msg.contains("server closed the connection")
                 || msg.contains("connection")
                 || msg.contains("shutting down")
+                || msg.contains("starting up")
+                || msg.contains("recovery mode")
             {
                 AppError::Unavailable
             } else {

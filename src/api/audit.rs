@@ -10,6 +10,7 @@ use crate::error::{AppError, AppResult, Problem};
 use crate::AppState;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// Rows about this person id.
     pub person: Option<String>,
@@ -22,6 +23,7 @@ pub struct AuditParams {
     /// Before this time (unix microseconds, exclusive).
     pub to: Option<i64>,
     /// At most this many rows, newest first (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -50,13 +52,19 @@ pub async fn query(
             ));
         }
     }
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::BadRequest(
+            "limit must be between 1 and 1000".into(),
+        ));
+    }
     let q = AuditQuery {
         person: p.person,
         user: p.user,
         action: p.action,
         from: p.from,
         to: p.to,
-        limit: p.limit.unwrap_or(100),
+        limit,
     };
     let db = state.db.clone();
     let rows = web::block(move || db.read(|c| audit::query(c, &q))).await??;

@@ -27,6 +27,7 @@ pub struct RegisteredDevice {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeviceFilter {
     /// Only this user's devices (id or username).
     pub user: Option<String>,

@@ -50,9 +50,17 @@ macro_rules! routes {
             $( RouteDef { method: stringify!($method), path: $path, access: $access }, )*
         ];
 
-        /// Registers exactly the routes of `ROUTES`.
+        /// Registers exactly the routes of `ROUTES`, then, for each of their paths, an answer
+        /// of 405 (with `Allow`) to the methods no route declares.
         pub fn configure(cfg: &mut web::ServiceConfig) {
             $( cfg.route($path, web::$method().to($handler)); )*
+            let mut seen: Vec<&str> = Vec::new();
+            for r in ROUTES {
+                if !seen.contains(&r.path) {
+                    seen.push(r.path);
+                    cfg.route(r.path, web::route().to(method_not_allowed));
+                }
+            }
         }
     };
 }
@@ -117,6 +125,19 @@ pub fn access_of(req: &HttpRequest) -> Option<Access> {
 /// Answers for paths and methods no route matches, as problem+json like every other error.
 pub async fn not_found() -> Result<HttpResponse, AppError> {
     Err(AppError::NotFound)
+}
+
+/// Answers a method that no route of a known path declares: 405 with the methods it has.
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let pattern = req.match_pattern().unwrap_or_default();
+    let allow: Vec<String> = ROUTES
+        .iter()
+        .filter(|r| r.path == pattern)
+        .map(|r| r.method.to_ascii_uppercase())
+        .collect();
+    Err(AppError::MethodNotAllowed {
+        allow: allow.join(", "),
+    })
 }
 
 /// Maps actix's extractor errors (bad JSON, bad query, bad path) onto the one error type.

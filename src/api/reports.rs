@@ -40,6 +40,7 @@ fn unit_in_scope(conn: &mut DbConn, p: &Principal, code: Option<&str>) -> AppRes
 }
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     /// Org unit code (default: the caller's own unit).
     pub org_unit: Option<String>,
@@ -184,6 +185,7 @@ pub async fn set_targets(
 }
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TargetsQuery {
     /// Org unit (default: your own); the targets of it and every unit below it.
     pub org_unit: Option<String>,
@@ -350,6 +352,7 @@ pub async fn lock(
 }
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CompletenessQuery {
     pub org_unit: Option<String>,
     /// `YYYY-MM`.
@@ -511,6 +514,7 @@ pub async fn export_report(
 }
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LedgerQuery {
     /// Org unit (default: your own); the ledger of its subtree.
     pub org_unit: Option<String>,

@@ -17,7 +17,8 @@ use crate::AppState;
 pub struct CreateUser {
     pub username: String,
     pub display_name: String,
-    /// At least 10 characters.
+    /// 10 to 256 characters.
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
     pub role: Role,
     /// A supervisor's township (township_supervisor) or county (county_supervisor).

@@ -19,6 +19,8 @@ pub const ITERATIONS: u32 = 2;
 pub const PARALLELISM: u32 = 1;
 pub const MIN_PASSWORD_CHARS: usize = 10;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// The longest new password, in characters (at most 1 KiB in UTF-8).
+pub const MAX_NEW_PASSWORD_CHARS: usize = 256;
 
 fn argon2() -> Argon2<'static> {
     let params =
@@ -61,18 +63,19 @@ pub fn verify_blocking(password: &str, stored: Option<&str>) -> bool {
     ok && real
 }
 
-/// Checks a new password's length (min 10 characters, at most 1 KiB).
+/// Checks a new password's length (10 to 256 characters).
 pub fn check_new(password: &str) -> AppResult<()> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
         return Err(AppError::validation(
             "password_too_short",
             format!("the password needs at least {MIN_PASSWORD_CHARS} characters"),
         ));
     }
-    if password.len() > MAX_PASSWORD_BYTES {
+    if chars > MAX_NEW_PASSWORD_CHARS {
         return Err(AppError::validation(
             "password_too_long",
-            "the password is too long",
+            format!("the password may have at most {MAX_NEW_PASSWORD_CHARS} characters"),
         ));
     }
     Ok(())

@@ -10,6 +10,7 @@ mod harness;
 mod backup;
 mod crash;
 mod faults;
+mod fuzz;
 
 /// Runs a test body once per backend: `name::sqlite` and `name::postgres`; the latter is
 /// ignored (with the reason shown) without FIELDSYNC_TEST_PG_URL.
