@@ -15,7 +15,7 @@ use crate::both;
 use crate::crash::{check_store, Sent, VirtualDevice};
 use crate::harness::*;
 
-fn assert_clean(env: &Env, devices: &[VirtualDevice]) {
+pub fn assert_clean(env: &Env, devices: &[VirtualDevice]) {
     let v = check_store(env, devices);
     assert!(v.is_empty(), "invariant violations:\n{}", v.join("\n"));
     for d in devices {
@@ -23,7 +23,7 @@ fn assert_clean(env: &Env, devices: &[VirtualDevice]) {
     }
 }
 
-fn one_device(env: &Env, server: &Server, name: &str, seed: u64) -> VirtualDevice {
+pub fn one_device(env: &Env, server: &Server, name: &str, seed: u64) -> VirtualDevice {
     env.add_worker(name, &[V1]);
     VirtualDevice::new(server.register_device(name), seed)
 }
@@ -214,6 +214,42 @@ fn database_away_postgres() {
     let devices: Vec<VirtualDevice> = (0..3)
         .map(|i| one_device(&env, &server, &format!("away_w{i}"), 10 + i))
         .collect();
+    let admin = pg_admin_url().unwrap();
+    let (devices, refused, recovered) = push_through(
+        &server,
+        devices,
+        Duration::from_secs(10),
+        || {
+            let mut c = diesel::PgConnection::establish(&admin).unwrap();
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(4) {
+                c.batch_execute(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            ))
+            .unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        },
+    );
+    eprintln!(
+        "database away: {refused} answers 503 with Retry-After; recovered {:.1} s after the last termination",
+        recovered.as_secs_f64()
+    );
+    assert!(refused > 0, "terminating backends never produced a 503");
+    drop(server);
+    assert_clean(&env, &devices);
+}
+
+/// Devices push in a loop on their own threads while `fault` runs on this one; then each
+/// resends until everything is acknowledged, which must happen within `recover_within` of the
+/// fault's end, by the same server process. Returns the devices, the number of 429/503/507
+/// answers they got, and how long recovery took.
+pub fn push_through(
+    server: &Arc<Server>,
+    devices: Vec<VirtualDevice>,
+    recover_within: Duration,
+    fault: impl FnOnce(),
+) -> (Vec<VirtualDevice>, usize, Duration) {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handles: Vec<_> = devices
         .into_iter()
@@ -230,41 +266,25 @@ fn database_away_postgres() {
             })
         })
         .collect();
-    let admin = pg_admin_url().unwrap();
-    let mut c = diesel::PgConnection::establish(&admin).unwrap();
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(4) {
-        c.batch_execute(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
-        ))
-        .unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let away_end = Instant::now();
+    fault();
+    let fault_end = Instant::now();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut devices: Vec<VirtualDevice> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let refused: usize = devices.iter().map(|d| d.unavailable).sum();
-    // Recovery: every device gets everything acknowledged, within 10 s, same process.
+    let refused = devices.iter().map(|d| d.unavailable).sum();
     for d in devices.iter_mut() {
         while !d.all_acked() {
             assert!(
-                away_end.elapsed() < Duration::from_secs(10),
-                "not recovered within 10 s: {:?}",
+                fault_end.elapsed() < recover_within,
+                "not recovered within {recover_within:?}: {:?}",
                 d.errors
             );
             let batch = d.next_batch(false, 100);
-            if let Sent::Refused | Sent::NoAnswer = d.send(&server, &batch) {
+            if let Sent::Refused | Sent::NoAnswer = d.send(server, &batch) {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
-    eprintln!(
-        "database away: {refused} answers 503 with Retry-After; recovered {:.1} s after the last termination",
-        away_end.elapsed().as_secs_f64()
-    );
-    assert!(refused > 0, "terminating backends never produced a 503");
-    drop(server);
-    assert_clean(&env, &devices);
+    (devices, refused, fault_end.elapsed())
 }
 
 // Disk full (SQLite): the store on a small tmpfs filled by a ballast file; no 2xx for unsaved

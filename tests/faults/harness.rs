@@ -54,8 +54,12 @@ pub fn pg_url_for(admin: &str, name: &str) -> String {
 }
 
 pub fn pg_admin_exec(sql: &str) -> Result<(), String> {
-    let admin = pg_admin_url().expect("FIELDSYNC_TEST_PG_URL");
-    let mut c = diesel::PgConnection::establish(&admin).map_err(|e| e.to_string())?;
+    pg_exec_at(&pg_admin_url().expect("FIELDSYNC_TEST_PG_URL"), sql)
+}
+
+/// Runs `sql` on the server of `admin` (a URL of its maintenance database).
+pub fn pg_exec_at(admin: &str, sql: &str) -> Result<(), String> {
+    let mut c = diesel::PgConnection::establish(admin).map_err(|e| e.to_string())?;
     c.batch_execute(sql).map_err(|e| e.to_string())
 }
 
@@ -75,6 +79,8 @@ pub struct Env {
     pub extra_env: Vec<(String, String)>,
     pub log_path: PathBuf,
     pg_name: Option<String>,
+    /// The maintenance URL of the PostgreSQL server holding the test database.
+    pg_admin: Option<String>,
 }
 
 impl Env {
@@ -94,20 +100,34 @@ impl Env {
         Self::empty_at(backend, None)
     }
 
+    /// A fresh database on another PostgreSQL server (a private cluster), seeded or not.
+    pub fn on_postgres(admin: &str, seeded: bool) -> Env {
+        let env = Self::empty_with(Backend::Postgres, None, Some(admin.to_string()));
+        if seeded {
+            env.seed();
+        }
+        env
+    }
+
     fn empty_at(backend: Backend, sqlite_path: Option<&Path>) -> Env {
+        let admin = (backend == Backend::Postgres)
+            .then(|| pg_admin_url().expect("FIELDSYNC_TEST_PG_URL is set"));
+        Self::empty_with(backend, sqlite_path, admin)
+    }
+
+    fn empty_with(backend: Backend, sqlite_path: Option<&Path>, pg_admin: Option<String>) -> Env {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (url, pg_name) = match backend {
-            Backend::Sqlite => {
+        let (url, pg_name) = match (backend, &pg_admin) {
+            (Backend::Sqlite, _) | (Backend::Postgres, None) => {
                 let p = sqlite_path
                     .map(Path::to_path_buf)
                     .unwrap_or_else(|| dir.path().join("fieldsync.db"));
                 (format!("sqlite://{}", p.display()), None)
             }
-            Backend::Postgres => {
-                let admin = pg_admin_url().expect("FIELDSYNC_TEST_PG_URL is set");
+            (Backend::Postgres, Some(admin)) => {
                 let name = format!("fs_faults_{}", uuid::Uuid::new_v4().simple());
-                pg_admin_exec(&format!("CREATE DATABASE {name}")).expect("create database");
-                (pg_url_for(&admin, &name), Some(name))
+                pg_exec_at(admin, &format!("CREATE DATABASE {name}")).expect("create database");
+                (pg_url_for(admin, &name), Some(name))
             }
         };
         let data_dir = dir.path().join("data");
@@ -120,6 +140,7 @@ impl Env {
             extra_env: Vec::new(),
             log_path,
             pg_name,
+            pg_admin,
             dir,
         }
     }
@@ -276,9 +297,10 @@ impl Env {
     /// check reads the store at rest after a kill: the killed server's backends finish (commit or
     /// roll back) the statement they were running, then notice the closed socket.
     pub fn wait_quiet(&self) {
-        let Some(name) = &self.pg_name else { return };
-        let admin = pg_admin_url().unwrap();
-        let mut c = diesel::PgConnection::establish(&admin).expect("admin connection");
+        let (Some(name), Some(admin)) = (&self.pg_name, &self.pg_admin) else {
+            return;
+        };
+        let mut c = diesel::PgConnection::establish(admin).expect("admin connection");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let n = count(
@@ -297,8 +319,11 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Some(name) = self.pg_name.take() {
-            let _ = pg_admin_exec(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        if let (Some(name), Some(admin)) = (self.pg_name.take(), &self.pg_admin) {
+            let _ = pg_exec_at(
+                admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
         }
     }
 }

@@ -8,7 +8,9 @@
 mod harness;
 
 mod backup;
+mod cluster;
 mod crash;
+mod database;
 mod faults;
 mod fuzz;
 

@@ -1,0 +1,182 @@
+//! Faults of the PostgreSQL server itself, on a private cluster (`cluster.rs`): the server
+//! crashing and coming back (`pg_ctl -m immediate`: no checkpoint, WAL replay at the next
+//! start), its disk filling up, and `fsync = off` refused at start. The shared server at
+//! FIELDSYNC_TEST_PG_URL is never touched; these run with the other PostgreSQL tests.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cluster::cluster_or_skip;
+use crate::crash::VirtualDevice;
+use crate::faults::{assert_clean, one_device, push_through};
+use crate::harness::Env;
+
+macro_rules! pg_test {
+    ($name:ident, $body:block) => {
+        #[test]
+        #[cfg_attr(
+            not(pg_tests),
+            ignore = "PostgreSQL tests skipped: set FIELDSYNC_TEST_PG_URL"
+        )]
+        fn $name() $body
+    };
+}
+
+// `fsync = off` can only be set for a whole cluster: the binary refuses to start on it.
+pg_test!(fsync_off_refused_postgres, {
+    let Some(cluster) = cluster_or_skip("fsync_off_refused_postgres", None, &[("fsync", "off")])
+    else {
+        return;
+    };
+    cluster.start().unwrap();
+    let env = Env::on_postgres(&cluster.admin_url(), false);
+    let out = env
+        .command()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .output()
+        .expect("run the binary");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "started on fsync=off: {text}");
+    assert!(
+        text.contains("fsync") && !text.contains("listening"),
+        "no reason given: {text}"
+    );
+});
+
+// The database server crashes (immediate stop) three times while devices push, and comes back
+// 2 s later each time: answers in between are 503 with Retry-After, the same server process
+// serves again, and nothing acknowledged before a crash is missing after the WAL replay.
+pg_test!(database_crash_postgres, {
+    let Some(cluster) = cluster_or_skip("database_crash_postgres", None, &[]) else {
+        return;
+    };
+    cluster.start().unwrap();
+    let env = Env::on_postgres(&cluster.admin_url(), true);
+    let server = Arc::new(env.start());
+    let mut devices: Vec<VirtualDevice> = (0..3)
+        .map(|i| one_device(&env, &server, &format!("crash_db_w{i}"), 40 + i))
+        .collect();
+    let mut refused_total = 0;
+    for round in 0..3 {
+        let (d, refused, recovered) =
+            push_through(&server, devices, Duration::from_secs(30), || {
+                std::thread::sleep(Duration::from_millis(700));
+                cluster.crash().unwrap();
+                std::thread::sleep(Duration::from_secs(2));
+                cluster.start().unwrap();
+            });
+        devices = d;
+        refused_total += refused;
+        eprintln!(
+            "database crash round {round}: {refused} answers 429/503/507; all acknowledged {:.1} s after the restart; {} ops acknowledged so far",
+            recovered.as_secs_f64(),
+            devices.iter().map(|d| d.acked.len()).sum::<usize>()
+        );
+    }
+    assert!(refused_total > 0, "the crashes never produced a 503");
+    drop(server);
+    env.wait_quiet();
+    assert_clean(&env, &devices);
+});
+
+// PostgreSQL's disk fills up (the cluster on a 48 MB tmpfs, a ballast file takes the rest):
+// pushes are refused with 503/507 and Retry-After, never acknowledged unsaved. PostgreSQL may
+// PANIC when it cannot write its WAL and then fail to restart on a full disk; once the ballast
+// is removed, the test starts the cluster again if it is down (as an operator would) and every
+// device gets everything acknowledged from the same server process, nothing lost.
+pg_test!(disk_full_postgres, {
+    let mnt = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
+        .arg(mnt.path())
+        .output();
+    match &mounted {
+        Ok(o) if o.status.success() => {}
+        other => {
+            eprintln!("SKIPPED disk_full_postgres: cannot mount a tmpfs (needs root): {other:?}");
+            return;
+        }
+    }
+    struct Umount(std::path::PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _umount = Umount(mnt.path().to_path_buf());
+    let Some(cluster) = cluster_or_skip("disk_full_postgres", Some(mnt.path()), &[]) else {
+        return;
+    };
+    cluster.start().unwrap();
+    let env = Env::on_postgres(&cluster.admin_url(), true);
+    let server = Arc::new(env.start());
+    let mut d = one_device(&env, &server, "full_pg_w", 50);
+    let batch = d.batch_of_new(20);
+    assert!(matches!(
+        d.send(&server, &batch),
+        crate::crash::Sent::Answered(20)
+    ));
+    let ballast = mnt.path().join("ballast");
+    {
+        let mut f = std::fs::File::create(&ballast).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let batch = d.batch_of_new(100);
+        let r = server.push(&d.dev, &batch);
+        statuses.push(r.as_ref().map(|r| r.status).unwrap_or(0));
+        if let Ok(r) = &r {
+            if r.status != 200 {
+                assert!(
+                    [503, 507].contains(&r.status) && r.header("retry-after").is_some(),
+                    "disk full answered {}: {}",
+                    r.status,
+                    r.text
+                );
+            }
+        }
+        // Whatever was acknowledged despite the full disk must really be stored (checked below).
+        d.absorb(r);
+    }
+    assert!(
+        statuses.iter().any(|s| *s != 200),
+        "the disk never looked full: {statuses:?}"
+    );
+    std::fs::remove_file(&ballast).unwrap();
+    let restarted = !cluster.is_running();
+    if restarted {
+        cluster.start().unwrap();
+    }
+    let t = Instant::now();
+    while !d.all_acked() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no recovery after the disk was freed: {:?}",
+            d.errors
+        );
+        let batch = d.next_batch(false, 1000);
+        if let crate::crash::Sent::Refused | crate::crash::Sent::NoAnswer = d.send(&server, &batch)
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let panicked = cluster.log().contains("PANIC");
+    eprintln!(
+        "PostgreSQL disk full: answers while full {statuses:?}; PostgreSQL panicked: {panicked}; restarted by the test: {restarted}; recovered in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    drop(server);
+    env.wait_quiet();
+    assert_clean(&env, &[d]);
+});
