@@ -10,6 +10,7 @@ use utoipa::OpenApi;
         crate::api::health::health,
         crate::api::health::ready,
         crate::api::health::openapi_spec,
+        crate::api::health::metrics,
         crate::api::auth::login,
         crate::api::auth::refresh,
         crate::api::auth::logout,

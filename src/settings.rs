@@ -46,6 +46,8 @@ pub struct Settings {
     pub sqlite_synchronous: String,
     pub auth: AuthSettings,
     pub limits: Limits,
+    /// Bearer token a metrics scraper sends to `GET /metrics`; the endpoint is off when empty.
+    pub metrics_token: Secret,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -110,6 +112,7 @@ impl Default for Settings {
                 max_inflight_pushes: 64,
                 body_timeout_secs: 30,
             },
+            metrics_token: Secret::default(),
         }
     }
 }

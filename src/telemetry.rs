@@ -66,7 +66,9 @@ pub async fn request_id(
     match result {
         Ok(mut res) => {
             let status = res.status().as_u16();
-            let ms = start.elapsed().as_secs_f64() * 1000.0;
+            let secs = start.elapsed().as_secs_f64();
+            crate::metrics::global().request(&path, &method, status, secs);
+            let ms = secs * 1000.0;
             if status >= 500 {
                 tracing::warn!(status, ms, "request failed");
             } else {
@@ -79,6 +81,9 @@ pub async fn request_id(
             Ok(res)
         }
         Err(e) => {
+            let status = e.as_response_error().status_code().as_u16();
+            let secs = start.elapsed().as_secs_f64();
+            crate::metrics::global().request(&path, &method, status, secs);
             tracing::warn!(error = %e.as_response_error().status_code(), "request error");
             Err(e)
         }

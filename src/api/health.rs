@@ -47,3 +47,55 @@ pub async fn ready(state: web::Data<AppState>) -> AppResult<HttpResponse> {
 pub async fn openapi_spec() -> HttpResponse {
     HttpResponse::Ok().json(crate::openapi::ApiDoc::openapi())
 }
+
+/// Operational metrics (Prometheus text format): requests by route pattern, method and status;
+/// pushed ops by result; pool and push-gate gauges. Counts only, never a value a client sent.
+/// Off (404) unless the `metrics_token` setting is set; the scraper sends it as a bearer token
+/// (this is not a user's access token).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String),
+        (status = 401, description = "Missing or wrong metrics token")))]
+pub async fn metrics(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> AppResult<HttpResponse> {
+    let expected = state.settings.metrics_token.0.as_bytes();
+    if expected.is_empty() {
+        return Err(AppError::NotFound);
+    }
+    let sent = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .as_bytes();
+    // Compare digests, so the time taken does not tell how much of the token matched.
+    use sha2::{Digest, Sha256};
+    if Sha256::digest(sent) != Sha256::digest(expected) {
+        return Err(AppError::Unauthorized("invalid_token"));
+    }
+    let (open, idle) = state.db.pool_state();
+    let permits = state.push_gate.available_permits() as f64;
+    let max = state.settings.limits.max_inflight_pushes as f64;
+    let body = crate::metrics::global().render(&[
+        (
+            "fieldsync_db_connections",
+            "Open database connections in the pool.",
+            f64::from(open),
+        ),
+        (
+            "fieldsync_db_connections_idle",
+            "Idle database connections in the pool.",
+            f64::from(idle),
+        ),
+        (
+            "fieldsync_pushes_in_flight",
+            "Pushes being processed now.",
+            max - permits,
+        ),
+    ]);
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(body))
+}

@@ -69,6 +69,7 @@ routes! {
     get "/health" => health::health, Access::Public;
     get "/ready" => health::ready, Access::Public;
     get "/api/openapi.json" => health::openapi_spec, Access::Public;
+    get "/metrics" => health::metrics, Access::Public;
     post "/api/v1/auth/login" => auth::login, Access::Public;
     post "/api/v1/auth/refresh" => auth::refresh, Access::Public;
     post "/api/v1/auth/logout" => auth::logout, Access::Public;

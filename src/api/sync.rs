@@ -137,7 +137,10 @@ pub async fn push_batch(
     }
     let _permit = tokio::time::timeout(GATE_WAIT, state.push_gate.clone().acquire_owned())
         .await
-        .map_err(|_| AppError::Unavailable)?
+        .map_err(|_| {
+            crate::metrics::global().push_busy();
+            AppError::Unavailable
+        })?
         .map_err(|_| AppError::Unavailable)?;
     let db = state.db.clone();
     let response: PushResponse = web::block(move || {
@@ -150,6 +153,7 @@ pub async fn push_batch(
         push::push(&db, &caller, request.ops)
     })
     .await??;
+    crate::metrics::global().ops(response.results.iter().map(|r| r.status.as_str()));
     Ok(HttpResponse::Ok().json(response))
 }
 

@@ -184,6 +184,12 @@ impl Db {
         self.backend
     }
 
+    /// Open and idle connections of the pool, for the metrics.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let s = self.pool.state();
+        (s.connections, s.idle_connections)
+    }
+
     pub fn conn(&self) -> Result<PooledConn, AppError> {
         self.pool.get().map_err(|_| AppError::Unavailable)
     }

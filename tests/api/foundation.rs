@@ -35,6 +35,46 @@ both!(unknown_route_is_problem_json, |b| {
     assert_eq!(r.header("x-request-id"), Some("abc-123"));
 });
 
+both!(undeclared_method_is_405_with_allow, |b| {
+    let app = spawn_app(b);
+    let r = app.raw("DELETE", "/health", &[], b"");
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert_eq!(r.body["code"], "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    // A path with a parameter: the declared methods of that pattern.
+    let r = app.raw("PUT", "/api/v1/supervise/conflicts/abc/resolve", &[], b"");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
+});
+
+both!(metrics_need_their_token_and_count_by_route, |b| {
+    let off = spawn_app(b);
+    assert_eq!(off.get("/metrics", None).status, 404, "off without a token");
+    drop(off);
+    let app = spawn_app_with(b, |s| {
+        s.metrics_token = fieldsync::settings::Secret("scrape-secret-123".into());
+    });
+    assert_eq!(app.get("/metrics", None).status, 401);
+    assert_eq!(app.get("/metrics", Some("wrong")).status, 401);
+    let _ = app.get("/api/v1/supervise/person/13013119900203", None);
+    let r = app.raw(
+        "GET",
+        "/metrics",
+        &[("authorization", "Bearer scrape-secret-123")],
+        b"",
+    );
+    let text = r.body.as_str().unwrap_or_default();
+    assert_eq!(r.status, 200, "{text}");
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(
+        text.contains("route=\"/api/v1/supervise/{entity}/{id}\",method=\"GET\",status=\"401\"}"),
+        "{text}"
+    );
+    assert!(!text.contains("13013119900203"), "a path value in a metric");
+    assert!(text.contains("fieldsync_db_connections "));
+});
+
 #[test]
 fn committed_spec_matches_the_code() {
     let committed = std::fs::read_to_string(concat!(

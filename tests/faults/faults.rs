@@ -835,6 +835,10 @@ both!(resource_limits, |b| {
 both!(no_personal_data_in_logs, |b| {
     let mut env = Env::new(b);
     env.extra_env.push(("FIELDSYNC_LOG".into(), "debug".into()));
+    env.extra_env.push((
+        "FIELDSYNC_METRICS_TOKEN".into(),
+        "scrape-canary-test".into(),
+    ));
     let server = env.start();
     env.add_worker("canary_w", &[V1]);
     let dev = server.register_device("canary_w");
@@ -943,6 +947,19 @@ both!(no_personal_data_in_logs, |b| {
         );
         bodies.push(r.text);
     }
+    // The metrics after all of the above: counted, but no canary in any series.
+    let m = server
+        .try_get("/metrics", Some("scrape-canary-test"))
+        .unwrap();
+    assert_eq!(m.status, 200, "{}", m.text);
+    assert!(
+        m.text
+            .contains("fieldsync_sync_ops_total{result=\"rejected\"}")
+            && m.text.contains("route=\"/api/v1/supervise/{entity}\""),
+        "{}",
+        m.text
+    );
+    let metrics = m.text;
     drop(server);
     let log = env.log();
     eprintln!(
@@ -959,5 +976,9 @@ both!(no_personal_data_in_logs, |b| {
         for b in &bodies {
             assert!(!b.contains(canary), "canary {canary} in an error body: {b}");
         }
+        assert!(
+            !metrics.contains(canary),
+            "canary {canary} in the metrics:\n{metrics}"
+        );
     }
 });
