@@ -16,6 +16,7 @@ use crate::error::{current_request_id, AppError, AppResult, Problem};
 use crate::AppState;
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
@@ -46,6 +47,7 @@ pub struct TokenResponse {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }

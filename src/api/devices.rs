@@ -12,6 +12,7 @@ use crate::error::{AppError, AppResult, Problem};
 use crate::AppState;
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterDevice {
     pub name: String,
     #[serde(default)]

@@ -216,6 +216,7 @@ pub async fn list_targets(
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SubmitReport {
     /// The village.
     pub org_unit: String,
@@ -284,6 +285,7 @@ pub async fn approve(
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReturnReport {
     /// Why the report goes back to the village.
     pub comment: String,
@@ -318,6 +320,7 @@ pub async fn return_report(
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LockMonth {
     /// County or township (default: your county).
     pub org_unit: Option<String>,

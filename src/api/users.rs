@@ -14,6 +14,7 @@ use crate::error::{AppResult, Problem};
 use crate::AppState;
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub username: String,
     pub display_name: String,
@@ -30,6 +31,7 @@ pub struct CreateUser {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SetVillages {
     pub villages: Vec<String>,
 }

@@ -41,6 +41,7 @@ pub struct TargetRow {
 
 /// One target to set; `direction` defaults to the indicator's usual one.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TargetInput {
     pub indicator: Indicator,
     pub direction: Option<Direction>,

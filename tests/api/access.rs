@@ -256,3 +256,130 @@ both!(object_access_by_place, |b| {
         !ids(&app.get("/api/v1/devices", Some(&ts11)).body, "id").contains(&device_of[&(1, 1, 2)])
     );
 });
+
+// Mass assignment (TESTING.md): ops and bodies carrying server-owned fields are refused with a
+// clear code and never applied: every server-owned column in an op's `set` (device and
+// supervisor edit), an org unit outside the caller's scope, and extra fields (role, status,
+// ids, stamps) in every other request body.
+both!(mass_assignment_is_refused_everywhere, |b| {
+    use crate::sync::{new_id, person, seed_units, worker, V1, V3};
+    use fieldsync::domain::entities::SERVER_OWNED;
+    let app = spawn_app(b);
+    seed_units(&app);
+    let dev = worker(&app, "mass_w", &[V1]);
+    add_user(
+        &app,
+        "mass_ts",
+        Role::TownshipSupervisor,
+        Some("130131102"),
+        &[],
+    );
+    add_user(&app, "mass_admin", Role::Admin, None, &[]);
+    add_user(&app, "mass_cs", Role::CountySupervisor, Some("130131"), &[]);
+    let ts = session(&app, "mass_ts").access;
+    let cs = session(&app, "mass_cs").access;
+    let admin = session(&app, "mass_admin").access;
+    let id = new_id();
+    let r = dev.push_ok(
+        &app,
+        &[dev.op("person", &id, "create", None, person(V1, "王芳"))],
+    );
+    assert_eq!(r[0]["status"], "applied", "{r:?}");
+    let before = app.get(&format!("/api/v1/supervise/person/{id}"), Some(&ts));
+    assert_eq!(before.status, 200, "{:?}", before.body);
+
+    // A device's op: each server-owned field alone, in an update and in a create.
+    for field in SERVER_OWNED {
+        let value = match *field {
+            "version" | "change_seq" | "created_at" | "updated_at" => json!(999),
+            "deleted" => json!(true),
+            _ => json!(new_id()),
+        };
+        let upd = dev.op("person", &id, "update", Some(1), json!({ *field: value }));
+        let mut set = person(V1, "李娜");
+        set[*field] = value.clone();
+        let create = dev.op("person", &new_id(), "create", None, set);
+        for res in dev.push_ok(&app, &[upd, create]) {
+            assert_eq!(res["status"], "rejected", "{field}: {res}");
+            assert_eq!(res["code"], "server_owned_field", "{field}: {res}");
+        }
+    }
+    // Moving a record to, or creating it in, a village outside the device's scope.
+    let moved = dev.op("person", &id, "update", Some(1), json!({"org_unit": V3}));
+    let foreign = dev.op("person", &new_id(), "create", None, person(V3, "张伟"));
+    for res in dev.push_ok(&app, &[moved, foreign]) {
+        assert_eq!(res["status"], "rejected", "{res}");
+        assert!(
+            res["code"].as_str().is_some_and(|c| c.contains("scope")),
+            "{res}"
+        );
+    }
+    // A supervisor's direct edit goes through the same checks.
+    let path = format!("/api/v1/supervise/records/person/{id}");
+    for set in [
+        json!({"version": 9}),
+        json!({"created_by": "x"}),
+        json!({"org_unit": V3}),
+    ] {
+        let r = app.post(&path, Some(&ts), &json!({"base_version": 1, "set": set}));
+        assert!(
+            r.status == 422 || r.status == 404 || r.body["status"] == "rejected",
+            "{set}: {} {:?}",
+            r.status,
+            r.body
+        );
+        assert_ne!(r.body["status"], "applied", "{set}: {:?}", r.body);
+    }
+    // Nothing was applied: the record is as created.
+    let after = app.get(&format!("/api/v1/supervise/person/{id}"), Some(&ts));
+    assert_eq!(after.status, 200);
+    assert_eq!(after.body["record"]["version"], 1, "{:?}", after.body);
+    assert_eq!(after.body["record"]["org_unit"], V1);
+    assert_eq!(after.body["record"]["fields"]["name"], "王芳");
+    assert_eq!(after.body["record"]["deleted"], false);
+
+    // Other bodies: an unknown (server-owned) field is a 400, never silently taken.
+    let cases: Vec<(&str, &str, Option<&str>, Value)> = vec![
+        (
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            json!({"username": "mass_w", "password": PW, "role": "admin"}),
+        ),
+        (
+            "POST",
+            "/api/v1/devices",
+            Some(&dev.token),
+            json!({"name": "p", "user_id": "someone-else", "revoked_at": null}),
+        ),
+        (
+            "POST",
+            "/api/v1/users",
+            Some(&admin),
+            json!({"username": "mass_new", "display_name": "n", "password": "long-enough-pw",
+                "role": "worker", "villages": [V1], "id": "chosen-id", "created_at": 1}),
+        ),
+        (
+            "POST",
+            "/api/v1/reports/submissions",
+            Some(&ts),
+            json!({"org_unit": V1, "period": "2026-10", "status": "approved", "approved_by": "me"}),
+        ),
+        (
+            "POST",
+            "/api/v1/reports/lock",
+            Some(&cs),
+            json!({"period": "2026-10", "locked_by": "me"}),
+        ),
+    ];
+    for (method, path, token, body) in cases {
+        let r = app.send(method, path, token, &body);
+        assert_eq!(r.status, 400, "{method} {path}: {:?}", r.body);
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    }
+    // The refused user was not created; the worker's role is unchanged.
+    let users = app.get("/api/v1/users", Some(&admin));
+    assert!(!users.body.to_string().contains("mass_new"));
+    let me = app.get("/api/v1/me", Some(&dev.token));
+    assert_eq!(me.body["role"], "worker");
+});

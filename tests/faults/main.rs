@@ -108,11 +108,30 @@ mod reliability {
     }
 
     // Negative control: the same harness against a server that answers before it commits must
-    // report a loss, which proves the harness can see one.
+    // report a loss, which proves the harness can see one. Fast tier: runs on the binary named
+    // by FIELDSYNC_UNSAFE_BIN, which `.ci/run` builds (SKIPPED without it, a failure under CI).
+    #[test]
+    fn negative_control_reports_a_loss() {
+        match std::env::var("FIELDSYNC_UNSAFE_BIN") {
+            Ok(bin) => negative_control(bin.into()),
+            Err(_) if std::env::var_os("CI").is_some() => {
+                panic!("FIELDSYNC_UNSAFE_BIN is not set; .ci/run builds it")
+            }
+            Err(_) => eprintln!(
+                "SKIPPED negative_control_reports_a_loss: set FIELDSYNC_UNSAFE_BIN (see .ci/run), \
+                 or run the long tier, which builds the binary"
+            ),
+        }
+    }
+
+    // Long tier: the same, building the unsafe binary itself when it is not given.
     #[test]
     #[ignore = "long tier (builds a second binary): cargo test --test faults -- --ignored negative_control"]
-    fn negative_control_reports_a_loss() {
-        let bin = unsafe_binary();
+    fn negative_control_long() {
+        negative_control(unsafe_binary());
+    }
+
+    fn negative_control(bin: std::path::PathBuf) {
         let mut backends = vec![harness::Backend::Sqlite];
         if harness::pg_admin_url().is_some() {
             backends.push(harness::Backend::Postgres);
