@@ -58,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Token signing keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Act as field devices of the demo county over HTTP, then verify the store.
     Simulate(SimulateArgs),
     /// Write a consistent backup while the server runs (SQLite: VACUUM INTO; PostgreSQL:
@@ -153,6 +158,13 @@ enum UserCommand {
 }
 
 #[derive(Subcommand)]
+enum KeyCommand {
+    /// Retire the signing key (it keeps verifying the tokens it signed) and generate a new one
+    /// in data_dir; restart the server to sign with it.
+    Rotate,
+}
+
+#[derive(Subcommand)]
 enum DeviceCommand {
     /// List devices, optionally of one user (id or username).
     List {
@@ -226,6 +238,16 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(a) => simulate(&cli.database_url, a),
         Command::User { command } => user_command(&settings, command),
         Command::Device { command } => device_command(&settings, command),
+        Command::Key {
+            command: KeyCommand::Rotate,
+        } => {
+            let r = fieldsync::auth::keys::rotate(&settings)?;
+            println!(
+                "retired key {} (still verifies the tokens it signed); new signing key {}; restart the server to use it",
+                r.retired_kid, r.new_kid
+            );
+            Ok(())
+        }
         Command::Backup { out } => {
             println!("{}", fieldsync::backup::backup(&settings, &out)?);
             Ok(())

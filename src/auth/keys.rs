@@ -116,6 +116,71 @@ impl Keyring {
     }
 }
 
+/// What a rotation did.
+#[derive(Debug)]
+pub struct Rotation {
+    pub retired_kid: String,
+    pub new_kid: String,
+}
+
+/// Rotates the key file in `data_dir`: the current key's public half goes to
+/// `retired_keys/<kid>.pem` (so tokens it signed keep verifying until they expire), and a new
+/// key replaces `signing_key.pem` (written to a temp file, synced, renamed). The running server
+/// picks the new key up at its next start. Refused when the key comes from settings.
+pub fn rotate(settings: &Settings) -> std::io::Result<Rotation> {
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use ed25519_dalek::pkcs8::EncodePublicKey;
+    if !settings.auth.signing_key_pem.0.trim().is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the signing key comes from auth.signing_key_pem: put a new key there, and the old \
+             public key (PEM) in data_dir/retired_keys/, then restart",
+        ));
+    }
+    let dir = &settings.data_dir;
+    let old = load_or_generate(dir)?;
+    let old_public = old.verifying_key();
+    let retired_kid = kid_of(&old_public);
+    let retired_dir = dir.join(RETIRED_DIR);
+    std::fs::create_dir_all(&retired_dir)?;
+    let public_pem = old_public
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    write_synced(
+        &retired_dir.join(format!("{retired_kid}.pem")),
+        public_pem.as_bytes(),
+    )?;
+    let new = SigningKey::generate(&mut rand::rngs::OsRng);
+    let pem = new
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    write_synced(&dir.join(KEY_FILE), pem.as_bytes())?;
+    Ok(Rotation {
+        retired_kid,
+        new_kid: kid_of(&new.verifying_key()),
+    })
+}
+
+/// Writes `path` through a synced temp file (mode 0600) renamed into place.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("pem.tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
 fn load_or_generate(dir: &Path) -> std::io::Result<SigningKey> {
     let path = dir.join(KEY_FILE);
     if let Ok(text) = std::fs::read_to_string(&path) {
@@ -176,5 +241,29 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn rotation_retires_the_old_key_for_verification() {
+        let dir = std::env::temp_dir().join(format!("fs-rot-{}", uuid::Uuid::new_v4().simple()));
+        let settings = Settings {
+            data_dir: dir.clone(),
+            ..Settings::default()
+        };
+        let before = Keyring::load(&settings).unwrap();
+        let r = rotate(&settings).unwrap();
+        assert_eq!(r.retired_kid, before.kid());
+        let after = Keyring::load(&settings).unwrap();
+        assert_eq!(after.kid(), r.new_kid);
+        assert_ne!(after.kid(), before.kid());
+        assert!(
+            after.decoding_key(before.kid()).is_some(),
+            "old tokens still verify"
+        );
+        let again = rotate(&settings).unwrap();
+        let third = Keyring::load(&settings).unwrap();
+        assert!(third.decoding_key(before.kid()).is_some());
+        assert!(third.decoding_key(&again.retired_kid).is_some());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -13,6 +13,7 @@ mod crash;
 mod database;
 mod faults;
 mod fuzz;
+mod keys;
 
 /// Runs a test body once per backend: `name::sqlite` and `name::postgres`; the latter is
 /// ignored (with the reason shown) without FIELDSYNC_TEST_PG_URL.
