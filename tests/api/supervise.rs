@@ -1057,3 +1057,75 @@ both!(direct_edits_merge_like_device_ops, |b| {
     );
     assert_eq!(r["status"], "applied");
 });
+
+/// Pushes `ops` in an envelope carrying `sent_at`.
+fn push_sent_at(app: &TestApp, dev: &Dev, ops: &[Value], sent_at: &str) -> Resp {
+    app.post(
+        "/api/v1/sync/push",
+        Some(&dev.token),
+        &json!({"ops": ops, "sent_at": sent_at}),
+    )
+}
+
+/// Now on a device clock `skew` away from the server's, as a phone would write it.
+fn device_clock(skew: chrono::Duration) -> String {
+    let tz = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    (chrono::Utc::now() + skew).with_timezone(&tz).to_rfc3339()
+}
+
+both!(device_clock_offset_measured_from_sent_at, |b| {
+    let World { app, a, w, ts, .. } = world(b);
+    let status_of = |dev: &Dev| -> Value {
+        let body = get_ok(&app, "/api/v1/supervise/devices/status", &ts);
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["device_id"] == dev.device_id.as_str())
+            .unwrap()
+            .clone()
+    };
+    // a phone ten minutes ahead
+    let r = push_sent_at(
+        &app,
+        &a,
+        &[a.op("person", &new_id(), "create", None, person(V1, "钟快"))],
+        &device_clock(chrono::Duration::minutes(10)),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["results"][0]["status"], "applied");
+    // an old client without sent_at still syncs; its offset stays unmeasured
+    w.push_ok(
+        &app,
+        &[w.op("person", &new_id(), "create", None, person(V1, "钟旧"))],
+    );
+    let s = status_of(&a);
+    let ms = s["clock_offset_ms"].as_i64().expect("offset measured");
+    assert!((590_000..=600_500).contains(&ms), "{ms}");
+    assert_eq!(s["clock_skewed"], true);
+    let s = status_of(&w);
+    assert!(s["clock_offset_ms"].is_null(), "{s:?}");
+    assert_eq!(s["clock_skewed"], false);
+    // the latest push counts, an empty batch too: a phone 3 minutes behind is not flagged
+    let r = push_sent_at(&app, &a, &[], &device_clock(chrono::Duration::minutes(-3)));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let s = status_of(&a);
+    let ms = s["clock_offset_ms"].as_i64().unwrap();
+    assert!((-181_000..=-179_000).contains(&ms), "{ms}");
+    assert_eq!(s["clock_skewed"], false);
+    // a sent_at that is not RFC 3339: 400 with its code, nothing applied
+    let id = new_id();
+    let r = push_sent_at(
+        &app,
+        &w,
+        &[w.op("person", &id, "create", None, person(V1, "钟坏"))],
+        "yesterday",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["code"], "bad_sent_at");
+    assert_eq!(
+        app.get(&format!("/api/v1/supervise/person/{id}"), Some(&ts))
+            .status,
+        404
+    );
+});
