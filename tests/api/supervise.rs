@@ -1129,3 +1129,189 @@ both!(device_clock_offset_measured_from_sent_at, |b| {
         404
     );
 });
+
+/// The ids of every page of `path` (sorted by the server), following the opaque cursors.
+fn sorted_ids(app: &TestApp, path: &str, token: &str, limit: usize) -> Vec<String> {
+    let (items, total) = all_pages(app, path, token, limit);
+    assert_eq!(items.len() as i64, total, "{path}");
+    ids_of(&json!(items))
+}
+
+both!(
+    ledger_sort_keyset_pages_stable_with_nulls_and_unknown_keys,
+    |b| {
+        let World {
+            app, a, ts, other, ..
+        } = world(b);
+        // (name, birth date, village): ties on birth date and on name
+        let people = [
+            ("丁一", "1990-01-01", V1),
+            ("甲二", "1985-05-05", V2),
+            ("丁一", "1990-01-01", V2),
+            ("乙三", "2000-12-12", V1),
+            ("丙四", "1985-05-05", V1),
+            ("丁一", "1970-07-07", V2),
+        ];
+        let mut rows: Vec<(String, String, String, String)> = Vec::new();
+        let mut ops = Vec::new();
+        for (name, birth, village) in people {
+            let id = new_id();
+            let mut p = person(village, name);
+            p["birth_date"] = json!(birth);
+            ops.push(a.op("person", &id, "create", None, p));
+            rows.push((id, name.into(), birth.into(), village.into()));
+        }
+        a.push_ok(&app, &ops);
+        let expect = |key: fn(&(String, String, String, String)) -> String, desc: bool| {
+            let mut r = rows.clone();
+            r.sort_by(|x, y| (key(x), &x.0).cmp(&(key(y), &y.0)));
+            if desc {
+                r.reverse();
+            }
+            r.into_iter().map(|x| x.0).collect::<Vec<_>>()
+        };
+        let by_birth = expect(|r| r.2.clone(), false);
+        // every page size gives the same order, ties broken by id
+        for limit in [1, 2, 4, 50] {
+            assert_eq!(
+                sorted_ids(&app, "/api/v1/supervise/person?sort=birth_date", &ts, limit),
+                by_birth
+            );
+        }
+        assert_eq!(
+            sorted_ids(&app, "/api/v1/supervise/person?sort=-birth_date", &ts, 2),
+            expect(|r| r.2.clone(), true)
+        );
+        assert_eq!(
+            sorted_ids(&app, "/api/v1/supervise/person?sort=name", &ts, 1),
+            expect(|r| r.1.clone(), false)
+        );
+        assert_eq!(
+            sorted_ids(&app, "/api/v1/supervise/person?sort=-org_unit", &ts, 3),
+            expect(|r| r.3.clone(), true)
+        );
+        let page = get_ok(
+            &app,
+            "/api/v1/supervise/person?sort=-birth_date&limit=2",
+            &ts,
+        );
+        assert_eq!(page["sort"], "-birth_date");
+        // filters still apply
+        assert_eq!(
+            sorted_ids(
+                &app,
+                &format!("/api/v1/supervise/person?sort=-birth_date&village={V1}"),
+                &ts,
+                1
+            ),
+            expect(|r| r.2.clone(), true)
+                .into_iter()
+                .filter(|id| rows.iter().any(|r| &r.0 == id && r.3 == V1))
+                .collect::<Vec<_>>()
+        );
+        // the most recently changed first
+        let edited = &rows[3].0;
+        post_ok(
+            &app,
+            &format!("/api/v1/supervise/records/person/{edited}"),
+            &ts,
+            json!({"base_version": 1, "set": {"relation": "spouse"}}),
+        );
+        let latest = sorted_ids(&app, "/api/v1/supervise/person?sort=-updated_at", &ts, 2);
+        assert_eq!(&latest[0], edited);
+        assert_eq!(latest.len(), rows.len());
+
+        // keyset pages are stable: a record added before the cursor is neither shown nor repeats one
+        let first = get_ok(
+            &app,
+            "/api/v1/supervise/person?sort=birth_date&limit=2",
+            &ts,
+        );
+        assert_eq!(ids_of(&first["items"]), by_birth[..2].to_vec());
+        let cursor = first["next_after"].as_str().unwrap().to_string();
+        let mut early = person(V1, "戊五");
+        early["birth_date"] = json!("1960-01-01");
+        a.push_ok(&app, &[a.op("person", &new_id(), "create", None, early)]);
+        let rest = get_ok(
+            &app,
+            &format!("/api/v1/supervise/person?sort=birth_date&limit=50&after={cursor}"),
+            &ts,
+        );
+        assert_eq!(ids_of(&rest["items"]), by_birth[2..].to_vec());
+
+        // NULLs come last both ways, and paging passes through them
+        let mother = &rows[0].0;
+        let mut preg = Vec::new();
+        let mut pops = Vec::new();
+        for expected in [Some("2027-03-01"), None, Some("2027-01-15"), None] {
+            let id = new_id();
+            let mut set = json!({"org_unit": V1, "person_id": mother, "status": "ongoing"});
+            if let Some(d) = expected {
+                set["expected_date"] = json!(d);
+            }
+            pops.push(a.op("pregnancy", &id, "create", None, set));
+            preg.push((id, expected));
+        }
+        a.push_ok(&app, &pops);
+        let mut nulls: Vec<String> = preg
+            .iter()
+            .filter(|p| p.1.is_none())
+            .map(|p| p.0.clone())
+            .collect();
+        nulls.sort();
+        let asc = [vec![preg[2].0.clone(), preg[0].0.clone()], nulls.clone()].concat();
+        assert_eq!(
+            sorted_ids(
+                &app,
+                "/api/v1/supervise/pregnancy?sort=expected_date",
+                &ts,
+                1
+            ),
+            asc
+        );
+        nulls.reverse();
+        let desc = [vec![preg[0].0.clone(), preg[2].0.clone()], nulls].concat();
+        assert_eq!(
+            sorted_ids(
+                &app,
+                "/api/v1/supervise/pregnancy?sort=-expected_date",
+                &ts,
+                1
+            ),
+            desc
+        );
+
+        // keys outside the whitelist, and cursors of another sort, are 400 with a stable code
+        for bad in [
+            "/api/v1/supervise/person?sort=id_number",
+            "/api/v1/supervise/person?sort=phone",
+            "/api/v1/supervise/person?sort=-",
+            "/api/v1/supervise/pregnancy?sort=name",
+            "/api/v1/supervise/person?sort=name;DROP",
+        ] {
+            let r = app.get(bad, Some(&ts));
+            assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+            assert_eq!(r.body["code"], "unknown_sort_key", "{bad}");
+            assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        }
+        let name_cursor = get_ok(&app, "/api/v1/supervise/person?sort=name&limit=1", &ts)
+            ["next_after"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for bad in [
+            format!("/api/v1/supervise/person?sort=birth_date&after={name_cursor}"),
+            "/api/v1/supervise/person?sort=birth_date&after=bm90LWpzb24".to_string(),
+            "/api/v1/supervise/person?sort=updated_at&after=%25%25".to_string(),
+        ] {
+            let r = app.get(&bad, Some(&ts));
+            assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+            assert_eq!(r.body["code"], "bad_cursor", "{bad}");
+        }
+        // another township sees nothing, sorted or not
+        assert_eq!(
+            get_ok(&app, "/api/v1/supervise/person?sort=name", &other)["total"],
+            0
+        );
+    }
+);
