@@ -30,6 +30,8 @@ use utoipa::OpenApi;
         crate::api::conflicts::reopen,
         crate::api::duplicates::list,
         crate::api::duplicates::merge,
+        crate::api::duplicates::dismiss,
+        crate::api::duplicates::undismiss,
         crate::api::duplicates::undo,
         crate::api::quality::list,
         crate::api::quality::summary,

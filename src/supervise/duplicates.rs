@@ -8,13 +8,15 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
-use crate::db::records::{self, ColType, RecordRow};
+use crate::db::records::{self, RecordRow};
 use crate::db::schema::person_merges;
 use crate::db::Db;
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
 use crate::supervise::common::*;
-use crate::sync::duplicates::{disagreements, merge_persons};
+use crate::sync::duplicates::{
+    disagreements, dismiss_pair, merge_persons, undismiss_pair, Dismissal,
+};
 
 #[derive(Deserialize, IntoParams, Debug, Default)]
 #[into_params(parameter_in = Query)]
@@ -72,6 +74,10 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
         let mut q = Query::new(conn);
         q.cond(scope_cond(&scope, "org_unit"));
         q.cond("status = 'open'");
+        q.cond(
+            "NOT EXISTS (SELECT 1 FROM duplicate_dismissals x WHERE x.person_a = \
+             duplicate_candidates.person_a AND x.person_b = duplicate_candidates.person_b)",
+        );
         if let Some(v) = &f.village {
             q.cond(prefix_cond(v, "org_unit")?);
         }
@@ -109,6 +115,10 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
             .cond(
                 "NOT EXISTS (SELECT 1 FROM duplicate_candidates d WHERE d.person_a = a.id \
                  AND d.person_b = b.id AND d.status <> 'open')",
+            )
+            .cond(
+                "NOT EXISTS (SELECT 1 FROM duplicate_dismissals x WHERE x.person_a = a.id \
+                 AND x.person_b = b.id)",
             );
         let weak: Vec<PairRow> = w.load(
             conn,
@@ -271,18 +281,6 @@ pub fn merge(db: &Db, principal: &Principal, m: &MergeRequest) -> AppResult<Merg
     })
 }
 
-const CANDIDATE_COLS: &[(&str, ColType)] = &[
-    ("id", ColType::Text),
-    ("person_a", ColType::Text),
-    ("person_b", ColType::Text),
-    ("org_unit", ColType::Text),
-    ("signal", ColType::Text),
-    ("status", ColType::Text),
-    ("created_at", ColType::BigInt),
-    ("decided_at", ColType::BigInt),
-    ("decided_by", ColType::Text),
-];
-
 #[derive(Serialize, ToSchema, Debug)]
 pub struct UndoResult {
     pub merge_id: String,
@@ -372,24 +370,17 @@ pub fn undo(db: &Db, principal: &Principal, merge_id: &str) -> AppResult<UndoRes
             ))
             .execute(conn)?;
         // The pair is dismissed, so later pushes neither merge nor queue it again.
-        let (a, b) = if survivor_id < merged_id {
-            (&survivor_id, &merged_id)
-        } else {
-            (&merged_id, &survivor_id)
-        };
-        records::insert_rows(
+        dismiss_pair(
             conn,
-            "duplicate_candidates",
-            CANDIDATE_COLS,
-            Some((
-                "person_a, person_b",
-                &["status", "decided_at", "decided_by"],
-            )),
-            &[
-                json!({"id": uuid::Uuid::now_v7().to_string(), "person_a": a, "person_b": b,
-                     "org_unit": r.org_unit, "signal": "id_number", "status": "dismissed",
-                     "created_at": now, "decided_at": now, "decided_by": principal.user_id}),
-            ],
+            &Dismissal {
+                a: &survivor_id,
+                b: &merged_id,
+                org_unit: &r.org_unit,
+                reason: "merge undone",
+                by: &principal.user_id,
+                merge_id: Some(merge_id),
+            },
+            now,
         )?;
         audit_change(
             conn,
@@ -404,6 +395,167 @@ pub fn undo(db: &Db, principal: &Principal, merge_id: &str) -> AppResult<UndoRes
             survivor: view(&s, false),
             restored: view(&r, false),
             repointed,
+        })
+    })
+}
+
+/// Two persons a supervisor judged to be different people.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct DismissRequest {
+    pub a_id: String,
+    pub b_id: String,
+    /// Why they are two people (kept with the dismissal and in the audit log; 1-500 characters).
+    pub reason: String,
+}
+
+/// A dismissed pair: never listed again, never merged automatically, until withdrawn.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct DismissalView {
+    /// The smaller id of the two.
+    pub person_a: String,
+    pub person_b: String,
+    pub org_unit: String,
+    pub reason: String,
+    pub dismissed_by: String,
+    /// Unix microseconds.
+    pub dismissed_at: i64,
+    /// Set when the pair was dismissed by undoing this merge.
+    pub merge_id: Option<String>,
+}
+
+fn check_reason(reason: &str) -> AppResult<()> {
+    let n = reason.trim().chars().count();
+    if n == 0 || n > 500 {
+        return Err(AppError::validation(
+            "bad_reason",
+            "reason is 1 to 500 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Both persons of a pair, in the caller's scope (404 otherwise), distinct.
+fn pair_in_scope(
+    conn: &mut crate::db::DbConn,
+    principal: &Principal,
+    a_id: &str,
+    b_id: &str,
+) -> AppResult<(RecordRow, RecordRow)> {
+    let scope = principal.scope(conn)?;
+    let a = load_in_scope(conn, &scope, Entity::Person, a_id)?;
+    let b = load_in_scope(conn, &scope, Entity::Person, b_id)?;
+    if a.id == b.id {
+        return Err(AppError::validation(
+            "same_person",
+            "a_id and b_id name the same person",
+        ));
+    }
+    Ok((a, b))
+}
+
+/// Dismisses a potential duplicate: the pair stops being listed (and is never merged
+/// automatically) until the dismissal is withdrawn. Dismissing a dismissed pair again answers
+/// the stored dismissal.
+pub fn dismiss(db: &Db, principal: &Principal, d: &DismissRequest) -> AppResult<DismissalView> {
+    use crate::db::schema::duplicate_dismissals as dd;
+    check_reason(&d.reason)?;
+    db.write(|conn| {
+        let (a, b) = pair_in_scope(conn, principal, &d.a_id, &d.b_id)?;
+        let (a, b) = if a.id < b.id { (a, b) } else { (b, a) };
+        let now = crate::db::now_micros();
+        let fresh = !crate::sync::duplicates::dismissed(conn, &a.id, &b.id)?;
+        if fresh {
+            dismiss_pair(
+                conn,
+                &Dismissal {
+                    a: &a.id,
+                    b: &b.id,
+                    org_unit: &a.org_unit,
+                    reason: d.reason.trim(),
+                    by: &principal.user_id,
+                    merge_id: None,
+                },
+                now,
+            )?;
+            audit_change(
+                conn,
+                principal,
+                "duplicate_dismissed",
+                "person",
+                vec![a.id.clone(), b.id.clone()],
+                json!({"reason": d.reason.trim()}),
+            )?;
+        }
+        type Row = (String, String, String, String, String, i64, Option<String>);
+        let r: Row = dd::table
+            .filter(dd::person_a.eq(&a.id))
+            .filter(dd::person_b.eq(&b.id))
+            .select((
+                dd::person_a,
+                dd::person_b,
+                dd::org_unit,
+                dd::reason,
+                dd::dismissed_by,
+                dd::dismissed_at,
+                dd::merge_id,
+            ))
+            .first(conn)?;
+        Ok(DismissalView {
+            person_a: r.0,
+            person_b: r.1,
+            org_unit: r.2,
+            reason: r.3,
+            dismissed_by: r.4,
+            dismissed_at: r.5,
+            merge_id: r.6,
+        })
+    })
+}
+
+/// Withdraws a dismissal.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct UndismissRequest {
+    pub a_id: String,
+    pub b_id: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema, Debug)]
+pub struct UndismissResult {
+    pub person_a: String,
+    pub person_b: String,
+}
+
+/// Withdraws a dismissal: the pair is listed again (and, sharing an ID number without
+/// disagreeing fields, may be merged by a later push). 404 when the pair is not dismissed.
+pub fn undismiss(
+    db: &Db,
+    principal: &Principal,
+    u: &UndismissRequest,
+) -> AppResult<UndismissResult> {
+    if let Some(r) = &u.reason {
+        check_reason(r)?;
+    }
+    db.write(|conn| {
+        let (a, b) = pair_in_scope(conn, principal, &u.a_id, &u.b_id)?;
+        let (a, b) = if a.id < b.id { (a, b) } else { (b, a) };
+        if !undismiss_pair(conn, &a.id, &b.id)? {
+            return Err(AppError::NotFound);
+        }
+        audit_change(
+            conn,
+            principal,
+            "duplicate_undismissed",
+            "person",
+            vec![a.id.clone(), b.id.clone()],
+            json!({"reason": u.reason.as_deref().map(str::trim)}),
+        )?;
+        Ok(UndismissResult {
+            person_a: a.id,
+            person_b: b.id,
         })
     })
 }

@@ -115,17 +115,98 @@ pub fn detect_and_merge(conn: &mut DbConn, work: &mut WorkSet, by: &str) -> AppR
 }
 
 /// Whether a supervisor dismissed the pair as two different persons (an undone merge does).
-fn dismissed(conn: &mut DbConn, a: &str, b: &str) -> AppResult<bool> {
-    use crate::db::schema::duplicate_candidates as dc;
+pub fn dismissed(conn: &mut DbConn, a: &str, b: &str) -> AppResult<bool> {
+    use crate::db::schema::duplicate_dismissals as dd;
     use diesel::prelude::*;
     let (a, b) = if a < b { (a, b) } else { (b, a) };
-    let n: i64 = dc::table
-        .filter(dc::person_a.eq(a))
-        .filter(dc::person_b.eq(b))
-        .filter(dc::status.eq("dismissed"))
+    let n: i64 = dd::table
+        .filter(dd::person_a.eq(a))
+        .filter(dd::person_b.eq(b))
         .count()
         .get_result(conn)?;
     Ok(n > 0)
+}
+
+/// A dismissal about to be stored.
+pub struct Dismissal<'a> {
+    pub a: &'a str,
+    pub b: &'a str,
+    pub org_unit: &'a str,
+    pub reason: &'a str,
+    pub by: &'a str,
+    pub merge_id: Option<&'a str>,
+}
+
+const DISMISSAL_COLS: &[(&str, ColType)] = &[
+    ("person_a", ColType::Text),
+    ("person_b", ColType::Text),
+    ("org_unit", ColType::Text),
+    ("reason", ColType::Text),
+    ("dismissed_by", ColType::Text),
+    ("dismissed_at", ColType::BigInt),
+    ("merge_id", ColType::Text),
+];
+
+/// Records that two persons are different people: the pair is no longer listed nor merged
+/// automatically, and a queued candidate for it is closed. A pair dismissed before stays as it
+/// was dismissed then.
+pub fn dismiss_pair(conn: &mut DbConn, d: &Dismissal, now: i64) -> AppResult<()> {
+    use crate::db::schema::duplicate_candidates as dc;
+    use diesel::prelude::*;
+    let (a, b) = if d.a < d.b { (d.a, d.b) } else { (d.b, d.a) };
+    insert_rows(
+        conn,
+        "duplicate_dismissals",
+        DISMISSAL_COLS,
+        Some(("person_a, person_b", &[])),
+        &[
+            json!({"person_a": a, "person_b": b, "org_unit": d.org_unit, "reason": d.reason,
+                 "dismissed_by": d.by, "dismissed_at": now, "merge_id": d.merge_id}),
+        ],
+    )?;
+    diesel::update(
+        dc::table
+            .filter(dc::person_a.eq(a))
+            .filter(dc::person_b.eq(b))
+            .filter(dc::status.eq("open")),
+    )
+    .set((
+        dc::status.eq("dismissed"),
+        dc::decided_at.eq(now),
+        dc::decided_by.eq(d.by),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Withdraws a dismissal: the pair is listed (and its candidate reopened) again. False when the
+/// pair was not dismissed.
+pub fn undismiss_pair(conn: &mut DbConn, a: &str, b: &str) -> AppResult<bool> {
+    use crate::db::schema::{duplicate_candidates as dc, duplicate_dismissals as dd};
+    use diesel::prelude::*;
+    let (a, b) = if a < b { (a, b) } else { (b, a) };
+    let n = diesel::delete(
+        dd::table
+            .filter(dd::person_a.eq(a))
+            .filter(dd::person_b.eq(b)),
+    )
+    .execute(conn)?;
+    if n == 0 {
+        return Ok(false);
+    }
+    diesel::update(
+        dc::table
+            .filter(dc::person_a.eq(a))
+            .filter(dc::person_b.eq(b))
+            .filter(dc::status.eq("dismissed")),
+    )
+    .set((
+        dc::status.eq("open"),
+        dc::decided_at.eq(None::<i64>),
+        dc::decided_by.eq(None::<String>),
+    ))
+    .execute(conn)?;
+    Ok(true)
 }
 
 fn persons_with_numbers(

@@ -1315,3 +1315,155 @@ both!(
         );
     }
 );
+
+both!(
+    dismissed_duplicates_stay_unlisted_and_unmerged_until_undismissed,
+    |b| {
+        let World {
+            app,
+            a,
+            w,
+            ts,
+            other,
+            ..
+        } = world(b);
+        // a strong pair (same ID number, names differ) and a weak one (same name, birth date, village)
+        let (p1, p2, p3, p4) = (new_id(), new_id(), new_id(), new_id());
+        let num = id_number("1990-02-03", 160);
+        let mut s1 = person(V1, "冯丽");
+        s1["id_number"] = json!(num);
+        let mut s2 = person(V1, "冯莉");
+        s2["id_number"] = json!(num);
+        a.push_ok(
+            &app,
+            &[
+                a.op("person", &p1, "create", None, s1),
+                a.op("person", &p3, "create", None, person(V2, "陈红")),
+                a.op("person", &p4, "create", None, person(V2, "陈红")),
+            ],
+        );
+        w.push_ok(&app, &[w.op("person", &p2, "create", None, s2)]);
+        let listed = |token: &str| -> BTreeSet<String> {
+            let (items, total) = all_pages(&app, "/api/v1/supervise/duplicates", token, 50);
+            assert_eq!(items.len() as i64, total);
+            items
+                .iter()
+                .map(|i| i["key"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let key = |x: &str, y: &str| {
+            if x < y {
+                format!("{x}|{y}")
+            } else {
+                format!("{y}|{x}")
+            }
+        };
+        assert_eq!(listed(&ts), BTreeSet::from([key(&p1, &p2), key(&p3, &p4)]));
+        let dismissals = || {
+            n(
+                &app,
+                "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'duplicate_dismissed'",
+            )
+        };
+
+        // scoped, checked, audited
+        let dismiss = "/api/v1/supervise/duplicates/dismiss";
+        let weak = json!({"a_id": p4, "b_id": p3, "reason": "入户核实为两人"});
+        assert_eq!(app.post(dismiss, Some(&other), &weak).status, 404);
+        let r = app.post(
+            dismiss,
+            Some(&ts),
+            &json!({"a_id": p3, "b_id": new_id(), "reason": "x"}),
+        );
+        assert_eq!(r.status, 404);
+        let r = app.post(
+            dismiss,
+            Some(&ts),
+            &json!({"a_id": p3, "b_id": p3, "reason": "x"}),
+        );
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (422, Some("same_person"))
+        );
+        let r = app.post(
+            dismiss,
+            Some(&ts),
+            &json!({"a_id": p3, "b_id": p4, "reason": "  "}),
+        );
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (422, Some("bad_reason"))
+        );
+        assert_eq!(
+            app.post(dismiss, Some(&ts), &json!({"a_id": p3, "b_id": p4}))
+                .status,
+            400
+        );
+        assert_eq!(dismissals(), 0);
+        assert_eq!(listed(&ts).len(), 2);
+
+        let d = post_ok(&app, dismiss, &ts, weak.clone());
+        assert_eq!(d["person_a"], std::cmp::min(&p3, &p4).as_str());
+        assert_eq!(d["reason"], "入户核实为两人");
+        assert_eq!(listed(&ts), BTreeSet::from([key(&p1, &p2)]));
+        assert_eq!(dismissals(), 1);
+        // dismissing again answers the stored dismissal
+        let again = post_ok(&app, dismiss, &ts, weak.clone());
+        assert_eq!(again["dismissed_at"], d["dismissed_at"]);
+        assert_eq!(dismissals(), 1);
+
+        // the strong pair: dismissed, it is neither listed nor merged when the two come to agree
+        post_ok(
+            &app,
+            dismiss,
+            &ts,
+            json!({"a_id": p1, "b_id": p2, "reason": "双胞胎，身份证号录错"}),
+        );
+        assert!(listed(&ts).is_empty());
+        let r = w.push_ok(
+            &app,
+            &[w.op("person", &p2, "update", Some(1), json!({"name": "冯丽"}))],
+        );
+        assert_eq!(r[0]["status"], "applied", "{r:?}");
+        let (recs, _) = a.pull_all(&app, 0);
+        assert_eq!(recs[&p2]["deleted"], false);
+        assert!(recs[&p2].get("merged_into").is_none_or(Value::is_null));
+        assert!(listed(&ts).is_empty());
+        assert_eq!(
+            n(&app, "SELECT COUNT(*) AS n FROM person_merges"),
+            0,
+            "a dismissed pair is never merged automatically"
+        );
+
+        // withdrawing a dismissal lists the pair again
+        let undismiss = "/api/v1/supervise/duplicates/undismiss";
+        assert_eq!(
+            app.post(undismiss, Some(&other), &json!({"a_id": p3, "b_id": p4}))
+                .status,
+            404
+        );
+        post_ok(
+            &app,
+            undismiss,
+            &ts,
+            json!({"a_id": p3, "b_id": p4, "reason": "误判"}),
+        );
+        assert_eq!(listed(&ts), BTreeSet::from([key(&p3, &p4)]));
+        assert_eq!(
+            app.post(undismiss, Some(&ts), &json!({"a_id": p3, "b_id": p4}))
+                .status,
+            404
+        );
+        post_ok(&app, undismiss, &ts, json!({"a_id": p2, "b_id": p1}));
+        assert_eq!(listed(&ts), BTreeSet::from([key(&p1, &p2), key(&p3, &p4)]));
+        assert_eq!(
+            n(
+                &app,
+                "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'duplicate_undismissed'"
+            ),
+            2
+        );
+        // the other township never sees any of it
+        assert!(listed(&other).is_empty());
+    }
+);
