@@ -44,8 +44,11 @@ pub async fn merge(
     Ok(HttpResponse::Ok().json(r))
 }
 
-/// Undo a merge from its stored snapshot: both persons restored and the records pointed back,
-/// each as a new version.
+/// Undo a merge through the merge path: the merged person restored; the survivor's fields the
+/// merge changed, and the records it re-pointed, merged back three-way against the versions the
+/// merge left, so edits made since the merge survive and a field changed both ways becomes a
+/// conflict (listed in `conflicts` and the queue). Each change is a new version devices receive.
+/// The pair is then dismissed (never merged again automatically).
 #[utoipa::path(post, path = "/api/v1/supervise/merges/{id}/undo", tag = "supervise",
     params(("id" = String, Path)),
     responses((status = 200, body = UndoResult), (status = 404, body = Problem), (status = 409, body = Problem)),

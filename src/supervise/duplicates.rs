@@ -4,19 +4,21 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::Principal;
+use crate::auth::{Principal, Scope};
 use crate::db::records::{self, RecordRow};
 use crate::db::schema::person_merges;
-use crate::db::Db;
+use crate::db::{Db, DbConn};
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
 use crate::supervise::common::*;
 use crate::sync::duplicates::{
     disagreements, dismiss_pair, merge_persons, undismiss_pair, Dismissal,
 };
+use crate::sync::protocol::{ConflictOut, OpResult};
+use crate::sync::push::{self, Actor};
 
 #[derive(Deserialize, IntoParams, Debug, Default)]
 #[into_params(parameter_in = Query)]
@@ -242,21 +244,15 @@ pub fn merge(db: &Db, principal: &Principal, m: &MergeRequest) -> AppResult<Merg
         tx.state
             .insert((Entity::Person, merged.id.clone()), merged.clone());
         let by = principal.user_id.clone();
-        let merge_id = merge_persons(conn, &mut tx.work(), &survivor.id, &merged.id, &by, false)?;
-        let mut row = tx.state[&(Entity::Person, survivor.id.clone())].clone();
-        let before = row.fields.clone();
-        for (field, side) in &m.fields {
-            if side == "merged" {
-                match merged.fields.get(field) {
-                    Some(v) => row.fields.insert(field.clone(), v.clone()),
-                    None => row.fields.remove(field),
-                };
-                row.stamps.insert(field.clone(), tx.now);
-            }
-        }
-        if row.fields != before {
-            tx.new_version(row);
-        }
+        let merge_id = merge_persons(
+            conn,
+            &mut tx.work(),
+            &survivor.id,
+            &merged.id,
+            &by,
+            false,
+            &m.fields,
+        )?;
         let repointed: Vec<String> = tx
             .versions
             .iter()
@@ -288,27 +284,106 @@ pub struct UndoResult {
     pub restored: RecordView,
     /// Records pointed back at the restored person.
     pub repointed: Vec<String>,
+    /// Conflicts the undo met: a field the merge changed and someone changed again since keeps
+    /// the later value; the value the undo would have restored is kept in the conflict.
+    pub conflicts: Vec<ConflictOut>,
 }
 
-/// Undoes a merge from its snapshot: the survivor's fields and the merged person as they were,
-/// children pointed back; each a new version, so devices receive every step.
+/// The version of a record the merge left: from the snapshot, or for merges stored before
+/// snapshots held it, the newest version written no later than the merge.
+fn version_after(
+    conn: &mut DbConn,
+    recorded: Option<i64>,
+    entity: Entity,
+    id: &str,
+    merged_at: i64,
+) -> AppResult<Option<i64>> {
+    use crate::db::schema::record_versions as rv;
+    if recorded.is_some() {
+        return Ok(recorded);
+    }
+    Ok(rv::table
+        .filter(rv::entity.eq(entity.name()))
+        .filter(rv::record_id.eq(id))
+        .filter(rv::created_at.le(merged_at))
+        .select(diesel::dsl::max(rv::version))
+        .first::<Option<i64>>(conn)?)
+}
+
+/// What the undo of a merge puts back on one record: `wanted` values of fields, against the
+/// version the merge left. With `whole`, every field (a field absent from `wanted` is cleared);
+/// otherwise only the fields `wanted` names.
+struct Back<'a> {
+    entity: Entity,
+    id: &'a str,
+    base_version: i64,
+    wanted: &'a Map<String, Value>,
+    whole: bool,
+    /// When the values put back were current: the time of the merge.
+    recorded_at: i64,
+}
+
+/// Puts `b` back through the merge path (`actor`), so that whatever changed since the merge is
+/// kept and a field changed both ways becomes a conflict. None when the merge changed nothing
+/// there.
+fn merge_back(conn: &mut DbConn, actor: &Actor, b: &Back) -> AppResult<Option<OpResult>> {
+    let base = records::load_bases(conn, b.entity, &[(b.id, b.base_version)])?
+        .remove(&(b.id.to_string(), b.base_version))
+        .ok_or_else(|| AppError::Internal("merge undo: base version missing".into()))?;
+    let keys: BTreeSet<&String> = if b.whole {
+        base.keys().chain(b.wanted.keys()).collect()
+    } else {
+        b.wanted.keys().collect()
+    };
+    let set: Map<String, Value> = keys
+        .into_iter()
+        .filter(|k| base.get(*k) != b.wanted.get(*k))
+        .map(|k| (k.clone(), b.wanted.get(k).cloned().unwrap_or(Value::Null)))
+        .collect();
+    if set.is_empty() {
+        return Ok(None);
+    }
+    let op = supervisor_op(
+        b.entity,
+        b.id,
+        b.base_version,
+        &Value::Object(set),
+        Some(b.recorded_at),
+    )?;
+    let result = push::apply_direct(conn, actor, &op)?;
+    if result.status == "rejected" {
+        return Err(AppError::Conflict(format!(
+            "the {} could not be merged back: {}",
+            b.entity.name(),
+            result.message.clone().unwrap_or_default()
+        )));
+    }
+    Ok(Some(result))
+}
+
+/// Undoes a merge through the merge path. The merged person comes back as it was; the fields
+/// the merge changed on the survivor, and the references it re-pointed, are merged back
+/// three-way against the versions the merge left, like a supervisor's edit made at the time of
+/// the merge: edits made since survive, and a field changed both ways becomes a conflict
+/// (kept, in the queue), never a silent loss. Each change is a new version devices receive.
 pub fn undo(db: &Db, principal: &Principal, merge_id: &str) -> AppResult<UndoResult> {
     if !plain(merge_id) {
         return Err(AppError::NotFound);
     }
     db.write(|conn| {
         let scope = principal.scope(conn)?;
-        let m: Option<(String, String, String, Option<i64>)> = person_merges::table
+        let m: Option<(String, String, String, i64, Option<i64>)> = person_merges::table
             .filter(person_merges::id.eq(merge_id))
             .select((
                 person_merges::survivor_id,
                 person_merges::merged_id,
                 person_merges::snapshot,
+                person_merges::merged_at,
                 person_merges::undone_at,
             ))
             .first(conn)
             .optional()?;
-        let Some((survivor_id, merged_id, snapshot, undone_at)) = m else {
+        let Some((survivor_id, merged_id, snapshot, merged_at, undone_at)) = m else {
             return Err(AppError::NotFound);
         };
         let survivor = load_in_scope(conn, &scope, Entity::Person, &survivor_id)?;
@@ -321,27 +396,79 @@ pub fn undo(db: &Db, principal: &Principal, merge_id: &str) -> AppResult<UndoRes
                 "the merged person no longer points at the survivor".into(),
             ));
         }
+        if survivor.merged_into.is_some() {
+            return Err(AppError::Conflict(
+                "the survivor was merged into another person since: undo that merge first".into(),
+            ));
+        }
         let snap: Value = serde_json::from_str(&snapshot)
             .map_err(|e| AppError::Internal(format!("merge snapshot: {e}")))?;
-        let fields_of = |v: &Value| -> records::Fields {
-            v.as_object()
-                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default()
-        };
+        let empty = Map::new();
+        let before = snap["survivor"]["fields"].as_object().unwrap_or(&empty);
+        let after = &snap["after"];
+        let now = crate::db::now_micros();
+
+        // The pair is dismissed first, so that neither this undo nor later pushes merge or
+        // queue it again.
+        dismiss_pair(
+            conn,
+            &Dismissal {
+                a: &survivor_id,
+                b: &merged_id,
+                org_unit: snap["merged"]["org_unit"]
+                    .as_str()
+                    .unwrap_or(&merged.org_unit),
+                reason: "merge undone",
+                by: &principal.user_id,
+                merge_id: Some(merge_id),
+            },
+            now,
+        )?;
+
+        // The merged person: ops sent to it since were redirected to the survivor, so its
+        // tombstone still holds its fields as they were; it only comes back to life.
         let mut tx = Tx::begin(conn, &principal.user_id)?;
-        let mut s = survivor.clone();
-        s.fields = fields_of(&snap["survivor"]["fields"]);
-        let s = tx.new_version(s);
         let mut r = merged.clone();
-        r.fields = fields_of(&snap["merged"]["fields"]);
         r.deleted = false;
         r.merged_into = None;
         if let Some(o) = snap["merged"]["org_unit"].as_str() {
             r.org_unit = o.to_string();
         }
-        let r = tx.new_version(r);
+        let restored = tx.new_version(r);
+        tx.finish(conn, false)?;
+
+        let actor = Actor {
+            user_id: &principal.user_id,
+            device_id: None,
+            scope: &scope,
+        };
+        let mut conflicts = Vec::new();
+        // The survivor: every field the merge changed, back to its value before the merge.
+        let survivor_after = version_after(
+            conn,
+            after["survivor"].as_i64(),
+            Entity::Person,
+            &survivor_id,
+            merged_at,
+        )?;
+        if let Some(v) = survivor_after {
+            let back = Back {
+                entity: Entity::Person,
+                id: &survivor_id,
+                base_version: v,
+                wanted: before,
+                whole: true,
+                recorded_at: merged_at,
+            };
+            if let Some(res) = merge_back(conn, &actor, &back)? {
+                conflicts.extend(res.conflicts);
+            }
+        }
+        // The records the merge re-pointed: their reference back to the restored person.
         let mut repointed = Vec::new();
-        for child in snap["children"].as_array().cloned().unwrap_or_default() {
+        let children = snap["children"].as_array().cloned().unwrap_or_default();
+        let child_after = after["children"].as_array().cloned().unwrap_or_default();
+        for child in children {
             let (Some(e), Some(id), Some(field)) = (
                 child[0].as_str().and_then(Entity::parse),
                 child[1].as_str(),
@@ -349,52 +476,70 @@ pub fn undo(db: &Db, principal: &Principal, merge_id: &str) -> AppResult<UndoRes
             ) else {
                 continue;
             };
-            let Some(mut row) = tx.get(conn, e, id)? else {
+            let recorded = child_after
+                .iter()
+                .find(|c| c[1].as_str() == Some(id) && c[2].as_str() == Some(field))
+                .and_then(|c| c[3].as_i64());
+            let Some(v) = version_after(conn, recorded, e, id, merged_at)? else {
                 continue;
             };
-            if row.fields.get(field).and_then(Value::as_str) != Some(survivor_id.as_str()) {
-                continue; // changed since the merge: left as it is
+            let Some(current) = records::load_one(conn, e, id)? else {
+                continue;
+            };
+            // The merge re-pointed it wherever it lay, so pointing it back may too.
+            let child_scope = Scope::new(vec![current.org_unit.clone()]);
+            let child_actor = Actor {
+                user_id: &principal.user_id,
+                device_id: None,
+                scope: &child_scope,
+            };
+            let wanted = Map::from_iter([(field.to_string(), Value::String(merged_id.clone()))]);
+            let back = Back {
+                entity: e,
+                id,
+                base_version: v,
+                wanted: &wanted,
+                whole: false,
+                recorded_at: merged_at,
+            };
+            if let Some(res) = merge_back(conn, &child_actor, &back)? {
+                conflicts.extend(res.conflicts);
             }
-            row.fields
-                .insert(field.to_string(), Value::String(merged_id.clone()));
-            tx.new_version(row);
-            repointed.push(id.to_string());
+            let now_points = records::load_one(conn, e, id)?.and_then(|r| {
+                r.fields
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+            if now_points.as_deref() == Some(merged_id.as_str())
+                && !repointed.contains(&id.to_string())
+            {
+                repointed.push(id.to_string());
+            }
         }
-        let now = tx.now;
-        // Undone on purpose: not merged again automatically, not queued again.
-        tx.finish(conn, false)?;
         diesel::update(person_merges::table.filter(person_merges::id.eq(merge_id)))
             .set((
                 person_merges::undone_at.eq(now),
                 person_merges::undone_by.eq(&principal.user_id),
             ))
             .execute(conn)?;
-        // The pair is dismissed, so later pushes neither merge nor queue it again.
-        dismiss_pair(
-            conn,
-            &Dismissal {
-                a: &survivor_id,
-                b: &merged_id,
-                org_unit: &r.org_unit,
-                reason: "merge undone",
-                by: &principal.user_id,
-                merge_id: Some(merge_id),
-            },
-            now,
-        )?;
         audit_change(
             conn,
             principal,
             "merge_undone",
             "person",
             vec![survivor_id.clone(), merged_id.clone()],
-            json!({"merge_id": merge_id, "repointed": repointed.len()}),
+            json!({"merge_id": merge_id, "repointed": repointed.len(),
+                   "conflicts": conflicts.iter().map(|c| &c.id).collect::<Vec<_>>()}),
         )?;
+        let s = records::load_one(conn, Entity::Person, &survivor_id)?.ok_or(AppError::NotFound)?;
+        let restored = records::load_one(conn, Entity::Person, &merged_id)?.unwrap_or(restored);
         Ok(UndoResult {
             merge_id: merge_id.to_string(),
             survivor: view(&s, false),
-            restored: view(&r, false),
+            restored: view(&restored, false),
             repointed,
+            conflicts,
         })
     })
 }

@@ -22,7 +22,6 @@ use crate::supervise::common::*;
 use crate::supervise::conflicts::{conflict_views, ConflictView};
 use crate::sync::protocol::OpResult;
 use crate::sync::push::{self, Actor};
-use crate::sync::validate;
 
 /// Filters of a ledger list. Person filters apply to `person` only.
 #[derive(Deserialize, IntoParams, Default, Debug, Clone)]
@@ -763,12 +762,8 @@ pub fn edit(
             "reason is at most 500 characters",
         ));
     }
-    let op_id = uuid::Uuid::now_v7().to_string();
-    let raw = json!({"seq": 1, "op_id": op_id, "entity": entity.name(), "id": id, "kind": "update",
-                     "base_version": body.base_version, "set": body.set});
-    let header = validate::header(&raw, 0)?;
-    let parsed = validate::parse(&raw, &header, crate::db::now_micros())
-        .map_err(|r| AppError::validation(r.code, r.message))?;
+    let parsed = supervisor_op(entity, id, body.base_version, &body.set, None)?;
+    let op_id = parsed.op_id.clone();
     let result = db.write(|conn| {
         let scope = principal.scope(conn)?;
         load_in_scope(conn, &scope, entity, id)?;

@@ -1467,3 +1467,113 @@ both!(
         assert!(listed(&other).is_empty());
     }
 );
+
+both!(merge_undo_keeps_edits_made_after_the_merge, |b| {
+    let World { app, a, w, ts, .. } = world(b);
+    let (p1, p2, visit) = (new_id(), new_id(), new_id());
+    let num = id_number("1990-02-03", 170);
+    let mut s1 = person(V1, "孙丽");
+    s1["id_number"] = json!(num);
+    let mut s2 = person(V1, "孙莉");
+    s2["id_number"] = json!(num);
+    s2["relation"] = json!("spouse");
+    a.push_ok(&app, &[a.op("person", &p1, "create", None, s1)]);
+    w.push_ok(&app, &[
+        w.op("person", &p2, "create", None, s2),
+        w.op("visit", &visit, "create", None, json!({"org_unit": V1, "person_id": p2, "kind": "iud_check", "visit_date": "2026-11-21"})),
+    ]);
+    // the merge: p1 survives with p2's spelling of the name and p2's relation filled in
+    let r = post_ok(
+        &app,
+        "/api/v1/supervise/duplicates/merge",
+        &ts,
+        json!({"survivor_id": p1, "merged_id": p2, "fields": {"name": "merged"}}),
+    );
+    let merge_id = r["merge_id"].as_str().unwrap().to_string();
+    assert_eq!(r["survivor"]["fields"]["name"], "孙莉");
+    assert_eq!(r["survivor"]["fields"]["relation"], "spouse");
+    let (recs, cursor) = w.pull_all(&app, 0);
+    let (sv, vv) = (
+        recs[&p1]["version"].as_i64().unwrap(),
+        recs[&visit]["version"].as_i64().unwrap(),
+    );
+    // after the merge a phone edits the survivor (a field the merge left alone, and the name the
+    // merge changed) and the re-pointed visit
+    let r = w.push_ok(
+        &app,
+        &[
+            w.op(
+                "person",
+                &p1,
+                "update",
+                Some(sv),
+                json!({"marital_status": "divorced", "name": "孙丽丽"}),
+            ),
+            w.op(
+                "visit",
+                &visit,
+                "update",
+                Some(vv),
+                json!({"next_due": "2027-01-01"}),
+            ),
+        ],
+    );
+    assert!(r.iter().all(|o| o["status"] == "applied"), "{r:?}");
+
+    let undo = post_ok(
+        &app,
+        &format!("/api/v1/supervise/merges/{merge_id}/undo"),
+        &ts,
+        json!({}),
+    );
+    assert_eq!(undo["repointed"], json!([visit]));
+    // the edits made after the merge survive; the merge's own change to relation is undone
+    let d = get_ok(&app, &format!("/api/v1/supervise/person/{p1}"), &ts);
+    let f = &d["record"]["fields"];
+    assert_eq!(f["marital_status"], "divorced", "{f:?}");
+    assert_eq!(f["name"], "孙丽丽", "{f:?}");
+    assert!(f.get("relation").is_none_or(Value::is_null), "{f:?}");
+    // the name was changed both ways: a conflict keeps the value the undo would have restored
+    let open = d["open_conflicts"].as_array().unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["field"], "name");
+    assert_eq!(open[0]["server_value"], "孙丽丽");
+    assert_eq!(open[0]["device_value"], "孙丽");
+    assert_eq!(undo["conflicts"][0]["id"], open[0]["id"]);
+    let queue = get_ok(&app, "/api/v1/supervise/conflicts", &ts);
+    assert!(queue["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == open[0]["id"]));
+    let v = get_ok(&app, &format!("/api/v1/supervise/visit/{visit}"), &ts);
+    assert_eq!(v["record"]["fields"]["person_id"], p2.as_str());
+    assert_eq!(v["record"]["fields"]["next_due"], "2027-01-01");
+    let restored = get_ok(&app, &format!("/api/v1/supervise/person/{p2}"), &ts);
+    assert_eq!(restored["record"]["deleted"], false);
+    assert_eq!(restored["record"]["fields"]["name"], "孙莉");
+
+    // the phone receives every step, and the conflict
+    let page = w.pull(&app, cursor);
+    let recs: std::collections::BTreeMap<String, Value> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().to_string(), r.clone()))
+        .collect();
+    assert_eq!(recs[&p1]["version"], d["record"]["version"]);
+    assert_eq!(recs[&p1]["fields"]["marital_status"], "divorced");
+    assert!(recs[&p1]["fields"]
+        .get("relation")
+        .is_none_or(Value::is_null));
+    assert_eq!(recs[&p2]["deleted"], false);
+    assert_eq!(recs[&visit]["fields"]["person_id"], p2.as_str());
+    assert_eq!(recs[&visit]["fields"]["next_due"], "2027-01-01");
+    assert!(page["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == open[0]["id"]));
+    // the undone pair stays two persons
+    assert_eq!(n(&app, "SELECT COUNT(*) AS n FROM duplicate_dismissals"), 1);
+});
