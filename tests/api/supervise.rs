@@ -1190,6 +1190,14 @@ both!(
             sorted_ids(&app, "/api/v1/supervise/person?sort=-org_unit", &ts, 3),
             expect(|r| r.3.clone(), true)
         );
+        let mut by_id: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        by_id.sort();
+        assert_eq!(sorted_ids(&app, "/api/v1/supervise/person", &ts, 4), by_id);
+        by_id.reverse();
+        assert_eq!(
+            sorted_ids(&app, "/api/v1/supervise/person?sort=-id", &ts, 4),
+            by_id
+        );
         let page = get_ok(
             &app,
             "/api/v1/supervise/person?sort=-birth_date&limit=2",
