@@ -284,8 +284,9 @@ pub struct UndoResult {
     pub restored: RecordView,
     /// Records pointed back at the restored person.
     pub repointed: Vec<String>,
-    /// Conflicts the undo met: a field the merge changed and someone changed again since keeps
-    /// the later value; the value the undo would have restored is kept in the conflict.
+    /// Conflicts the undo met: a field the merge changed and someone changed again since,
+    /// settled by the field's policy like any edit (`review`: the current value stays and the
+    /// value the undo would have restored waits in an open conflict).
     pub conflicts: Vec<ConflictOut>,
 }
 
@@ -582,7 +583,7 @@ fn check_reason(reason: &str) -> AppResult<()> {
 
 /// Both persons of a pair, in the caller's scope (404 otherwise), distinct.
 fn pair_in_scope(
-    conn: &mut crate::db::DbConn,
+    conn: &mut DbConn,
     principal: &Principal,
     a_id: &str,
     b_id: &str,

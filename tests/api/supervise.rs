@@ -1585,3 +1585,63 @@ both!(merge_undo_keeps_edits_made_after_the_merge, |b| {
     // the undone pair stays two persons
     assert_eq!(n(&app, "SELECT COUNT(*) AS n FROM duplicate_dismissals"), 1);
 });
+
+both!(merge_undo_of_a_merge_stored_before_after_versions, |b| {
+    use diesel::prelude::*;
+    use fieldsync::db::schema::person_merges;
+    let World { app, a, w, ts, .. } = world(b);
+    let (p1, p2) = (new_id(), new_id());
+    let num = id_number("1991-03-04", 180);
+    let mut s1 = person(V1, "蒋梅");
+    s1["id_number"] = json!(num);
+    let mut s2 = person(V1, "蒋玫");
+    s2["id_number"] = json!(num);
+    s2["phone"] = json!("13900000003");
+    a.push_ok(&app, &[a.op("person", &p1, "create", None, s1)]);
+    w.push_ok(&app, &[w.op("person", &p2, "create", None, s2)]);
+    let r = post_ok(
+        &app,
+        "/api/v1/supervise/duplicates/merge",
+        &ts,
+        json!({"survivor_id": p1, "merged_id": p2}),
+    );
+    let merge_id = r["merge_id"].as_str().unwrap().to_string();
+    assert_eq!(r["survivor"]["fields"]["phone"], "13900000003");
+    let sv = r["survivor"]["version"].as_i64().unwrap();
+    // a merge stored before merges recorded the versions they left
+    let mut c = app.conn();
+    let snap: String = person_merges::table
+        .filter(person_merges::id.eq(&merge_id))
+        .select(person_merges::snapshot)
+        .first(&mut *c)
+        .unwrap();
+    let mut snap: Value = serde_json::from_str(&snap).unwrap();
+    assert!(snap.as_object_mut().unwrap().remove("after").is_some());
+    diesel::update(person_merges::table.filter(person_merges::id.eq(&merge_id)))
+        .set(person_merges::snapshot.eq(snap.to_string()))
+        .execute(&mut *c)
+        .unwrap();
+    drop(c);
+    // edited after the merge, then undone: the edit survives, the filled-in phone goes
+    w.push_ok(
+        &app,
+        &[w.op(
+            "person",
+            &p1,
+            "update",
+            Some(sv),
+            json!({"relation": "head"}),
+        )],
+    );
+    post_ok(
+        &app,
+        &format!("/api/v1/supervise/merges/{merge_id}/undo"),
+        &ts,
+        json!({}),
+    );
+    let f =
+        get_ok(&app, &format!("/api/v1/supervise/person/{p1}"), &ts)["record"]["fields"].clone();
+    assert_eq!(f["relation"], "head", "{f:?}");
+    assert_eq!(f["name"], "蒋梅");
+    assert!(f.get("phone").is_none_or(Value::is_null), "{f:?}");
+});
