@@ -133,6 +133,17 @@ impl Query {
             + diesel::QueryableByName<diesel::pg::Pg>
             + 'static,
     {
+        // PostgreSQL's jsonb refuses NUL characters: a client's NUL is its error, not ours.
+        if self
+            .params
+            .values()
+            .any(|v| v.as_str().is_some_and(|t| t.contains('\0')))
+        {
+            return Err(AppError::bad_param(
+                "bad_text",
+                "text parameters may not contain NUL characters",
+            ));
+        }
         let param = Value::Object(self.params.clone()).to_string();
         let rows = match conn {
             DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,

@@ -572,10 +572,10 @@ pub struct DismissalView {
 
 fn check_reason(reason: &str) -> AppResult<()> {
     let n = reason.trim().chars().count();
-    if n == 0 || n > 500 {
+    if n == 0 || n > 500 || reason.contains('\0') {
         return Err(AppError::validation(
             "bad_reason",
-            "reason is 1 to 500 characters",
+            "reason is 1 to 500 characters, without NUL",
         ));
     }
     Ok(())

@@ -1316,6 +1316,19 @@ both!(
             assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
             assert_eq!(r.body["code"], "bad_cursor", "{bad}");
         }
+        // NUL in a text parameter or a forged cursor: 400, never a database error
+        let nul_cursor = {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(json!({"s": "name", "v": "a\u{0}b", "id": rows[0].0}).to_string())
+        };
+        for bad in [
+            format!("/api/v1/supervise/person?sort=name&after={nul_cursor}"),
+            "/api/v1/supervise/person?name=a%00b".to_string(),
+        ] {
+            let r = app.get(&bad, Some(&ts));
+            assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+        }
         // another township sees nothing, sorted or not
         assert_eq!(
             get_ok(&app, "/api/v1/supervise/person?sort=name", &other)["total"],
@@ -1402,6 +1415,12 @@ both!(
             (r.status, r.body["code"].as_str()),
             (422, Some("bad_reason"))
         );
+        let r = app.post(
+            dismiss,
+            Some(&ts),
+            &json!({"a_id": p3, "b_id": p4, "reason": "a\u{0}b"}),
+        );
+        assert_eq!(r.status, 422, "{:?}", r.body);
         assert_eq!(
             app.post(dismiss, Some(&ts), &json!({"a_id": p3, "b_id": p4}))
                 .status,
