@@ -5,8 +5,8 @@ use actix_web::{web, HttpResponse};
 use crate::auth::Principal;
 use crate::error::{AppResult, Problem};
 use crate::supervise::duplicates::{
-    self, DismissRequest, DismissalView, DuplicateFilter, DuplicatePage, MergeRequest, MergeResult,
-    UndismissRequest, UndismissResult, UndoResult,
+    self, DismissRequest, DismissalView, DismissedPage, DuplicateFilter, DuplicatePage,
+    MergeRequest, MergeResult, UndismissRequest, UndismissResult, UndoResult,
 };
 use crate::AppState;
 
@@ -97,4 +97,20 @@ pub async fn undismiss(
     let db = state.db.clone();
     let r = web::block(move || duplicates::undismiss(&db, &principal, &body)).await??;
     Ok(HttpResponse::Ok().json(r))
+}
+
+/// Dismissed pairs in your subtree (both persons), with who dismissed them and why: what
+/// `undismiss` can withdraw. Reading them is audited.
+#[utoipa::path(get, path = "/api/v1/supervise/duplicates/dismissed", tag = "supervise",
+    params(DuplicateFilter),
+    responses((status = 200, body = DismissedPage), (status = 400, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn dismissed(
+    principal: Principal,
+    state: web::Data<AppState>,
+    filter: web::Query<DuplicateFilter>,
+) -> AppResult<HttpResponse> {
+    let db = state.db.clone();
+    let p = web::block(move || duplicates::dismissed_list(&db, &principal, &filter)).await??;
+    Ok(HttpResponse::Ok().json(p))
 }

@@ -659,6 +659,124 @@ pub fn dismiss(db: &Db, principal: &Principal, d: &DismissRequest) -> AppResult<
     })
 }
 
+#[derive(diesel::QueryableByName)]
+struct DismissalRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    person_a: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    person_b: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    org_unit: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    reason: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    dismissed_by: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    dismissed_at: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    merge_id: Option<String>,
+}
+
+/// A dismissed pair with both persons (ID numbers masked).
+#[derive(Serialize, ToSchema, Debug)]
+pub struct DismissedPair {
+    /// `person_a|person_b`, the pair's key (and cursor).
+    pub key: String,
+    pub dismissal: DismissalView,
+    pub a: RecordView,
+    pub b: RecordView,
+}
+
+#[derive(Serialize, ToSchema, Debug)]
+pub struct DismissedPage {
+    pub total: i64,
+    pub items: Vec<DismissedPair>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}
+
+/// Dismissed pairs whose two persons both lie in the caller's subtree, by key; reading them is
+/// audited like the duplicates list.
+pub fn dismissed_list(
+    db: &Db,
+    principal: &Principal,
+    f: &DuplicateFilter,
+) -> AppResult<DismissedPage> {
+    let limit = page_limit(f.limit)? as usize;
+    if f.after.as_deref().is_some_and(|a| !plain(a)) {
+        return Err(AppError::BadRequest("bad cursor".into()));
+    }
+    let (page, persons) = db.read(|conn| {
+        let scope = principal.scope(conn)?;
+        let mut q = Query::new(conn);
+        q.cond(scope_cond(&scope, "org_unit"));
+        if let Some(v) = &f.village {
+            q.cond(prefix_cond(v, "org_unit")?);
+        }
+        let rows: Vec<DismissalRow> = q.load(
+            conn,
+            &format!(
+                "SELECT person_a, person_b, org_unit, reason, dismissed_by, dismissed_at, \
+                 merge_id FROM duplicate_dismissals{}",
+                q.where_sql()
+            ),
+        )?;
+        let ids: BTreeSet<&str> = rows
+            .iter()
+            .flat_map(|r| [r.person_a.as_str(), r.person_b.as_str()])
+            .collect();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let people: BTreeMap<String, RecordRow> = records::load(conn, Entity::Person, &ids)?
+            .into_iter()
+            .filter(|r| scope.contains(&r.org_unit))
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let mut pairs: BTreeMap<String, DismissalRow> = rows
+            .into_iter()
+            .filter(|r| people.contains_key(&r.person_a) && people.contains_key(&r.person_b))
+            .map(|r| (format!("{}|{}", r.person_a, r.person_b), r))
+            .collect();
+        let total = pairs.len() as i64;
+        let after = f.after.clone().unwrap_or_default();
+        pairs.retain(|k, _| *k > after);
+        let more = pairs.len() > limit;
+        let mut items = Vec::new();
+        let mut persons = BTreeSet::new();
+        for (key, r) in pairs.into_iter().take(limit) {
+            persons.insert(r.person_a.clone());
+            persons.insert(r.person_b.clone());
+            items.push(DismissedPair {
+                key,
+                a: view(&people[&r.person_a], true),
+                b: view(&people[&r.person_b], true),
+                dismissal: DismissalView {
+                    person_a: r.person_a,
+                    person_b: r.person_b,
+                    org_unit: r.org_unit,
+                    reason: r.reason,
+                    dismissed_by: r.dismissed_by,
+                    dismissed_at: r.dismissed_at,
+                    merge_id: r.merge_id,
+                },
+            });
+        }
+        Ok((
+            DismissedPage {
+                total,
+                next_after: if more {
+                    items.last().map(|i| i.key.clone())
+                } else {
+                    None
+                },
+                items,
+            },
+            persons,
+        ))
+    })?;
+    audit_person_reads(db, principal, &persons)?;
+    Ok(page)
+}
+
 /// Withdraws a dismissal.
 #[derive(Deserialize, ToSchema, Debug)]
 #[serde(deny_unknown_fields)]

@@ -1462,6 +1462,30 @@ both!(
             "a dismissed pair is never merged automatically"
         );
 
+        // the dismissed pairs, with who and why, for the subtree only; reading them is audited
+        let (items, total) = all_pages(&app, "/api/v1/supervise/duplicates/dismissed", &ts, 1);
+        assert_eq!(total, 2);
+        let keys: BTreeSet<String> = items
+            .iter()
+            .map(|i| i["key"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(keys, BTreeSet::from([key(&p1, &p2), key(&p3, &p4)]));
+        let strong = items.iter().find(|i| i["key"] == key(&p1, &p2)).unwrap();
+        assert_eq!(strong["dismissal"]["reason"], "双胞胎，身份证号录错");
+        assert!(strong["a"]["fields"]["id_number"]
+            .as_str()
+            .unwrap()
+            .contains('*'));
+        assert!(last_audited(&app).is_subset(&BTreeSet::from([
+            p1.clone(),
+            p2.clone(),
+            p3.clone(),
+            p4.clone()
+        ])));
+        assert_eq!(
+            get_ok(&app, "/api/v1/supervise/duplicates/dismissed", &other)["total"],
+            0
+        );
         // withdrawing a dismissal lists the pair again
         let undismiss = "/api/v1/supervise/duplicates/undismiss";
         assert_eq!(
@@ -1489,6 +1513,10 @@ both!(
                 "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'duplicate_undismissed'"
             ),
             2
+        );
+        assert_eq!(
+            get_ok(&app, "/api/v1/supervise/duplicates/dismissed", &ts)["total"],
+            0
         );
         // the other township never sees any of it
         assert!(listed(&other).is_empty());
