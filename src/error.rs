@@ -36,6 +36,9 @@ pub struct Problem {
 pub enum AppError {
     #[error("{0}")]
     BadRequest(String),
+    /// A 400 with its own stable code (e.g. `unknown_sort_key`), for input a client can fix.
+    #[error("{message}")]
+    BadParam { code: &'static str, message: String },
     #[error("{message}")]
     Validation { code: &'static str, message: String },
     #[error("authentication required")]
@@ -66,6 +69,7 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::BadRequest(_) => "bad_request",
+            AppError::BadParam { code, .. } => code,
             AppError::Validation { code, .. } => code,
             AppError::Unauthorized(code) => code,
             AppError::Forbidden(code) => code,
@@ -83,6 +87,13 @@ impl AppError {
 
     pub fn validation(code: &'static str, message: impl Into<String>) -> AppError {
         AppError::Validation {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_param(code: &'static str, message: impl Into<String>) -> AppError {
+        AppError::BadParam {
             code,
             message: message.into(),
         }
@@ -116,7 +127,7 @@ impl AppError {
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
-            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::BadRequest(_) | AppError::BadParam { .. } => StatusCode::BAD_REQUEST,
             AppError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,

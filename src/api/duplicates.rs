@@ -5,7 +5,8 @@ use actix_web::{web, HttpResponse};
 use crate::auth::Principal;
 use crate::error::{AppResult, Problem};
 use crate::supervise::duplicates::{
-    self, DuplicateFilter, DuplicatePage, MergeRequest, MergeResult, UndoResult,
+    self, DismissRequest, DismissalView, DismissedPage, DuplicateFilter, DuplicatePage,
+    MergeRequest, MergeResult, UndismissRequest, UndismissResult, UndoResult,
 };
 use crate::AppState;
 
@@ -43,8 +44,11 @@ pub async fn merge(
     Ok(HttpResponse::Ok().json(r))
 }
 
-/// Undo a merge from its stored snapshot: both persons restored and the records pointed back,
-/// each as a new version.
+/// Undo a merge through the merge path: the merged person restored; the survivor's fields the
+/// merge changed, and the records it re-pointed, merged back three-way against the versions the
+/// merge left, so edits made since the merge survive and a field changed both ways becomes a
+/// conflict (listed in `conflicts` and the queue). Each change is a new version devices receive.
+/// The pair is then dismissed (never merged again automatically).
 #[utoipa::path(post, path = "/api/v1/supervise/merges/{id}/undo", tag = "supervise",
     params(("id" = String, Path)),
     responses((status = 200, body = UndoResult), (status = 404, body = Problem), (status = 409, body = Problem)),
@@ -58,4 +62,55 @@ pub async fn undo(
     let id = path.into_inner();
     let r = web::block(move || duplicates::undo(&db, &principal, &id)).await??;
     Ok(HttpResponse::Ok().json(r))
+}
+
+/// Dismiss a potential duplicate: the two persons are different people. The pair is no longer
+/// listed, nor merged automatically when they share an ID number, until the dismissal is
+/// withdrawn. Both persons must be in your subtree (404 otherwise). Audited.
+#[utoipa::path(post, path = "/api/v1/supervise/duplicates/dismiss", tag = "supervise",
+    request_body(content = DismissRequest, example = json!({"a_id": "0192f0c1-0000-7000-8000-0000000000aa",
+        "b_id": "0192f0c1-0000-7000-8000-0000000000bb", "reason": "同名同生日，入户核实为两人"})),
+    responses((status = 200, body = DismissalView), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn dismiss(
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: web::Json<DismissRequest>,
+) -> AppResult<HttpResponse> {
+    let db = state.db.clone();
+    let r = web::block(move || duplicates::dismiss(&db, &principal, &body)).await??;
+    Ok(HttpResponse::Ok().json(r))
+}
+
+/// Withdraw a dismissal: the pair is listed as a potential duplicate again. 404 when the pair
+/// is not dismissed or a person is outside your subtree. Audited.
+#[utoipa::path(post, path = "/api/v1/supervise/duplicates/undismiss", tag = "supervise",
+    request_body(content = UndismissRequest, example = json!({"a_id": "0192f0c1-0000-7000-8000-0000000000aa",
+        "b_id": "0192f0c1-0000-7000-8000-0000000000bb", "reason": "误判"})),
+    responses((status = 200, body = UndismissResult), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn undismiss(
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: web::Json<UndismissRequest>,
+) -> AppResult<HttpResponse> {
+    let db = state.db.clone();
+    let r = web::block(move || duplicates::undismiss(&db, &principal, &body)).await??;
+    Ok(HttpResponse::Ok().json(r))
+}
+
+/// Dismissed pairs in your subtree (both persons), with who dismissed them and why: what
+/// `undismiss` can withdraw. Reading them is audited.
+#[utoipa::path(get, path = "/api/v1/supervise/duplicates/dismissed", tag = "supervise",
+    params(DuplicateFilter),
+    responses((status = 200, body = DismissedPage), (status = 400, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn dismissed(
+    principal: Principal,
+    state: web::Data<AppState>,
+    filter: web::Query<DuplicateFilter>,
+) -> AppResult<HttpResponse> {
+    let db = state.db.clone();
+    let p = web::block(move || duplicates::dismissed_list(&db, &principal, &filter)).await??;
+    Ok(HttpResponse::Ok().json(p))
 }

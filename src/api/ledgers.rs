@@ -15,8 +15,9 @@ use crate::AppState;
 /// List a ledger (household, person, pregnancy, birth, death, measure, visit, migration,
 /// supply, benefit) in your subtree.
 ///
-/// Ordered by id with keyset pages (`after` = the previous page's `next_after`); `total` counts
-/// all matches. Deleted records are left out unless `include_deleted`. ID numbers are masked.
+/// Ordered by id, or by `sort` (a whitelisted key of the record type, `-key` descending; an
+/// unknown key answers 400 `unknown_sort_key`), with keyset pages (`after` = the previous
+/// page's `next_after`, with the same `sort`); `total` counts all matches. Deleted records are left out unless `include_deleted`. ID numbers are masked.
 /// Reading persons writes an audit row.
 #[utoipa::path(get, path = "/api/v1/supervise/{entity}", tag = "supervise",
     params(("entity" = String, Path, description = "Record type, e.g. `person`"), LedgerFilter),

@@ -91,6 +91,9 @@ routes! {
     post "/api/v1/supervise/conflicts/{id}/reopen" => conflicts::reopen, Access::Roles(ledgers::SUPERVISE);
     get "/api/v1/supervise/duplicates" => duplicates::list, Access::Roles(ledgers::SUPERVISE);
     post "/api/v1/supervise/duplicates/merge" => duplicates::merge, Access::Roles(ledgers::SUPERVISE);
+    get "/api/v1/supervise/duplicates/dismissed" => duplicates::dismissed, Access::Roles(ledgers::SUPERVISE);
+    post "/api/v1/supervise/duplicates/dismiss" => duplicates::dismiss, Access::Roles(ledgers::SUPERVISE);
+    post "/api/v1/supervise/duplicates/undismiss" => duplicates::undismiss, Access::Roles(ledgers::SUPERVISE);
     post "/api/v1/supervise/merges/{id}/undo" => duplicates::undo, Access::Roles(ledgers::SUPERVISE);
     get "/api/v1/supervise/flags" => quality::list, Access::Roles(ledgers::SUPERVISE);
     get "/api/v1/supervise/flags/summary" => quality::summary, Access::Roles(ledgers::SUPERVISE);

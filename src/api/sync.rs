@@ -101,7 +101,7 @@ fn device_of(p: &Principal) -> AppResult<String> {
          "id_number": "130131199002030025", "marital_status": "first_marriage"}, "recorded_at": "2026-11-23T09:15:00+08:00"},
         {"seq": 2, "op_id": "0192f0c1-0000-7000-8000-000000000002", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000bb",
          "kind": "update", "base_version": 3, "set": {"phone": "13800000000"}, "recorded_at": "2026-11-23T10:00:00+08:00"}
-    ]})),
+    ], "sent_at": "2026-11-23T18:30:00+08:00"})),
     responses(
         (status = 200, body = PushResponse, example = json!({"device_id": "0192f0c1-0000-7000-8000-0000000000d1", "last_seq": 4, "results": [
             {"seq": 1, "op_id": "0192f0c1-0000-7000-8000-000000000001", "status": "applied", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000aa", "version": 1},
@@ -127,11 +127,17 @@ pub async fn push_batch(
     req: HttpRequest,
     payload: web::Payload,
 ) -> AppResult<HttpResponse> {
+    let received_at = crate::db::now_micros();
     let limits = &state.settings.limits;
     let device_id = device_of(&principal)?;
     let body = read_body(&req, payload, limits).await?;
     let request: PushRequest = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("malformed push: {}", safe_serde_message(&e))))?;
+    let clock_offset_ms = request
+        .sent_at
+        .as_deref()
+        .map(|s| push::clock_offset_ms(s, received_at))
+        .transpose()?;
     if request.ops.len() > limits.max_ops_per_batch {
         return Err(AppError::TooLarge(limits_body(limits)));
     }
@@ -149,6 +155,7 @@ pub async fn push_batch(
             user_id: principal.user_id,
             device_id,
             scope,
+            clock_offset_ms,
         };
         push::push(&db, &caller, request.ops)
     })

@@ -194,6 +194,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    duplicate_dismissals (person_a, person_b) {
+        person_a -> Text,
+        person_b -> Text,
+        org_unit -> Text,
+        reason -> Text,
+        dismissed_by -> Text,
+        dismissed_at -> BigInt,
+        merge_id -> Nullable<Text>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     org_units,
     users,
@@ -208,4 +220,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     flags,
     duplicate_candidates,
     person_merges,
+    duplicate_dismissals,
 );

@@ -203,7 +203,14 @@ pub struct EntityDef {
     pub zh: &'static str,
     pub en: &'static str,
     pub fields: &'static [Field],
+    /// What a supervisor's ledger list may be sorted by (besides `id`, the default): fields of
+    /// this type or the server columns in [`SORT_COLUMNS`]. Of personal fields only dates and a
+    /// person's name (never an ID number, phone, address or note).
+    pub sort_keys: &'static [&'static str],
 }
+
+/// Server-owned columns a ledger list may sort by.
+pub const SORT_COLUMNS: &[&str] = &["org_unit", "updated_at"];
 
 const HOUSEHOLD_FIELDS: &[Field] = &[
     f("household_no", SHORT, "户编号", "household number").required(),
@@ -468,6 +475,7 @@ pub const ENTITIES: &[EntityDef] = &[
         zh: "家庭户",
         en: "household",
         fields: HOUSEHOLD_FIELDS,
+        sort_keys: &["household_no", "org_unit", "updated_at"],
     },
     EntityDef {
         entity: Entity::Person,
@@ -476,6 +484,7 @@ pub const ENTITIES: &[EntityDef] = &[
         zh: "人员",
         en: "person",
         fields: PERSON_FIELDS,
+        sort_keys: &["name", "birth_date", "org_unit", "updated_at"],
     },
     EntityDef {
         entity: Entity::Pregnancy,
@@ -484,6 +493,7 @@ pub const ENTITIES: &[EntityDef] = &[
         zh: "孕情",
         en: "pregnancy",
         fields: PREGNANCY_FIELDS,
+        sort_keys: &["expected_date", "detected_on", "updated_at"],
     },
     EntityDef {
         entity: Entity::Birth,
@@ -492,6 +502,7 @@ pub const ENTITIES: &[EntityDef] = &[
         zh: "出生",
         en: "birth",
         fields: BIRTH_FIELDS,
+        sort_keys: &["birth_date", "updated_at"],
     },
     EntityDef {
         entity: Entity::Death,
@@ -500,6 +511,7 @@ pub const ENTITIES: &[EntityDef] = &[
         zh: "死亡",
         en: "death",
         fields: DEATH_FIELDS,
+        sort_keys: &["death_date", "updated_at"],
     },
     EntityDef {
         entity: Entity::Measure,
@@ -508,6 +520,7 @@ pub const ENTITIES: &[EntityDef] = &[
         zh: "节育措施",
         en: "contraceptive measure",
         fields: MEASURE_FIELDS,
+        sort_keys: &["started_on", "updated_at"],
     },
     EntityDef {
         entity: Entity::Visit,
@@ -516,6 +529,7 @@ pub const ENTITIES: &[EntityDef] = &[
         zh: "随访",
         en: "follow-up visit",
         fields: VISIT_FIELDS,
+        sort_keys: &["visit_date", "due_date", "updated_at"],
     },
     EntityDef {
         entity: Entity::Migration,
@@ -524,6 +538,7 @@ pub const ENTITIES: &[EntityDef] = &[
         zh: "流动人口登记",
         en: "migration",
         fields: MIGRATION_FIELDS,
+        sort_keys: &["moved_on", "updated_at"],
     },
     EntityDef {
         entity: Entity::Supply,
@@ -532,6 +547,7 @@ pub const ENTITIES: &[EntityDef] = &[
         zh: "药具发放",
         en: "supply hand-out",
         fields: SUPPLY_FIELDS,
+        sort_keys: &["handed_on", "updated_at"],
     },
     EntityDef {
         entity: Entity::Benefit,
@@ -540,6 +556,7 @@ pub const ENTITIES: &[EntityDef] = &[
         zh: "奖励扶助",
         en: "benefit",
         fields: BENEFIT_FIELDS,
+        sort_keys: &["year", "updated_at"],
     },
 ];
 
@@ -609,6 +626,24 @@ mod tests {
         tables.dedup();
         assert_eq!(names.len(), ENTITIES.len());
         assert_eq!(tables.len(), ENTITIES.len());
+    }
+
+    #[test]
+    fn sort_keys_are_columns_and_not_personal() {
+        for d in ENTITIES {
+            for key in d.sort_keys {
+                match d.field(key) {
+                    Some(fld) => assert!(
+                        !fld.personal
+                            || matches!(fld.ty, FieldType::Date)
+                            || (d.entity == Entity::Person && fld.name == "name"),
+                        "{}.{key} is personal",
+                        d.name
+                    ),
+                    None => assert!(SORT_COLUMNS.contains(key), "{}.{key}", d.name),
+                }
+            }
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::error::{AppError, AppResult};
 use crate::sync::checks;
 use crate::sync::duplicates::{self, WorkSet};
 use crate::sync::store::{self, SeqAlloc};
+use crate::sync::validate::{self, ParsedOp};
 
 pub const DEFAULT_PAGE: i64 = 50;
 pub const MAX_PAGE: i64 = 500;
@@ -132,6 +133,17 @@ impl Query {
             + diesel::QueryableByName<diesel::pg::Pg>
             + 'static,
     {
+        // PostgreSQL's jsonb refuses NUL characters: a client's NUL is its error, not ours.
+        if self
+            .params
+            .values()
+            .any(|v| v.as_str().is_some_and(|t| t.contains('\0')))
+        {
+            return Err(AppError::bad_param(
+                "bad_text",
+                "text parameters may not contain NUL characters",
+            ));
+        }
         let param = Value::Object(self.params.clone()).to_string();
         let rows = match conn {
             DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
@@ -403,6 +415,27 @@ impl Tx {
         store::set_flags(conn, &flag_rows, self.now)?;
         self.alloc.finish(conn)
     }
+}
+
+/// An update made by a supervisor (an edit, or the undo of a merge), as the merge path takes a
+/// device's op: `set` holds the changed fields only, against `base_version`. `recorded_at`
+/// (unix microseconds) defaults to now. An op the validation refuses answers 422 with its code.
+pub fn supervisor_op(
+    entity: Entity,
+    id: &str,
+    base_version: i64,
+    set: &Value,
+    recorded_at: Option<i64>,
+) -> AppResult<ParsedOp> {
+    let mut raw = serde_json::json!({"seq": 1, "op_id": uuid::Uuid::now_v7().to_string(),
+        "entity": entity.name(), "id": id, "kind": "update", "base_version": base_version,
+        "set": set});
+    if let Some(at) = recorded_at.and_then(chrono::DateTime::from_timestamp_micros) {
+        raw["recorded_at"] = Value::String(at.to_rfc3339());
+    }
+    let header = validate::header(&raw, 0)?;
+    validate::parse(&raw, &header, now_micros())
+        .map_err(|r| AppError::validation(r.code, r.message))
 }
 
 /// Records (of every type) that refer to `id` of type `target` through a reference field, and

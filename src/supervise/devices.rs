@@ -17,6 +17,10 @@ use crate::supervise::common::*;
 
 const DAY: i64 = 86_400_000_000;
 
+/// A device clock further than this from the server's (either way) is flagged: its workers'
+/// `recorded_at` times, and so `latest` conflicts, are not to be trusted.
+pub const CLOCK_SKEW_LIMIT_MS: i64 = 5 * 60 * 1000;
+
 #[derive(Deserialize, IntoParams, Debug, Default)]
 #[into_params(parameter_in = Query)]
 pub struct StatusFilter {
@@ -48,8 +52,11 @@ pub struct DeviceStatus {
     pub ops_last_day: i64,
     pub ops_last_week: i64,
     pub rejected_ops: i64,
-    /// The device clock's offset from the server's, when measured.
+    /// The device clock minus the server's, in milliseconds (positive: the device is ahead),
+    /// measured at its latest push that carried `sent_at`; null until then.
     pub clock_offset_ms: Option<i64>,
+    /// The measured offset is more than 5 minutes either way.
+    pub clock_skewed: bool,
 }
 
 #[derive(Serialize, ToSchema, Debug)]
@@ -152,6 +159,9 @@ pub fn status(db: &Db, principal: &Principal, f: &StatusFilter) -> AppResult<Dev
                     ops_last_day: r.ops_day,
                     ops_last_week: r.ops_week,
                     rejected_ops: r.rejected,
+                    clock_skewed: r
+                        .clock_offset_ms
+                        .is_some_and(|ms| ms.abs() > CLOCK_SKEW_LIMIT_MS),
                     clock_offset_ms: r.clock_offset_ms,
                 }
             })

@@ -4,17 +4,21 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::Principal;
-use crate::db::records::{self, ColType, RecordRow};
+use crate::auth::{Principal, Scope};
+use crate::db::records::{self, RecordRow};
 use crate::db::schema::person_merges;
-use crate::db::Db;
+use crate::db::{Db, DbConn};
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
 use crate::supervise::common::*;
-use crate::sync::duplicates::{disagreements, merge_persons};
+use crate::sync::duplicates::{
+    disagreements, dismiss_pair, merge_persons, undismiss_pair, Dismissal,
+};
+use crate::sync::protocol::{ConflictOut, OpResult};
+use crate::sync::push::{self, Actor};
 
 #[derive(Deserialize, IntoParams, Debug, Default)]
 #[into_params(parameter_in = Query)]
@@ -72,6 +76,10 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
         let mut q = Query::new(conn);
         q.cond(scope_cond(&scope, "org_unit"));
         q.cond("status = 'open'");
+        q.cond(
+            "NOT EXISTS (SELECT 1 FROM duplicate_dismissals x WHERE x.person_a = \
+             duplicate_candidates.person_a AND x.person_b = duplicate_candidates.person_b)",
+        );
         if let Some(v) = &f.village {
             q.cond(prefix_cond(v, "org_unit")?);
         }
@@ -109,6 +117,10 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
             .cond(
                 "NOT EXISTS (SELECT 1 FROM duplicate_candidates d WHERE d.person_a = a.id \
                  AND d.person_b = b.id AND d.status <> 'open')",
+            )
+            .cond(
+                "NOT EXISTS (SELECT 1 FROM duplicate_dismissals x WHERE x.person_a = a.id \
+                 AND x.person_b = b.id)",
             );
         let weak: Vec<PairRow> = w.load(
             conn,
@@ -232,21 +244,15 @@ pub fn merge(db: &Db, principal: &Principal, m: &MergeRequest) -> AppResult<Merg
         tx.state
             .insert((Entity::Person, merged.id.clone()), merged.clone());
         let by = principal.user_id.clone();
-        let merge_id = merge_persons(conn, &mut tx.work(), &survivor.id, &merged.id, &by, false)?;
-        let mut row = tx.state[&(Entity::Person, survivor.id.clone())].clone();
-        let before = row.fields.clone();
-        for (field, side) in &m.fields {
-            if side == "merged" {
-                match merged.fields.get(field) {
-                    Some(v) => row.fields.insert(field.clone(), v.clone()),
-                    None => row.fields.remove(field),
-                };
-                row.stamps.insert(field.clone(), tx.now);
-            }
-        }
-        if row.fields != before {
-            tx.new_version(row);
-        }
+        let merge_id = merge_persons(
+            conn,
+            &mut tx.work(),
+            &survivor.id,
+            &merged.id,
+            &by,
+            false,
+            &m.fields,
+        )?;
         let repointed: Vec<String> = tx
             .versions
             .iter()
@@ -271,18 +277,6 @@ pub fn merge(db: &Db, principal: &Principal, m: &MergeRequest) -> AppResult<Merg
     })
 }
 
-const CANDIDATE_COLS: &[(&str, ColType)] = &[
-    ("id", ColType::Text),
-    ("person_a", ColType::Text),
-    ("person_b", ColType::Text),
-    ("org_unit", ColType::Text),
-    ("signal", ColType::Text),
-    ("status", ColType::Text),
-    ("created_at", ColType::BigInt),
-    ("decided_at", ColType::BigInt),
-    ("decided_by", ColType::Text),
-];
-
 #[derive(Serialize, ToSchema, Debug)]
 pub struct UndoResult {
     pub merge_id: String,
@@ -290,27 +284,107 @@ pub struct UndoResult {
     pub restored: RecordView,
     /// Records pointed back at the restored person.
     pub repointed: Vec<String>,
+    /// Conflicts the undo met: a field the merge changed and someone changed again since,
+    /// settled by the field's policy like any edit (`review`: the current value stays and the
+    /// value the undo would have restored waits in an open conflict).
+    pub conflicts: Vec<ConflictOut>,
 }
 
-/// Undoes a merge from its snapshot: the survivor's fields and the merged person as they were,
-/// children pointed back; each a new version, so devices receive every step.
+/// The version of a record the merge left: from the snapshot, or for merges stored before
+/// snapshots held it, the newest version written no later than the merge.
+fn version_after(
+    conn: &mut DbConn,
+    recorded: Option<i64>,
+    entity: Entity,
+    id: &str,
+    merged_at: i64,
+) -> AppResult<Option<i64>> {
+    use crate::db::schema::record_versions as rv;
+    if recorded.is_some() {
+        return Ok(recorded);
+    }
+    Ok(rv::table
+        .filter(rv::entity.eq(entity.name()))
+        .filter(rv::record_id.eq(id))
+        .filter(rv::created_at.le(merged_at))
+        .select(diesel::dsl::max(rv::version))
+        .first::<Option<i64>>(conn)?)
+}
+
+/// What the undo of a merge puts back on one record: `wanted` values of fields, against the
+/// version the merge left. With `whole`, every field (a field absent from `wanted` is cleared);
+/// otherwise only the fields `wanted` names.
+struct Back<'a> {
+    entity: Entity,
+    id: &'a str,
+    base_version: i64,
+    wanted: &'a Map<String, Value>,
+    whole: bool,
+    /// When the values put back were current: the time of the merge.
+    recorded_at: i64,
+}
+
+/// Puts `b` back through the merge path (`actor`), so that whatever changed since the merge is
+/// kept and a field changed both ways becomes a conflict. None when the merge changed nothing
+/// there.
+fn merge_back(conn: &mut DbConn, actor: &Actor, b: &Back) -> AppResult<Option<OpResult>> {
+    let base = records::load_bases(conn, b.entity, &[(b.id, b.base_version)])?
+        .remove(&(b.id.to_string(), b.base_version))
+        .ok_or_else(|| AppError::Internal("merge undo: base version missing".into()))?;
+    let keys: BTreeSet<&String> = if b.whole {
+        base.keys().chain(b.wanted.keys()).collect()
+    } else {
+        b.wanted.keys().collect()
+    };
+    let set: Map<String, Value> = keys
+        .into_iter()
+        .filter(|k| base.get(*k) != b.wanted.get(*k))
+        .map(|k| (k.clone(), b.wanted.get(k).cloned().unwrap_or(Value::Null)))
+        .collect();
+    if set.is_empty() {
+        return Ok(None);
+    }
+    let op = supervisor_op(
+        b.entity,
+        b.id,
+        b.base_version,
+        &Value::Object(set),
+        Some(b.recorded_at),
+    )?;
+    let result = push::apply_direct(conn, actor, &op)?;
+    if result.status == "rejected" {
+        return Err(AppError::Conflict(format!(
+            "the {} could not be merged back: {}",
+            b.entity.name(),
+            result.message.clone().unwrap_or_default()
+        )));
+    }
+    Ok(Some(result))
+}
+
+/// Undoes a merge through the merge path. The merged person comes back as it was; the fields
+/// the merge changed on the survivor, and the references it re-pointed, are merged back
+/// three-way against the versions the merge left, like a supervisor's edit made at the time of
+/// the merge: edits made since survive, and a field changed both ways becomes a conflict
+/// (kept, in the queue), never a silent loss. Each change is a new version devices receive.
 pub fn undo(db: &Db, principal: &Principal, merge_id: &str) -> AppResult<UndoResult> {
     if !plain(merge_id) {
         return Err(AppError::NotFound);
     }
     db.write(|conn| {
         let scope = principal.scope(conn)?;
-        let m: Option<(String, String, String, Option<i64>)> = person_merges::table
+        let m: Option<(String, String, String, i64, Option<i64>)> = person_merges::table
             .filter(person_merges::id.eq(merge_id))
             .select((
                 person_merges::survivor_id,
                 person_merges::merged_id,
                 person_merges::snapshot,
+                person_merges::merged_at,
                 person_merges::undone_at,
             ))
             .first(conn)
             .optional()?;
-        let Some((survivor_id, merged_id, snapshot, undone_at)) = m else {
+        let Some((survivor_id, merged_id, snapshot, merged_at, undone_at)) = m else {
             return Err(AppError::NotFound);
         };
         let survivor = load_in_scope(conn, &scope, Entity::Person, &survivor_id)?;
@@ -323,27 +397,79 @@ pub fn undo(db: &Db, principal: &Principal, merge_id: &str) -> AppResult<UndoRes
                 "the merged person no longer points at the survivor".into(),
             ));
         }
+        if survivor.merged_into.is_some() {
+            return Err(AppError::Conflict(
+                "the survivor was merged into another person since: undo that merge first".into(),
+            ));
+        }
         let snap: Value = serde_json::from_str(&snapshot)
             .map_err(|e| AppError::Internal(format!("merge snapshot: {e}")))?;
-        let fields_of = |v: &Value| -> records::Fields {
-            v.as_object()
-                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default()
-        };
+        let empty = Map::new();
+        let before = snap["survivor"]["fields"].as_object().unwrap_or(&empty);
+        let after = &snap["after"];
+        let now = crate::db::now_micros();
+
+        // The pair is dismissed first, so that neither this undo nor later pushes merge or
+        // queue it again.
+        dismiss_pair(
+            conn,
+            &Dismissal {
+                a: &survivor_id,
+                b: &merged_id,
+                org_unit: snap["merged"]["org_unit"]
+                    .as_str()
+                    .unwrap_or(&merged.org_unit),
+                reason: "merge undone",
+                by: &principal.user_id,
+                merge_id: Some(merge_id),
+            },
+            now,
+        )?;
+
+        // The merged person: ops sent to it since were redirected to the survivor, so its
+        // tombstone still holds its fields as they were; it only comes back to life.
         let mut tx = Tx::begin(conn, &principal.user_id)?;
-        let mut s = survivor.clone();
-        s.fields = fields_of(&snap["survivor"]["fields"]);
-        let s = tx.new_version(s);
         let mut r = merged.clone();
-        r.fields = fields_of(&snap["merged"]["fields"]);
         r.deleted = false;
         r.merged_into = None;
         if let Some(o) = snap["merged"]["org_unit"].as_str() {
             r.org_unit = o.to_string();
         }
-        let r = tx.new_version(r);
+        let restored = tx.new_version(r);
+        tx.finish(conn, false)?;
+
+        let actor = Actor {
+            user_id: &principal.user_id,
+            device_id: None,
+            scope: &scope,
+        };
+        let mut conflicts = Vec::new();
+        // The survivor: every field the merge changed, back to its value before the merge.
+        let survivor_after = version_after(
+            conn,
+            after["survivor"].as_i64(),
+            Entity::Person,
+            &survivor_id,
+            merged_at,
+        )?;
+        if let Some(v) = survivor_after {
+            let back = Back {
+                entity: Entity::Person,
+                id: &survivor_id,
+                base_version: v,
+                wanted: before,
+                whole: true,
+                recorded_at: merged_at,
+            };
+            if let Some(res) = merge_back(conn, &actor, &back)? {
+                conflicts.extend(res.conflicts);
+            }
+        }
+        // The records the merge re-pointed: their reference back to the restored person.
         let mut repointed = Vec::new();
-        for child in snap["children"].as_array().cloned().unwrap_or_default() {
+        let children = snap["children"].as_array().cloned().unwrap_or_default();
+        let child_after = after["children"].as_array().cloned().unwrap_or_default();
+        for child in children {
             let (Some(e), Some(id), Some(field)) = (
                 child[0].as_str().and_then(Entity::parse),
                 child[1].as_str(),
@@ -351,59 +477,349 @@ pub fn undo(db: &Db, principal: &Principal, merge_id: &str) -> AppResult<UndoRes
             ) else {
                 continue;
             };
-            let Some(mut row) = tx.get(conn, e, id)? else {
+            let recorded = child_after
+                .iter()
+                .find(|c| c[1].as_str() == Some(id) && c[2].as_str() == Some(field))
+                .and_then(|c| c[3].as_i64());
+            let Some(v) = version_after(conn, recorded, e, id, merged_at)? else {
                 continue;
             };
-            if row.fields.get(field).and_then(Value::as_str) != Some(survivor_id.as_str()) {
-                continue; // changed since the merge: left as it is
+            let Some(current) = records::load_one(conn, e, id)? else {
+                continue;
+            };
+            // The merge re-pointed it wherever it lay, so pointing it back may too.
+            let child_scope = Scope::new(vec![current.org_unit.clone()]);
+            let child_actor = Actor {
+                user_id: &principal.user_id,
+                device_id: None,
+                scope: &child_scope,
+            };
+            let wanted = Map::from_iter([(field.to_string(), Value::String(merged_id.clone()))]);
+            let back = Back {
+                entity: e,
+                id,
+                base_version: v,
+                wanted: &wanted,
+                whole: false,
+                recorded_at: merged_at,
+            };
+            if let Some(res) = merge_back(conn, &child_actor, &back)? {
+                conflicts.extend(res.conflicts);
             }
-            row.fields
-                .insert(field.to_string(), Value::String(merged_id.clone()));
-            tx.new_version(row);
-            repointed.push(id.to_string());
+            let now_points = records::load_one(conn, e, id)?.and_then(|r| {
+                r.fields
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+            if now_points.as_deref() == Some(merged_id.as_str())
+                && !repointed.contains(&id.to_string())
+            {
+                repointed.push(id.to_string());
+            }
         }
-        let now = tx.now;
-        // Undone on purpose: not merged again automatically, not queued again.
-        tx.finish(conn, false)?;
         diesel::update(person_merges::table.filter(person_merges::id.eq(merge_id)))
             .set((
                 person_merges::undone_at.eq(now),
                 person_merges::undone_by.eq(&principal.user_id),
             ))
             .execute(conn)?;
-        // The pair is dismissed, so later pushes neither merge nor queue it again.
-        let (a, b) = if survivor_id < merged_id {
-            (&survivor_id, &merged_id)
-        } else {
-            (&merged_id, &survivor_id)
-        };
-        records::insert_rows(
-            conn,
-            "duplicate_candidates",
-            CANDIDATE_COLS,
-            Some((
-                "person_a, person_b",
-                &["status", "decided_at", "decided_by"],
-            )),
-            &[
-                json!({"id": uuid::Uuid::now_v7().to_string(), "person_a": a, "person_b": b,
-                     "org_unit": r.org_unit, "signal": "id_number", "status": "dismissed",
-                     "created_at": now, "decided_at": now, "decided_by": principal.user_id}),
-            ],
-        )?;
         audit_change(
             conn,
             principal,
             "merge_undone",
             "person",
             vec![survivor_id.clone(), merged_id.clone()],
-            json!({"merge_id": merge_id, "repointed": repointed.len()}),
+            json!({"merge_id": merge_id, "repointed": repointed.len(),
+                   "conflicts": conflicts.iter().map(|c| &c.id).collect::<Vec<_>>()}),
         )?;
+        let s = records::load_one(conn, Entity::Person, &survivor_id)?.ok_or(AppError::NotFound)?;
+        let restored = records::load_one(conn, Entity::Person, &merged_id)?.unwrap_or(restored);
         Ok(UndoResult {
             merge_id: merge_id.to_string(),
             survivor: view(&s, false),
-            restored: view(&r, false),
+            restored: view(&restored, false),
             repointed,
+            conflicts,
+        })
+    })
+}
+
+/// Two persons a supervisor judged to be different people.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct DismissRequest {
+    pub a_id: String,
+    pub b_id: String,
+    /// Why they are two people (kept with the dismissal and in the audit log; 1-500 characters).
+    pub reason: String,
+}
+
+/// A dismissed pair: never listed again, never merged automatically, until withdrawn.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct DismissalView {
+    /// The smaller id of the two.
+    pub person_a: String,
+    pub person_b: String,
+    pub org_unit: String,
+    pub reason: String,
+    pub dismissed_by: String,
+    /// Unix microseconds.
+    pub dismissed_at: i64,
+    /// Set when the pair was dismissed by undoing this merge.
+    pub merge_id: Option<String>,
+}
+
+fn check_reason(reason: &str) -> AppResult<()> {
+    let n = reason.trim().chars().count();
+    if n == 0 || n > 500 || reason.contains('\0') {
+        return Err(AppError::validation(
+            "bad_reason",
+            "reason is 1 to 500 characters, without NUL",
+        ));
+    }
+    Ok(())
+}
+
+/// Both persons of a pair, in the caller's scope (404 otherwise), distinct.
+fn pair_in_scope(
+    conn: &mut DbConn,
+    principal: &Principal,
+    a_id: &str,
+    b_id: &str,
+) -> AppResult<(RecordRow, RecordRow)> {
+    let scope = principal.scope(conn)?;
+    let a = load_in_scope(conn, &scope, Entity::Person, a_id)?;
+    let b = load_in_scope(conn, &scope, Entity::Person, b_id)?;
+    if a.id == b.id {
+        return Err(AppError::validation(
+            "same_person",
+            "a_id and b_id name the same person",
+        ));
+    }
+    Ok((a, b))
+}
+
+/// Dismisses a potential duplicate: the pair stops being listed (and is never merged
+/// automatically) until the dismissal is withdrawn. Dismissing a dismissed pair again answers
+/// the stored dismissal.
+pub fn dismiss(db: &Db, principal: &Principal, d: &DismissRequest) -> AppResult<DismissalView> {
+    use crate::db::schema::duplicate_dismissals as dd;
+    check_reason(&d.reason)?;
+    db.write(|conn| {
+        let (a, b) = pair_in_scope(conn, principal, &d.a_id, &d.b_id)?;
+        let (a, b) = if a.id < b.id { (a, b) } else { (b, a) };
+        let now = crate::db::now_micros();
+        let fresh = !crate::sync::duplicates::dismissed(conn, &a.id, &b.id)?;
+        if fresh {
+            dismiss_pair(
+                conn,
+                &Dismissal {
+                    a: &a.id,
+                    b: &b.id,
+                    org_unit: &a.org_unit,
+                    reason: d.reason.trim(),
+                    by: &principal.user_id,
+                    merge_id: None,
+                },
+                now,
+            )?;
+            audit_change(
+                conn,
+                principal,
+                "duplicate_dismissed",
+                "person",
+                vec![a.id.clone(), b.id.clone()],
+                json!({"reason": d.reason.trim()}),
+            )?;
+        }
+        type Row = (String, String, String, String, String, i64, Option<String>);
+        let r: Row = dd::table
+            .filter(dd::person_a.eq(&a.id))
+            .filter(dd::person_b.eq(&b.id))
+            .select((
+                dd::person_a,
+                dd::person_b,
+                dd::org_unit,
+                dd::reason,
+                dd::dismissed_by,
+                dd::dismissed_at,
+                dd::merge_id,
+            ))
+            .first(conn)?;
+        Ok(DismissalView {
+            person_a: r.0,
+            person_b: r.1,
+            org_unit: r.2,
+            reason: r.3,
+            dismissed_by: r.4,
+            dismissed_at: r.5,
+            merge_id: r.6,
+        })
+    })
+}
+
+#[derive(diesel::QueryableByName)]
+struct DismissalRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    person_a: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    person_b: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    org_unit: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    reason: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    dismissed_by: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    dismissed_at: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    merge_id: Option<String>,
+}
+
+/// A dismissed pair with both persons (ID numbers masked).
+#[derive(Serialize, ToSchema, Debug)]
+pub struct DismissedPair {
+    /// `person_a|person_b`, the pair's key (and cursor).
+    pub key: String,
+    pub dismissal: DismissalView,
+    pub a: RecordView,
+    pub b: RecordView,
+}
+
+#[derive(Serialize, ToSchema, Debug)]
+pub struct DismissedPage {
+    pub total: i64,
+    pub items: Vec<DismissedPair>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}
+
+/// Dismissed pairs whose two persons both lie in the caller's subtree, by key; reading them is
+/// audited like the duplicates list.
+pub fn dismissed_list(
+    db: &Db,
+    principal: &Principal,
+    f: &DuplicateFilter,
+) -> AppResult<DismissedPage> {
+    let limit = page_limit(f.limit)? as usize;
+    if f.after.as_deref().is_some_and(|a| !plain(a)) {
+        return Err(AppError::BadRequest("bad cursor".into()));
+    }
+    let (page, persons) = db.read(|conn| {
+        let scope = principal.scope(conn)?;
+        let mut q = Query::new(conn);
+        q.cond(scope_cond(&scope, "org_unit"));
+        if let Some(v) = &f.village {
+            q.cond(prefix_cond(v, "org_unit")?);
+        }
+        let rows: Vec<DismissalRow> = q.load(
+            conn,
+            &format!(
+                "SELECT person_a, person_b, org_unit, reason, dismissed_by, dismissed_at, \
+                 merge_id FROM duplicate_dismissals{}",
+                q.where_sql()
+            ),
+        )?;
+        let ids: BTreeSet<&str> = rows
+            .iter()
+            .flat_map(|r| [r.person_a.as_str(), r.person_b.as_str()])
+            .collect();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let people: BTreeMap<String, RecordRow> = records::load(conn, Entity::Person, &ids)?
+            .into_iter()
+            .filter(|r| scope.contains(&r.org_unit))
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let mut pairs: BTreeMap<String, DismissalRow> = rows
+            .into_iter()
+            .filter(|r| people.contains_key(&r.person_a) && people.contains_key(&r.person_b))
+            .map(|r| (format!("{}|{}", r.person_a, r.person_b), r))
+            .collect();
+        let total = pairs.len() as i64;
+        let after = f.after.clone().unwrap_or_default();
+        pairs.retain(|k, _| *k > after);
+        let more = pairs.len() > limit;
+        let mut items = Vec::new();
+        let mut persons = BTreeSet::new();
+        for (key, r) in pairs.into_iter().take(limit) {
+            persons.insert(r.person_a.clone());
+            persons.insert(r.person_b.clone());
+            items.push(DismissedPair {
+                key,
+                a: view(&people[&r.person_a], true),
+                b: view(&people[&r.person_b], true),
+                dismissal: DismissalView {
+                    person_a: r.person_a,
+                    person_b: r.person_b,
+                    org_unit: r.org_unit,
+                    reason: r.reason,
+                    dismissed_by: r.dismissed_by,
+                    dismissed_at: r.dismissed_at,
+                    merge_id: r.merge_id,
+                },
+            });
+        }
+        Ok((
+            DismissedPage {
+                total,
+                next_after: if more {
+                    items.last().map(|i| i.key.clone())
+                } else {
+                    None
+                },
+                items,
+            },
+            persons,
+        ))
+    })?;
+    audit_person_reads(db, principal, &persons)?;
+    Ok(page)
+}
+
+/// Withdraws a dismissal.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct UndismissRequest {
+    pub a_id: String,
+    pub b_id: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema, Debug)]
+pub struct UndismissResult {
+    pub person_a: String,
+    pub person_b: String,
+}
+
+/// Withdraws a dismissal: the pair is listed again (and, sharing an ID number without
+/// disagreeing fields, may be merged by a later push). 404 when the pair is not dismissed.
+pub fn undismiss(
+    db: &Db,
+    principal: &Principal,
+    u: &UndismissRequest,
+) -> AppResult<UndismissResult> {
+    if let Some(r) = &u.reason {
+        check_reason(r)?;
+    }
+    db.write(|conn| {
+        let (a, b) = pair_in_scope(conn, principal, &u.a_id, &u.b_id)?;
+        let (a, b) = if a.id < b.id { (a, b) } else { (b, a) };
+        if !undismiss_pair(conn, &a.id, &b.id)? {
+            return Err(AppError::NotFound);
+        }
+        audit_change(
+            conn,
+            principal,
+            "duplicate_undismissed",
+            "person",
+            vec![a.id.clone(), b.id.clone()],
+            json!({"reason": u.reason.as_deref().map(str::trim)}),
+        )?;
+        Ok(UndismissResult {
+            person_a: a.id,
+            person_b: b.id,
         })
     })
 }

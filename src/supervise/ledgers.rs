@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use chrono::{Datelike, NaiveDate};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -20,7 +22,6 @@ use crate::supervise::common::*;
 use crate::supervise::conflicts::{conflict_views, ConflictView};
 use crate::sync::protocol::OpResult;
 use crate::sync::push::{self, Actor};
-use crate::sync::validate;
 
 /// Filters of a ledger list. Person filters apply to `person` only.
 #[derive(Deserialize, IntoParams, Default, Debug, Clone)]
@@ -48,7 +49,13 @@ pub struct LedgerFilter {
     pub sex: Option<String>,
     /// Records referring to this person (any person reference field).
     pub person: Option<String>,
-    /// The `next_after` of the previous page.
+    /// Order: `id` (the default: creation order), or one of the record type's sort keys, `-`
+    /// first for descending: persons `name`, `birth_date`, `org_unit`, `updated_at`; other types
+    /// their main date column and `updated_at` (the registry in `domain::entities` holds the
+    /// list; a 400 `unknown_sort_key` answer names the keys). Ties are broken by id in the same
+    /// direction; empty values come last either way.
+    pub sort: Option<String>,
+    /// The `next_after` of the previous page (of the same `sort`).
     pub after: Option<String>,
     /// Page size (default 50, at most 500).
     pub limit: Option<i64>,
@@ -60,9 +67,13 @@ pub struct LedgerPage {
     pub entity_label: Label,
     /// Records matching the filters in the caller's subtree (all pages).
     pub total: i64,
-    /// Ordered by id (UUID v7: creation order). ID numbers are masked.
+    /// The order of the items: `id` (UUID v7: creation order) or the `sort` asked for.
+    pub sort: String,
+    /// In the `sort` order. ID numbers are masked.
     pub items: Vec<RecordView>,
-    /// Pass as `after` for the next page; absent on the last page.
+    /// Pass as `after` (with the same `sort`) for the next page; absent on the last page. For
+    /// `sort=id` the last item's id; otherwise an opaque cursor holding the last item's sort
+    /// value and id, so pages stay stable while records change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_after: Option<String>,
 }
@@ -172,6 +183,117 @@ fn build_filter(
     Ok(q)
 }
 
+/// A ledger list's order: a whitelisted sort key of the record type (`EntityDef::sort_keys`),
+/// or the id; ties broken by id in the same direction, NULLs last either way.
+struct Sort {
+    /// The column (a sort key, or `id`).
+    key: &'static str,
+    desc: bool,
+    /// The column holds integers (its cursor value is a number).
+    int: bool,
+}
+
+impl Sort {
+    fn parse(entity: Entity, sort: Option<&str>) -> AppResult<Sort> {
+        let s = sort.unwrap_or("id");
+        let (desc, name) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let def = entity.def();
+        let key = if name == "id" {
+            Some("id")
+        } else {
+            def.sort_keys.iter().copied().find(|k| *k == name)
+        };
+        let Some(key) = key else {
+            return Err(AppError::bad_param(
+                "unknown_sort_key",
+                format!(
+                    "{} lists sort by id or {} (prefix - for descending)",
+                    def.name,
+                    def.sort_keys.join(", ")
+                ),
+            ));
+        };
+        let int = key == "updated_at"
+            || matches!(def.field(key).map(|f| f.ty), Some(FieldType::Int { .. }));
+        Ok(Sort { key, desc, int })
+    }
+
+    fn name(&self) -> String {
+        format!("{}{}", if self.desc { "-" } else { "" }, self.key)
+    }
+
+    fn order_by(&self) -> String {
+        let dir = if self.desc { "DESC" } else { "ASC" };
+        if self.key == "id" {
+            format!(" ORDER BY id {dir}")
+        } else {
+            format!(" ORDER BY {} {dir} NULLS LAST, id {dir}", self.key)
+        }
+    }
+
+    /// The record's value of the sort key, as a cursor carries it.
+    fn value_of(&self, r: &RecordRow) -> Value {
+        match self.key {
+            "updated_at" => json!(r.updated_at),
+            "org_unit" => json!(r.org_unit),
+            k => r.fields.get(k).cloned().unwrap_or(Value::Null),
+        }
+    }
+
+    fn cursor(&self, r: &RecordRow) -> String {
+        if self.key == "id" {
+            return r.id.clone();
+        }
+        let c = json!({"s": self.name(), "v": self.value_of(r), "id": r.id});
+        URL_SAFE_NO_PAD.encode(c.to_string())
+    }
+
+    /// Adds the keyset condition "after this cursor" to `q`.
+    fn after(&self, q: &mut Query, cursor: &str) -> AppResult<()> {
+        let cmp = if self.desc { "<" } else { ">" };
+        if self.key == "id" {
+            if !plain(cursor) {
+                return Err(AppError::BadRequest("bad cursor".into()));
+            }
+            let p = q.text(cursor);
+            q.cond(format!("id {cmp} {p}"));
+            return Ok(());
+        }
+        let bad = || AppError::bad_param("bad_cursor", "after is not a cursor of this sort");
+        let c: Value = (cursor.len() <= 2000)
+            .then(|| URL_SAFE_NO_PAD.decode(cursor).ok())
+            .flatten()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(bad)?;
+        if c["s"].as_str() != Some(self.name().as_str()) {
+            return Err(bad());
+        }
+        let id = c["id"].as_str().filter(|i| plain(i)).ok_or_else(bad)?;
+        let id = q.text(id);
+        let col = self.key;
+        let value = match (&c["v"], self.int) {
+            (Value::Null, _) => None,
+            (Value::Number(n), true) => {
+                let n = n.as_i64().ok_or_else(bad)?;
+                Some(format!("CAST({} AS BIGINT)", q.text(&n.to_string())))
+            }
+            (Value::String(t), false) => Some(q.text(t)),
+            _ => return Err(bad()),
+        };
+        q.cond(match value {
+            // Past the cursor within its value, past its value, or into the NULLs that come last.
+            Some(v) => {
+                format!("({col} {cmp} {v} OR ({col} = {v} AND id {cmp} {id}) OR {col} IS NULL)")
+            }
+            None => format!("({col} IS NULL AND id {cmp} {id})"),
+        });
+        Ok(())
+    }
+}
+
 /// One page of a ledger, with the total; person reads are audited.
 pub fn list(
     db: &Db,
@@ -180,24 +302,20 @@ pub fn list(
     f: &LedgerFilter,
 ) -> AppResult<LedgerPage> {
     let limit = page_limit(f.limit)?;
-    if let Some(a) = &f.after {
-        if !plain(a) {
-            return Err(AppError::BadRequest("bad cursor".into()));
-        }
-    }
+    let sort = Sort::parse(entity, f.sort.as_deref())?;
     let page = db.read(|conn| {
         let scope = principal.scope(conn)?;
         let q = build_filter(conn, &scope, entity, f)?;
         let total = count(&q, conn, entity.def().table)?;
         let mut q = q;
         if let Some(a) = &f.after {
-            let p = q.text(a);
-            q.cond(format!("id > {p}"));
+            sort.after(&mut q, a)?;
         }
         let sql = format!(
-            "{}{} ORDER BY id LIMIT {}",
+            "{}{}{} LIMIT {}",
             records::select_json_sql(q.backend(), entity),
             q.where_sql(),
+            sort.order_by(),
             limit + 1
         );
         let rows: Vec<JsonRow> = q.load(conn, &sql)?;
@@ -211,8 +329,9 @@ pub fn list(
             entity: entity.name().to_string(),
             entity_label: entity_label(entity),
             total,
+            sort: sort.name(),
             next_after: if more {
-                rows.last().map(|r| r.id.clone())
+                rows.last().map(|r| sort.cursor(r))
             } else {
                 None
             },
@@ -643,12 +762,8 @@ pub fn edit(
             "reason is at most 500 characters",
         ));
     }
-    let op_id = uuid::Uuid::now_v7().to_string();
-    let raw = json!({"seq": 1, "op_id": op_id, "entity": entity.name(), "id": id, "kind": "update",
-                     "base_version": body.base_version, "set": body.set});
-    let header = validate::header(&raw, 0)?;
-    let parsed = validate::parse(&raw, &header, crate::db::now_micros())
-        .map_err(|r| AppError::validation(r.code, r.message))?;
+    let parsed = supervisor_op(entity, id, body.base_version, &body.set, None)?;
+    let op_id = parsed.op_id.clone();
     let result = db.write(|conn| {
         let scope = principal.scope(conn)?;
         load_in_scope(conn, &scope, entity, id)?;

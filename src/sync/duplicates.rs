@@ -5,7 +5,7 @@
 //! deleted and merged into it, and re-points every record that referred to the other (each
 //! gets a new version, so devices receive it). Ops sent later to the old id are redirected.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
@@ -104,7 +104,15 @@ pub fn detect_and_merge(conn: &mut DbConn, work: &mut WorkSet, by: &str) -> AppR
                 continue;
             }
             if disagreements(&survivor, other).is_empty() {
-                merge_persons(conn, work, &survivor.id, &other.id, by, true)?;
+                merge_persons(
+                    conn,
+                    work,
+                    &survivor.id,
+                    &other.id,
+                    by,
+                    true,
+                    &BTreeMap::new(),
+                )?;
                 merges += 1;
             } else {
                 queue_candidate(conn, &survivor, other, work.now)?;
@@ -115,17 +123,98 @@ pub fn detect_and_merge(conn: &mut DbConn, work: &mut WorkSet, by: &str) -> AppR
 }
 
 /// Whether a supervisor dismissed the pair as two different persons (an undone merge does).
-fn dismissed(conn: &mut DbConn, a: &str, b: &str) -> AppResult<bool> {
-    use crate::db::schema::duplicate_candidates as dc;
+pub fn dismissed(conn: &mut DbConn, a: &str, b: &str) -> AppResult<bool> {
+    use crate::db::schema::duplicate_dismissals as dd;
     use diesel::prelude::*;
     let (a, b) = if a < b { (a, b) } else { (b, a) };
-    let n: i64 = dc::table
-        .filter(dc::person_a.eq(a))
-        .filter(dc::person_b.eq(b))
-        .filter(dc::status.eq("dismissed"))
+    let n: i64 = dd::table
+        .filter(dd::person_a.eq(a))
+        .filter(dd::person_b.eq(b))
         .count()
         .get_result(conn)?;
     Ok(n > 0)
+}
+
+/// A dismissal about to be stored.
+pub struct Dismissal<'a> {
+    pub a: &'a str,
+    pub b: &'a str,
+    pub org_unit: &'a str,
+    pub reason: &'a str,
+    pub by: &'a str,
+    pub merge_id: Option<&'a str>,
+}
+
+const DISMISSAL_COLS: &[(&str, ColType)] = &[
+    ("person_a", ColType::Text),
+    ("person_b", ColType::Text),
+    ("org_unit", ColType::Text),
+    ("reason", ColType::Text),
+    ("dismissed_by", ColType::Text),
+    ("dismissed_at", ColType::BigInt),
+    ("merge_id", ColType::Text),
+];
+
+/// Records that two persons are different people: the pair is no longer listed nor merged
+/// automatically, and a queued candidate for it is closed. A pair dismissed before stays as it
+/// was dismissed then.
+pub fn dismiss_pair(conn: &mut DbConn, d: &Dismissal, now: i64) -> AppResult<()> {
+    use crate::db::schema::duplicate_candidates as dc;
+    use diesel::prelude::*;
+    let (a, b) = if d.a < d.b { (d.a, d.b) } else { (d.b, d.a) };
+    insert_rows(
+        conn,
+        "duplicate_dismissals",
+        DISMISSAL_COLS,
+        Some(("person_a, person_b", &[])),
+        &[
+            json!({"person_a": a, "person_b": b, "org_unit": d.org_unit, "reason": d.reason,
+                 "dismissed_by": d.by, "dismissed_at": now, "merge_id": d.merge_id}),
+        ],
+    )?;
+    diesel::update(
+        dc::table
+            .filter(dc::person_a.eq(a))
+            .filter(dc::person_b.eq(b))
+            .filter(dc::status.eq("open")),
+    )
+    .set((
+        dc::status.eq("dismissed"),
+        dc::decided_at.eq(now),
+        dc::decided_by.eq(d.by),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Withdraws a dismissal: the pair is listed (and its candidate reopened) again. False when the
+/// pair was not dismissed.
+pub fn undismiss_pair(conn: &mut DbConn, a: &str, b: &str) -> AppResult<bool> {
+    use crate::db::schema::{duplicate_candidates as dc, duplicate_dismissals as dd};
+    use diesel::prelude::*;
+    let (a, b) = if a < b { (a, b) } else { (b, a) };
+    let n = diesel::delete(
+        dd::table
+            .filter(dd::person_a.eq(a))
+            .filter(dd::person_b.eq(b)),
+    )
+    .execute(conn)?;
+    if n == 0 {
+        return Ok(false);
+    }
+    diesel::update(
+        dc::table
+            .filter(dc::person_a.eq(a))
+            .filter(dc::person_b.eq(b))
+            .filter(dc::status.eq("dismissed")),
+    )
+    .set((
+        dc::status.eq("open"),
+        dc::decided_at.eq(None::<i64>),
+        dc::decided_by.eq(None::<String>),
+    ))
+    .execute(conn)?;
+    Ok(true)
 }
 
 fn persons_with_numbers(
@@ -223,8 +312,12 @@ const MERGE_COLS: &[(&str, ColType)] = &[
     ("merged_at", ColType::BigInt),
 ];
 
-/// Merges person `merged_id` into `survivor_id` inside the caller's transaction. Returns the
-/// merge's id; its snapshot (both persons and the re-pointed references) makes an undo possible.
+/// Merges person `merged_id` into `survivor_id` inside the caller's transaction. `choices`
+/// names, per field, whose value the survivor keeps (`merged` takes the merged person's; any
+/// other answer, or none, keeps the survivor's); fields the survivor lacks are filled from the
+/// merged person either way. Returns the merge's id. Its snapshot holds both persons and the
+/// re-pointed references as they were, and (`after`) the version of each record the merge
+/// left, so that an undo can merge its changes back three-way without losing later edits.
 pub fn merge_persons(
     conn: &mut DbConn,
     work: &mut WorkSet,
@@ -232,6 +325,7 @@ pub fn merge_persons(
     merged_id: &str,
     by: &str,
     automatic: bool,
+    choices: &BTreeMap<String, String>,
 ) -> AppResult<String> {
     let get = |work: &WorkSet, id: &str| work.state.get(&(Entity::Person, id.to_string())).cloned();
     for id in [survivor_id, merged_id] {
@@ -250,7 +344,7 @@ pub fn merge_persons(
         ));
     }
     let children = children_of(conn, work, merged_id)?;
-    let snapshot = json!({
+    let mut snapshot = json!({
         "survivor": {"version": survivor.version, "fields": survivor.fields},
         "merged": {"version": merged.version, "fields": merged.fields, "org_unit": merged.org_unit},
         "children": children.iter().map(|(r, f)| json!([r.entity.name(), r.id, f])).collect::<Vec<_>>(),
@@ -265,6 +359,15 @@ pub fn merge_persons(
             }
         }
     }
+    for (field, side) in choices {
+        if side == "merged" {
+            match merged.fields.get(field) {
+                Some(v) => filled.fields.insert(field.clone(), v.clone()),
+                None => filled.fields.remove(field),
+            };
+            filled.stamps.insert(field.clone(), work.now);
+        }
+    }
     if filled.fields != survivor.fields {
         work.new_version(filled, by);
     }
@@ -272,12 +375,25 @@ pub fn merge_persons(
     gone.deleted = true;
     gone.merged_into = Some(survivor_id.to_string());
     work.new_version(gone, by);
-    for (mut child, field) in children {
+    for (mut child, field) in children.iter().cloned() {
+        // The newest state: a record with two references to the merged person changes twice.
+        if let Some(newer) = work.state.get(&(child.entity, child.id.clone())) {
+            child = newer.clone();
+        }
         child
             .fields
             .insert(field.to_string(), Value::String(survivor_id.to_string()));
         work.new_version(child, by);
     }
+    let version_of = |e: Entity, id: &str| work.state.get(&(e, id.to_string())).map(|r| r.version);
+    snapshot["after"] = json!({
+        "survivor": version_of(Entity::Person, survivor_id),
+        "merged": version_of(Entity::Person, merged_id),
+        "children": children
+            .iter()
+            .map(|(r, f)| json!([r.entity.name(), r.id, f, version_of(r.entity, &r.id)]))
+            .collect::<Vec<_>>(),
+    });
 
     let id = uuid::Uuid::now_v7().to_string();
     insert_rows(

@@ -11,6 +11,11 @@ pub struct PushRequest {
     /// The operations. Each is checked on its own: a malformed op is rejected alone.
     #[schema(value_type = Vec<OpIn>)]
     pub ops: Vec<Value>,
+    /// When the device sent this batch, RFC 3339 with offset, by the device's clock (the same
+    /// format as an op's `recorded_at`). Optional: the server records the device clock's offset
+    /// from its own (shown to supervisors) and never orders or merges by it.
+    #[serde(default)]
+    pub sent_at: Option<String>,
 }
 
 /// One operation as a device sends it.

@@ -30,6 +30,8 @@ pub struct Caller {
     pub user_id: String,
     pub device_id: String,
     pub scope: Scope,
+    /// The device clock minus the server's at receipt, when the batch carried `sent_at`.
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// Who made an op, as the merge path needs it: a device's worker, or a supervisor editing
@@ -56,6 +58,16 @@ pub fn policy_of(entity: Entity) -> impl Fn(&str) -> Policy {
         Some(FieldPolicy::Latest) => Policy::Latest,
         _ => Policy::Review,
     }
+}
+
+/// The device clock's offset from the server's in milliseconds: the batch's `sent_at` (device
+/// clock, RFC 3339 like `recorded_at`) minus `received_at` (server clock, unix microseconds).
+/// Positive when the device is ahead. The transfer time makes it read slightly low.
+pub fn clock_offset_ms(sent_at: &str, received_at: i64) -> AppResult<i64> {
+    let sent = chrono::DateTime::parse_from_rfc3339(sent_at)
+        .map_err(|_| AppError::bad_param("bad_sent_at", "sent_at must be RFC 3339"))?
+        .timestamp_micros();
+    Ok((sent - received_at) / 1000)
 }
 
 #[cfg_attr(feature = "unsafe-ack-before-commit", allow(unreachable_code))]
@@ -105,7 +117,13 @@ pub fn push(db: &Db, caller: &Caller, ops: Vec<Value>) -> AppResult<PushResponse
         }
     }
     if results.is_empty() && stop.is_none() {
-        last_seq = db.read(|c| Ok(store::device(c, &caller.device_id)?.last_seq))?;
+        last_seq = match caller.clock_offset_ms {
+            Some(ms) => db.write(|c| {
+                store::record_clock_offset(c, &caller.device_id, ms)?;
+                Ok(store::device(c, &caller.device_id)?.last_seq)
+            })?,
+            None => db.read(|c| Ok(store::device(c, &caller.device_id)?.last_seq))?,
+        };
     }
     Ok(PushResponse {
         device_id: caller.device_id.clone(),
@@ -144,6 +162,7 @@ mod unsafe_ack {
             user_id: caller.user_id.clone(),
             device_id: caller.device_id.clone(),
             scope: caller.scope.clone(),
+            clock_offset_ms: caller.clock_offset_ms,
         };
         let db = db.clone();
         std::thread::spawn(move || {
@@ -438,6 +457,9 @@ fn apply_chunk(
     store::write_ledger(conn, &caller.device_id, &ledger, now)?;
     if last_seq != dev.last_seq {
         store::advance_device(conn, &caller.device_id, last_seq, now)?;
+    }
+    if let Some(ms) = caller.clock_offset_ms {
+        store::record_clock_offset(conn, &caller.device_id, ms)?;
     }
     work.alloc.finish(conn)?;
     Ok(ChunkOut {

@@ -183,6 +183,14 @@ pub fn advance_device(
     Ok(())
 }
 
+/// The device clock's offset from the server's, measured at its latest push with `sent_at`.
+pub fn record_clock_offset(conn: &mut DbConn, device_id: &str, offset_ms: i64) -> AppResult<()> {
+    diesel::update(devices::table.filter(devices::id.eq(device_id)))
+        .set(devices::clock_offset_ms.eq(offset_ms))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// A conflict row about to be stored.
 pub struct NewConflict {
     pub out: ConflictOut,

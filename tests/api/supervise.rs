@@ -1057,3 +1057,638 @@ both!(direct_edits_merge_like_device_ops, |b| {
     );
     assert_eq!(r["status"], "applied");
 });
+
+/// Pushes `ops` in an envelope carrying `sent_at`.
+fn push_sent_at(app: &TestApp, dev: &Dev, ops: &[Value], sent_at: &str) -> Resp {
+    app.post(
+        "/api/v1/sync/push",
+        Some(&dev.token),
+        &json!({"ops": ops, "sent_at": sent_at}),
+    )
+}
+
+/// Now on a device clock `skew` away from the server's, as a phone would write it.
+fn device_clock(skew: chrono::Duration) -> String {
+    let tz = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    (chrono::Utc::now() + skew).with_timezone(&tz).to_rfc3339()
+}
+
+both!(device_clock_offset_measured_from_sent_at, |b| {
+    let World { app, a, w, ts, .. } = world(b);
+    let status_of = |dev: &Dev| -> Value {
+        let body = get_ok(&app, "/api/v1/supervise/devices/status", &ts);
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["device_id"] == dev.device_id.as_str())
+            .unwrap()
+            .clone()
+    };
+    // a phone ten minutes ahead
+    let r = push_sent_at(
+        &app,
+        &a,
+        &[a.op("person", &new_id(), "create", None, person(V1, "钟快"))],
+        &device_clock(chrono::Duration::minutes(10)),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["results"][0]["status"], "applied");
+    // an old client without sent_at still syncs; its offset stays unmeasured
+    w.push_ok(
+        &app,
+        &[w.op("person", &new_id(), "create", None, person(V1, "钟旧"))],
+    );
+    let s = status_of(&a);
+    let ms = s["clock_offset_ms"].as_i64().expect("offset measured");
+    assert!((590_000..=600_500).contains(&ms), "{ms}");
+    assert_eq!(s["clock_skewed"], true);
+    let s = status_of(&w);
+    assert!(s["clock_offset_ms"].is_null(), "{s:?}");
+    assert_eq!(s["clock_skewed"], false);
+    // the latest push counts, an empty batch too: a phone 3 minutes behind is not flagged
+    let r = push_sent_at(&app, &a, &[], &device_clock(chrono::Duration::minutes(-3)));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let s = status_of(&a);
+    let ms = s["clock_offset_ms"].as_i64().unwrap();
+    assert!((-181_000..=-179_000).contains(&ms), "{ms}");
+    assert_eq!(s["clock_skewed"], false);
+    // a sent_at that is not RFC 3339: 400 with its code, nothing applied
+    let id = new_id();
+    let r = push_sent_at(
+        &app,
+        &w,
+        &[w.op("person", &id, "create", None, person(V1, "钟坏"))],
+        "yesterday",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["code"], "bad_sent_at");
+    assert_eq!(
+        app.get(&format!("/api/v1/supervise/person/{id}"), Some(&ts))
+            .status,
+        404
+    );
+});
+
+/// The ids of every page of `path` (sorted by the server), following the opaque cursors.
+fn sorted_ids(app: &TestApp, path: &str, token: &str, limit: usize) -> Vec<String> {
+    let (items, total) = all_pages(app, path, token, limit);
+    assert_eq!(items.len() as i64, total, "{path}");
+    ids_of(&json!(items))
+}
+
+both!(
+    ledger_sort_keyset_pages_stable_with_nulls_and_unknown_keys,
+    |b| {
+        let World {
+            app, a, ts, other, ..
+        } = world(b);
+        // (name, birth date, village): ties on birth date and on name
+        let people = [
+            ("丁一", "1990-01-01", V1),
+            ("甲二", "1985-05-05", V2),
+            ("丁一", "1990-01-01", V2),
+            ("乙三", "2000-12-12", V1),
+            ("丙四", "1985-05-05", V1),
+            ("丁一", "1970-07-07", V2),
+        ];
+        let mut rows: Vec<(String, String, String, String)> = Vec::new();
+        let mut ops = Vec::new();
+        for (name, birth, village) in people {
+            let id = new_id();
+            let mut p = person(village, name);
+            p["birth_date"] = json!(birth);
+            ops.push(a.op("person", &id, "create", None, p));
+            rows.push((id, name.into(), birth.into(), village.into()));
+        }
+        a.push_ok(&app, &ops);
+        let expect = |key: fn(&(String, String, String, String)) -> String, desc: bool| {
+            let mut r = rows.clone();
+            r.sort_by(|x, y| (key(x), &x.0).cmp(&(key(y), &y.0)));
+            if desc {
+                r.reverse();
+            }
+            r.into_iter().map(|x| x.0).collect::<Vec<_>>()
+        };
+        let by_birth = expect(|r| r.2.clone(), false);
+        // every page size gives the same order, ties broken by id
+        for limit in [1, 2, 4, 50] {
+            assert_eq!(
+                sorted_ids(&app, "/api/v1/supervise/person?sort=birth_date", &ts, limit),
+                by_birth
+            );
+        }
+        assert_eq!(
+            sorted_ids(&app, "/api/v1/supervise/person?sort=-birth_date", &ts, 2),
+            expect(|r| r.2.clone(), true)
+        );
+        assert_eq!(
+            sorted_ids(&app, "/api/v1/supervise/person?sort=name", &ts, 1),
+            expect(|r| r.1.clone(), false)
+        );
+        assert_eq!(
+            sorted_ids(&app, "/api/v1/supervise/person?sort=-org_unit", &ts, 3),
+            expect(|r| r.3.clone(), true)
+        );
+        let mut by_id: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        by_id.sort();
+        assert_eq!(sorted_ids(&app, "/api/v1/supervise/person", &ts, 4), by_id);
+        by_id.reverse();
+        assert_eq!(
+            sorted_ids(&app, "/api/v1/supervise/person?sort=-id", &ts, 4),
+            by_id
+        );
+        let page = get_ok(
+            &app,
+            "/api/v1/supervise/person?sort=-birth_date&limit=2",
+            &ts,
+        );
+        assert_eq!(page["sort"], "-birth_date");
+        // filters still apply
+        assert_eq!(
+            sorted_ids(
+                &app,
+                &format!("/api/v1/supervise/person?sort=-birth_date&village={V1}"),
+                &ts,
+                1
+            ),
+            expect(|r| r.2.clone(), true)
+                .into_iter()
+                .filter(|id| rows.iter().any(|r| &r.0 == id && r.3 == V1))
+                .collect::<Vec<_>>()
+        );
+        // the most recently changed first
+        let edited = &rows[3].0;
+        post_ok(
+            &app,
+            &format!("/api/v1/supervise/records/person/{edited}"),
+            &ts,
+            json!({"base_version": 1, "set": {"relation": "spouse"}}),
+        );
+        let latest = sorted_ids(&app, "/api/v1/supervise/person?sort=-updated_at", &ts, 2);
+        assert_eq!(&latest[0], edited);
+        assert_eq!(latest.len(), rows.len());
+
+        // keyset pages are stable: a record added before the cursor is neither shown nor repeats one
+        let first = get_ok(
+            &app,
+            "/api/v1/supervise/person?sort=birth_date&limit=2",
+            &ts,
+        );
+        assert_eq!(ids_of(&first["items"]), by_birth[..2].to_vec());
+        let cursor = first["next_after"].as_str().unwrap().to_string();
+        let mut early = person(V1, "戊五");
+        early["birth_date"] = json!("1960-01-01");
+        a.push_ok(&app, &[a.op("person", &new_id(), "create", None, early)]);
+        let rest = get_ok(
+            &app,
+            &format!("/api/v1/supervise/person?sort=birth_date&limit=50&after={cursor}"),
+            &ts,
+        );
+        assert_eq!(ids_of(&rest["items"]), by_birth[2..].to_vec());
+
+        // NULLs come last both ways, and paging passes through them
+        let mother = &rows[0].0;
+        let mut preg = Vec::new();
+        let mut pops = Vec::new();
+        for expected in [Some("2027-03-01"), None, Some("2027-01-15"), None] {
+            let id = new_id();
+            let mut set = json!({"org_unit": V1, "person_id": mother, "status": "ongoing"});
+            if let Some(d) = expected {
+                set["expected_date"] = json!(d);
+            }
+            pops.push(a.op("pregnancy", &id, "create", None, set));
+            preg.push((id, expected));
+        }
+        a.push_ok(&app, &pops);
+        let mut nulls: Vec<String> = preg
+            .iter()
+            .filter(|p| p.1.is_none())
+            .map(|p| p.0.clone())
+            .collect();
+        nulls.sort();
+        let asc = [vec![preg[2].0.clone(), preg[0].0.clone()], nulls.clone()].concat();
+        assert_eq!(
+            sorted_ids(
+                &app,
+                "/api/v1/supervise/pregnancy?sort=expected_date",
+                &ts,
+                1
+            ),
+            asc
+        );
+        nulls.reverse();
+        let desc = [vec![preg[0].0.clone(), preg[2].0.clone()], nulls].concat();
+        assert_eq!(
+            sorted_ids(
+                &app,
+                "/api/v1/supervise/pregnancy?sort=-expected_date",
+                &ts,
+                1
+            ),
+            desc
+        );
+
+        // keys outside the whitelist, and cursors of another sort, are 400 with a stable code
+        for bad in [
+            "/api/v1/supervise/person?sort=id_number",
+            "/api/v1/supervise/person?sort=phone",
+            "/api/v1/supervise/person?sort=-",
+            "/api/v1/supervise/pregnancy?sort=name",
+            "/api/v1/supervise/person?sort=name;DROP",
+        ] {
+            let r = app.get(bad, Some(&ts));
+            assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+            assert_eq!(r.body["code"], "unknown_sort_key", "{bad}");
+            assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        }
+        let name_cursor = get_ok(&app, "/api/v1/supervise/person?sort=name&limit=1", &ts)
+            ["next_after"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for bad in [
+            format!("/api/v1/supervise/person?sort=birth_date&after={name_cursor}"),
+            "/api/v1/supervise/person?sort=birth_date&after=bm90LWpzb24".to_string(),
+            "/api/v1/supervise/person?sort=updated_at&after=%25%25".to_string(),
+        ] {
+            let r = app.get(&bad, Some(&ts));
+            assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+            assert_eq!(r.body["code"], "bad_cursor", "{bad}");
+        }
+        // NUL in a text parameter or a forged cursor: 400, never a database error
+        let nul_cursor = {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(json!({"s": "name", "v": "a\u{0}b", "id": rows[0].0}).to_string())
+        };
+        for bad in [
+            format!("/api/v1/supervise/person?sort=name&after={nul_cursor}"),
+            "/api/v1/supervise/person?name=a%00b".to_string(),
+        ] {
+            let r = app.get(&bad, Some(&ts));
+            assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+        }
+        // another township sees nothing, sorted or not
+        assert_eq!(
+            get_ok(&app, "/api/v1/supervise/person?sort=name", &other)["total"],
+            0
+        );
+    }
+);
+
+both!(
+    dismissed_duplicates_stay_unlisted_and_unmerged_until_undismissed,
+    |b| {
+        let World {
+            app,
+            a,
+            w,
+            ts,
+            other,
+            ..
+        } = world(b);
+        // a strong pair (same ID number, names differ) and a weak one (same name, birth date, village)
+        let (p1, p2, p3, p4) = (new_id(), new_id(), new_id(), new_id());
+        let num = id_number("1990-02-03", 160);
+        let mut s1 = person(V1, "冯丽");
+        s1["id_number"] = json!(num);
+        let mut s2 = person(V1, "冯莉");
+        s2["id_number"] = json!(num);
+        a.push_ok(
+            &app,
+            &[
+                a.op("person", &p1, "create", None, s1),
+                a.op("person", &p3, "create", None, person(V2, "陈红")),
+                a.op("person", &p4, "create", None, person(V2, "陈红")),
+            ],
+        );
+        w.push_ok(&app, &[w.op("person", &p2, "create", None, s2)]);
+        let listed = |token: &str| -> BTreeSet<String> {
+            let (items, total) = all_pages(&app, "/api/v1/supervise/duplicates", token, 50);
+            assert_eq!(items.len() as i64, total);
+            items
+                .iter()
+                .map(|i| i["key"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let key = |x: &str, y: &str| {
+            if x < y {
+                format!("{x}|{y}")
+            } else {
+                format!("{y}|{x}")
+            }
+        };
+        assert_eq!(listed(&ts), BTreeSet::from([key(&p1, &p2), key(&p3, &p4)]));
+        let dismissals = || {
+            n(
+                &app,
+                "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'duplicate_dismissed'",
+            )
+        };
+
+        // scoped, checked, audited
+        let dismiss = "/api/v1/supervise/duplicates/dismiss";
+        let weak = json!({"a_id": p4, "b_id": p3, "reason": "入户核实为两人"});
+        assert_eq!(app.post(dismiss, Some(&other), &weak).status, 404);
+        let r = app.post(
+            dismiss,
+            Some(&ts),
+            &json!({"a_id": p3, "b_id": new_id(), "reason": "x"}),
+        );
+        assert_eq!(r.status, 404);
+        let r = app.post(
+            dismiss,
+            Some(&ts),
+            &json!({"a_id": p3, "b_id": p3, "reason": "x"}),
+        );
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (422, Some("same_person"))
+        );
+        let r = app.post(
+            dismiss,
+            Some(&ts),
+            &json!({"a_id": p3, "b_id": p4, "reason": "  "}),
+        );
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (422, Some("bad_reason"))
+        );
+        let r = app.post(
+            dismiss,
+            Some(&ts),
+            &json!({"a_id": p3, "b_id": p4, "reason": "a\u{0}b"}),
+        );
+        assert_eq!(r.status, 422, "{:?}", r.body);
+        assert_eq!(
+            app.post(dismiss, Some(&ts), &json!({"a_id": p3, "b_id": p4}))
+                .status,
+            400
+        );
+        assert_eq!(dismissals(), 0);
+        assert_eq!(listed(&ts).len(), 2);
+
+        let d = post_ok(&app, dismiss, &ts, weak.clone());
+        assert_eq!(d["person_a"], std::cmp::min(&p3, &p4).as_str());
+        assert_eq!(d["reason"], "入户核实为两人");
+        assert_eq!(listed(&ts), BTreeSet::from([key(&p1, &p2)]));
+        assert_eq!(dismissals(), 1);
+        // dismissing again answers the stored dismissal
+        let again = post_ok(&app, dismiss, &ts, weak.clone());
+        assert_eq!(again["dismissed_at"], d["dismissed_at"]);
+        assert_eq!(dismissals(), 1);
+
+        // the strong pair: dismissed, it is neither listed nor merged when the two come to agree
+        post_ok(
+            &app,
+            dismiss,
+            &ts,
+            json!({"a_id": p1, "b_id": p2, "reason": "双胞胎，身份证号录错"}),
+        );
+        assert!(listed(&ts).is_empty());
+        let r = w.push_ok(
+            &app,
+            &[w.op("person", &p2, "update", Some(1), json!({"name": "冯丽"}))],
+        );
+        assert_eq!(r[0]["status"], "applied", "{r:?}");
+        let (recs, _) = a.pull_all(&app, 0);
+        assert_eq!(recs[&p2]["deleted"], false);
+        assert!(recs[&p2].get("merged_into").is_none_or(Value::is_null));
+        assert!(listed(&ts).is_empty());
+        assert_eq!(
+            n(&app, "SELECT COUNT(*) AS n FROM person_merges"),
+            0,
+            "a dismissed pair is never merged automatically"
+        );
+
+        // the dismissed pairs, with who and why, for the subtree only; reading them is audited
+        let (items, total) = all_pages(&app, "/api/v1/supervise/duplicates/dismissed", &ts, 1);
+        assert_eq!(total, 2);
+        let keys: BTreeSet<String> = items
+            .iter()
+            .map(|i| i["key"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(keys, BTreeSet::from([key(&p1, &p2), key(&p3, &p4)]));
+        let strong = items.iter().find(|i| i["key"] == key(&p1, &p2)).unwrap();
+        assert_eq!(strong["dismissal"]["reason"], "双胞胎，身份证号录错");
+        assert!(strong["a"]["fields"]["id_number"]
+            .as_str()
+            .unwrap()
+            .contains('*'));
+        assert!(last_audited(&app).is_subset(&BTreeSet::from([
+            p1.clone(),
+            p2.clone(),
+            p3.clone(),
+            p4.clone()
+        ])));
+        assert_eq!(
+            get_ok(&app, "/api/v1/supervise/duplicates/dismissed", &other)["total"],
+            0
+        );
+        // withdrawing a dismissal lists the pair again
+        let undismiss = "/api/v1/supervise/duplicates/undismiss";
+        assert_eq!(
+            app.post(undismiss, Some(&other), &json!({"a_id": p3, "b_id": p4}))
+                .status,
+            404
+        );
+        post_ok(
+            &app,
+            undismiss,
+            &ts,
+            json!({"a_id": p3, "b_id": p4, "reason": "误判"}),
+        );
+        assert_eq!(listed(&ts), BTreeSet::from([key(&p3, &p4)]));
+        assert_eq!(
+            app.post(undismiss, Some(&ts), &json!({"a_id": p3, "b_id": p4}))
+                .status,
+            404
+        );
+        post_ok(&app, undismiss, &ts, json!({"a_id": p2, "b_id": p1}));
+        assert_eq!(listed(&ts), BTreeSet::from([key(&p1, &p2), key(&p3, &p4)]));
+        assert_eq!(
+            n(
+                &app,
+                "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'duplicate_undismissed'"
+            ),
+            2
+        );
+        assert_eq!(
+            get_ok(&app, "/api/v1/supervise/duplicates/dismissed", &ts)["total"],
+            0
+        );
+        // the other township never sees any of it
+        assert!(listed(&other).is_empty());
+    }
+);
+
+both!(merge_undo_keeps_edits_made_after_the_merge, |b| {
+    let World { app, a, w, ts, .. } = world(b);
+    let (p1, p2, visit) = (new_id(), new_id(), new_id());
+    let num = id_number("1990-02-03", 170);
+    let mut s1 = person(V1, "孙丽");
+    s1["id_number"] = json!(num);
+    let mut s2 = person(V1, "孙莉");
+    s2["id_number"] = json!(num);
+    s2["relation"] = json!("spouse");
+    a.push_ok(&app, &[a.op("person", &p1, "create", None, s1)]);
+    w.push_ok(&app, &[
+        w.op("person", &p2, "create", None, s2),
+        w.op("visit", &visit, "create", None, json!({"org_unit": V1, "person_id": p2, "kind": "iud_check", "visit_date": "2026-11-21"})),
+    ]);
+    // the merge: p1 survives with p2's spelling of the name and p2's relation filled in
+    let r = post_ok(
+        &app,
+        "/api/v1/supervise/duplicates/merge",
+        &ts,
+        json!({"survivor_id": p1, "merged_id": p2, "fields": {"name": "merged"}}),
+    );
+    let merge_id = r["merge_id"].as_str().unwrap().to_string();
+    assert_eq!(r["survivor"]["fields"]["name"], "孙莉");
+    assert_eq!(r["survivor"]["fields"]["relation"], "spouse");
+    let (recs, cursor) = w.pull_all(&app, 0);
+    let (sv, vv) = (
+        recs[&p1]["version"].as_i64().unwrap(),
+        recs[&visit]["version"].as_i64().unwrap(),
+    );
+    // after the merge a phone edits the survivor (a field the merge left alone, and the name the
+    // merge changed) and the re-pointed visit
+    let r = w.push_ok(
+        &app,
+        &[
+            w.op(
+                "person",
+                &p1,
+                "update",
+                Some(sv),
+                json!({"marital_status": "divorced", "name": "孙丽丽"}),
+            ),
+            w.op(
+                "visit",
+                &visit,
+                "update",
+                Some(vv),
+                json!({"next_due": "2027-01-01"}),
+            ),
+        ],
+    );
+    assert!(r.iter().all(|o| o["status"] == "applied"), "{r:?}");
+
+    let undo = post_ok(
+        &app,
+        &format!("/api/v1/supervise/merges/{merge_id}/undo"),
+        &ts,
+        json!({}),
+    );
+    assert_eq!(undo["repointed"], json!([visit]));
+    // the edits made after the merge survive; the merge's own change to relation is undone
+    let d = get_ok(&app, &format!("/api/v1/supervise/person/{p1}"), &ts);
+    let f = &d["record"]["fields"];
+    assert_eq!(f["marital_status"], "divorced", "{f:?}");
+    assert_eq!(f["name"], "孙丽丽", "{f:?}");
+    assert!(f.get("relation").is_none_or(Value::is_null), "{f:?}");
+    // the name was changed both ways: a conflict keeps the value the undo would have restored
+    let open = d["open_conflicts"].as_array().unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["field"], "name");
+    assert_eq!(open[0]["server_value"], "孙丽丽");
+    assert_eq!(open[0]["device_value"], "孙丽");
+    assert_eq!(undo["conflicts"][0]["id"], open[0]["id"]);
+    let queue = get_ok(&app, "/api/v1/supervise/conflicts", &ts);
+    assert!(queue["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == open[0]["id"]));
+    let v = get_ok(&app, &format!("/api/v1/supervise/visit/{visit}"), &ts);
+    assert_eq!(v["record"]["fields"]["person_id"], p2.as_str());
+    assert_eq!(v["record"]["fields"]["next_due"], "2027-01-01");
+    let restored = get_ok(&app, &format!("/api/v1/supervise/person/{p2}"), &ts);
+    assert_eq!(restored["record"]["deleted"], false);
+    assert_eq!(restored["record"]["fields"]["name"], "孙莉");
+
+    // the phone receives every step, and the conflict
+    let page = w.pull(&app, cursor);
+    let recs: std::collections::BTreeMap<String, Value> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().to_string(), r.clone()))
+        .collect();
+    assert_eq!(recs[&p1]["version"], d["record"]["version"]);
+    assert_eq!(recs[&p1]["fields"]["marital_status"], "divorced");
+    assert!(recs[&p1]["fields"]
+        .get("relation")
+        .is_none_or(Value::is_null));
+    assert_eq!(recs[&p2]["deleted"], false);
+    assert_eq!(recs[&visit]["fields"]["person_id"], p2.as_str());
+    assert_eq!(recs[&visit]["fields"]["next_due"], "2027-01-01");
+    assert!(page["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == open[0]["id"]));
+    // the undone pair stays two persons
+    assert_eq!(n(&app, "SELECT COUNT(*) AS n FROM duplicate_dismissals"), 1);
+});
+
+both!(merge_undo_of_a_merge_stored_before_after_versions, |b| {
+    use diesel::prelude::*;
+    use fieldsync::db::schema::person_merges;
+    let World { app, a, w, ts, .. } = world(b);
+    let (p1, p2) = (new_id(), new_id());
+    let num = id_number("1991-03-04", 180);
+    let mut s1 = person(V1, "蒋梅");
+    s1["id_number"] = json!(num);
+    let mut s2 = person(V1, "蒋玫");
+    s2["id_number"] = json!(num);
+    s2["phone"] = json!("13900000003");
+    a.push_ok(&app, &[a.op("person", &p1, "create", None, s1)]);
+    w.push_ok(&app, &[w.op("person", &p2, "create", None, s2)]);
+    let r = post_ok(
+        &app,
+        "/api/v1/supervise/duplicates/merge",
+        &ts,
+        json!({"survivor_id": p1, "merged_id": p2}),
+    );
+    let merge_id = r["merge_id"].as_str().unwrap().to_string();
+    assert_eq!(r["survivor"]["fields"]["phone"], "13900000003");
+    let sv = r["survivor"]["version"].as_i64().unwrap();
+    // a merge stored before merges recorded the versions they left
+    let mut c = app.conn();
+    let snap: String = person_merges::table
+        .filter(person_merges::id.eq(&merge_id))
+        .select(person_merges::snapshot)
+        .first(&mut *c)
+        .unwrap();
+    let mut snap: Value = serde_json::from_str(&snap).unwrap();
+    assert!(snap.as_object_mut().unwrap().remove("after").is_some());
+    diesel::update(person_merges::table.filter(person_merges::id.eq(&merge_id)))
+        .set(person_merges::snapshot.eq(snap.to_string()))
+        .execute(&mut *c)
+        .unwrap();
+    drop(c);
+    // edited after the merge, then undone: the edit survives, the filled-in phone goes
+    w.push_ok(
+        &app,
+        &[w.op(
+            "person",
+            &p1,
+            "update",
+            Some(sv),
+            json!({"relation": "head"}),
+        )],
+    );
+    post_ok(
+        &app,
+        &format!("/api/v1/supervise/merges/{merge_id}/undo"),
+        &ts,
+        json!({}),
+    );
+    let f =
+        get_ok(&app, &format!("/api/v1/supervise/person/{p1}"), &ts)["record"]["fields"].clone();
+    assert_eq!(f["relation"], "head", "{f:?}");
+    assert_eq!(f["name"], "蒋梅");
+    assert!(f.get("phone").is_none_or(Value::is_null), "{f:?}");
+});

@@ -1,0 +1,2 @@
+DROP INDEX duplicate_dismissals_scope;
+DROP TABLE duplicate_dismissals;
