@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::cluster::cluster_or_skip;
 use crate::crash::VirtualDevice;
 use crate::faults::{assert_clean, one_device, push_through};
-use crate::harness::Env;
+use crate::harness::{mount_tmpfs, Env};
 
 macro_rules! pg_test {
     ($name:ident, $body:block) => {
@@ -90,28 +90,9 @@ pg_test!(database_crash_postgres, {
 // is removed, the test starts the cluster again if it is down (as an operator would) and every
 // device gets everything acknowledged from the same server process, nothing lost.
 pg_test!(disk_full_postgres, {
-    let mnt = tempfile::tempdir().unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
-        .arg(mnt.path())
-        .output();
-    match &mounted {
-        Ok(o) if o.status.success() => {}
-        other => {
-            eprintln!("SKIPPED disk_full_postgres: cannot mount a tmpfs (needs root): {other:?}");
-            return;
-        }
-    }
-    struct Umount(std::path::PathBuf);
-    impl Drop for Umount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
-    let _umount = Umount(mnt.path().to_path_buf());
+    let Some(mnt) = mount_tmpfs("disk_full_postgres", "48m") else {
+        return;
+    };
     let Some(cluster) = cluster_or_skip("disk_full_postgres", Some(mnt.path()), &[]) else {
         return;
     };

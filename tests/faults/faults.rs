@@ -291,28 +291,9 @@ pub fn push_through(
 // data; after the ballast is freed the same process serves again; integrity ok.
 #[test]
 fn disk_full_sqlite() {
-    let mnt = tempfile::tempdir().unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
-        .arg(mnt.path())
-        .output();
-    match &mounted {
-        Ok(o) if o.status.success() => {}
-        other => {
-            eprintln!("SKIPPED disk_full_sqlite: cannot mount a tmpfs (needs root): {other:?}");
-            return;
-        }
-    }
-    struct Umount(std::path::PathBuf);
-    impl Drop for Umount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
-    let _umount = Umount(mnt.path().to_path_buf());
+    let Some(mnt) = mount_tmpfs("disk_full_sqlite", "6m") else {
+        return;
+    };
     let env = Env::new_at(Backend::Sqlite, Some(&mnt.path().join("fieldsync.db")));
     let server = env.start();
     let mut d = one_device(&env, &server, "full_w", 20);

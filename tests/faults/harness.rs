@@ -560,3 +560,39 @@ pub fn create_op(seq: i64, id: &str, name: &str) -> Value {
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
+
+/// A tmpfs of `size` (e.g. `6m`) mounted on a fresh temp dir, unmounted when dropped; `None`
+/// (after printing SKIPPED for `test`) when it cannot be mounted, which needs root.
+pub fn mount_tmpfs(test: &str, size: &str) -> Option<Tmpfs> {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir.path())
+        .output();
+    match &mounted {
+        Ok(o) if o.status.success() => Some(Tmpfs { dir }),
+        other => {
+            eprintln!("SKIPPED {test}: cannot mount a tmpfs (needs root): {other:?}");
+            None
+        }
+    }
+}
+
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
