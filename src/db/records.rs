@@ -227,6 +227,8 @@ struct EntitySql {
     select_by_ids: String,
     /// Selects one JSON object per row (all columns plus `entity`) as `j`, with `change_seq`.
     select_json: String,
+    /// The select list of `select_json`, over a row source aliased `t`.
+    json_list: String,
 }
 
 fn entity_sql(backend: Backend, entity: Entity) -> &'static EntitySql {
@@ -246,21 +248,21 @@ fn entity_sql(backend: Backend, entity: Entity) -> &'static EntitySql {
 fn build_entity_sql(backend: Backend, entity: Entity) -> EntitySql {
     let def = entity.def();
     let cols = columns(entity);
-    let select_json = match backend {
+    let json_list = match backend {
         Backend::Sqlite => {
-            let pairs: Vec<String> = cols.iter().map(|(n, _)| format!("'{n}', {n}")).collect();
+            let pairs: Vec<String> = cols.iter().map(|(n, _)| format!("'{n}', t.{n}")).collect();
             format!(
-                "SELECT change_seq, json_object('entity', '{}', {}) AS j FROM {}",
+                "t.change_seq, json_object('entity', '{}', {}) AS j",
                 def.name,
-                pairs.join(", "),
-                def.table
+                pairs.join(", ")
             )
         }
         Backend::Postgres => format!(
-            "SELECT change_seq, (to_jsonb(t) || jsonb_build_object('entity', '{}'))::text AS j FROM {} t",
-            def.name, def.table
+            "t.change_seq, (to_jsonb(t) || jsonb_build_object('entity', '{}'))::text AS j",
+            def.name
         ),
     };
+    let select_json = format!("SELECT {json_list} FROM {} t", def.table);
     let select_by_ids = match backend {
         Backend::Sqlite => format!("{select_json} WHERE id IN (SELECT value FROM json_each(?))"),
         Backend::Postgres => {
@@ -270,6 +272,7 @@ fn build_entity_sql(backend: Backend, entity: Entity) -> EntitySql {
     EntitySql {
         select_by_ids,
         select_json,
+        json_list,
     }
 }
 
@@ -403,6 +406,25 @@ pub fn upsert(conn: &mut DbConn, rows: &[RecordRow]) -> AppResult<()> {
 /// The SELECT of one record type as JSON rows, to which callers add a WHERE clause.
 pub fn select_json_sql(backend: Backend, entity: Entity) -> &'static str {
     &entity_sql(backend, entity).select_json
+}
+
+/// Like [`select_json_sql`], over the rows that `tail` (`WHERE ... ORDER BY ... LIMIT n`, with
+/// unqualified column names) picks from the entity's table, then ordered by `order`. Both
+/// backends evaluate a select list before the sort under a LIMIT, so building the JSON in the
+/// same query as `ORDER BY ... LIMIT` builds it for every row in scope (a county's 300,000
+/// persons for one page); here it is built only for the rows returned.
+pub fn select_json_limited_sql(
+    backend: Backend,
+    entity: Entity,
+    tail: &str,
+    order: &str,
+) -> String {
+    let e = entity_sql(backend, entity);
+    format!(
+        "SELECT {} FROM (SELECT * FROM {}{tail}) t{order}",
+        e.json_list,
+        entity.def().table
+    )
 }
 
 /// One version of a record, as kept in `record_versions`.

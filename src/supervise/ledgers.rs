@@ -311,12 +311,11 @@ pub fn list(
         if let Some(a) = &f.after {
             sort.after(&mut q, a)?;
         }
-        let sql = format!(
-            "{}{}{} LIMIT {}",
-            records::select_json_sql(q.backend(), entity),
-            q.where_sql(),
-            sort.order_by(),
-            limit + 1
+        let sql = records::select_json_limited_sql(
+            q.backend(),
+            entity,
+            &format!("{}{} LIMIT {}", q.where_sql(), sort.order_by(), limit + 1),
+            &sort.order_by(),
         );
         let rows: Vec<JsonRow> = q.load(conn, &sql)?;
         let mut rows: Vec<RecordRow> = rows

@@ -162,8 +162,13 @@ pub fn changes(
     let parts: Vec<String> = ENTITIES
         .iter()
         .map(|d| {
-            let base = records::select_json_sql(backend, d.entity);
-            format!("SELECT * FROM ({base} WHERE {pred} AND change_seq > {cursor}{live} ORDER BY change_seq LIMIT {limit}) AS s_{}", d.table)
+            let picked = records::select_json_limited_sql(
+                backend,
+                d.entity,
+                &format!(" WHERE {pred} AND change_seq > {cursor}{live} ORDER BY change_seq LIMIT {limit}"),
+                "",
+            );
+            format!("SELECT * FROM ({picked}) AS s_{}", d.table)
         })
         .collect();
     let sql = format!(
