@@ -48,6 +48,11 @@ pub struct Settings {
     pub limits: Limits,
     /// Bearer token a metrics scraper sends to `GET /metrics`; the endpoint is off when empty.
     pub metrics_token: Secret,
+    /// Addresses of reverse proxies in front of the server (e.g. `["127.0.0.1"]` behind a local
+    /// nginx). Only a request from one of them has its client address taken from
+    /// `X-Forwarded-For` (the nearest address that is not a trusted proxy); from anyone else the
+    /// header is ignored, so it cannot be forged to dodge the per-address login throttle.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -113,6 +118,7 @@ impl Default for Settings {
                 body_timeout_secs: 30,
             },
             metrics_token: Secret::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -199,9 +205,14 @@ impl Settings {
     }
 }
 
-/// Environment values are strings; numbers and booleans are recognised so that typed fields
-/// can be set from the environment.
+/// Environment values are strings; numbers, booleans and JSON lists (`["127.0.0.1"]`) are
+/// recognised so that typed fields can be set from the environment.
 fn parse_scalar(raw: &str) -> Value {
+    if raw.trim_start().starts_with('[') {
+        if let Ok(v @ Value::Array(_)) = serde_json::from_str(raw) {
+            return v;
+        }
+    }
     if let Ok(n) = raw.parse::<i64>() {
         return Value::from(n);
     }
@@ -265,6 +276,10 @@ mod tests {
             ),
             ("FIELDSYNC_TEST_PG_URL".to_string(), "ignored".to_string()),
             ("FIELDSYNC_LOG".to_string(), "debug".to_string()),
+            (
+                "FIELDSYNC_TRUSTED_PROXIES".to_string(),
+                r#"["127.0.0.1", "::1"]"#.to_string(),
+            ),
         ];
         let s = Settings::load_from(
             Some(&file),
@@ -278,6 +293,13 @@ mod tests {
         assert_eq!(s.limits.max_page_size, 700);
         assert_eq!(s.database_url, "sqlite://x.db");
         assert_eq!(s.sqlite_synchronous, "FULL");
+        assert_eq!(
+            s.trusted_proxies,
+            vec![
+                "127.0.0.1".parse::<std::net::IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
     }
 
     #[test]

@@ -94,10 +94,32 @@ pub fn token_response(
     })
 }
 
-fn client_addr(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default()
+/// The client's address: the peer, or, when the peer is a trusted proxy, the nearest address
+/// in `X-Forwarded-For` that is not one (see `Settings::trusted_proxies`).
+fn client_addr(req: &HttpRequest, trusted: &[std::net::IpAddr]) -> String {
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+        return String::new();
+    };
+    if !trusted.contains(&peer) {
+        return peer.to_string();
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    let mut client = peer;
+    for hop in forwarded.iter().rev() {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => client = ip,
+            Ok(ip) => return ip.to_string(),
+            // A hop that is no address: trust nothing beyond it.
+            Err(_) => break,
+        }
+    }
+    client.to_string()
 }
 
 fn check_device(conn: &mut DbConn, user_id: &str, device_id: &str) -> AppResult<()> {
@@ -132,7 +154,7 @@ pub async fn login(
     body: web::Json<LoginRequest>,
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner();
-    let addr = client_addr(&req);
+    let addr = client_addr(&req, &state.settings.trusted_proxies);
     let request_id = current_request_id();
     let username = body.username.trim().to_string();
     state

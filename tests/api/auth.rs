@@ -569,6 +569,69 @@ both!(login_throttling_is_per_account, |b| {
     assert!(failed >= 5);
 });
 
+// Per-address throttling behind a reverse proxy: from a trusted proxy the client address is
+// taken from X-Forwarded-For, so one client's failures do not throttle everyone behind the
+// proxy; from anyone else the header is ignored, so it cannot be forged to dodge the throttle.
+both!(login_throttling_per_address_behind_a_proxy, |b| {
+    let fail_until_429 = |app: &TestApp, xff: &dyn Fn(usize) -> String| -> usize {
+        for i in 0..60 {
+            let body = json!({ "username": format!("nobody{i}"), "password": "wrong-password" });
+            let r = app.raw(
+                "POST",
+                "/api/v1/auth/login",
+                &[
+                    ("content-type", "application/json"),
+                    ("x-forwarded-for", &xff(i)),
+                ],
+                body.to_string().as_bytes(),
+            );
+            if r.status == 429 {
+                return i;
+            }
+            assert_eq!(r.status, 401, "{:?}", r.body);
+        }
+        panic!("never throttled");
+    };
+    let login_from = |app: &TestApp, xff: &str| {
+        app.raw(
+            "POST",
+            "/api/v1/auth/login",
+            &[
+                ("content-type", "application/json"),
+                ("x-forwarded-for", xff),
+            ],
+            json!({ "username": "carol", "password": PW })
+                .to_string()
+                .as_bytes(),
+        )
+        .status
+    };
+    let app = spawn_app_with(b, |s| {
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    });
+    add_user(&app, "carol", Role::Admin, None, &[]);
+    let n = fail_until_429(&app, &|_| "198.51.100.7".to_string());
+    assert!(n >= 30, "throttled after {n} failures");
+    assert_eq!(
+        login_from(&app, "198.51.100.7"),
+        429,
+        "the failing client waits"
+    );
+    assert_eq!(
+        login_from(&app, "198.51.100.8, 127.0.0.1"),
+        200,
+        "others do not"
+    );
+    drop(app);
+
+    // No trusted proxy: a forged header changes nothing, the peer address is throttled.
+    let app = spawn_app(b);
+    add_user(&app, "carol", Role::Admin, None, &[]);
+    let n = fail_until_429(&app, &|i| format!("203.0.113.{i}"));
+    assert!(n >= 30, "throttled after {n} failures");
+    assert_eq!(login_from(&app, "192.0.2.99"), 429);
+});
+
 both!(audit_query_and_append_only, |b| {
     let app = spawn_app(b);
     seed_tree(&app);
