@@ -154,6 +154,7 @@ pub struct ConflictFilter {
     /// The `next_after` of the previous page.
     pub after: Option<String>,
     /// Page size (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 

@@ -29,6 +29,7 @@ pub struct StatusFilter {
     /// The `next_after` of the previous page (a device id).
     pub after: Option<String>,
     /// Page size (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -188,6 +189,7 @@ pub struct RejectedFilter {
     /// Ops after this seq.
     pub after: Option<i64>,
     /// Page size (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 

@@ -58,6 +58,7 @@ pub struct LedgerFilter {
     /// The `next_after` of the previous page (of the same `sort`).
     pub after: Option<String>,
     /// Page size (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 

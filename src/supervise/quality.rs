@@ -27,6 +27,7 @@ pub struct FlagFilter {
     /// The `next_after` of the previous page.
     pub after: Option<String>,
     /// Page size (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
