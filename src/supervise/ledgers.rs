@@ -190,8 +190,6 @@ struct Sort {
     /// The column (a sort key, or `id`).
     key: &'static str,
     desc: bool,
-    /// The column holds integers (its cursor value is a number).
-    int: bool,
 }
 
 impl Sort {
@@ -217,9 +215,7 @@ impl Sort {
                 ),
             ));
         };
-        let int = key == "updated_at"
-            || matches!(def.field(key).map(|f| f.ty), Some(FieldType::Int { .. }));
-        Ok(Sort { key, desc, int })
+        Ok(Sort { key, desc })
     }
 
     fn name(&self) -> String {
@@ -235,25 +231,20 @@ impl Sort {
         }
     }
 
-    /// The record's value of the sort key, as a cursor carries it.
-    fn value_of(&self, r: &RecordRow) -> Value {
-        match self.key {
-            "updated_at" => json!(r.updated_at),
-            "org_unit" => json!(r.org_unit),
-            k => r.fields.get(k).cloned().unwrap_or(Value::Null),
-        }
-    }
-
+    /// The cursor after `r`: the sort and the record's id, never the sort value (a name or a
+    /// birth date must not travel in a URL, where proxies log it). The value is read back from
+    /// the record itself, within the caller's scope and filters (`after`).
     fn cursor(&self, r: &RecordRow) -> String {
         if self.key == "id" {
             return r.id.clone();
         }
-        let c = json!({"s": self.name(), "v": self.value_of(r), "id": r.id});
+        let c = json!({"s": self.name(), "id": r.id});
         URL_SAFE_NO_PAD.encode(c.to_string())
     }
 
-    /// Adds the keyset condition "after this cursor" to `q`.
-    fn after(&self, q: &mut Query, cursor: &str) -> AppResult<()> {
+    /// Adds the keyset condition "after this cursor" to `q`, whose conditions so far (scope and
+    /// filters) also bound the lookup of the cursor record's sort value.
+    fn after(&self, q: &mut Query, table: &str, cursor: &str) -> AppResult<()> {
         let cmp = if self.desc { "<" } else { ">" };
         if self.key == "id" {
             if !plain(cursor) {
@@ -264,7 +255,7 @@ impl Sort {
             return Ok(());
         }
         let bad = || AppError::bad_param("bad_cursor", "after is not a cursor of this sort");
-        let c: Value = (cursor.len() <= 2000)
+        let c: Value = (cursor.len() <= 500)
             .then(|| URL_SAFE_NO_PAD.decode(cursor).ok())
             .flatten()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -275,22 +266,14 @@ impl Sort {
         let id = c["id"].as_str().filter(|i| plain(i)).ok_or_else(bad)?;
         let id = q.text(id);
         let col = self.key;
-        let value = match (&c["v"], self.int) {
-            (Value::Null, _) => None,
-            (Value::Number(n), true) => {
-                let n = n.as_i64().ok_or_else(bad)?;
-                Some(format!("CAST({} AS BIGINT)", q.text(&n.to_string())))
-            }
-            (Value::String(t), false) => Some(q.text(t)),
-            _ => return Err(bad()),
-        };
-        q.cond(match value {
-            // Past the cursor within its value, past its value, or into the NULLs that come last.
-            Some(v) => {
-                format!("({col} {cmp} {v} OR ({col} = {v} AND id {cmp} {id}) OR {col} IS NULL)")
-            }
-            None => format!("({col} IS NULL AND id {cmp} {id})"),
-        });
+        // Unqualified names in the subquery name its own table: the same scope and filters.
+        let v = format!("(SELECT {col} FROM {table}{} AND id = {id})", q.where_sql());
+        q.cond(format!(
+            // Past the cursor within its value, past its value, or into the NULLs that come
+            // last; from a NULL (or a record no longer in the list): on within the NULLs.
+            "(({v} IS NOT NULL AND ({col} {cmp} {v} OR ({col} = {v} AND id {cmp} {id}) OR {col} IS NULL)) \
+             OR ({v} IS NULL AND {col} IS NULL AND id {cmp} {id}))"
+        ));
         Ok(())
     }
 }
@@ -310,7 +293,7 @@ pub fn list(
         let total = count(&q, conn, entity.def().table)?;
         let mut q = q;
         if let Some(a) = &f.after {
-            sort.after(&mut q, a)?;
+            sort.after(&mut q, entity.def().table, a)?;
         }
         let sql = records::select_json_limited_sql(
             q.backend(),

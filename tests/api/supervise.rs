@@ -1237,6 +1237,21 @@ both!(
         );
         assert_eq!(ids_of(&first["items"]), by_birth[..2].to_vec());
         let cursor = first["next_after"].as_str().unwrap().to_string();
+        // the cursor names the sort and a record, never the sort value (no dates or names in URLs)
+        let decoded = {
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&cursor)
+                .unwrap();
+            String::from_utf8(raw).unwrap()
+        };
+        let fields: Value = serde_json::from_str(&decoded).unwrap();
+        let keys: Vec<&String> = fields.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["id", "s"], "{decoded}");
+        let by_name = get_ok(&app, "/api/v1/supervise/person?sort=name&limit=1", &ts);
+        let name_cursor = by_name["next_after"].as_str().unwrap();
+        let first_name = by_name["items"][0]["fields"]["name"].as_str().unwrap();
+        assert!(!name_cursor.contains(first_name));
         let mut early = person(V1, "戊五");
         early["birth_date"] = json!("1960-01-01");
         a.push_ok(&app, &[a.op("person", &new_id(), "create", None, early)]);
@@ -1320,7 +1335,7 @@ both!(
         let nul_cursor = {
             use base64::Engine;
             base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(json!({"s": "name", "v": "a\u{0}b", "id": rows[0].0}).to_string())
+                .encode(json!({"s": "name", "id": format!("{}\u{0}", rows[0].0)}).to_string())
         };
         for bad in [
             format!("/api/v1/supervise/person?sort=name&after={nul_cursor}"),
@@ -1329,6 +1344,22 @@ both!(
             let r = app.get(&bad, Some(&ts));
             assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
         }
+        // a cursor naming a record outside the caller's scope reads nothing of it: its sort
+        // value is looked up within the scope, so the page is as if after an unknown record
+        let other_first = get_ok(&app, "/api/v1/supervise/person?sort=name&limit=1", &ts);
+        let foreign = {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(json!({"s": "name", "id": other_first["items"][0]["id"]}).to_string())
+        };
+        assert_eq!(
+            get_ok(
+                &app,
+                &format!("/api/v1/supervise/person?sort=name&after={foreign}"),
+                &other
+            )["items"],
+            json!([])
+        );
         // another township sees nothing, sorted or not
         assert_eq!(
             get_ok(&app, "/api/v1/supervise/person?sort=name", &other)["total"],
