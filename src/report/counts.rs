@@ -10,17 +10,32 @@
 //! that decide which rows are counted are these:
 //!
 //! - Only live rows count: a deleted (or merged-away) record counts nowhere.
-//! - **Population at a date** (时点人口): persons alive (or not recorded as dead), resident
-//!   (常住) or moved in (流入), born on or before the date. Out-migrants (流出) are not in the
-//!   population; they are counted separately. Status is the current one (the ledgers keep no
-//!   dated residence history), so a person who died or left in the period is counted neither at
-//!   its start nor at its end. **Population at period start** is the population on the day
-//!   before the first day of the period by the same rule; the **average population** is
-//!   `(start + end) / 2` ([`indicators::average_population`]).
-//! - **Married women of childbearing age** (已婚育龄妇女): in the population at period end,
-//!   female, of a married status, aged 15-49 at period end (birth-date bounds from
+//! - **Population at a date D** (时点人口): live persons born on or before D, alive at D and
+//!   resident at D. The current `alive` and `residence` fields are not enough for a past date
+//!   (a person who died or left in the period was in the population at its start), so both are
+//!   read from the dated ledgers:
+//!   - *Alive at D*: no death record (live, `death_date`) on or before D. A person marked dead
+//!     (`alive` false) without any death record counts as dead at every date.
+//!   - *Resident at D*, from the migration ledger (`migrations_log`: `direction`, `moved_on`):
+//!     the latest migration dated on or before D decides (`in`: in the population, `out`: not;
+//!     two on one day: the later recorded, by change sequence). With none dated on or before D
+//!     but later ones, the state before the first later one: a later `out` means the person was
+//!     resident, a later `in` that they were not. With no migration at all, the current
+//!     `residence` decides: resident (常住), moved in (流入) or unset count, moved out (流出) does
+//!     not.
+//!   - A person's death and migration records (and, below, births and measures) are those
+//!     kept in the report's subtree: the ledgers of the person's village.
+//!
+//!   So a report for a past month does not change when someone dies or moves today.
+//!   **Population at period start** is the population on the day before the first day of the
+//!   period by the same rule; the **average population** is `(start + end) / 2`
+//!   ([`indicators::average_population`]). **Moved out at end**: persons alive and born by period
+//!   end but not resident at it. **Moved in at end**: persons in the population at period end
+//!   whose residence status is moved in (流入).
+//! - **Married women of childbearing age** (已婚育龄妇女): in the population at period end (the
+//!   rule above), female, of a married status, aged 15-49 at period end (birth-date bounds from
 //!   [`indicators::wcba_birth_date_bounds`]). Their **living children**: live birth records with
-//!   them as mother, born by period end, whose child is not recorded dead.
+//!   them as mother, born by period end, whose child is alive at period end by the rule above.
 //! - A **current measure** at period end: started on or before the end, not ended by then, not
 //!   an IUD removal (an operation, not a method). A woman's measure is hers or her husband's:
 //!   her husband is the male head or spouse of her household while she is its head or spouse.
@@ -280,9 +295,59 @@ fn method_rank() -> String {
     format!("CASE m.method {} END", whens.join(" "))
 }
 
-/// The population rule (alias `p`) without the birth-date bound.
-const IN_POPULATION: &str = "NOT p.deleted AND (p.alive IS NULL OR p.alive) \
-     AND (p.residence IS NULL OR p.residence IN ('resident', 'moved_in'))";
+/// The sort key of a migration record (alias `m`): its date, its change sequence (fixed width),
+/// its direction. The greatest key of a person's records is the latest record, the least the
+/// first, and the key ends with the direction.
+const MIGRATION_KEY: &str =
+    "m.moved_on || CAST(m.change_seq + 1000000000000000 AS TEXT) || m.direction";
+
+/// Joins to a person (alias `p`) the migration records deciding residence at period start
+/// (`mg.at_s`: the latest dated before `:s`) and end (`mg.at_e`: the latest dated by `:e`), and
+/// the first (`mg.at_0`); and the date of the earliest death record (`dt.dd`). One grouped pass
+/// over each ledger of the subtree, not a lookup per person.
+fn dated_status_joins() -> String {
+    format!(
+        "LEFT JOIN (SELECT m.person_id AS pid, \
+           MAX(CASE WHEN m.moved_on < :s THEN {MIGRATION_KEY} END) AS at_s, \
+           MAX(CASE WHEN m.moved_on <= :e THEN {MIGRATION_KEY} END) AS at_e, \
+           MIN({MIGRATION_KEY}) AS at_0 \
+         FROM migrations_log m WHERE {} GROUP BY m.person_id) mg ON mg.pid = p.id \
+         LEFT JOIN (SELECT d.person_id AS pid, MIN(d.death_date) AS dd \
+         FROM deaths d WHERE {} GROUP BY d.person_id) dt ON dt.pid = p.id",
+        range("m"),
+        range("d")
+    )
+}
+
+/// Alive (alias `p`, with [`dated_status_joins`]) when the earliest death record is `after` the
+/// date (`> :e`; `>= :s` for the day before the start), or there is none and `p` is not marked
+/// dead.
+fn alive(after: &str) -> String {
+    format!("(dt.dd {after} OR (dt.dd IS NULL AND (p.alive IS NULL OR p.alive)))")
+}
+
+/// Resident at the date whose deciding migration is `at` (`mg.at_s` or `mg.at_e`).
+fn resident(at: &str) -> String {
+    format!(
+        "({at} LIKE '%in' OR ({at} IS NULL AND mg.at_0 LIKE '%out') \
+         OR (mg.at_0 IS NULL AND (p.residence IS NULL OR p.residence <> 'moved_out')))"
+    )
+}
+
+/// Not resident at that date: the complement of [`resident`] (spelt out: SQL's `NOT NULL` is
+/// `NULL`).
+fn away(at: &str) -> String {
+    format!(
+        "({at} LIKE '%out' OR ({at} IS NULL AND mg.at_0 LIKE '%in') \
+         OR (mg.at_0 IS NULL AND p.residence = 'moved_out'))"
+    )
+}
+
+/// In the population at period end (alias `p`, with [`dated_status_joins`]), birth-date bound
+/// aside.
+fn in_population_at_end() -> String {
+    format!("{} AND {}", alive("> :e"), resident("mg.at_e"))
+}
 
 fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     let married = list(MARRIED_STATUSES);
@@ -292,42 +357,51 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     let mut out = Vec::new();
 
     // Persons: population at start and end, out-migrants.
+    let at_end = in_population_at_end();
+    let at_start = format!(
+        "p.birth_date < :s AND {} AND {}",
+        alive(">= :s"),
+        resident("mg.at_s")
+    );
     out.push(Stmt {
         with: None,
         from: format!(
-            "persons p WHERE {} AND (p.alive IS NULL OR p.alive) AND p.birth_date <= :e",
+            "persons p {} WHERE {} AND p.birth_date <= :e",
+            dated_status_joins(),
             range("p")
         ),
-        aggs: {
-            let inpop = "(p.residence IS NULL OR p.residence IN ('resident', 'moved_in'))";
-            vec![
-                (
-                    "population_start",
-                    when(&format!("{inpop} AND p.birth_date < :s")),
-                ),
-                ("population_end", when(inpop)),
-                (
-                    "population_end_male",
-                    when(&format!("{inpop} AND p.sex = 'male'")),
-                ),
-                (
-                    "population_end_female",
-                    when(&format!("{inpop} AND p.sex = 'female'")),
-                ),
-                ("moved_in_end", when("p.residence = 'moved_in'")),
-                ("moved_out_end", when("p.residence = 'moved_out'")),
-            ]
-        },
+        aggs: vec![
+            ("population_start", when(&at_start)),
+            ("population_end", when(&at_end)),
+            (
+                "population_end_male",
+                when(&format!("{at_end} AND p.sex = 'male'")),
+            ),
+            (
+                "population_end_female",
+                when(&format!("{at_end} AND p.sex = 'female'")),
+            ),
+            (
+                "moved_in_end",
+                when(&format!("{at_end} AND p.residence = 'moved_in'")),
+            ),
+            (
+                "moved_out_end",
+                when(&format!("{} AND {}", alive("> :e"), away("mg.at_e"))),
+            ),
+        ],
     });
 
-    // Married women of childbearing age: living children and current measures.
-    let mr = "(CASE WHEN x.own IS NULL THEN x.hus WHEN x.hus IS NULL OR x.own <= x.hus THEN x.own ELSE x.hus END)";
+    // Married women of childbearing age: living children and current measures, joined from
+    // one grouped pass over births and measures each (hash joins, not a lookup per woman).
+    let mr = "(CASE WHEN om.r IS NULL THEN hm.r WHEN hm.r IS NULL OR om.r <= hm.r THEN om.r ELSE hm.r END)";
+    let nc = "COALESCE(bc.nc, 0)";
     let mut aggs = vec![
         ("married_wcba", "COUNT(*)".to_string()),
-        ("wcba_children_0", when("x.nc = 0")),
-        ("wcba_children_1", when("x.nc = 1")),
-        ("wcba_children_2", when("x.nc = 2")),
-        ("wcba_children_3plus", when("x.nc >= 3")),
+        ("wcba_children_0", when(&format!("{nc} = 0"))),
+        ("wcba_children_1", when(&format!("{nc} = 1"))),
+        ("wcba_children_2", when(&format!("{nc} = 2"))),
+        ("wcba_children_3plus", when(&format!("{nc} >= 3"))),
         ("contraceptive_users", when(&format!("{mr} IS NOT NULL"))),
     ];
     const USERS: [&str; 7] = [
@@ -343,22 +417,32 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
         debug_assert!(key.ends_with(METHOD_PRIORITY[i]));
         aggs.push((key, when(&format!("{mr} = {}", i + 1))));
     }
+    let (mrange, brange) = (range("m"), range("b"));
     out.push(Stmt {
-        with: Some(format!(
-            "SELECT p.org_unit AS org_unit, \
-               (SELECT COUNT(*) FROM births b LEFT JOIN persons c ON c.id = b.child_id \
-                 WHERE b.mother_id = p.id AND NOT b.deleted AND b.birth_date <= :e \
-                   AND (c.id IS NULL OR (NOT c.deleted AND (c.alive IS NULL OR c.alive)))) AS nc, \
-               (SELECT MIN({rank}) FROM measures m WHERE m.person_id = p.id AND {CURRENT}) AS own, \
-               (SELECT MIN({rank}) FROM persons h JOIN measures m ON m.person_id = h.id \
-                 WHERE p.household_id IS NOT NULL AND p.relation IN ('head', 'spouse') \
-                   AND h.household_id = p.household_id AND h.id <> p.id AND h.sex = 'male' \
-                   AND h.relation IN ('head', 'spouse') AND NOT h.deleted AND {CURRENT}) AS hus \
-             FROM persons p WHERE p.org_unit >= :lo AND p.org_unit < :hi AND {IN_POPULATION} \
-               AND p.sex = 'female' AND p.marital_status IN ({married}) \
-               AND p.birth_date >= :wlo AND p.birth_date <= :whi"
-        )),
-        from: "x".into(),
+        with: None,
+        from: format!(
+            "persons p {joins} \
+             LEFT JOIN (SELECT b.mother_id AS pid, COUNT(*) AS nc FROM births b \
+               WHERE {brange} AND b.birth_date <= :e \
+                 AND NOT EXISTS (SELECT 1 FROM persons c WHERE c.id = b.child_id AND (c.deleted \
+                   OR EXISTS (SELECT 1 FROM deaths cd WHERE cd.person_id = c.id \
+                     AND NOT cd.deleted AND cd.death_date <= :e) \
+                   OR (NOT c.alive AND NOT EXISTS (SELECT 1 FROM deaths cd \
+                     WHERE cd.person_id = c.id AND NOT cd.deleted)))) \
+               GROUP BY b.mother_id) bc ON bc.pid = p.id \
+             LEFT JOIN (SELECT m.person_id AS pid, MIN({rank}) AS r FROM measures m \
+               WHERE {mrange} AND {CURRENT} GROUP BY m.person_id) om ON om.pid = p.id \
+             LEFT JOIN (SELECT y.hh AS hh, MIN(y.r) AS r FROM (SELECT (SELECT h.household_id \
+                 FROM persons h WHERE h.id = m.person_id AND NOT h.deleted AND h.sex = 'male' \
+                   AND h.relation IN ('head', 'spouse')) AS hh, {rank} AS r \
+               FROM measures m WHERE {mrange} AND {CURRENT}) y \
+               WHERE y.hh IS NOT NULL GROUP BY y.hh) hm \
+               ON hm.hh = p.household_id AND p.relation IN ('head', 'spouse') \
+             WHERE {prange} AND {at_end} AND p.sex = 'female' \
+               AND p.marital_status IN ({married}) AND p.birth_date >= :wlo AND p.birth_date <= :whi",
+            joins = dated_status_joins(),
+            prange = range("p"),
+        ),
         aggs,
     });
 
@@ -650,6 +734,12 @@ pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<Str
         // These statements are short aggregates with many expressions: PostgreSQL's JIT would
         // spend longer compiling them (over a second on a county) than they take to run.
         diesel::sql_query("SET LOCAL jit = off").execute(conn)?;
+        // The statements join the persons of the subtree to small per-person aggregates of the
+        // ledgers: a hash join is right at every size. Right after a bulk load (before
+        // autovacuum's ANALYZE) the planner's estimate of the persons range is a few rows, and
+        // the nested loops it then picks took 23 s instead of 0.2 s on the 300,000-person
+        // county (bench/analysis.md).
+        diesel::sql_query("SET LOCAL enable_nestloop = off").execute(conn)?;
     }
     let (lo, hi) = subtree_range(&w.org_unit);
     let (wlo, whi) = indicators::wcba_birth_date_bounds(w.end);
@@ -692,6 +782,7 @@ pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<Str
         };
         let sql = format!("{with}SELECT {key} AS k, {json} AS j FROM {from}{group}");
         let started = std::time::Instant::now();
+        tracing::trace!(%sql, "report count statement");
         let rows = load_keyed(conn, &sql, &params)?;
         tracing::debug!(
             table = from.split_whitespace().next().unwrap_or(""),
