@@ -1272,6 +1272,13 @@ both!(
             ["指标", "单位", "分子", "分母", "数值"].map(String::from)
         );
         assert_eq!(ind.len(), 13);
+        // One counting pass gives both sheets: the indicator sheet is the report's figures.
+        let v = report(&w, &w.county, "period=2026-10");
+        for (row, i) in ind[1..].iter().zip(v["indicators"].as_array().unwrap()) {
+            assert_eq!(row[0], i["zh"].as_str().unwrap());
+            assert_eq!(row[2], i["numerator"].to_string(), "{row:?}");
+            assert_eq!(row[3], i["denominator"].to_string(), "{row:?}");
+        }
         // Another county's report: 404.
         let (status, _, _) = bytes(
             app,
