@@ -1,5 +1,5 @@
 //! The counts of the monthly report (月报), by SQL aggregation over the ledger tables: one
-//! statement per table (two for persons), each grouped by org unit, on both SQLite and
+//! statement per table (three for persons), each grouped by org unit, on both SQLite and
 //! PostgreSQL. Records are never loaded into memory; every statement is a range scan on the
 //! org-unit code (a subtree is a code-prefix range) with `COUNT`/`SUM` over `CASE`.
 //!
@@ -263,6 +263,22 @@ struct Stmt {
     with: Option<String>,
     from: String,
     aggs: Vec<(&'static str, String)>,
+    /// Its values are added to those of another statement with the same keys (a correction).
+    adds: bool,
+    /// PostgreSQL: plan its joins as hash joins (see [`count`]).
+    hash_joins: bool,
+}
+
+impl Stmt {
+    fn new(from: String, aggs: Vec<(&'static str, String)>) -> Stmt {
+        Stmt {
+            with: None,
+            from,
+            aggs,
+            adds: false,
+            hash_joins: false,
+        }
+    }
 }
 
 fn list(values: &[&str]) -> String {
@@ -319,34 +335,90 @@ fn dated_status_joins() -> String {
     )
 }
 
-/// Alive (alias `p`, with [`dated_status_joins`]) when the earliest death record is `after` the
-/// date (`> :e`; `>= :s` for the day before the start), or there is none and `p` is not marked
-/// dead.
-fn alive(after: &str) -> String {
-    format!("(dt.dd {after} OR (dt.dd IS NULL AND (p.alive IS NULL OR p.alive)))")
+/// The conditions of the population rule at period start and end (alias `p`), from the dated
+/// ledgers (`dated`: with [`dated_status_joins`]) or, for a person without death or migration
+/// records, from the current status alone (what the dated form reduces to when `mg` and `dt`
+/// are empty).
+struct PopulationRule {
+    alive_start: String,
+    alive_end: String,
+    resident_start: String,
+    resident_end: String,
+    away_end: String,
 }
 
-/// Resident at the date whose deciding migration is `at` (`mg.at_s` or `mg.at_e`).
-fn resident(at: &str) -> String {
-    format!(
-        "({at} LIKE '%in' OR ({at} IS NULL AND mg.at_0 LIKE '%out') \
-         OR (mg.at_0 IS NULL AND (p.residence IS NULL OR p.residence <> 'moved_out')))"
-    )
-}
+impl PopulationRule {
+    fn new(dated: bool) -> PopulationRule {
+        let alive_now = "(p.alive IS NULL OR p.alive)";
+        let resident_now = "(p.residence IS NULL OR p.residence <> 'moved_out')";
+        let away_now = "p.residence = 'moved_out'";
+        if !dated {
+            return PopulationRule {
+                alive_start: alive_now.into(),
+                alive_end: alive_now.into(),
+                resident_start: resident_now.into(),
+                resident_end: resident_now.into(),
+                away_end: away_now.into(),
+            };
+        }
+        // Alive when the earliest death record is after the date, or there is none and `p`
+        // is not marked dead.
+        let alive = |after: &str| format!("(dt.dd {after} OR (dt.dd IS NULL AND {alive_now}))");
+        // The deciding migration `at`; none by then: the opposite of the first one; none at all:
+        // the current status. `away` is spelt out, not `NOT resident` (SQL's NOT NULL is NULL).
+        let resident = |at: &str| {
+            format!(
+                "({at} LIKE '%in' OR ({at} IS NULL AND mg.at_0 LIKE '%out') \
+                 OR (mg.at_0 IS NULL AND {resident_now}))"
+            )
+        };
+        let away = |at: &str| {
+            format!(
+                "({at} LIKE '%out' OR ({at} IS NULL AND mg.at_0 LIKE '%in') \
+                 OR (mg.at_0 IS NULL AND {away_now}))"
+            )
+        };
+        PopulationRule {
+            alive_start: alive(">= :s"),
+            alive_end: alive("> :e"),
+            resident_start: resident("mg.at_s"),
+            resident_end: resident("mg.at_e"),
+            away_end: away("mg.at_e"),
+        }
+    }
 
-/// Not resident at that date: the complement of [`resident`] (spelt out: SQL's `NOT NULL` is
-/// `NULL`).
-fn away(at: &str) -> String {
-    format!(
-        "({at} LIKE '%out' OR ({at} IS NULL AND mg.at_0 LIKE '%in') \
-         OR (mg.at_0 IS NULL AND p.residence = 'moved_out'))"
-    )
-}
+    /// In the population at period end, birth-date bound aside.
+    fn at_end(&self) -> String {
+        format!("{} AND {}", self.alive_end, self.resident_end)
+    }
 
-/// In the population at period end (alias `p`, with [`dated_status_joins`]), birth-date bound
-/// aside.
-fn in_population_at_end() -> String {
-    format!("{} AND {}", alive("> :e"), resident("mg.at_e"))
+    /// The conditions of the persons statement's counts (rows: persons born by period end).
+    fn conditions(&self) -> Vec<(&'static str, String)> {
+        let end = self.at_end();
+        vec![
+            (
+                "population_start",
+                format!(
+                    "p.birth_date < :s AND {} AND {}",
+                    self.alive_start, self.resident_start
+                ),
+            ),
+            ("population_end", end.clone()),
+            ("population_end_male", format!("{end} AND p.sex = 'male'")),
+            (
+                "population_end_female",
+                format!("{end} AND p.sex = 'female'"),
+            ),
+            (
+                "moved_in_end",
+                format!("{end} AND p.residence = 'moved_in'"),
+            ),
+            (
+                "moved_out_end",
+                format!("{} AND {}", self.alive_end, self.away_end),
+            ),
+        ]
+    }
 }
 
 fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
@@ -356,41 +428,45 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     let rank = method_rank();
     let mut out = Vec::new();
 
-    // Persons: population at start and end, out-migrants.
-    let at_end = in_population_at_end();
-    let at_start = format!(
-        "p.birth_date < :s AND {} AND {}",
-        alive(">= :s"),
-        resident("mg.at_s")
-    );
-    out.push(Stmt {
-        with: None,
-        from: format!(
-            "persons p {} WHERE {} AND p.birth_date <= :e",
-            dated_status_joins(),
-            range("p")
+    // Persons: population at start and end, moved in and out at end. One scan of the persons
+    // of the subtree by their current status, which is the dated rule for everyone without a
+    // death or migration record; then, for the few with one (found from those ledgers, by
+    // primary key), the dated rule's count minus the current status's.
+    let (now, dated) = (PopulationRule::new(false), PopulationRule::new(true));
+    let born = format!("{} AND p.birth_date <= :e", range("p"));
+    out.push(Stmt::new(
+        format!("persons p WHERE {born}"),
+        now.conditions()
+            .into_iter()
+            .map(|(k, c)| (k, when(&c)))
+            .collect(),
+    ));
+    let mut correction = Stmt::new(
+        format!(
+            "persons p JOIN (SELECT m.person_id AS pid FROM migrations_log m WHERE {} \
+               UNION SELECT d.person_id AS pid FROM deaths d WHERE {}) r ON r.pid = p.id \
+             {} WHERE {born}",
+            range("m"),
+            range("d"),
+            dated_status_joins()
         ),
-        aggs: vec![
-            ("population_start", when(&at_start)),
-            ("population_end", when(&at_end)),
-            (
-                "population_end_male",
-                when(&format!("{at_end} AND p.sex = 'male'")),
-            ),
-            (
-                "population_end_female",
-                when(&format!("{at_end} AND p.sex = 'female'")),
-            ),
-            (
-                "moved_in_end",
-                when(&format!("{at_end} AND p.residence = 'moved_in'")),
-            ),
-            (
-                "moved_out_end",
-                when(&format!("{} AND {}", alive("> :e"), away("mg.at_e"))),
-            ),
-        ],
-    });
+        dated
+            .conditions()
+            .into_iter()
+            .zip(now.conditions())
+            .map(|((k, d), (_, n))| {
+                (
+                    k,
+                    format!(
+                        "COALESCE(SUM((CASE WHEN {d} THEN 1 ELSE 0 END) \
+                         - (CASE WHEN {n} THEN 1 ELSE 0 END)), 0)"
+                    ),
+                )
+            })
+            .collect(),
+    );
+    correction.adds = true;
+    out.push(correction);
 
     // Married women of childbearing age: living children and current measures, joined from
     // one grouped pass over births and measures each (hash joins, not a lookup per woman).
@@ -442,8 +518,11 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
                AND p.marital_status IN ({married}) AND p.birth_date >= :wlo AND p.birth_date <= :whi",
             joins = dated_status_joins(),
             prange = range("p"),
+            at_end = dated.at_end(),
         ),
         aggs,
+        adds: false,
+        hash_joins: true,
     });
 
     // Mothers of the period's births, with a long-acting measure.
@@ -467,6 +546,8 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
             ("mothers", "COUNT(*)".into()),
             ("mothers_long_acting", "COALESCE(SUM(x.la), 0)".into()),
         ],
+        adds: false,
+        hash_joins: false,
     });
 
     out.push(Stmt {
@@ -496,6 +577,8 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
                 when("x.within_policy AND x.parity >= 3"),
             ),
         ],
+        adds: false,
+        hash_joins: false,
     });
 
     out.push(Stmt {
@@ -505,6 +588,8 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
             range("x")
         ),
         aggs: vec![("deaths", "COUNT(*)".into())],
+        adds: false,
+        hash_joins: false,
     });
 
     out.push(Stmt {
@@ -520,6 +605,8 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
             ("ops_vasectomy", when("x.method = 'vasectomy'")),
             ("ops_implant", when("x.method = 'implant'")),
         ],
+        adds: false,
+        hash_joins: false,
     });
 
     let outcome_in = "x.outcome_date >= :s AND x.outcome_date <= :e";
@@ -541,6 +628,8 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
             ),
             ("pregnancies_detected", when(detected_in)),
         ],
+        adds: false,
+        hash_joins: false,
     });
 
     let due = "x.due_date >= :s AND x.due_date <= :e";
@@ -569,6 +658,8 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
             ),
             ("visits_done", when(visited)),
         ],
+        adds: false,
+        hash_joins: false,
     });
 
     let wcba_at_end = format!(
@@ -604,6 +695,8 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
                 when("x.direction = 'in' AND x.certificate_checked"),
             ),
         ],
+        adds: false,
+        hash_joins: false,
     });
 
     out.push(Stmt {
@@ -618,6 +711,8 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
             ("supply_pills", sum_of("x.item = 'pills'", "x.quantity")),
             ("supply_recipients", "COUNT(DISTINCT x.person_id)".into()),
         ],
+        adds: false,
+        hash_joins: false,
     });
 
     use chrono::Datelike;
@@ -652,6 +747,8 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
             end.year()
         ),
         aggs,
+        adds: false,
+        hash_joins: false,
     });
     out
 }
@@ -734,12 +831,6 @@ pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<Str
         // These statements are short aggregates with many expressions: PostgreSQL's JIT would
         // spend longer compiling them (over a second on a county) than they take to run.
         diesel::sql_query("SET LOCAL jit = off").execute(conn)?;
-        // The statements join the persons of the subtree to small per-person aggregates of the
-        // ledgers: a hash join is right at every size. Right after a bulk load (before
-        // autovacuum's ANALYZE) the planner's estimate of the persons range is a few rows, and
-        // the nested loops it then picks took 23 s instead of 0.2 s on the 300,000-person
-        // county (bench/analysis.md).
-        diesel::sql_query("SET LOCAL enable_nestloop = off").execute(conn)?;
     }
     let (lo, hi) = subtree_range(&w.org_unit);
     let (wlo, whi) = indicators::wcba_birth_date_bounds(w.end);
@@ -782,6 +873,15 @@ pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<Str
         };
         let sql = format!("{with}SELECT {key} AS k, {json} AS j FROM {from}{group}");
         let started = std::time::Instant::now();
+        if postgres {
+            // The married-women statement joins the women of the subtree to small per-person
+            // aggregates of the ledgers: a hash join is right at every size. Right after a bulk
+            // load (before autovacuum's ANALYZE) the planner estimates the persons range at a
+            // few rows, and the nested loops it then picks took 23 s instead of 0.2 s on the
+            // 300,000-person county (bench/analysis.md).
+            let nestloop = if stmt.hash_joins { "off" } else { "on" };
+            diesel::sql_query(format!("SET LOCAL enable_nestloop = {nestloop}")).execute(conn)?;
+        }
         tracing::trace!(%sql, "report count statement");
         let rows = load_keyed(conn, &sql, &params)?;
         tracing::debug!(
@@ -799,7 +899,11 @@ pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<Str
                     .as_i64()
                     .or_else(|| v.as_f64().map(|f| f.round() as i64))
                     .unwrap_or(0);
-                entry.insert((*name).to_string(), n);
+                if stmt.adds {
+                    *entry.entry((*name).to_string()).or_insert(0) += n;
+                } else {
+                    entry.insert((*name).to_string(), n);
+                }
             }
         }
     }
@@ -854,10 +958,15 @@ mod tests {
     #[test]
     fn every_count_is_produced_once() {
         let s = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
-        let mut keys: Vec<&str> = statements(s, s)
+        let all = statements(s, s);
+        let mut keys: Vec<&str> = all
             .iter()
+            .filter(|st| !st.adds)
             .flat_map(|st| st.aggs.iter().map(|(k, _)| *k))
             .collect();
+        for st in all.iter().filter(|st| st.adds) {
+            assert!(st.aggs.iter().all(|(k, _)| keys.contains(k)));
+        }
         keys.push("ops_total");
         keys.sort_unstable();
         let mut defs: Vec<&str> = COUNTS.iter().map(|d| d.key).collect();
