@@ -431,7 +431,8 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     // Persons: population at start and end, moved in and out at end. One scan of the persons
     // of the subtree by their current status, which is the dated rule for everyone without a
     // death or migration record; then, for the few with one (found from those ledgers, by
-    // primary key), the dated rule's count minus the current status's.
+    // primary key: `CROSS JOIN` keeps SQLite from scanning the persons and probing the few),
+    // the dated rule's count minus the current status's.
     let (now, dated) = (PopulationRule::new(false), PopulationRule::new(true));
     let born = format!("{} AND p.birth_date <= :e", range("p"));
     out.push(Stmt::new(
@@ -443,9 +444,9 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     ));
     let mut correction = Stmt::new(
         format!(
-            "persons p JOIN (SELECT m.person_id AS pid FROM migrations_log m WHERE {} \
-               UNION SELECT d.person_id AS pid FROM deaths d WHERE {}) r ON r.pid = p.id \
-             {} WHERE {born}",
+            "(SELECT m.person_id AS pid FROM migrations_log m WHERE {} \
+               UNION SELECT d.person_id AS pid FROM deaths d WHERE {}) r \
+             CROSS JOIN persons p {} WHERE p.id = r.pid AND {born}",
             range("m"),
             range("d"),
             dated_status_joins()
@@ -850,9 +851,10 @@ pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<Str
     let mut out: BTreeMap<String, Counts> = BTreeMap::new();
     for stmt in statements(w.start, w.end) {
         let aggs: Vec<&str> = stmt.aggs.iter().map(|(_, a)| a.as_str()).collect();
-        // The key column is named after the statement's alias `x`; persons use `p`.
+        // The key column is named after the statement's alias `x`; persons use `p` (and so do
+        // the corrections, keyed by the person's unit).
         let from = &stmt.from;
-        let key = if from.starts_with("persons p") {
+        let key = if from.starts_with("persons p") || stmt.adds {
             key.replace("x.", "p.")
         } else {
             key.clone()
@@ -885,7 +887,11 @@ pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<Str
         tracing::trace!(%sql, "report count statement");
         let rows = load_keyed(conn, &sql, &params)?;
         tracing::debug!(
-            table = from.split_whitespace().next().unwrap_or(""),
+            table = if stmt.adds {
+                "correction"
+            } else {
+                from.split_whitespace().next().unwrap_or("")
+            },
             rows = rows.len(),
             ms = started.elapsed().as_millis() as u64,
             "report count statement"
