@@ -3,8 +3,12 @@
 //! under load, an initial pull, a day's-end storm, and the raw ceiling of the store; writes
 //! `results/load-<backend>.json`. `bench/run` runs it and renders BENCHMARKS.md.
 //!
-//! `cargo bench --bench load -- [--backend sqlite|postgres|both] [--only push] [--storm N]
-//! [--out DIR]`; PostgreSQL from FIELDSYNC_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres).
+//! `cargo bench --bench load -- [--backend sqlite|postgres|both] [--only push|report] [--storm N]
+//! [--out DIR]`; `--only push` writes `push-<backend>.json`, `--only report` (the preload, then
+//! the report stage alone, no devices) `report-<backend>.json`; `--keep` (with `--only report`)
+//! keeps the PostgreSQL database and copies the SQLite store to `<out>/report-sqlite.db`, to
+//! profile the report's statements on it; `RUST_LOG=fieldsync::report=debug` logs each report
+//! statement's time; PostgreSQL from FIELDSYNC_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use diesel::connection::SimpleConnection;
-use diesel::Connection;
+use diesel::{Connection, RunQueryDsl};
 use rand::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -43,6 +47,8 @@ const REPORT_PERSONS: usize = 300_000;
 struct Args {
     backends: Vec<&'static str>,
     only_push: bool,
+    only_report: bool,
+    keep: bool,
     storm: usize,
     out: String,
 }
@@ -62,6 +68,8 @@ fn args() -> Args {
     Args {
         backends,
         only_push: value("--only").as_deref() == Some("push"),
+        only_report: value("--only").as_deref() == Some("report"),
+        keep: argv.iter().any(|a| a == "--keep"),
         storm: value("--storm")
             .and_then(|s| s.parse().ok())
             .unwrap_or(1000),
@@ -127,10 +135,15 @@ fn parallel(n: usize, threads: usize, f: impl Fn(usize) + Sync) {
 struct Pg {
     admin: String,
     name: String,
+    keep: bool,
 }
 
 impl Drop for Pg {
     fn drop(&mut self) {
+        if self.keep {
+            eprintln!("kept PostgreSQL database {}", self.name);
+            return;
+        }
         if let Ok(mut c) = diesel::PgConnection::establish(&self.admin) {
             let _ = c.batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -140,7 +153,7 @@ impl Drop for Pg {
     }
 }
 
-fn start(backend: &str) -> anyhow::Result<(Spawned, Option<Pg>)> {
+fn start(backend: &str, keep: bool) -> anyhow::Result<(Spawned, Option<Pg>)> {
     let (url, pg) = if backend == "postgres" {
         let admin = std::env::var("FIELDSYNC_BENCH_PG_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
@@ -155,7 +168,7 @@ fn start(backend: &str) -> anyhow::Result<(Spawned, Option<Pg>)> {
             .context("the PostgreSQL URL names a database")?;
         (
             Some(format!("{}/{name}", &admin[..i])),
-            Some(Pg { admin, name }),
+            Some(Pg { admin, name, keep }),
         )
     } else {
         (None, None)
@@ -623,7 +636,7 @@ fn raw_ceiling(
 fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
     let t_all = Instant::now();
     eprintln!("[{backend}] setup");
-    let (app, _pg) = start(backend)?;
+    let (app, _pg) = start(backend, a.keep)?;
     let db = app.db.clone();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut used = HashSet::new();
@@ -660,6 +673,26 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
     preload(&db, BIG_VILLAGE, BIG_VILLAGE_PERSONS, &mut rng, &mut used)?;
     let preload_ms = ms(t.elapsed());
     let live = verify::live_count(&db).map_err(|e| anyhow!("{e}"))?;
+
+    if a.only_report {
+        let report = report_stage(&db, &villages, &mut rng, &mut used)?;
+        eprintln!("[{backend}] report: {report}");
+        if a.keep && backend == "sqlite" {
+            let path = std::path::absolute(format!("{}/report-sqlite.db", a.out))?;
+            let _ = std::fs::remove_file(&path);
+            // Outside a transaction: VACUUM cannot run inside one.
+            let mut c = db.conn().map_err(|e| anyhow!("{e}"))?;
+            diesel::sql_query(format!("VACUUM INTO '{}'", path.display())).execute(&mut *c)?;
+            eprintln!("kept the SQLite store as {}", path.display());
+        }
+        drop(app);
+        return Ok(json!({
+            "backend": backend,
+            "preload": {"persons": PERSONS, "big_village_persons": BIG_VILLAGE_PERSONS, "live_records": live, "wall_ms": preload_ms},
+            "report": report,
+            "elapsed_s": t_all.elapsed().as_secs(),
+        }));
+    }
 
     // Accounts: the 40 pushing devices, one reader per village, the big village's reader, the storm.
     let storm_n = if a.only_push { 0 } else { a.storm };
@@ -892,50 +925,10 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
     };
     eprintln!("[{backend}] storm: {storm}");
 
-    // The monthly report of a county of 300,000 persons, and its township breakdown.
     let report = if a.only_push {
         Value::Null
     } else {
-        let t = Instant::now();
-        let have = verify::live_count(&db).map_err(|e| anyhow!("{e}"))?;
-        let extra = REPORT_PERSONS.saturating_sub(PERSONS);
-        for (k, v) in villages.iter().enumerate() {
-            let n = extra / villages.len() + usize::from(k < extra % villages.len());
-            preload(&db, v, n, &mut rng, &mut used)?;
-        }
-        let preload_ms = ms(t.elapsed());
-        let period = Period::parse_month("2026-10").map_err(|e| anyhow!(e))?;
-        let county = db
-            .read(|c| orgunits::get(c, fieldsync::demo::COUNTY_CODE))
-            .map_err(|e| anyhow!("{e}"))?
-            .context("the county exists")?;
-        let township = db
-            .read(|c| orgunits::get(c, "130131102"))
-            .map_err(|e| anyhow!("{e}"))?
-            .context("the township exists")?;
-        let mut county_t = Vec::new();
-        let mut breakdown_t = Vec::new();
-        let mut township_t = Vec::new();
-        for _ in 0..5 {
-            let t = Instant::now();
-            db.read(|c| fieldsync::report::report::report(c, &county, &period))
-                .map_err(|e| anyhow!("{e}"))?;
-            county_t.push(t.elapsed());
-            let t = Instant::now();
-            db.read(|c| fieldsync::report::report::breakdown(c, &county, &period, None, None))
-                .map_err(|e| anyhow!("{e}"))?;
-            breakdown_t.push(t.elapsed());
-            let t = Instant::now();
-            db.read(|c| fieldsync::report::report::breakdown(c, &township, &period, None, None))
-                .map_err(|e| anyhow!("{e}"))?;
-            township_t.push(t.elapsed());
-        }
-        json!({
-            "persons": REPORT_PERSONS, "live_records_before": have, "preload_ms": preload_ms, "period": "2026-10",
-            "county_report": percentiles(county_t), "county_breakdown_by_township": percentiles(breakdown_t),
-            "township_breakdown_by_village": percentiles(township_t),
-            "note": "report functions called in-process (no HTTP); persons beyond the demo county's carry no ledgers",
-        })
+        report_stage(&db, &villages, &mut rng, &mut used)?
     };
     eprintln!("[{backend}] report: {report}");
     drop(app);
@@ -946,6 +939,56 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
         "raw_ceiling": raw, "storm": storm,
         "report": report,
         "elapsed_s": t_all.elapsed().as_secs(),
+    }))
+}
+
+/// The monthly report of a county of 300,000 persons (the county is first filled up to that
+/// many), its breakdown by township and a township's breakdown by village, five times each.
+fn report_stage(
+    db: &Db,
+    villages: &[String],
+    rng: &mut ChaCha8Rng,
+    used: &mut HashSet<String>,
+) -> anyhow::Result<Value> {
+    let t = Instant::now();
+    let have = verify::live_count(db).map_err(|e| anyhow!("{e}"))?;
+    let extra = REPORT_PERSONS.saturating_sub(PERSONS);
+    for (k, v) in villages.iter().enumerate() {
+        let n = extra / villages.len() + usize::from(k < extra % villages.len());
+        preload(db, v, n, rng, used)?;
+    }
+    let preload_ms = ms(t.elapsed());
+    let period = Period::parse_month("2026-10").map_err(|e| anyhow!(e))?;
+    let county = db
+        .read(|c| orgunits::get(c, fieldsync::demo::COUNTY_CODE))
+        .map_err(|e| anyhow!("{e}"))?
+        .context("the county exists")?;
+    let township = db
+        .read(|c| orgunits::get(c, "130131102"))
+        .map_err(|e| anyhow!("{e}"))?
+        .context("the township exists")?;
+    let mut county_t = Vec::new();
+    let mut breakdown_t = Vec::new();
+    let mut township_t = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        db.read(|c| fieldsync::report::report::report(c, &county, &period))
+            .map_err(|e| anyhow!("{e}"))?;
+        county_t.push(t.elapsed());
+        let t = Instant::now();
+        db.read(|c| fieldsync::report::report::breakdown(c, &county, &period, None, None))
+            .map_err(|e| anyhow!("{e}"))?;
+        breakdown_t.push(t.elapsed());
+        let t = Instant::now();
+        db.read(|c| fieldsync::report::report::breakdown(c, &township, &period, None, None))
+            .map_err(|e| anyhow!("{e}"))?;
+        township_t.push(t.elapsed());
+    }
+    Ok(json!({
+        "persons": REPORT_PERSONS, "live_records_before": have, "preload_ms": preload_ms, "period": "2026-10",
+        "county_report": percentiles(county_t), "county_breakdown_by_township": percentiles(breakdown_t),
+        "township_breakdown_by_village": percentiles(township_t),
+        "note": "report functions called in-process (no HTTP); persons beyond the demo county's carry no ledgers",
     }))
 }
 
@@ -970,6 +1013,13 @@ fn machine() -> Value {
 
 fn main() -> anyhow::Result<()> {
     let a = args();
+    // RUST_LOG=fieldsync::report=debug prints each report statement's time.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let load_at_start = std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|s| s.trim().to_string());
@@ -978,9 +1028,20 @@ fn main() -> anyhow::Result<()> {
         let mut out = run_backend(backend, &a)?;
         out["machine"] = machine();
         out["machine"]["loadavg_at_start"] = json!(load_at_start);
-        out["command"] = json!(format!("cargo bench --bench load -- --backend {backend}"));
+        let only = if a.only_push {
+            " --only push"
+        } else if a.only_report {
+            " --only report"
+        } else {
+            ""
+        };
+        out["command"] = json!(format!(
+            "cargo bench --bench load -- --backend {backend}{only}"
+        ));
         let name = if a.only_push {
             format!("{}/push-{backend}.json", a.out)
+        } else if a.only_report {
+            format!("{}/report-{backend}.json", a.out)
         } else {
             format!("{}/load-{backend}.json", a.out)
         };

@@ -498,9 +498,7 @@ pub async fn export_report(
     let (report, b) = web::block(move || {
         db.read(|c| {
             let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
-            let r = rep::report(c, &unit, &period)?;
-            let b = rep::breakdown(c, &unit, &period, sort, q.order)?;
-            Ok::<_, AppError>((r, b))
+            rep::report_and_breakdown(c, &unit, &period, sort, q.order)
         })
     })
     .await??;

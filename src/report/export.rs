@@ -418,10 +418,7 @@ pub fn write_report_file(
     use crate::report::report as rep;
     let (report, b) = db.read(|c| {
         let unit = crate::orgunits::get(c, code)?.ok_or(AppError::NotFound)?;
-        Ok((
-            rep::report(c, &unit, period)?,
-            rep::breakdown(c, &unit, period, None, None)?,
-        ))
+        rep::report_and_breakdown(c, &unit, period, None, None)
     })?;
     match format {
         ExportFormat::Csv => {

@@ -369,17 +369,9 @@ fn grouped(
         let live = villages
             .entry(s.org_unit.clone())
             .or_insert_with(counts::zero);
-        for (k, v) in live.iter() {
-            let a = frozen.get(k).copied().unwrap_or(0);
-            if a != *v {
-                state.count_changes.push(CountChange {
-                    org_unit: s.org_unit.clone(),
-                    key: k.clone(),
-                    approved: a,
-                    current: *v,
-                });
-            }
-        }
+        state
+            .count_changes
+            .extend(count_changes(&s.org_unit, &frozen, live));
         *live = frozen;
         state.locked_villages.push(s.org_unit.clone());
     }
@@ -395,6 +387,21 @@ fn grouped(
     Ok((out, Some(state)))
 }
 
+/// The counts of `org_unit` whose live value differs from the approved (frozen) one.
+fn count_changes(org_unit: &str, frozen: &Counts, live: &Counts) -> Vec<CountChange> {
+    live.iter()
+        .filter_map(|(k, v)| {
+            let a = frozen.get(k).copied().unwrap_or(0);
+            (a != *v).then(|| CountChange {
+                org_unit: org_unit.to_string(),
+                key: k.clone(),
+                approved: a,
+                current: *v,
+            })
+        })
+        .collect()
+}
+
 fn level_of(u: &OrgUnit) -> Level {
     orgunits::level(u)
 }
@@ -403,6 +410,16 @@ fn level_of(u: &OrgUnit) -> Level {
 pub fn report(conn: &mut DbConn, unit: &OrgUnit, period: &Period) -> AppResult<Report> {
     let (mut rows, approval) = grouped(conn, unit, period, KeyBy::Total)?;
     let c = rows.remove("").unwrap_or_else(counts::zero);
+    report_of(conn, unit, period, c, approval)
+}
+
+fn report_of(
+    conn: &mut DbConn,
+    unit: &OrgUnit,
+    period: &Period,
+    c: Counts,
+    approval: Option<ApprovalState>,
+) -> AppResult<Report> {
     let targets = targets::for_unit(conn, &unit.code, period.end.year())?;
     let avg = ind::average_population(
         c.get("population_start").copied().unwrap_or(0),
@@ -443,14 +460,58 @@ pub fn breakdown(
     sort: Option<Indicator>,
     order: Option<Order>,
 ) -> AppResult<Breakdown> {
-    let level = level_of(unit);
-    let by = match level {
+    let (grouped_counts, _) = grouped(conn, unit, period, breakdown_key(unit))?;
+    breakdown_of(conn, unit, period, sort, order, grouped_counts)
+}
+
+/// How a breakdown of `unit` groups: townships of a county, villages of a township, groups of
+/// a village.
+fn breakdown_key(unit: &OrgUnit) -> KeyBy {
+    match level_of(unit) {
         Level::County => KeyBy::Prefix(9),
         Level::Township => KeyBy::Prefix(12),
         Level::Village | Level::Group => KeyBy::Unit,
-    };
+    }
+}
+
+/// The report and its breakdown from one counting pass (the exports): the counts grouped by
+/// child unit, the report's counts their total (合计). The report is then the breakdown's total
+/// row, as in the file's two sheets; a distinct-person count (mothers, women checked, supply
+/// recipients) is the sum over children, as a roll-up of locked villages is.
+pub fn report_and_breakdown(
+    conn: &mut DbConn,
+    unit: &OrgUnit,
+    period: &Period,
+    sort: Option<Indicator>,
+    order: Option<Order>,
+) -> AppResult<(Report, Breakdown)> {
+    let by = breakdown_key(unit);
+    let (grouped_counts, mut approval) = grouped(conn, unit, period, by)?;
+    let b = breakdown_of(conn, unit, period, sort, order, grouped_counts)?;
+    let mut total = b.total.counts.clone();
+    // A village's groups are never frozen, but its own report of a locked month is: the
+    // approved figures, as `report` gives them.
+    if let Some(state) = approval.as_mut().filter(|_| by == KeyBy::Unit) {
+        if let Some(s) = state.submission.clone().filter(|s| s.status == "locked") {
+            let frozen = s.frozen_counts();
+            state.count_changes = count_changes(&s.org_unit, &frozen, &total);
+            state.locked_villages.push(s.org_unit);
+            total = frozen;
+        }
+    }
+    let report = report_of(conn, unit, period, total, approval)?;
+    Ok((report, b))
+}
+
+fn breakdown_of(
+    conn: &mut DbConn,
+    unit: &OrgUnit,
+    period: &Period,
+    sort: Option<Indicator>,
+    order: Option<Order>,
+    mut grouped_counts: BTreeMap<String, Counts>,
+) -> AppResult<Breakdown> {
     let children = orgunits::children(conn, &unit.code)?;
-    let (mut grouped_counts, _) = grouped(conn, unit, period, by)?;
     let year = period.end.year();
     let all_targets = targets::in_subtree(conn, &unit.code, year)?;
     let none: Vec<Target> = Vec::new();

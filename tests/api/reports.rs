@@ -379,7 +379,9 @@ fn counts_of(pairs: &[(&str, i64)]) -> Counts {
 
 fn village_a_october() -> Counts {
     counts_of(&[
-        ("population_start", 7),
+        // W5 (moved out on 3 October) and D1 (died on 10 October) were in the population on
+        // 30 September; PO (moved in on 11 October) was not.
+        ("population_start", 8),
         ("population_end", 8),
         ("population_end_male", 3),
         ("population_end_female", 5),
@@ -587,9 +589,9 @@ both!(counts_and_indicators_are_exact_at_every_level, |b| {
     assert_eq!(val("certificate_rate"), Some(100.0));
     assert_eq!(val("check_rate"), Some(50.0));
     assert_eq!(val("first_child_share"), Some(50.0));
-    // 2 births, average population 7.5, a 31-day month annualised: 2 / 7.5 * 1000 * 365 / 31.
-    assert_eq!(val("crude_birth_rate"), Some(3139.78));
-    assert_eq!(v["average_population"], 7.5);
+    // 2 births, average population 8, a 31-day month annualised: 2 / 8 * 1000 * 365 / 31.
+    assert_eq!(val("crude_birth_rate"), Some(2943.55));
+    assert_eq!(v["average_population"], 8.0);
     // Village C: no births, so the birth-based rates do not apply (null, not 0).
     let v = report(&w, &w.county, &format!("org_unit={}&period=2026-10", vc()));
     assert_eq!(
@@ -610,7 +612,7 @@ both!(counts_and_indicators_are_exact_at_every_level, |b| {
             q["births"],
             q["deaths"]
         ),
-        (7, 9, 2, 3, 1)
+        (8, 9, 2, 3, 1)
     );
     assert_eq!(
         (
@@ -641,7 +643,7 @@ both!(counts_and_indicators_are_exact_at_every_level, |b| {
             y["population_start"],
             y["population_end"]
         ),
-        (3, 1, 10, 11)
+        (3, 1, 11, 11)
     );
     assert_eq!(
         (y["ops_total"], y["supply_film"], y["supply_pills"]),
@@ -699,6 +701,150 @@ both!(counts_and_indicators_are_exact_at_every_level, |b| {
     let r = w.app.get("/api/v1/reports?period=2026-10", Some(&w.worker));
     assert_eq!(r.status, 403);
     let _ = &w.ids;
+});
+
+// Population at a date from the dated ledgers (the rule in `report::counts`): one village,
+// October and November 2026.
+both!(population_at_a_date_follows_deaths_and_migrations, |b| {
+    let app = spawn_app(b);
+    seed_tree(&app);
+    add_user(&app, "cs", Role::CountySupervisor, Some(COUNTY), &[]);
+    let token = session(&app, "cs").access;
+    let v = va();
+    let mut f = Fixture::new();
+    let married = |sex: &str, birth: &str, extra: Value| {
+        let mut x = p(sex, birth, extra);
+        x["marital_status"] = json!("first_marriage");
+        x
+    };
+    // R: resident throughout.
+    f.person(
+        "R",
+        &v,
+        married("female", "1995-02-02", json!({"residence": "resident"})),
+    );
+    // DM: died on 15 October; marked dead now.
+    let dm = f.person(
+        "DM",
+        &v,
+        p(
+            "male",
+            "1960-01-01",
+            json!({"residence": "resident", "alive": false}),
+        ),
+    );
+    f.add(
+        Entity::Death,
+        &v,
+        json!({"person_id": dm, "death_date": "2026-10-15"}),
+    );
+    // DA: died on 5 November, after October.
+    let da = f.person(
+        "DA",
+        &v,
+        p(
+            "female",
+            "1950-01-01",
+            json!({"residence": "resident", "alive": false}),
+        ),
+    );
+    f.add(
+        Entity::Death,
+        &v,
+        json!({"person_id": da, "death_date": "2026-11-05"}),
+    );
+    // MO: moved out on 20 November; moved out now.
+    let mo = f.person(
+        "MO",
+        &v,
+        married("female", "1990-06-06", json!({"residence": "moved_out"})),
+    );
+    f.add(
+        Entity::Migration,
+        &v,
+        json!({"person_id": mo, "direction": "out", "moved_on": "2026-11-20"}),
+    );
+    // MI: moved in on 12 October.
+    let mi = f.person(
+        "MI",
+        &v,
+        p("male", "1985-03-03", json!({"residence": "moved_in"})),
+    );
+    f.add(
+        Entity::Migration,
+        &v,
+        json!({"person_id": mi, "direction": "in", "moved_on": "2026-10-12"}),
+    );
+    // RT: left in September, came back on 20 October (resident again now).
+    let rt = f.person(
+        "RT",
+        &v,
+        p("male", "1980-04-04", json!({"residence": "resident"})),
+    );
+    f.add(
+        Entity::Migration,
+        &v,
+        json!({"person_id": rt, "direction": "out", "moved_on": "2026-09-01"}),
+    );
+    f.add(
+        Entity::Migration,
+        &v,
+        json!({"person_id": rt, "direction": "in", "moved_on": "2026-10-20"}),
+    );
+    // DX: marked dead, no death record: dead at every date.
+    f.person(
+        "DX",
+        &v,
+        married(
+            "female",
+            "1992-01-01",
+            json!({"residence": "resident", "alive": false}),
+        ),
+    );
+    f.store(&app);
+
+    let get = |period: &str| {
+        let r = app.get(
+            &format!("/api/v1/reports?org_unit={v}&period={period}"),
+            Some(&token),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body
+    };
+    let keys = [
+        "population_start",
+        "population_end",
+        "population_end_male",
+        "population_end_female",
+        "moved_in_end",
+        "moved_out_end",
+        "deaths",
+        "married_wcba",
+        "migrants_in",
+        "migrants_out",
+    ];
+    let pick = |body: &Value| -> Vec<i64> {
+        keys.iter()
+            .map(|k| body["counts"][*k].as_i64().unwrap())
+            .collect()
+    };
+    // 30 September: R, DM, DA, MO (RT away, MI not yet here, DX dead).
+    // 31 October: R, DA, MO, MI, RT (DM died; MO leaves only in November).
+    let oct = get("2026-10");
+    assert_eq!(pick(&oct), [4, 5, 2, 3, 1, 0, 1, 2, 2, 0], "{keys:?}");
+    assert_eq!(oct["average_population"], 4.5);
+    // 30 November: R, MI, RT (DA died, MO moved out).
+    let nov = get("2026-11");
+    assert_eq!(pick(&nov), [5, 3, 2, 1, 1, 1, 1, 1, 0, 1], "{keys:?}");
+    // The quarter starts where October starts and ends after both departures.
+    let q = get("2026-Q4");
+    assert_eq!(
+        (
+            q["counts"]["population_start"].as_i64(),
+            q["counts"]["population_end"].as_i64()
+        ),
+        (Some(4), Some(3))
+    );
 });
 
 both!(breakdown_ranks_children_and_totals, |b| {
@@ -1126,6 +1272,13 @@ both!(
             ["指标", "单位", "分子", "分母", "数值"].map(String::from)
         );
         assert_eq!(ind.len(), 13);
+        // One counting pass gives both sheets: the indicator sheet is the report's figures.
+        let v = report(&w, &w.county, "period=2026-10");
+        for (row, i) in ind[1..].iter().zip(v["indicators"].as_array().unwrap()) {
+            assert_eq!(row[0], i["zh"].as_str().unwrap());
+            assert_eq!(row[2], i["numerator"].to_string(), "{row:?}");
+            assert_eq!(row[3], i["denominator"].to_string(), "{row:?}");
+        }
         // Another county's report: 404.
         let (status, _, _) = bytes(
             app,
