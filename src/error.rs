@@ -184,6 +184,10 @@ pub fn classify_db_error(e: &diesel::result::Error) -> AppError {
         Error::NotFound => AppError::NotFound,
         Error::DatabaseError(kind, info) => {
             let msg = info.message().to_ascii_lowercase();
+            // PostgreSQL cannot store a NUL character in text or jsonb; only a client sends one.
+            if msg.contains("0x00") || msg.contains("\\u0000") || msg.contains("unicode escape") {
+                return AppError::bad_param("bad_text", "text may not contain NUL characters");
+            }
             if msg.contains("database or disk is full")
                 || msg.contains("no space left")
                 || msg.contains("disk i/o error")

@@ -131,6 +131,21 @@ pub async fn not_found() -> Result<HttpResponse, AppError> {
     Err(AppError::NotFound)
 }
 
+/// Refuses a NUL character (`%00`) in the path or the query with 400 `bad_text`, before any
+/// handler: PostgreSQL cannot store one, and no code, id or search term has one. (NULs inside
+/// JSON bodies are refused where they reach the store: see `error::classify_db_error`.)
+pub async fn refuse_nul(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let uri = req.uri();
+    let has_nul = |s: &str| s.to_ascii_lowercase().contains("%00");
+    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
+        return Err(AppError::bad_param("bad_text", "text may not contain NUL characters").into());
+    }
+    next.call(req).await.map(|r| r.map_into_boxed_body())
+}
+
 /// Answers a method that no route of a known path declares: 405 with the methods it has.
 pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, AppError> {
     let pattern = req.match_pattern().unwrap_or_default();

@@ -383,3 +383,93 @@ both!(mass_assignment_is_refused_everywhere, |b| {
     let me = app.get("/api/v1/me", Some(&dev.token));
     assert_eq!(me.body["role"], "worker");
 });
+
+// A NUL character anywhere a client can put text: never a 500. PostgreSQL cannot store one, so
+// on both backends a NUL in a path or query is refused up front (400 `bad_text`), and on
+// PostgreSQL one inside a body is refused where it reaches the store.
+both!(nul_characters_never_give_a_500, |b| {
+    use crate::sync::{seed_units, worker, V1};
+    let app = spawn_app(b);
+    seed_units(&app);
+    let dev = worker(&app, "nul_w", &[V1]);
+    add_user(&app, "nul_admin", Role::Admin, None, &[]);
+    add_user(
+        &app,
+        "nul_ts",
+        Role::TownshipSupervisor,
+        Some("130131102"),
+        &[],
+    );
+    add_user(&app, "nul_cs", Role::CountySupervisor, Some("130131"), &[]);
+    let admin = session(&app, "nul_admin").access;
+    let ts = session(&app, "nul_ts").access;
+    let cs = session(&app, "nul_cs").access;
+    let worker_id = dev.user_id.clone();
+    let nul = "a\u{0}b";
+    let bodies: Vec<(&str, String, Option<&str>, Value)> = vec![
+        (
+            "POST",
+            "/api/v1/auth/login".into(),
+            None,
+            json!({"username": nul, "password": "xxxxxxxxxxxx"}),
+        ),
+        (
+            "POST",
+            "/api/v1/devices".into(),
+            Some(&dev.token),
+            json!({"name": nul, "app_version": nul}),
+        ),
+        (
+            "POST",
+            "/api/v1/users".into(),
+            Some(&admin),
+            json!({"username": "nul_new", "display_name": nul, "password": "long-enough-pw", "role": "worker", "villages": [format!("{V1}\u{0}")]}),
+        ),
+        (
+            "PUT",
+            format!("/api/v1/users/{worker_id}/villages"),
+            Some(&admin),
+            json!({"villages": [nul]}),
+        ),
+        (
+            "POST",
+            "/api/v1/reports/submissions".into(),
+            Some(&ts),
+            json!({"org_unit": format!("{V1}\u{0}"), "period": "2026-10"}),
+        ),
+        (
+            "PUT",
+            "/api/v1/targets".into(),
+            Some(&cs),
+            json!({"org_unit": nul, "year": 2026, "targets": []}),
+        ),
+        (
+            "POST",
+            "/api/v1/auth/refresh".into(),
+            None,
+            json!({"refresh_token": nul}),
+        ),
+    ];
+    for (method, path, token, body) in bodies {
+        let r = app.send(method, &path, token, &body);
+        assert!(r.status < 500, "{method} {path}: {} {:?}", r.status, r.body);
+        if b == Backend::Postgres && r.status == 400 {
+            assert_eq!(r.body["code"], "bad_text", "{method} {path}");
+        }
+    }
+    for (method, path, token) in [
+        ("POST", "/api/v1/devices/a%00b/revoke", &admin),
+        ("PUT", "/api/v1/users/a%00b/villages", &admin),
+        ("GET", "/api/v1/devices?user=a%00b", &admin),
+        ("GET", "/api/v1/supervise/person?name=a%00b", &ts),
+        (
+            "GET",
+            "/api/v1/reports?org_unit=1301%00&period=2026-10",
+            &ts,
+        ),
+    ] {
+        let r = app.send(method, path, Some(token), &json!({"villages": []}));
+        assert_eq!(r.status, 400, "{method} {path}: {:?}", r.body);
+        assert_eq!(r.body["code"], "bad_text", "{method} {path}");
+    }
+});
