@@ -31,21 +31,7 @@ pg_test!(fsync_off_refused_postgres, {
     };
     cluster.start().unwrap();
     let env = Env::on_postgres(&cluster.admin_url(), false);
-    let out = env
-        .command()
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .output()
-        .expect("run the binary");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "started on fsync=off: {text}");
-    assert!(
-        text.contains("fsync") && !text.contains("listening"),
-        "no reason given: {text}"
-    );
+    env.assert_refuses_to_start("fsync");
 });
 
 // The database server crashes (immediate stop) three times while devices push, and comes back

@@ -143,21 +143,7 @@ both!(unsafe_durability_refused, |b| {
         ))
         .unwrap(),
     }
-    let out = env
-        .command()
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .output()
-        .expect("run the binary");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "started anyway: {text}");
-    assert!(
-        text.contains("synchronous") && !text.contains("listening"),
-        "no reason given: {text}"
-    );
+    env.assert_refuses_to_start("synchronous");
 });
 
 // Graceful shutdown: SIGTERM during a batch; the batch either completes and is acknowledged or

@@ -280,6 +280,26 @@ impl Env {
         }
     }
 
+    /// Runs `fieldsync serve` and checks that it exits non-zero without listening and names
+    /// `reason` (the unsafe setting) in what it prints.
+    pub fn assert_refuses_to_start(&self, reason: &str) {
+        let out = self
+            .command()
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .output()
+            .expect("run the binary");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "started anyway: {text}");
+        assert!(
+            text.contains(reason) && !text.contains("listening"),
+            "no reason given: {text}"
+        );
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
