@@ -175,6 +175,31 @@ impl VirtualDevice {
         self.ops.len() - self.acked.len()
     }
 
+    /// Resends everything unacknowledged, up to `max` ops a batch and pausing `pause` after a
+    /// refusal or no answer, until all is acknowledged; fails (naming `what`) when `started`
+    /// is `within` behind.
+    pub fn resend_until_acked(
+        &mut self,
+        server: &Server,
+        max: usize,
+        pause: Duration,
+        started: Instant,
+        within: Duration,
+        what: &str,
+    ) {
+        while !self.all_acked() {
+            assert!(
+                started.elapsed() < within,
+                "{what} within {within:?}: {:?}",
+                self.errors
+            );
+            let batch = self.next_batch(false, max);
+            if let Sent::Refused | Sent::NoAnswer = self.send(server, &batch) {
+                std::thread::sleep(pause);
+            }
+        }
+    }
+
     /// Sends one batch and records what it was told.
     pub fn send(&mut self, server: &Server, batch: &[Value]) -> Sent {
         self.absorb(server.push(&self.dev, batch))

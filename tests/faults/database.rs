@@ -126,18 +126,14 @@ pg_test!(disk_full_postgres, {
         cluster.start().unwrap();
     }
     let t = Instant::now();
-    while !d.all_acked() {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "no recovery after the disk was freed: {:?}",
-            d.errors
-        );
-        let batch = d.next_batch(false, 1000);
-        if let crate::crash::Sent::Refused | crate::crash::Sent::NoAnswer = d.send(&server, &batch)
-        {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
+    d.resend_until_acked(
+        &server,
+        1000,
+        Duration::from_millis(200),
+        t,
+        Duration::from_secs(30),
+        "no recovery after the disk was freed",
+    );
     let panicked = cluster.log().contains("PANIC");
     eprintln!(
         "PostgreSQL disk full: answers while full {statuses:?}; PostgreSQL panicked: {panicked}; restarted by the test: {restarted}; recovered in {:.1} s",

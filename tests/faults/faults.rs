@@ -258,17 +258,14 @@ pub fn push_through(
     let mut devices: Vec<VirtualDevice> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let refused = devices.iter().map(|d| d.unavailable).sum();
     for d in devices.iter_mut() {
-        while !d.all_acked() {
-            assert!(
-                fault_end.elapsed() < recover_within,
-                "not recovered within {recover_within:?}: {:?}",
-                d.errors
-            );
-            let batch = d.next_batch(false, 100);
-            if let Sent::Refused | Sent::NoAnswer = d.send(server, &batch) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
+        d.resend_until_acked(
+            server,
+            100,
+            Duration::from_millis(100),
+            fault_end,
+            recover_within,
+            "not recovered",
+        );
     }
     (devices, refused, fault_end.elapsed())
 }
@@ -315,17 +312,14 @@ fn disk_full_sqlite() {
     );
     std::fs::remove_file(&ballast).unwrap();
     let t = Instant::now();
-    while !d.all_acked() {
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "no recovery after the disk was freed: {:?}",
-            d.errors
-        );
-        let batch = d.next_batch(false, 1000);
-        if let Sent::Refused | Sent::NoAnswer = d.send(&server, &batch) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
+    d.resend_until_acked(
+        &server,
+        1000,
+        Duration::from_millis(200),
+        t,
+        Duration::from_secs(15),
+        "no recovery after the disk was freed",
+    );
     eprintln!(
         "disk full: answers while full {full_answers:?}; recovered in {:.1} s",
         t.elapsed().as_secs_f64()
