@@ -161,16 +161,23 @@ pub fn rotate(settings: &Settings) -> std::io::Result<Rotation> {
     })
 }
 
-/// Writes `path` through a synced temp file (mode 0600) renamed into place.
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("pem.tmp");
+/// Options to write a file only its owner can read (mode 0600 on Unix).
+fn private_file() -> std::fs::OpenOptions {
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
+    opts
+}
+
+/// Writes `path` through a synced temp file (mode 0600) renamed into place.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("pem.tmp");
+    let mut opts = private_file();
+    opts.create(true).truncate(true);
     let mut f = opts.open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
@@ -196,13 +203,8 @@ fn load_or_generate(dir: &Path) -> std::io::Result<SigningKey> {
     let pem = key
         .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
+    let mut opts = private_file();
+    opts.create_new(true);
     match opts.open(&path) {
         Ok(mut f) => {
             f.write_all(pem.as_bytes())?;
