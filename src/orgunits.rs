@@ -30,20 +30,21 @@ pub struct NewOrgUnit {
 /// Inserts or renames units, parents first. Each unit's code must extend its parent's code by
 /// one level, and the parent must exist (in the database or earlier in `units`).
 pub fn upsert(conn: &mut DbConn, units: &[NewOrgUnit]) -> AppResult<usize> {
+    upsert_reporting(conn, units, &mut |_| {})
+}
+
+/// [`upsert`], calling `done(1)` after each unit (for the import's progress bar).
+pub fn upsert_reporting(
+    conn: &mut DbConn,
+    units: &[NewOrgUnit],
+    done: &mut dyn FnMut(u64),
+) -> AppResult<usize> {
     let mut sorted: Vec<&NewOrgUnit> = units.iter().collect();
     sorted.sort_by_key(|u| u.code.len());
     let now = now_micros();
     for u in &sorted {
-        let level = check_parent(&u.code, u.parent.as_deref()).map_err(|e| {
-            AppError::validation("bad_org_unit", format!("org unit {}: {e}", u.code))
-        })?;
-        let name = u.name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(AppError::validation(
-                "bad_org_unit",
-                format!("org unit {}: name must have 1 to 100 characters", u.code),
-            ));
-        }
+        let (level, name) = check_unit(u)
+            .map_err(|e| AppError::validation("bad_org_unit", format!("org unit {e}")))?;
         if let Some(p) = &u.parent {
             let exists: i64 = org_units::table
                 .filter(org_units::code.eq(p))
@@ -70,11 +71,30 @@ pub fn upsert(conn: &mut DbConn, units: &[NewOrgUnit]) -> AppResult<usize> {
                 ))
                 .execute(conn)?;
         }
+        done(1);
     }
     Ok(sorted.len())
 }
 
-/// Reads `code,name,parent` rows (a header line is optional; parent empty for a county).
+/// The unit's level and trimmed name, or why it cannot be stored (its code first).
+fn check_unit(u: &NewOrgUnit) -> Result<(Level, &str), String> {
+    let level = check_parent(&u.code, u.parent.as_deref()).map_err(|e| {
+        format!(
+            "{} (parent {}): {e}",
+            u.code,
+            u.parent.as_deref().unwrap_or("none")
+        )
+    })?;
+    let name = u.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(format!("{}: name must have 1 to 100 characters", u.code));
+    }
+    Ok((level, name))
+}
+
+/// Reads `code,name,parent` rows (a header line is optional; parent empty for a county). Each
+/// row's code, parent and name are checked here, so a bad row is reported by its line number
+/// before anything is stored.
 pub fn parse_csv(reader: impl std::io::Read) -> Result<Vec<NewOrgUnit>, String> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -84,6 +104,7 @@ pub fn parse_csv(reader: impl std::io::Read) -> Result<Vec<NewOrgUnit>, String> 
     let mut out = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| format!("line {}: {e}", i + 1))?;
+        let line = rec.position().map_or(i as u64 + 1, |p| p.line());
         let code = rec.get(0).unwrap_or("").trim_start_matches('\u{feff}');
         if i == 0 && code.eq_ignore_ascii_case("code") {
             continue;
@@ -93,11 +114,13 @@ pub fn parse_csv(reader: impl std::io::Read) -> Result<Vec<NewOrgUnit>, String> 
         }
         let name = rec.get(1).unwrap_or("").to_string();
         let parent = rec.get(2).filter(|p| !p.is_empty()).map(str::to_string);
-        out.push(NewOrgUnit {
+        let unit = NewOrgUnit {
             code: code.to_string(),
             name,
             parent,
-        });
+        };
+        check_unit(&unit).map_err(|e| format!("line {line}: org unit {e}"))?;
+        out.push(unit);
     }
     Ok(out)
 }
