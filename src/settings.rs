@@ -302,6 +302,124 @@ mod tests {
         );
     }
 
+    /// Every combination of the three layers over the defaults, for a top-level and a nested
+    /// key: the highest layer that sets a key wins, whichever layers are below it.
+    #[test]
+    fn highest_layer_wins_for_every_combination() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("fieldsync.toml");
+        std::fs::write(&file, "pool_size = 3\n[limits]\nmax_page_size = 600\n").unwrap();
+        let env = vec![
+            ("FIELDSYNC_POOL_SIZE".to_string(), "5".to_string()),
+            (
+                "FIELDSYNC_LIMITS__MAX_PAGE_SIZE".to_string(),
+                "700".to_string(),
+            ),
+        ];
+        let flags = [
+            ("pool_size", Value::from(7)),
+            ("limits.max_page_size", Value::from(800)),
+        ];
+        let defaults = Settings::default();
+        for mask in 0..8 {
+            let (with_file, with_env, with_flags) = (mask & 1 != 0, mask & 2 != 0, mask & 4 != 0);
+            let s = Settings::load_from(
+                with_file.then_some(file.as_path()),
+                if with_env { &env } else { &[] },
+                if with_flags { &flags } else { &[] },
+            )
+            .unwrap();
+            let (pool, page) = if with_flags {
+                (7, 800)
+            } else if with_env {
+                (5, 700)
+            } else if with_file {
+                (3, 600)
+            } else {
+                (defaults.pool_size, defaults.limits.max_page_size)
+            };
+            let layers = format!("file {with_file}, env {with_env}, flags {with_flags}");
+            assert_eq!(s.pool_size, pool, "pool_size with {layers}");
+            assert_eq!(
+                s.limits.max_page_size, page,
+                "limits.max_page_size with {layers}"
+            );
+            // Keys no layer sets keep their defaults, also beside an overridden nested key.
+            assert_eq!(
+                s.limits.max_ops_per_batch,
+                defaults.limits.max_ops_per_batch
+            );
+            assert_eq!(s.bind, defaults.bind);
+        }
+    }
+
+    /// One key per layer pairing in one load: file only, env over file, flag over file (no env),
+    /// flag over env (no file), flag over env over file.
+    #[test]
+    fn flags_beat_env_and_file_key_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("custom.toml");
+        std::fs::write(
+            &file,
+            "log_format = \"json\"\nbind = \"0.0.0.0:9000\"\nworkers = 3\npool_size = 4\n[auth]\naccess_ttl_secs = 600\n",
+        )
+        .unwrap();
+        let env = vec![
+            ("FIELDSYNC_POOL_SIZE".to_string(), "5".to_string()),
+            ("FIELDSYNC_WORKERS".to_string(), "6".to_string()),
+            (
+                "FIELDSYNC_DATABASE_URL".to_string(),
+                "sqlite://env.db".to_string(),
+            ),
+            (
+                "FIELDSYNC_AUTH__ACCESS_TTL_SECS".to_string(),
+                "1200".to_string(),
+            ),
+            ("OTHER_POOL_SIZE".to_string(), "99".to_string()),
+        ];
+        let flags = [
+            ("bind", Value::from("127.0.0.1:0")),
+            ("workers", Value::from(7)),
+            ("database_url", Value::from("sqlite://flag.db")),
+        ];
+        let s = Settings::load_from(Some(&file), &env, &flags).unwrap();
+        assert_eq!(s.log_format, "json", "file over default");
+        assert_eq!(s.pool_size, 5, "env over file");
+        assert_eq!(s.auth.access_ttl_secs, 1200, "nested env over nested file");
+        assert_eq!(s.bind, "127.0.0.1:0", "flag over file");
+        assert_eq!(s.database_url, "sqlite://flag.db", "flag over env");
+        assert_eq!(s.workers, 7, "flag over env over file");
+        assert_eq!(
+            s.auth.issuer, "fieldsync",
+            "default beside a nested override"
+        );
+    }
+
+    #[test]
+    fn a_named_file_must_exist_and_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        assert!(matches!(
+            Settings::load_from(Some(&missing), &[], &[]),
+            Err(SettingsError::Read(..))
+        ));
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "pool_size = \n").unwrap();
+        assert!(matches!(
+            Settings::load_from(Some(&bad), &[], &[]),
+            Err(SettingsError::Parse(..))
+        ));
+        let unknown = dir.path().join("unknown.toml");
+        std::fs::write(&unknown, "[limits]\nmax_opz_per_batch = 5\n").unwrap();
+        assert!(matches!(
+            Settings::load_from(Some(&unknown), &[], &[]),
+            Err(SettingsError::Invalid(..))
+        ));
+        let typed = dir.path().join("typed.toml");
+        std::fs::write(&typed, "pool_size = \"many\"\n").unwrap();
+        assert!(Settings::load_from(Some(&typed), &[], &[]).is_err());
+    }
+
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         let env = vec![("FIELDSYNC_NO_SUCH_KEY".to_string(), "1".to_string())];
