@@ -59,6 +59,9 @@ pub enum AppError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("the database is not available")]
     Unavailable,
+    /// The database answers but its schema is behind this binary (`/ready` only).
+    #[error("database migrations are pending; run `fieldsync migrate` or restart the server")]
+    MigrationsPending,
     #[error("storage is full")]
     StorageFull,
     #[error("internal error")]
@@ -80,6 +83,7 @@ impl AppError {
             AppError::UnsupportedMediaType => "unsupported_media_type",
             AppError::TooManyRequests { .. } => "rate_limited",
             AppError::Unavailable => "unavailable",
+            AppError::MigrationsPending => "migrations_pending",
             AppError::StorageFull => "storage_full",
             AppError::Internal(_) => "internal",
         }
@@ -102,7 +106,7 @@ impl AppError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             AppError::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
-            AppError::Unavailable | AppError::StorageFull => Some(5),
+            AppError::Unavailable | AppError::MigrationsPending | AppError::StorageFull => Some(5),
             _ => None,
         }
     }
@@ -137,7 +141,7 @@ impl ResponseError for AppError {
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable | AppError::MigrationsPending => StatusCode::SERVICE_UNAVAILABLE,
             AppError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

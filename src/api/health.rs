@@ -33,7 +33,7 @@ pub async fn ready(state: web::Data<AppState>) -> AppResult<HttpResponse> {
     let db = state.db.clone();
     let pending = web::block(move || db.pending_migrations()).await??;
     if pending > 0 {
-        return Err(AppError::Unavailable);
+        return Err(AppError::MigrationsPending);
     }
     Ok(HttpResponse::Ok().json(Ready {
         status: "ready",

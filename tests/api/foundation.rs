@@ -321,3 +321,209 @@ fn count_columns(c: &mut fieldsync::db::DbConn, table: &str) -> usize {
     let rows: Vec<N> = diesel::sql_query(sql).load(c).unwrap();
     rows[0].n as usize
 }
+
+// `/ready` reads the migration ledger on every call: with one applied migration missing
+// from it the database answers but is not ready (503, problem+json, a stable code, and
+// Retry-After); once the ledger is whole again it is ready, without a restart.
+both!(ready_is_503_while_a_migration_is_pending, |b| {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct V {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        version: String,
+    }
+    let app = spawn_app(b);
+    assert_eq!(app.get("/ready", None).status, 200);
+    let latest: Vec<V> =
+        diesel::sql_query("SELECT MAX(version) AS version FROM __diesel_schema_migrations")
+            .load(&mut *app.conn())
+            .unwrap();
+    let version = latest[0].version.clone();
+    app.conn()
+        .batch_execute(&format!(
+            "DELETE FROM __diesel_schema_migrations WHERE version = '{version}'"
+        ))
+        .unwrap();
+    let r = app.get("/ready", None);
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert_eq!(r.body["code"], "migrations_pending");
+    assert!(r.body["request_id"].is_string());
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(
+        app.get("/health", None).status,
+        200,
+        "liveness is not readiness"
+    );
+    app.conn()
+        .batch_execute(&format!(
+            "INSERT INTO __diesel_schema_migrations (version) VALUES ('{version}')"
+        ))
+        .unwrap();
+    let r = app.get("/ready", None);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+});
+
+both!(served_spec_equals_the_committed_one, |b| {
+    let app = spawn_app(b);
+    let r = app.get("/api/openapi.json", None);
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/json")));
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/api-spec/openapi.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(committed["paths"]["/ready"].is_object());
+    assert!(
+        r.body == committed,
+        "GET /api/openapi.json differs from api-spec/openapi.json"
+    );
+});
+
+/// Logs in (password `records-pass-1`) and, for a worker, registers a phone: its token.
+fn token_of(app: &TestApp, username: &str, device: bool) -> String {
+    let r = app.post(
+        "/api/v1/auth/login",
+        None,
+        &json!({"username": username, "password": "records-pass-1"}),
+    );
+    assert_eq!(r.status, 200, "login {username}: {:?}", r.body);
+    let t = r.body["access_token"].as_str().unwrap().to_string();
+    if !device {
+        return t;
+    }
+    let r = app.post(
+        "/api/v1/devices",
+        Some(&t),
+        &json!({"name": "phone", "app_version": "1.0"}),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["access_token"].as_str().unwrap().to_string()
+}
+
+// DOMAIN: the org unit of a record is a village or a villager group. A device op or a
+// supervisor's edit naming a township or the county is refused with `bad_org_unit` (also a
+// township inside a supervisor's subtree) and nothing of it is stored.
+both!(records_belong_to_villages_or_groups, |b| {
+    use fieldsync::auth::roles::Role;
+    use fieldsync::auth::users::{self, NewUser};
+    let app = spawn_app(b);
+    orgunits::upsert(&mut app.conn(), &tree()).unwrap();
+    let hash = fieldsync::auth::passwords::hash_blocking("records-pass-1").unwrap();
+    let add = |username: &str, role: Role, org: Option<&str>, villages: &[&str]| {
+        let new = NewUser {
+            username: username.into(),
+            display_name: username.into(),
+            role,
+            org_unit: org.map(str::to_string),
+            villages: villages.iter().map(|v| v.to_string()).collect(),
+        };
+        users::create(&mut app.conn(), &new, &hash).unwrap();
+    };
+    add("rw", Role::Worker, None, &["130131102201"]);
+    add("rt", Role::TownshipSupervisor, Some("130131102"), &[]);
+    let w = token_of(&app, "rw", true);
+    let ts = token_of(&app, "rt", false);
+    let person = |org: &str| {
+        json!({"org_unit": org, "name": "赵敏", "sex": "female", "birth_date": "1990-02-03",
+               "marital_status": "first_marriage", "residence": "resident"})
+    };
+    let ids: Vec<String> = (0..4).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let op = |seq: i64, id: &str, kind: &str, base: Option<i64>, set: Value| {
+        let mut op = json!({"seq": seq, "op_id": uuid::Uuid::now_v7().to_string(),
+            "entity": "person", "id": id, "kind": kind, "set": set,
+            "recorded_at": "2026-11-20T08:00:00Z"});
+        if let Some(v) = base {
+            op["base_version"] = json!(v);
+        }
+        op
+    };
+    let r = app.post(
+        "/api/v1/sync/push",
+        Some(&w),
+        &json!({"ops": [
+            op(1, &ids[0], "create", None, person("130131102")),
+            op(2, &ids[1], "create", None, person("130131")),
+            op(3, &ids[2], "create", None, person("130131102201")),
+            op(4, &ids[3], "create", None, person("130131102201G01")),
+            op(5, &ids[2], "update", Some(1), json!({"org_unit": "130131102"})),
+        ]}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let results = r.body["results"].as_array().unwrap();
+    let codes: Vec<(&str, &str)> = results
+        .iter()
+        .map(|x| {
+            (
+                x["status"].as_str().unwrap(),
+                x["code"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ("rejected", "bad_org_unit"),
+            ("rejected", "bad_org_unit"),
+            ("applied", ""),
+            ("applied", ""),
+            ("rejected", "bad_org_unit"),
+        ],
+        "{results:?}"
+    );
+    let mut c = app.conn();
+    for id in &ids[..2] {
+        assert!(records::load_one(&mut c, Entity::Person, id)
+            .unwrap()
+            .is_none());
+    }
+    let kept = records::load_one(&mut c, Entity::Person, &ids[2])
+        .unwrap()
+        .unwrap();
+    assert_eq!((kept.org_unit.as_str(), kept.version), ("130131102201", 1));
+    drop(c);
+
+    // A township supervisor's direct edit into its own township is refused the same way.
+    let path = format!("/api/v1/supervise/records/person/{}", ids[2]);
+    let r = app.post(
+        &path,
+        Some(&ts),
+        &json!({"base_version": 1, "set": {"org_unit": "130131102"}}),
+    );
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    assert_eq!(r.body["code"], "bad_org_unit");
+    let r = app.post(
+        &path,
+        Some(&ts),
+        &json!({"base_version": 1, "set": {"org_unit": "130131102202"}}),
+    );
+    assert_eq!(r.status, 200, "a move to another village: {:?}", r.body);
+    assert_eq!(r.body["status"], "applied");
+    let mut c = app.conn();
+    let moved = records::load_one(&mut c, Entity::Person, &ids[2])
+        .unwrap()
+        .unwrap();
+    assert_eq!(moved.org_unit, "130131102202");
+    let n = count_rows(
+        &mut c,
+        "SELECT COUNT(*) AS n FROM persons WHERE org_unit IN ('130131', '130131102', '130131103')",
+    );
+    assert_eq!(n, 0);
+});
+
+fn count_rows(c: &mut fieldsync::db::DbConn, sql: &str) -> i64 {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let rows: Vec<N> = diesel::sql_query(sql).load(c).unwrap();
+    rows[0].n
+}
