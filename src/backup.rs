@@ -10,15 +10,16 @@
 //! The token signing key lives in `data_dir` (or `auth.signing_key_pem`), not in the database:
 //! keep it with the backups, or devices must log in again after a restore onto a new machine.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, QueryableByName, RunQueryDsl};
+use diesel::{Connection, QueryResult, QueryableByName, RunQueryDsl};
 
 use crate::db::{redact_url, Backend};
+use crate::progress::Progress;
 use crate::settings::Settings;
 
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
@@ -82,10 +83,17 @@ pub fn backup(settings: &Settings, out: &Path) -> anyhow::Result<String> {
                 .with_context(|| format!("open {path}"))?;
             c.batch_execute("PRAGMA busy_timeout = 10000")?;
             let tmp_s = tmp.to_str().context("backup path is not UTF-8")?;
-            c.batch_execute(&format!("VACUUM INTO {}", sql_string(tmp_s)))
-                .context("VACUUM INTO")?;
+            // The copy is compacted, so the live file's size is an upper bound.
+            let bar = Progress::bytes(std::fs::metadata(path).map_or(0, |m| m.len()), "backup");
+            let watch = bar.follow_file(tmp.clone());
+            let done = c.batch_execute(&format!("VACUUM INTO {}", sql_string(tmp_s)));
+            drop(watch);
+            bar.finish();
+            done.context("VACUUM INTO")?;
         }
         Backend::Postgres => {
+            let bar = Progress::spinner("pg_dump", true);
+            let watch = bar.follow_file(tmp.clone());
             let st = Command::new("pg_dump")
                 .arg("--format=custom")
                 .arg("--no-owner")
@@ -93,8 +101,10 @@ pub fn backup(settings: &Settings, out: &Path) -> anyhow::Result<String> {
                 .arg(&tmp)
                 .arg("--dbname")
                 .arg(&settings.database_url)
-                .status()
-                .context("run pg_dump (install the PostgreSQL client tools)")?;
+                .status();
+            drop(watch);
+            bar.finish();
+            let st = st.context("run pg_dump (install the PostgreSQL client tools)")?;
             if !st.success() {
                 let _ = std::fs::remove_file(&tmp);
                 bail!(
@@ -110,6 +120,24 @@ pub fn backup(settings: &Settings, out: &Path) -> anyhow::Result<String> {
         backend.name(),
         out.display()
     ))
+}
+
+/// `std::fs::copy` under a byte progress bar.
+fn copy_with_progress(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let mut src = std::fs::File::open(from)?;
+    let bar = Progress::bytes(src.metadata()?.len(), "restore");
+    let mut dst = std::fs::File::create(to)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        dst.write_all(&buf[..n])?;
+        bar.inc(n as u64);
+    }
+    bar.finish();
+    Ok(())
 }
 
 fn magic(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -135,9 +163,12 @@ pub fn restore(settings: &Settings, from: &Path) -> anyhow::Result<String> {
             let mut c = diesel::SqliteConnection::establish(
                 from.to_str().context("backup path is not UTF-8")?,
             )?;
-            let rows: Vec<TextRow> =
+            let bar = Progress::spinner("integrity check", false);
+            let rows: QueryResult<Vec<TextRow>> =
                 diesel::sql_query("SELECT integrity_check AS v FROM pragma_integrity_check")
-                    .load(&mut c)?;
+                    .load(&mut c);
+            bar.finish();
+            let rows = rows?;
             if rows.len() != 1 || rows[0].v != "ok" {
                 bail!("the backup fails its integrity check; not restoring it");
             }
@@ -158,7 +189,7 @@ pub fn restore(settings: &Settings, from: &Path) -> anyhow::Result<String> {
                 std::fs::create_dir_all(dir)?;
             }
             let tmp = partial_path(&target);
-            std::fs::copy(from, &tmp).with_context(|| format!("copy to {}", tmp.display()))?;
+            copy_with_progress(from, &tmp).with_context(|| format!("copy to {}", tmp.display()))?;
             let _ = std::fs::remove_file(format!("{}-shm", target.display()));
             sync_and_rename(&tmp, &target)?;
         }
@@ -182,6 +213,7 @@ pub fn restore(settings: &Settings, from: &Path) -> anyhow::Result<String> {
                 );
             }
             drop(c);
+            let bar = Progress::spinner("pg_restore", false);
             let st = Command::new("pg_restore")
                 .arg("--no-owner")
                 .arg("--exit-on-error")
@@ -189,8 +221,9 @@ pub fn restore(settings: &Settings, from: &Path) -> anyhow::Result<String> {
                 .arg("--dbname")
                 .arg(&settings.database_url)
                 .arg(from)
-                .status()
-                .context("run pg_restore (install the PostgreSQL client tools)")?;
+                .status();
+            bar.finish();
+            let st = st.context("run pg_restore (install the PostgreSQL client tools)")?;
             if !st.success() {
                 bail!("pg_restore failed ({st}); the database is left as it was");
             }

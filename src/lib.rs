@@ -15,6 +15,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod orgunits;
+pub mod progress;
 pub mod report;
 pub mod settings;
 pub mod simulate;
@@ -43,14 +44,19 @@ pub struct AppState {
     pub push_gate: Arc<tokio::sync::Semaphore>,
 }
 
-/// Opens the database named by the settings, checks durability and applies migrations.
-pub fn open_database(settings: &Settings) -> Result<Db, db::DbError> {
-    let db = Db::connect(&DbOptions {
+/// Opens the database named by the settings and checks durability; no migrations.
+pub fn connect_database(settings: &Settings) -> Result<Db, db::DbError> {
+    Db::connect(&DbOptions {
         url: settings.database_url.clone(),
         pool_size: settings.pool_size,
         sqlite_synchronous: settings.sqlite_synchronous.clone(),
         connect_timeout: Duration::from_secs(5),
-    })?;
+    })
+}
+
+/// Opens the database named by the settings, checks durability and applies migrations.
+pub fn open_database(settings: &Settings) -> Result<Db, db::DbError> {
+    let db = connect_database(settings)?;
     let applied = db.run_migrations()?;
     if applied > 0 {
         tracing::info!(applied, "database migrations applied");

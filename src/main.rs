@@ -203,18 +203,7 @@ fn main() -> anyhow::Result<()> {
 
     match cli.command {
         Command::Serve { demo, .. } => serve(settings, demo),
-        Command::Migrate => {
-            let db = fieldsync::open_database(&settings)?;
-            let pending = db
-                .pending_migrations()
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!(
-                "migrations current on {} ({} pending)",
-                db.backend().name(),
-                pending
-            );
-            Ok(())
-        }
+        Command::Migrate => migrate(&settings),
         Command::Demo { seed } => {
             let db = fieldsync::open_database(&settings)?;
             let summary =
@@ -227,11 +216,15 @@ fn main() -> anyhow::Result<()> {
         } => {
             let f =
                 std::fs::File::open(&file).with_context(|| format!("open {}", file.display()))?;
-            let units = fieldsync::orgunits::parse_csv(f).map_err(|e| anyhow::anyhow!(e))?;
+            let units = fieldsync::orgunits::parse_csv(f)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let db = fieldsync::open_database(&settings)?;
+            let bar = fieldsync::progress::Progress::items(units.len() as u64, "org units");
+            bar.set_message("import");
             let n = db
-                .write(|c| fieldsync::orgunits::upsert(c, &units))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .write(|c| fieldsync::orgunits::upsert_reporting(c, &units, &mut |n| bar.inc(n)))
+                .map_err(|e| anyhow::anyhow!("{}: {e}; nothing imported", file.display()))?;
+            bar.finish();
             println!("imported {n} org units");
             Ok(())
         }
@@ -291,6 +284,26 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Applies pending migrations one by one under a progress bar (on a terminal).
+fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let db = fieldsync::connect_database(settings)?;
+    let bar = fieldsync::progress::Progress::items(0, "migrations");
+    let applied = db.run_migrations_reporting(&mut |done, total, name| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(name.to_string());
+    })?;
+    bar.finish();
+    let pending = db
+        .pending_migrations()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "applied {applied} migrations; current on {} ({pending} pending)",
+        db.backend().name()
+    );
+    Ok(())
 }
 
 /// A password from stdin (first line) or a generated one (`Some` copy, to print once after
