@@ -290,10 +290,10 @@ fn main() -> anyhow::Result<()> {
 fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let db = fieldsync::connect_database(settings)?;
     let bar = fieldsync::progress::Progress::items(0, "migrations");
-    let applied = db.run_migrations_reporting(&mut |done, total, name| {
+    bar.set_message("migrate");
+    let applied = db.run_migrations_reporting(&mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
-        bar.set_message(name.to_string());
     })?;
     bar.finish();
     let pending = db

@@ -224,7 +224,7 @@ impl Db {
     /// [`run_migrations_reporting`] on a connection of the pool.
     pub fn run_migrations_reporting(
         &self,
-        report: &mut dyn FnMut(usize, usize, &str),
+        report: &mut dyn FnMut(usize, usize),
     ) -> Result<usize, DbError> {
         let mut conn = self.pool.get().map_err(|e| DbError::Pool(e.to_string()))?;
         run_migrations_reporting(&mut conn, report)
@@ -250,27 +250,26 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<usize, DbError> {
     applied.map_err(|e| DbError::Migration(e.to_string()))
 }
 
-/// Applies pending migrations one at a time, reporting `(applied so far, pending at start,
-/// name of the one just applied)` after each (and `(0, pending, "")` first), for the
-/// progress bar of `fieldsync migrate`. Each migration runs in its own transaction, as in
-/// [`run_migrations`].
+/// Applies pending migrations one at a time, reporting `(applied so far, pending at start)`
+/// first and after each, for the progress bar of `fieldsync migrate`. Each migration runs in
+/// its own transaction, as in [`run_migrations`].
 pub fn run_migrations_reporting(
     conn: &mut DbConn,
-    report: &mut dyn FnMut(usize, usize, &str),
+    report: &mut dyn FnMut(usize, usize),
 ) -> Result<usize, DbError> {
     fn each<DB: diesel::backend::Backend>(
         c: &mut impl MigrationHarness<DB>,
         source: EmbeddedMigrations,
-        report: &mut dyn FnMut(usize, usize, &str),
+        report: &mut dyn FnMut(usize, usize),
     ) -> diesel::migration::Result<usize>
     where
         EmbeddedMigrations: diesel::migration::MigrationSource<DB>,
     {
         let pending = c.pending_migrations(source)?;
-        report(0, pending.len(), "");
+        report(0, pending.len());
         for (i, m) in pending.iter().enumerate() {
             c.run_migration(m.as_ref())?;
-            report(i + 1, pending.len(), &m.name().to_string());
+            report(i + 1, pending.len());
         }
         Ok(pending.len())
     }

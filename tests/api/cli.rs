@@ -210,6 +210,10 @@ both!(migrate_creates_the_schema, |b| {
         "{out:?}"
     );
     assert!(out.stdout.contains("(0 pending)"), "{out:?}");
+    assert!(
+        !out.stderr.contains("migrations ("),
+        "a progress bar on a stderr that is not a terminal: {out:?}"
+    );
     // What /ready checks, and the tables themselves.
     assert_eq!(db.pending_migrations().unwrap(), 0);
     for table in ["org_units", "users", "devices", "persons", "sync_state"] {
@@ -238,6 +242,10 @@ both!(orgunit_import_builds_the_tree_and_names_a_bad_line, |b| {
     let out = store.cli(&["orgunit", "import", "units.csv"], None);
     assert!(out.ok, "{out:?}");
     assert!(out.stdout.contains("imported 7 org units"), "{out:?}");
+    assert!(
+        !out.stderr.contains("org units ("),
+        "a progress bar: {out:?}"
+    );
     let db = store.db();
     let mut c = db.conn().unwrap();
     let sub: Vec<(String, String)> = orgunits::subtree(&mut c, "130131102")
