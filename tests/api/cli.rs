@@ -383,6 +383,49 @@ both!(user_add_prints_a_password_once_and_passwd_changes_it, |b| {
     assert!(!out.ok && out.stderr.contains("unknown role"), "{out:?}");
     assert_eq!(login_status(&app, "li", "anything-at-all"), 401);
 
+    // A supervisor at its township (the README's example), and not at a village.
+    let out = cli_on(
+        &app,
+        &[
+            "user",
+            "add",
+            "--username",
+            "zhen",
+            "--role",
+            "township_supervisor",
+            "--org-unit",
+            "130131102",
+            "--password-stdin",
+        ],
+        Some("zhen-pass-123456\n"),
+    );
+    assert!(out.ok, "{out:?}");
+    let r = app.post(
+        "/api/v1/auth/login",
+        None,
+        &json!({"username": "zhen", "password": "zhen-pass-123456"}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let me = app.get("/api/v1/me", Some(r.body["access_token"].as_str().unwrap()));
+    assert_eq!(me.status, 200, "{:?}", me.body);
+    assert_eq!(me.body["role"], "township_supervisor", "{:?}", me.body);
+    assert_eq!(me.body["scope"], json!(["130131102"]), "{:?}", me.body);
+    let out = cli_on(
+        &app,
+        &[
+            "user",
+            "add",
+            "--username",
+            "zhou",
+            "--role",
+            "township_supervisor",
+            "--org-unit",
+            V1,
+        ],
+        None,
+    );
+    assert!(!out.ok && out.stderr.contains("township"), "{out:?}");
+
     let out = cli_on(
         &app,
         &["user", "passwd", "wang", "--password-stdin"],
