@@ -202,7 +202,7 @@ pub struct RejectedOp {
     pub kind: String,
     pub code: Option<String>,
     pub message: Option<String>,
-    /// The op as the device sent it.
+    /// The op as the device sent it (a person's ID number masked, as in every list).
     #[schema(value_type = Object)]
     pub payload: Option<Value>,
     pub recorded_at: Option<i64>,
@@ -274,12 +274,17 @@ pub fn rejected(
             ))
             .load(conn)?;
         let more = rows.len() as i64 > limit;
+        let ids = ids_for(principal, IdContext::List);
         let items: Vec<RejectedOp> = rows
             .into_iter()
             .take(limit as usize)
             .map(|o| {
                 let result: Value = serde_json::from_str(&o.6).unwrap_or(Value::Null);
                 RejectedOp {
+                    payload: o
+                        .7
+                        .and_then(|p| serde_json::from_str(&p).ok())
+                        .map(|p| id_payload(&o.2, p, ids)),
                     seq: o.0,
                     op_id: o.1,
                     entity: o.2,
@@ -287,7 +292,6 @@ pub fn rejected(
                     kind: o.4,
                     code: o.5,
                     message: result["message"].as_str().map(str::to_string),
-                    payload: o.7.and_then(|p| serde_json::from_str(&p).ok()),
                     recorded_at: o.8,
                     received_at: o.9,
                 }

@@ -1723,3 +1723,145 @@ both!(merge_undo_of_a_merge_stored_before_after_versions, |b| {
     assert_eq!(f["name"], "蒋梅");
     assert!(f.get("phone").is_none_or(Value::is_null), "{f:?}");
 });
+
+/// An ID number as every list shows it: region code and last four characters.
+fn masked(number: &str) -> String {
+    format!("{}********{}", &number[..6], &number[14..])
+}
+
+both!(
+    id_numbers_masked_unless_the_role_sees_one_record_in_full,
+    |b| {
+        let World {
+            app,
+            a,
+            w,
+            ts,
+            county,
+            ..
+        } = world(b);
+        // p: a mother with a birth; d: her duplicate (same number, another spelling); c: a person
+        // whose ID number two phones changed differently (an open conflict on the number)
+        let (p, d, c, birth) = (new_id(), new_id(), new_id(), new_id());
+        let num = id_number("1990-02-03", 190);
+        let (num2, num3, num4) = (
+            id_number("1985-05-05", 191),
+            id_number("1985-05-05", 193),
+            id_number("1985-05-05", 195),
+        );
+        let mut mother = person(V1, "韩梅");
+        mother["id_number"] = json!(num);
+        let mut dup = person(V1, "韩美");
+        dup["id_number"] = json!(num);
+        let mut cp = person(V1, "韩冲");
+        cp["id_number"] = json!(num2);
+        a.push_ok(
+        &app,
+        &[
+            a.op("person", &p, "create", None, mother),
+            a.op("person", &c, "create", None, cp),
+            a.op("birth", &birth, "create", None, json!({"org_unit": V1, "mother_id": p, "birth_date": "2020-03-01", "sex": "male", "parity": 1})),
+        ],
+    );
+        w.push_ok(&app, &[w.op("person", &d, "create", None, dup)]);
+        a.push_ok(
+            &app,
+            &[a.op("person", &c, "update", Some(1), json!({"id_number": num3}))],
+        );
+        let r = w.push_ok(
+            &app,
+            &[w.op("person", &c, "update", Some(1), json!({"id_number": num4}))],
+        );
+        let cid = r[0]["conflicts"][0]["id"]
+            .as_str()
+            .expect("a conflict on the ID number")
+            .to_string();
+
+        // lists: masked for both roles (the list, the duplicates, the conflict queue)
+        for token in [&ts, &county] {
+            let (items, _) = all_pages(&app, "/api/v1/supervise/person", token, 50);
+            let shown: BTreeSet<String> = items
+                .iter()
+                .map(|i| i["fields"]["id_number"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(
+                shown,
+                BTreeSet::from([masked(&num), masked(&num3)]),
+                "{items:?}"
+            );
+            let dups = get_ok(&app, "/api/v1/supervise/duplicates", token);
+            let pair = dups["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["signal"] == "id_number")
+                .expect("the pair");
+            // both show the same masked number: the pair is still visible
+            assert_eq!(pair["a"]["fields"]["id_number"], masked(&num).as_str());
+            assert_eq!(pair["b"]["fields"]["id_number"], masked(&num).as_str());
+            let queue = get_ok(&app, "/api/v1/supervise/conflicts", token);
+            let qc = &queue["items"][0];
+            assert_eq!(qc["id"], cid.as_str());
+            assert_eq!(qc["base_value"], masked(&num2).as_str());
+            assert_eq!(qc["server_value"], masked(&num3).as_str());
+            assert_eq!(qc["device_value"], masked(&num4).as_str());
+        }
+
+        // one record: in full for the township supervisor, masked for the county's
+        for (token, full) in [(&ts, true), (&county, false)] {
+            let show = |n: &str| if full { n.to_string() } else { masked(n) };
+            let detail = get_ok(&app, &format!("/api/v1/supervise/person/{p}"), token);
+            assert_eq!(detail["record"]["fields"]["id_number"], show(&num).as_str());
+            // linked records: a birth's mother
+            let bd = get_ok(&app, &format!("/api/v1/supervise/birth/{birth}"), token);
+            let m = bd["linked"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["field"] == "mother_id")
+                .expect("the mother");
+            assert_eq!(m["record"]["fields"]["id_number"], show(&num).as_str());
+            // history: every version's fields and changes, and its conflicts
+            let h = get_ok(
+                &app,
+                &format!("/api/v1/supervise/person/{c}/history"),
+                token,
+            );
+            let vs = h["versions"].as_array().unwrap();
+            assert_eq!(vs.len(), 2);
+            assert_eq!(vs[0]["fields"]["id_number"], show(&num2).as_str());
+            assert_eq!(vs[1]["fields"]["id_number"], show(&num3).as_str());
+            let change = vs[1]["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|ch| ch["field"] == "id_number")
+                .expect("the change");
+            assert_eq!(change["from"], show(&num2).as_str());
+            assert_eq!(change["to"], show(&num3).as_str());
+            assert_eq!(h["conflicts"][0]["device_value"], show(&num4).as_str());
+            // the record's detail with its open conflict, and the conflict itself
+            let cd = get_ok(&app, &format!("/api/v1/supervise/person/{c}"), token);
+            assert_eq!(cd["record"]["fields"]["id_number"], show(&num3).as_str());
+            assert_eq!(
+                cd["open_conflicts"][0]["device_value"],
+                show(&num4).as_str()
+            );
+            let one = get_ok(&app, &format!("/api/v1/supervise/conflicts/{cid}"), token);
+            assert_eq!(one["conflict"]["base_value"], show(&num2).as_str());
+            assert_eq!(one["conflict"]["server_value"], show(&num3).as_str());
+            assert_eq!(one["conflict"]["device_value"], show(&num4).as_str());
+            assert_eq!(one["current"]["fields"]["id_number"], show(&num3).as_str());
+            assert_eq!(one["current_value"], show(&num3).as_str());
+        }
+        // the full number still finds the person for both (the filter takes it; the answer masks it)
+        for token in [&ts, &county] {
+            let found = get_ok(
+                &app,
+                &format!("/api/v1/supervise/person?id_number={num3}"),
+                token,
+            );
+            assert_eq!(ids_of(&found["items"]), vec![c.clone()]);
+        }
+    }
+);
