@@ -1865,3 +1865,236 @@ both!(
         }
     }
 );
+
+/// The fields of a record of `entity` (not a person or household) about `person` in `village`;
+/// `i` varies its date.
+fn ledger_fields(entity: &str, person: &str, village: &str, i: usize) -> Value {
+    let day = format!("2026-0{}-1{i}", 1 + i);
+    match entity {
+        "birth" => {
+            json!({"org_unit": village, "mother_id": person, "birth_date": day, "sex": "male", "parity": 1 + i})
+        }
+        "death" => json!({"org_unit": village, "person_id": person, "death_date": day}),
+        "measure" => {
+            json!({"org_unit": village, "person_id": person, "method": "iud_insertion", "started_on": day})
+        }
+        "visit" => {
+            json!({"org_unit": village, "person_id": person, "kind": "iud_check", "visit_date": day})
+        }
+        "migration" => {
+            json!({"org_unit": village, "person_id": person, "direction": "out", "moved_on": day})
+        }
+        "supply" => {
+            json!({"org_unit": village, "person_id": person, "item": "condoms", "quantity": 10, "handed_on": day})
+        }
+        "benefit" => {
+            json!({"org_unit": village, "person_id": person, "kind": "reward_assistance", "year": 2020 + i})
+        }
+        other => panic!("no fields for {other}"),
+    }
+}
+
+both!(every_ledger_list_is_scoped_paged_and_filtered, |b| {
+    let World {
+        app,
+        a,
+        far,
+        ts,
+        other,
+        county,
+        ..
+    } = world(b);
+    let (p1, p2, p3) = (new_id(), new_id(), new_id());
+    a.push_ok(
+        &app,
+        &[
+            a.op("person", &p1, "create", None, person(V1, "林一")),
+            a.op("person", &p2, "create", None, person(V2, "林二")),
+        ],
+    );
+    far.push_ok(
+        &app,
+        &[far.op("person", &p3, "create", None, person(V3, "林三"))],
+    );
+    let entities = [
+        "birth",
+        "death",
+        "measure",
+        "visit",
+        "migration",
+        "supply",
+        "benefit",
+    ];
+    for entity in entities {
+        // ours: two about p1 in V1, one about p2 in V2, one about p1 deleted; theirs: one in V3
+        let mine: Vec<String> = (0..3).map(|_| new_id()).collect();
+        let (gone, theirs) = (new_id(), new_id());
+        let r = a.push_ok(
+            &app,
+            &[
+                a.op(
+                    entity,
+                    &mine[0],
+                    "create",
+                    None,
+                    ledger_fields(entity, &p1, V1, 0),
+                ),
+                a.op(
+                    entity,
+                    &mine[1],
+                    "create",
+                    None,
+                    ledger_fields(entity, &p1, V1, 1),
+                ),
+                a.op(
+                    entity,
+                    &mine[2],
+                    "create",
+                    None,
+                    ledger_fields(entity, &p2, V2, 2),
+                ),
+                a.op(
+                    entity,
+                    &gone,
+                    "create",
+                    None,
+                    ledger_fields(entity, &p1, V1, 3),
+                ),
+                a.op(entity, &gone, "delete", Some(1), json!({})),
+            ],
+        );
+        assert!(
+            r.iter().all(|o| o["status"] == "applied"),
+            "{entity}: {r:?}"
+        );
+        let r = far.push_ok(
+            &app,
+            &[far.op(
+                entity,
+                &theirs,
+                "create",
+                None,
+                ledger_fields(entity, &p3, V3, 0),
+            )],
+        );
+        assert_eq!(r[0]["status"], "applied", "{entity}: {r:?}");
+        let path = format!("/api/v1/supervise/{entity}");
+        let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+
+        // paged one at a time: every record once, in id order, total on each page
+        let (items, total) = all_pages(&app, &path, &ts, 1);
+        assert_eq!(total, 3, "{entity}");
+        let got = ids_of(&json!(items));
+        assert_eq!(got.len(), 3, "{entity}: {got:?}");
+        let mut sorted = mine.clone();
+        sorted.sort();
+        assert_eq!(got, sorted, "{entity}: every record once, in order");
+        let first = get_ok(&app, &format!("{path}?limit=2"), &ts);
+        assert_eq!(first["total"], 3, "{entity}");
+        assert_eq!(first["items"].as_array().unwrap().len(), 2, "{entity}");
+        let next = first["next_after"].as_str().expect("a next page");
+        let rest = get_ok(&app, &format!("{path}?limit=2&after={next}"), &ts);
+        assert_eq!(ids_of(&rest["items"]), sorted[2..].to_vec(), "{entity}");
+        assert!(rest.get("next_after").is_none(), "{entity}: last page");
+        // its main date (or year) order pages the same records
+        let key = fieldsync::domain::entities::Entity::parse(entity)
+            .unwrap()
+            .def()
+            .sort_keys[0];
+        let by_key = sorted_ids(&app, &format!("{path}?sort=-{key}"), &ts, 1);
+        assert_eq!(
+            by_key,
+            vec![mine[2].clone(), mine[1].clone(), mine[0].clone()],
+            "{entity} by -{key}"
+        );
+
+        // filters: village, person, deleted records
+        let filtered = |q: &str, token: &str| -> BTreeSet<String> {
+            let (items, total) = all_pages(&app, &format!("{path}?{q}"), token, 2);
+            assert_eq!(items.len() as i64, total, "{entity}?{q}");
+            set(&ids_of(&json!(items)))
+        };
+        assert_eq!(
+            filtered(&format!("village={V2}"), &ts),
+            set(&mine[2..]),
+            "{entity}"
+        );
+        assert_eq!(
+            filtered(&format!("village={V1}"), &ts),
+            set(&mine[..2]),
+            "{entity}"
+        );
+        assert_eq!(
+            filtered(&format!("person={p1}"), &ts),
+            set(&mine[..2]),
+            "{entity}"
+        );
+        assert_eq!(
+            filtered(&format!("person={p2}"), &ts),
+            set(&mine[2..]),
+            "{entity}"
+        );
+        assert_eq!(
+            filtered(&format!("person={p3}"), &ts),
+            BTreeSet::new(),
+            "{entity}"
+        );
+        assert_eq!(
+            filtered(&format!("person={p1}&include_deleted=true"), &ts),
+            set(&[mine[0].clone(), mine[1].clone(), gone.clone()]),
+            "{entity}"
+        );
+        let with_deleted = get_ok(&app, &format!("{path}?include_deleted=true&limit=500"), &ts);
+        assert_eq!(with_deleted["total"], 4, "{entity}");
+        assert!(with_deleted["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == gone.as_str() && i["deleted"] == true));
+        // person filters of the person ledger are refused here
+        assert_eq!(
+            app.get(&format!("{path}?name=x"), Some(&ts)).status,
+            400,
+            "{entity}"
+        );
+
+        // another township sees none of ours, and counts none
+        assert_eq!(
+            filtered("include_deleted=true", &other),
+            set(&[theirs.clone()]),
+            "{entity}"
+        );
+        assert_eq!(
+            filtered(&format!("person={p1}"), &other),
+            BTreeSet::new(),
+            "{entity}"
+        );
+        assert_eq!(
+            get_ok(
+                &app,
+                &format!("{path}?village={V1}&include_deleted=true"),
+                &other
+            )["total"],
+            0,
+            "{entity}"
+        );
+        for id in &mine {
+            assert_eq!(
+                app.get(&format!("{path}/{id}"), Some(&other)).status,
+                404,
+                "{entity}"
+            );
+        }
+        // the county sees both townships
+        assert_eq!(get_ok(&app, &path, &county)["total"], 4, "{entity}");
+    }
+    // a record type without person references refuses the person filter
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/supervise/household?person={p1}"),
+            Some(&ts)
+        )
+        .status,
+        400
+    );
+});
