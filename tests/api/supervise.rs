@@ -1799,6 +1799,20 @@ both!(
             .as_str()
             .expect("a conflict on the ID number")
             .to_string();
+        // a refused op carrying a number: its stored payload shows in the history and the
+        // device's rejected ops
+        let num5 = id_number("1985-05-05", 197);
+        let r = w.push_ok(
+            &app,
+            &[w.op(
+                "person",
+                &c,
+                "update",
+                Some(2),
+                json!({"id_number": num5, "sex": "robot"}),
+            )],
+        );
+        assert_eq!(r[0]["status"], "rejected", "{r:?}");
 
         // lists: masked for both roles (the list, the duplicates, the conflict queue)
         for token in [&ts, &county] {
@@ -1828,6 +1842,15 @@ both!(
             assert_eq!(qc["base_value"], masked(&num2).as_str());
             assert_eq!(qc["server_value"], masked(&num3).as_str());
             assert_eq!(qc["device_value"], masked(&num4).as_str());
+            let rejected = get_ok(
+                &app,
+                &format!("/api/v1/supervise/devices/{}/rejected", w.device_id),
+                token,
+            );
+            assert_eq!(
+                rejected["items"][0]["payload"]["set"]["id_number"],
+                masked(&num5).as_str()
+            );
         }
 
         // one record: in full for the township supervisor, masked for the county's
@@ -1863,6 +1886,22 @@ both!(
             assert_eq!(change["from"], show(&num2).as_str());
             assert_eq!(change["to"], show(&num3).as_str());
             assert_eq!(h["conflicts"][0]["device_value"], show(&num4).as_str());
+            // its ops: the answer the conflicting op got, and the refused op's payload
+            let ops = h["ops"].as_array().unwrap();
+            let answered = ops
+                .iter()
+                .find(|o| o["device_id"] == w.device_id.as_str() && o["status"] == "applied")
+                .expect("w's update");
+            assert_eq!(
+                answered["result"]["conflicts"][0]["device_value"],
+                show(&num4).as_str(),
+                "{answered:?}"
+            );
+            let refused = ops
+                .iter()
+                .find(|o| o["status"] == "rejected")
+                .expect("the refused op");
+            assert_eq!(refused["payload"]["set"]["id_number"], show(&num5).as_str());
             // the record's detail with its open conflict, and the conflict itself
             let cd = get_ok(&app, &format!("/api/v1/supervise/person/{c}"), token);
             assert_eq!(cd["record"]["fields"]["id_number"], show(&num3).as_str());
@@ -2084,7 +2123,7 @@ both!(every_ledger_list_is_scoped_paged_and_filtered, |b| {
         // another township sees none of ours, and counts none
         assert_eq!(
             filtered("include_deleted=true", &other),
-            set(&[theirs.clone()]),
+            set(std::slice::from_ref(&theirs)),
             "{entity}"
         );
         assert_eq!(
@@ -2185,6 +2224,9 @@ both!(conflict_queue_filters_by_age, |b| {
     );
 });
 
+/// A village of the flag summary: code, total, (check, count) in order.
+type VillageCounts = (String, i64, Vec<(String, i64)>);
+
 both!(flag_summary_counts_per_village_exactly, |b| {
     use fieldsync::orgunits::{self, NewOrgUnit};
     let World {
@@ -2245,7 +2287,7 @@ both!(flag_summary_counts_per_village_exactly, |b| {
             with_number(V3, "宋七", 210),
         )],
     );
-    let counts = |s: &Value| -> Vec<(String, i64, Vec<(String, i64)>)> {
+    let counts = |s: &Value| -> Vec<VillageCounts> {
         s["villages"]
             .as_array()
             .unwrap()
