@@ -224,10 +224,12 @@ pub fn id_value(entity: Entity, field: Option<&str>, v: Value, ids: IdNumberView
     }
 }
 
-/// An op as a device sent it (a stored payload), as `ids` shows it: its `set` masked.
-pub fn id_payload(entity: &str, mut payload: Value, ids: IdNumberView) -> Value {
-    if let (Some(e), Some(set)) = (Entity::parse(entity), payload.get_mut("set")) {
-        *set = id_value(e, None, set.take(), ids);
+/// An op as a device sent it (a stored payload), as `ids` shows it: an `id_number` in its
+/// `set` masked, whatever the op's record type (only persons have one; an op of another or an
+/// unknown type that carries one was refused, and its payload is masked all the same).
+pub fn id_payload(mut payload: Value, ids: IdNumberView) -> Value {
+    if let Some(set) = payload.get_mut("set") {
+        *set = id_value(Entity::Person, None, set.take(), ids);
     }
     payload
 }

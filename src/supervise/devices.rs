@@ -422,7 +422,7 @@ pub fn rejected(
                     payload: o
                         .7
                         .and_then(|p| serde_json::from_str(&p).ok())
-                        .map(|p| id_payload(&o.2, p, ids)),
+                        .map(|p| id_payload(p, ids)),
                     seq: o.0,
                     op_id: o.1,
                     entity: o.2,

@@ -708,7 +708,7 @@ pub fn history(db: &Db, principal: &Principal, entity: Entity, id: &str) -> AppR
                 payload: o
                     .7
                     .and_then(|p| serde_json::from_str(&p).ok())
-                    .map(|p| id_payload(entity.name(), p, ids)),
+                    .map(|p| id_payload(p, ids)),
                 recorded_at: o.8,
                 received_at: o.9,
             })

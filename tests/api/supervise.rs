@@ -1813,6 +1813,18 @@ both!(
             )],
         );
         assert_eq!(r[0]["status"], "rejected", "{r:?}");
+        // ops of another type carrying one are refused; their payloads are masked the same
+        let r = w.push_ok(
+            &app,
+            &[w.op(
+                "measure",
+                &new_id(),
+                "create",
+                None,
+                json!({"org_unit": V1, "person_id": p, "method": "pills", "started_on": "2026-01-05", "id_number": num5}),
+            )],
+        );
+        assert_eq!(r[0]["status"], "rejected", "{r:?}");
 
         // lists: masked for both roles (the list, the duplicates, the conflict queue)
         for token in [&ts, &county] {
@@ -1847,10 +1859,15 @@ both!(
                 &format!("/api/v1/supervise/devices/{}/rejected", w.device_id),
                 token,
             );
-            assert_eq!(
-                rejected["items"][0]["payload"]["set"]["id_number"],
-                masked(&num5).as_str()
-            );
+            let items = rejected["items"].as_array().unwrap();
+            assert_eq!(items.len(), 2);
+            for i in items {
+                assert_eq!(
+                    i["payload"]["set"]["id_number"],
+                    masked(&num5).as_str(),
+                    "{i:?}"
+                );
+            }
         }
 
         // one record: in full for the township supervisor, masked for the county's
