@@ -39,6 +39,7 @@ use utoipa::OpenApi;
         crate::api::quality::summary,
         crate::api::device_status::status,
         crate::api::device_status::rejected,
+        crate::api::device_status::workers,
         crate::api::ledgers::edit,
         crate::api::ledgers::list,
         crate::api::ledgers::one,

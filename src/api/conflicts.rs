@@ -27,6 +27,7 @@ pub async fn list(
 }
 
 /// One conflict: base, server and device values side by side, and the record as it is now.
+/// ID numbers as in one record (full for township supervisors, masked for county supervisors).
 #[utoipa::path(get, path = "/api/v1/supervise/conflicts/{id}", tag = "supervise",
     params(("id" = String, Path)),
     responses((status = 200, body = ConflictDetail), (status = 404, body = Problem)),

@@ -5,12 +5,13 @@ use actix_web::{web, HttpResponse};
 use crate::auth::Principal;
 use crate::error::{AppResult, Problem};
 use crate::supervise::devices::{
-    self, DeviceStatusPage, RejectedFilter, RejectedPage, StatusFilter,
+    self, DeviceStatusPage, RejectedFilter, RejectedPage, StatusFilter, WorkerStatusPage,
 };
 use crate::AppState;
 
 /// The devices of workers in your subtree: last push and pull, ops in the last day and week,
-/// rejected ops, app version, clock offset. `inactive_days=N` lists who has not synced for N days.
+/// rejected ops, app version, clock offset. `inactive_days=N` lists the active devices that have
+/// not synced for N days; revoked devices are listed (with `revoked_at`) but never as not synced.
 #[utoipa::path(get, path = "/api/v1/supervise/devices/status", tag = "supervise",
     params(StatusFilter),
     responses((status = 200, body = DeviceStatusPage), (status = 400, body = Problem)),
@@ -22,6 +23,24 @@ pub async fn status(
 ) -> AppResult<HttpResponse> {
     let db = state.db.clone();
     let p = web::block(move || devices::status(&db, &principal, &filter)).await??;
+    Ok(HttpResponse::Ok().json(p))
+}
+
+/// The field workers of your subtree, each with the rollup of their devices: devices (active
+/// and revoked), the latest push and pull across them, ops in the last day and week, rejected
+/// ops. `inactive_days=N` lists the active accounts that have not synced for N days (a worker
+/// who never registered a device counts from the account's creation).
+#[utoipa::path(get, path = "/api/v1/supervise/workers/status", tag = "supervise",
+    params(StatusFilter),
+    responses((status = 200, body = WorkerStatusPage), (status = 400, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn workers(
+    principal: Principal,
+    state: web::Data<AppState>,
+    filter: web::Query<StatusFilter>,
+) -> AppResult<HttpResponse> {
+    let db = state.db.clone();
+    let p = web::block(move || devices::workers(&db, &principal, &filter)).await??;
     Ok(HttpResponse::Ok().json(p))
 }
 

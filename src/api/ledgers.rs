@@ -36,7 +36,9 @@ pub async fn list(
 }
 
 /// One record in full with its linked records (a person with household, births, pregnancies,
-/// measures, visits...), active flags and open conflicts. Person reads are audited.
+/// measures, visits...), active flags and open conflicts. Person reads are audited. ID numbers
+/// are shown in full to township supervisors and masked for county supervisors
+/// (`roles::id_number_view`).
 #[utoipa::path(get, path = "/api/v1/supervise/{entity}/{id}", tag = "supervise",
     params(("entity" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = RecordDetail), (status = 404, body = Problem)),
@@ -54,7 +56,8 @@ pub async fn one(
 }
 
 /// Every version of a record with who, which device, when and what changed; the device ops
-/// and the conflicts about it.
+/// and the conflicts about it. ID numbers as in one record (full for township supervisors,
+/// masked for county supervisors).
 #[utoipa::path(get, path = "/api/v1/supervise/{entity}/{id}/history", tag = "supervise",
     params(("entity" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = History), (status = 404, body = Problem)),

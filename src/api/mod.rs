@@ -99,6 +99,7 @@ routes! {
     get "/api/v1/supervise/flags/summary" => quality::summary, Access::Roles(ledgers::SUPERVISE);
     get "/api/v1/supervise/devices/status" => device_status::status, Access::Roles(ledgers::SUPERVISE);
     get "/api/v1/supervise/devices/{id}/rejected" => device_status::rejected, Access::Roles(ledgers::SUPERVISE);
+    get "/api/v1/supervise/workers/status" => device_status::workers, Access::Roles(ledgers::SUPERVISE);
     post "/api/v1/supervise/records/{entity}/{id}" => ledgers::edit, Access::Roles(ledgers::SUPERVISE);
     get "/api/v1/supervise/{entity}" => ledgers::list, Access::Roles(ledgers::SUPERVISE);
     get "/api/v1/supervise/{entity}/{id}" => ledgers::one, Access::Roles(ledgers::SUPERVISE);

@@ -64,7 +64,8 @@ pub struct ConflictView {
     pub status: String,
     /// Whose value the record held after the op: `server` or `device`.
     pub winner: String,
-    /// At the device's base version (ID numbers masked in lists).
+    /// At the device's base version (ID numbers masked in the queue, and in one conflict unless
+    /// the role sees them in full: `roles::id_number_view`).
     #[schema(value_type = Object)]
     pub base_value: Value,
     #[schema(value_type = Object)]
@@ -86,30 +87,13 @@ pub struct ConflictView {
     pub reason: Option<String>,
 }
 
-fn mask_value(entity: Entity, field: Option<&str>, v: Value) -> Value {
-    match (entity, field, v) {
-        (Entity::Person, Some("id_number"), Value::String(s)) => Value::String(mask_id_number(&s)),
-        (Entity::Person, None, Value::Object(mut m)) => {
-            mask_fields(Entity::Person, &mut m);
-            Value::Object(m)
-        }
-        (_, _, v) => v,
-    }
-}
-
-pub fn conflict_views(rows: Vec<ConflictDb>, masked: bool) -> Vec<ConflictView> {
+pub fn conflict_views(rows: Vec<ConflictDb>, ids: IdNumberView) -> Vec<ConflictView> {
     let now = crate::db::now_micros();
     rows.into_iter()
         .filter_map(|c| {
             let entity = Entity::parse(&c.entity)?;
             let parse = |s: &str| serde_json::from_str(s).unwrap_or(Value::Null);
-            let m = |v: Value| {
-                if masked {
-                    mask_value(entity, c.field.as_deref(), v)
-                } else {
-                    v
-                }
-            };
+            let m = |v: Value| id_value(entity, c.field.as_deref(), v, ids);
             Some(ConflictView {
                 entity_label: entity_label(entity),
                 field_label: c.field.as_deref().and_then(|f| field_label(entity, f)),
@@ -238,7 +222,7 @@ pub fn list(db: &Db, principal: &Principal, f: &ConflictFilter) -> AppResult<Con
             ConflictPage {
                 total,
                 next_after: if more { ids.last().cloned() } else { None },
-                items: conflict_views(rows, true),
+                items: conflict_views(rows, ids_for(principal, IdContext::List)),
             },
             persons,
         ))
@@ -263,7 +247,7 @@ fn load_conflict(conn: &mut DbConn, scope: &Scope, id: &str) -> AppResult<Confli
 #[derive(Serialize, ToSchema, Debug)]
 pub struct ConflictDetail {
     pub conflict: ConflictView,
-    /// The record as it is now (in full; person reads are audited).
+    /// The record as it is now (person reads are audited; ID numbers as the role sees one record).
     pub current: Option<RecordView>,
     /// The field's value in the record now (field conflicts).
     #[schema(value_type = Object)]
@@ -277,13 +261,19 @@ pub fn one(db: &Db, principal: &Principal, id: &str) -> AppResult<ConflictDetail
         let entity = parse_entity(&c.entity)?;
         let current = crate::db::records::load_one(conn, entity, &c.record_id)?
             .filter(|r| scope.contains(&r.org_unit));
+        let ids = ids_for(principal, IdContext::Record);
         let current_value = match (&current, &c.field) {
-            (Some(r), Some(f)) => Some(r.fields.get(f).cloned().unwrap_or(Value::Null)),
+            (Some(r), Some(f)) => Some(id_value(
+                entity,
+                Some(f),
+                r.fields.get(f).cloned().unwrap_or(Value::Null),
+                ids,
+            )),
             _ => None,
         };
         Ok(ConflictDetail {
-            conflict: conflict_views(vec![c], false).remove(0),
-            current: current.as_ref().map(|r| view(r, false)),
+            conflict: conflict_views(vec![c], ids).remove(0),
+            current: current.as_ref().map(|r| view(r, ids)),
             current_value,
         })
     })?;
@@ -478,7 +468,7 @@ pub fn resolve(db: &Db, principal: &Principal, id: &str, r: &Resolve) -> AppResu
             json!({"entity": c.entity, "record_id": c.record_id, "take": r.take, "version": version}),
         )?;
         Ok(Resolved {
-            conflict: conflict_views(vec![c], false).remove(0),
+            conflict: conflict_views(vec![c], ids_for(principal, IdContext::Record)).remove(0),
             version,
         })
     })
@@ -577,6 +567,6 @@ pub fn reopen(db: &Db, principal: &Principal, id: &str) -> AppResult<ConflictVie
             json!({"entity": c.entity, "record_id": c.record_id}),
         )?;
         let c = load_conflict(conn, &scope, id)?;
-        Ok(conflict_views(vec![c], false).remove(0))
+        Ok(conflict_views(vec![c], ids_for(principal, IdContext::Record)).remove(0))
     })
 }

@@ -154,6 +154,7 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
         pairs.retain(|_, p| rows.contains_key(&p.2) && rows.contains_key(&p.3));
         let total = pairs.len() as i64;
         let after = f.after.clone().unwrap_or_default();
+        let list_ids = ids_for(principal, IdContext::List);
         let mut items = Vec::new();
         let mut persons = BTreeSet::new();
         let mut more = false;
@@ -177,8 +178,8 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
                 .to_string(),
                 org_unit: ra.org_unit.clone(),
                 disagreements: disagreements(ra, rb),
-                a: view(ra, true),
-                b: view(rb, true),
+                a: view(ra, list_ids),
+                b: view(rb, list_ids),
             });
         }
         Ok((
@@ -272,7 +273,7 @@ pub fn merge(db: &Db, principal: &Principal, m: &MergeRequest) -> AppResult<Merg
         )?;
         Ok(MergeResult {
             merge_id,
-            survivor: view(&final_survivor, false),
+            survivor: view(&final_survivor, ids_for(principal, IdContext::Record)),
             repointed,
         })
     })
@@ -536,10 +537,23 @@ pub fn undo(db: &Db, principal: &Principal, merge_id: &str) -> AppResult<UndoRes
         )?;
         let s = records::load_one(conn, Entity::Person, &survivor_id)?.ok_or(AppError::NotFound)?;
         let restored = records::load_one(conn, Entity::Person, &merged_id)?.unwrap_or(restored);
+        let ids = ids_for(principal, IdContext::Record);
+        let conflicts = conflicts
+            .into_iter()
+            .map(|mut c| {
+                if let Some(e) = Entity::parse(&c.entity) {
+                    let f = c.field.clone();
+                    c.base_value = id_value(e, f.as_deref(), c.base_value, ids);
+                    c.server_value = id_value(e, f.as_deref(), c.server_value, ids);
+                    c.device_value = id_value(e, f.as_deref(), c.device_value, ids);
+                }
+                c
+            })
+            .collect();
         Ok(UndoResult {
             merge_id: merge_id.to_string(),
-            survivor: view(&s, false),
-            restored: view(&restored, false),
+            survivor: view(&s, ids),
+            restored: view(&restored, ids),
             repointed,
             conflicts,
         })
@@ -748,8 +762,8 @@ pub fn dismissed_list(
             persons.insert(r.person_b.clone());
             items.push(DismissedPair {
                 key,
-                a: view(&people[&r.person_a], true),
-                b: view(&people[&r.person_b], true),
+                a: view(&people[&r.person_a], ids_for(principal, IdContext::List)),
+                b: view(&people[&r.person_b], ids_for(principal, IdContext::List)),
                 dismissal: DismissalView {
                     person_a: r.person_a,
                     person_b: r.person_b,

@@ -318,7 +318,10 @@ pub fn list(
             } else {
                 None
             },
-            items: rows.iter().map(|r| view(r, true)).collect(),
+            items: rows
+                .iter()
+                .map(|r| view(r, ids_for(principal, IdContext::List)))
+                .collect(),
         })
     })?;
     if entity == Entity::Person {
@@ -359,7 +362,8 @@ pub struct FlagView {
 #[derive(Serialize, ToSchema, Debug)]
 pub struct RecordDetail {
     pub entity_label: Label,
-    /// The record in full (ID number unmasked; the read is audited).
+    /// The record in full (the read is audited), its ID number as the role sees one record
+    /// (`roles::id_number_view`: in full for township supervisors, masked for county ones).
     pub record: RecordView,
     /// Labels of the record type's fields.
     #[schema(value_type = Object)]
@@ -424,6 +428,7 @@ fn labels(entity: Entity) -> BTreeMap<String, Label> {
 
 /// One record with its linked records; person reads (the record or linked persons) are audited.
 pub fn one(db: &Db, principal: &Principal, entity: Entity, id: &str) -> AppResult<RecordDetail> {
+    let ids = ids_for(principal, IdContext::Record);
     let (detail, persons) = db.read(|conn| {
         let scope = principal.scope(conn)?;
         let row = load_in_scope(conn, &scope, entity, id)?;
@@ -446,7 +451,7 @@ pub fn one(db: &Db, principal: &Principal, entity: Entity, id: &str) -> AppResul
                             direction: "refers_to".into(),
                             field: f.name.to_string(),
                             entity_label: entity_label(target),
-                            record: view(&r, true),
+                            record: view(&r, ids),
                         });
                     }
                 }
@@ -464,15 +469,15 @@ pub fn one(db: &Db, principal: &Principal, entity: Entity, id: &str) -> AppResul
                 direction: "referred_by".into(),
                 field: field.to_string(),
                 entity_label: entity_label(r.entity),
-                record: view(&r, true),
+                record: view(&r, ids),
             });
         }
         let flags = record_flags(conn, entity, &row.id)?;
-        let open = open_conflicts_of(conn, entity, &row.id)?;
+        let open = open_conflicts_of(conn, entity, &row.id, ids)?;
         Ok((
             RecordDetail {
                 entity_label: entity_label(entity),
-                record: view(&row, false),
+                record: view(&row, ids),
                 labels: labels(entity),
                 linked,
                 flags,
@@ -485,7 +490,12 @@ pub fn one(db: &Db, principal: &Principal, entity: Entity, id: &str) -> AppResul
     Ok(detail)
 }
 
-fn open_conflicts_of(conn: &mut DbConn, entity: Entity, id: &str) -> AppResult<Vec<ConflictView>> {
+fn open_conflicts_of(
+    conn: &mut DbConn,
+    entity: Entity,
+    id: &str,
+    ids: IdNumberView,
+) -> AppResult<Vec<ConflictView>> {
     let rows = conflicts::table
         .filter(conflicts::entity.eq(entity.name()))
         .filter(conflicts::record_id.eq(id))
@@ -493,7 +503,7 @@ fn open_conflicts_of(conn: &mut DbConn, entity: Entity, id: &str) -> AppResult<V
         .order(conflicts::id)
         .select(crate::supervise::conflicts::ConflictDb::as_select())
         .load(conn)?;
-    Ok(conflict_views(rows, false))
+    Ok(conflict_views(rows, ids))
 }
 
 /// A field's change between two versions.
@@ -577,6 +587,7 @@ type VersionTuple = (
 
 /// Every version of a record with what changed, and the ops and conflicts about it.
 pub fn history(db: &Db, principal: &Principal, entity: Entity, id: &str) -> AppResult<History> {
+    let ids = ids_for(principal, IdContext::Record);
     let h = db.read(|conn| {
         let scope = principal.scope(conn)?;
         load_in_scope(conn, &scope, entity, id)?;
@@ -616,8 +627,18 @@ pub fn history(db: &Db, principal: &Principal, entity: Entity, id: &str) -> AppR
                 .map(|k| FieldChange {
                     field: k.clone(),
                     label: field_label(entity, k),
-                    from: prev.get(k).cloned().unwrap_or(Value::Null),
-                    to: data.get(k).cloned().unwrap_or(Value::Null),
+                    from: id_value(
+                        entity,
+                        Some(k),
+                        prev.get(k).cloned().unwrap_or(Value::Null),
+                        ids,
+                    ),
+                    to: id_value(
+                        entity,
+                        Some(k),
+                        data.get(k).cloned().unwrap_or(Value::Null),
+                        ids,
+                    ),
                 })
                 .collect();
             versions.push(VersionView {
@@ -633,7 +654,7 @@ pub fn history(db: &Db, principal: &Principal, entity: Entity, id: &str) -> AppR
                 created_at: r.10,
                 change_seq: r.5,
                 changes,
-                fields: Value::Object(data.clone()),
+                fields: id_value(entity, None, Value::Object(data.clone()), ids),
             });
             prev = data;
         }
@@ -679,8 +700,15 @@ pub fn history(db: &Db, principal: &Principal, entity: Entity, id: &str) -> AppR
                 kind: o.3,
                 status: o.4,
                 code: o.5,
-                result: serde_json::from_str(&o.6).unwrap_or(Value::Null),
-                payload: o.7.and_then(|p| serde_json::from_str(&p).ok()),
+                result: id_result(
+                    entity.name(),
+                    serde_json::from_str(&o.6).unwrap_or(Value::Null),
+                    ids,
+                ),
+                payload: o
+                    .7
+                    .and_then(|p| serde_json::from_str(&p).ok())
+                    .map(|p| id_payload(p, ids)),
                 recorded_at: o.8,
                 received_at: o.9,
             })
@@ -697,7 +725,7 @@ pub fn history(db: &Db, principal: &Principal, entity: Entity, id: &str) -> AppR
             id: id.to_string(),
             versions,
             ops,
-            conflicts: conflict_views(cs, false),
+            conflicts: conflict_views(cs, ids),
         })
     })?;
     if entity == Entity::Person {

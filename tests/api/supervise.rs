@@ -653,8 +653,18 @@ both!(duplicates_merge_then_undo_reach_devices, |b| {
         ],
     );
 
+    let before = audit_reads(&app);
     let (items, total) = all_pages(&app, "/api/v1/supervise/duplicates", &ts, 1);
     assert_eq!(total, 2);
+    // one new audit row per page, naming the pair it showed
+    assert_eq!(audit_reads(&app), before + 2);
+    let pair_of = |i: &Value| {
+        BTreeSet::from([
+            i["a"]["id"].as_str().unwrap().to_string(),
+            i["b"]["id"].as_str().unwrap().to_string(),
+        ])
+    };
+    assert_eq!(last_audited(&app), pair_of(&items[1]));
     let signals: BTreeSet<&str> = items
         .iter()
         .map(|i| i["signal"].as_str().unwrap())
@@ -666,16 +676,19 @@ both!(duplicates_merge_then_undo_reach_devices, |b| {
         .as_str()
         .unwrap()
         .contains('*'));
+    let before = audit_reads(&app);
     assert_eq!(
         get_ok(&app, "/api/v1/supervise/duplicates", &other)["total"],
         0
     );
-    assert!(last_audited(&app).is_subset(&BTreeSet::from([
-        p1.clone(),
-        p2.clone(),
-        p3.clone(),
-        p4.clone()
-    ])));
+    assert_eq!(audit_reads(&app), before, "no persons shown, no row");
+    let before = audit_reads(&app);
+    get_ok(&app, "/api/v1/supervise/duplicates", &ts);
+    assert_eq!(audit_reads(&app), before + 1);
+    assert_eq!(
+        last_audited(&app),
+        BTreeSet::from([p1.clone(), p2.clone(), p3.clone(), p4.clone()])
+    );
 
     // merge p2 into p1, keeping p2's spelling of the name
     let (_, cursor) = w.pull_all(&app, 0);
@@ -1494,8 +1507,17 @@ both!(
         );
 
         // the dismissed pairs, with who and why, for the subtree only; reading them is audited
+        let before = audit_reads(&app);
         let (items, total) = all_pages(&app, "/api/v1/supervise/duplicates/dismissed", &ts, 1);
         assert_eq!(total, 2);
+        assert_eq!(audit_reads(&app), before + 2, "one new audit row per page");
+        assert_eq!(
+            last_audited(&app),
+            BTreeSet::from([
+                items[1]["a"]["id"].as_str().unwrap().to_string(),
+                items[1]["b"]["id"].as_str().unwrap().to_string(),
+            ])
+        );
         let keys: BTreeSet<String> = items
             .iter()
             .map(|i| i["key"].as_str().unwrap().to_string())
@@ -1507,12 +1529,13 @@ both!(
             .as_str()
             .unwrap()
             .contains('*'));
-        assert!(last_audited(&app).is_subset(&BTreeSet::from([
-            p1.clone(),
-            p2.clone(),
-            p3.clone(),
-            p4.clone()
-        ])));
+        let before = audit_reads(&app);
+        get_ok(&app, "/api/v1/supervise/duplicates/dismissed", &ts);
+        assert_eq!(audit_reads(&app), before + 1);
+        assert_eq!(
+            last_audited(&app),
+            BTreeSet::from([p1.clone(), p2.clone(), p3.clone(), p4.clone()])
+        );
         assert_eq!(
             get_ok(&app, "/api/v1/supervise/duplicates/dismissed", &other)["total"],
             0
@@ -1722,4 +1745,1011 @@ both!(merge_undo_of_a_merge_stored_before_after_versions, |b| {
     assert_eq!(f["relation"], "head", "{f:?}");
     assert_eq!(f["name"], "蒋梅");
     assert!(f.get("phone").is_none_or(Value::is_null), "{f:?}");
+});
+
+/// An ID number as every list shows it: region code and last four characters.
+fn masked(number: &str) -> String {
+    format!("{}********{}", &number[..6], &number[14..])
+}
+
+both!(
+    id_numbers_masked_unless_the_role_sees_one_record_in_full,
+    |b| {
+        let World {
+            app,
+            a,
+            w,
+            ts,
+            county,
+            ..
+        } = world(b);
+        // p: a mother with a birth; d: her duplicate (same number, another spelling); c: a person
+        // whose ID number two phones changed differently (an open conflict on the number)
+        let (p, d, c, birth) = (new_id(), new_id(), new_id(), new_id());
+        let num = id_number("1990-02-03", 190);
+        let (num2, num3, num4) = (
+            id_number("1985-05-05", 191),
+            id_number("1985-05-05", 193),
+            id_number("1985-05-05", 195),
+        );
+        let mut mother = person(V1, "韩梅");
+        mother["id_number"] = json!(num);
+        let mut dup = person(V1, "韩美");
+        dup["id_number"] = json!(num);
+        let mut cp = person(V1, "韩冲");
+        cp["id_number"] = json!(num2);
+        a.push_ok(
+        &app,
+        &[
+            a.op("person", &p, "create", None, mother),
+            a.op("person", &c, "create", None, cp),
+            a.op("birth", &birth, "create", None, json!({"org_unit": V1, "mother_id": p, "birth_date": "2020-03-01", "sex": "male", "parity": 1})),
+        ],
+    );
+        w.push_ok(&app, &[w.op("person", &d, "create", None, dup)]);
+        a.push_ok(
+            &app,
+            &[a.op("person", &c, "update", Some(1), json!({"id_number": num3}))],
+        );
+        let r = w.push_ok(
+            &app,
+            &[w.op("person", &c, "update", Some(1), json!({"id_number": num4}))],
+        );
+        let cid = r[0]["conflicts"][0]["id"]
+            .as_str()
+            .expect("a conflict on the ID number")
+            .to_string();
+        // a refused op carrying a number: its stored payload shows in the history and the
+        // device's rejected ops
+        let num5 = id_number("1985-05-05", 197);
+        let r = w.push_ok(
+            &app,
+            &[w.op(
+                "person",
+                &c,
+                "update",
+                Some(2),
+                json!({"id_number": num5, "sex": "robot"}),
+            )],
+        );
+        assert_eq!(r[0]["status"], "rejected", "{r:?}");
+        // ops of another type carrying one are refused; their payloads are masked the same
+        let r = w.push_ok(
+            &app,
+            &[w.op(
+                "measure",
+                &new_id(),
+                "create",
+                None,
+                json!({"org_unit": V1, "person_id": p, "method": "pills", "started_on": "2026-01-05", "id_number": num5}),
+            )],
+        );
+        assert_eq!(r[0]["status"], "rejected", "{r:?}");
+
+        // lists: masked for both roles (the list, the duplicates, the conflict queue)
+        for token in [&ts, &county] {
+            let (items, _) = all_pages(&app, "/api/v1/supervise/person", token, 50);
+            let shown: BTreeSet<String> = items
+                .iter()
+                .map(|i| i["fields"]["id_number"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(
+                shown,
+                BTreeSet::from([masked(&num), masked(&num3)]),
+                "{items:?}"
+            );
+            let dups = get_ok(&app, "/api/v1/supervise/duplicates", token);
+            let pair = dups["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["signal"] == "id_number")
+                .expect("the pair");
+            // both show the same masked number: the pair is still visible
+            assert_eq!(pair["a"]["fields"]["id_number"], masked(&num).as_str());
+            assert_eq!(pair["b"]["fields"]["id_number"], masked(&num).as_str());
+            let queue = get_ok(&app, "/api/v1/supervise/conflicts", token);
+            let qc = &queue["items"][0];
+            assert_eq!(qc["id"], cid.as_str());
+            assert_eq!(qc["base_value"], masked(&num2).as_str());
+            assert_eq!(qc["server_value"], masked(&num3).as_str());
+            assert_eq!(qc["device_value"], masked(&num4).as_str());
+            let rejected = get_ok(
+                &app,
+                &format!("/api/v1/supervise/devices/{}/rejected", w.device_id),
+                token,
+            );
+            let items = rejected["items"].as_array().unwrap();
+            assert_eq!(items.len(), 2);
+            for i in items {
+                assert_eq!(
+                    i["payload"]["set"]["id_number"],
+                    masked(&num5).as_str(),
+                    "{i:?}"
+                );
+            }
+        }
+
+        // one record: in full for the township supervisor, masked for the county's
+        for (token, full) in [(&ts, true), (&county, false)] {
+            let show = |n: &str| if full { n.to_string() } else { masked(n) };
+            let detail = get_ok(&app, &format!("/api/v1/supervise/person/{p}"), token);
+            assert_eq!(detail["record"]["fields"]["id_number"], show(&num).as_str());
+            // linked records: a birth's mother
+            let bd = get_ok(&app, &format!("/api/v1/supervise/birth/{birth}"), token);
+            let m = bd["linked"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["field"] == "mother_id")
+                .expect("the mother");
+            assert_eq!(m["record"]["fields"]["id_number"], show(&num).as_str());
+            // history: every version's fields and changes, and its conflicts
+            let h = get_ok(
+                &app,
+                &format!("/api/v1/supervise/person/{c}/history"),
+                token,
+            );
+            let vs = h["versions"].as_array().unwrap();
+            assert_eq!(vs.len(), 2);
+            assert_eq!(vs[0]["fields"]["id_number"], show(&num2).as_str());
+            assert_eq!(vs[1]["fields"]["id_number"], show(&num3).as_str());
+            let change = vs[1]["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|ch| ch["field"] == "id_number")
+                .expect("the change");
+            assert_eq!(change["from"], show(&num2).as_str());
+            assert_eq!(change["to"], show(&num3).as_str());
+            assert_eq!(h["conflicts"][0]["device_value"], show(&num4).as_str());
+            // its ops: the answer the conflicting op got, and the refused op's payload
+            let ops = h["ops"].as_array().unwrap();
+            let answered = ops
+                .iter()
+                .find(|o| o["device_id"] == w.device_id.as_str() && o["status"] == "applied")
+                .expect("w's update");
+            assert_eq!(
+                answered["result"]["conflicts"][0]["device_value"],
+                show(&num4).as_str(),
+                "{answered:?}"
+            );
+            let refused = ops
+                .iter()
+                .find(|o| o["status"] == "rejected")
+                .expect("the refused op");
+            assert_eq!(refused["payload"]["set"]["id_number"], show(&num5).as_str());
+            // the record's detail with its open conflict, and the conflict itself
+            let cd = get_ok(&app, &format!("/api/v1/supervise/person/{c}"), token);
+            assert_eq!(cd["record"]["fields"]["id_number"], show(&num3).as_str());
+            assert_eq!(
+                cd["open_conflicts"][0]["device_value"],
+                show(&num4).as_str()
+            );
+            let one = get_ok(&app, &format!("/api/v1/supervise/conflicts/{cid}"), token);
+            assert_eq!(one["conflict"]["base_value"], show(&num2).as_str());
+            assert_eq!(one["conflict"]["server_value"], show(&num3).as_str());
+            assert_eq!(one["conflict"]["device_value"], show(&num4).as_str());
+            assert_eq!(one["current"]["fields"]["id_number"], show(&num3).as_str());
+            assert_eq!(one["current_value"], show(&num3).as_str());
+        }
+        // the full number still finds the person for both (the filter takes it; the answer masks it)
+        for token in [&ts, &county] {
+            let found = get_ok(
+                &app,
+                &format!("/api/v1/supervise/person?id_number={num3}"),
+                token,
+            );
+            assert_eq!(ids_of(&found["items"]), vec![c.clone()]);
+        }
+    }
+);
+
+/// The fields of a record of `entity` (not a person or household) about `person` in `village`;
+/// `i` varies its date.
+fn ledger_fields(entity: &str, person: &str, village: &str, i: usize) -> Value {
+    let day = format!("2026-0{}-1{i}", 1 + i);
+    match entity {
+        "birth" => {
+            json!({"org_unit": village, "mother_id": person, "birth_date": day, "sex": "male", "parity": 1 + i})
+        }
+        "death" => json!({"org_unit": village, "person_id": person, "death_date": day}),
+        "measure" => {
+            json!({"org_unit": village, "person_id": person, "method": "iud_insertion", "started_on": day})
+        }
+        "visit" => {
+            json!({"org_unit": village, "person_id": person, "kind": "iud_check", "visit_date": day})
+        }
+        "migration" => {
+            json!({"org_unit": village, "person_id": person, "direction": "out", "moved_on": day})
+        }
+        "supply" => {
+            json!({"org_unit": village, "person_id": person, "item": "condoms", "quantity": 10, "handed_on": day})
+        }
+        "benefit" => {
+            json!({"org_unit": village, "person_id": person, "kind": "reward_assistance", "year": 2020 + i})
+        }
+        other => panic!("no fields for {other}"),
+    }
+}
+
+both!(every_ledger_list_is_scoped_paged_and_filtered, |b| {
+    let World {
+        app,
+        a,
+        far,
+        ts,
+        other,
+        county,
+        ..
+    } = world(b);
+    let (p1, p2, p3) = (new_id(), new_id(), new_id());
+    a.push_ok(
+        &app,
+        &[
+            a.op("person", &p1, "create", None, person(V1, "林一")),
+            a.op("person", &p2, "create", None, person(V2, "林二")),
+        ],
+    );
+    far.push_ok(
+        &app,
+        &[far.op("person", &p3, "create", None, person(V3, "林三"))],
+    );
+    let entities = [
+        "birth",
+        "death",
+        "measure",
+        "visit",
+        "migration",
+        "supply",
+        "benefit",
+    ];
+    for entity in entities {
+        // ours: two about p1 in V1, one about p2 in V2, one about p1 deleted; theirs: one in V3
+        let mine: Vec<String> = (0..3).map(|_| new_id()).collect();
+        let (gone, theirs) = (new_id(), new_id());
+        let r = a.push_ok(
+            &app,
+            &[
+                a.op(
+                    entity,
+                    &mine[0],
+                    "create",
+                    None,
+                    ledger_fields(entity, &p1, V1, 0),
+                ),
+                a.op(
+                    entity,
+                    &mine[1],
+                    "create",
+                    None,
+                    ledger_fields(entity, &p1, V1, 1),
+                ),
+                a.op(
+                    entity,
+                    &mine[2],
+                    "create",
+                    None,
+                    ledger_fields(entity, &p2, V2, 2),
+                ),
+                a.op(
+                    entity,
+                    &gone,
+                    "create",
+                    None,
+                    ledger_fields(entity, &p1, V1, 3),
+                ),
+                a.op(entity, &gone, "delete", Some(1), json!({})),
+            ],
+        );
+        assert!(
+            r.iter().all(|o| o["status"] == "applied"),
+            "{entity}: {r:?}"
+        );
+        let r = far.push_ok(
+            &app,
+            &[far.op(
+                entity,
+                &theirs,
+                "create",
+                None,
+                ledger_fields(entity, &p3, V3, 0),
+            )],
+        );
+        assert_eq!(r[0]["status"], "applied", "{entity}: {r:?}");
+        let path = format!("/api/v1/supervise/{entity}");
+        let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+
+        // paged one at a time: every record once, in id order, total on each page
+        let (items, total) = all_pages(&app, &path, &ts, 1);
+        assert_eq!(total, 3, "{entity}");
+        let got = ids_of(&json!(items));
+        assert_eq!(got.len(), 3, "{entity}: {got:?}");
+        let mut sorted = mine.clone();
+        sorted.sort();
+        assert_eq!(got, sorted, "{entity}: every record once, in order");
+        let first = get_ok(&app, &format!("{path}?limit=2"), &ts);
+        assert_eq!(first["total"], 3, "{entity}");
+        assert_eq!(first["items"].as_array().unwrap().len(), 2, "{entity}");
+        let next = first["next_after"].as_str().expect("a next page");
+        let rest = get_ok(&app, &format!("{path}?limit=2&after={next}"), &ts);
+        assert_eq!(ids_of(&rest["items"]), sorted[2..].to_vec(), "{entity}");
+        assert!(rest.get("next_after").is_none(), "{entity}: last page");
+        // its main date (or year) order pages the same records
+        let key = fieldsync::domain::entities::Entity::parse(entity)
+            .unwrap()
+            .def()
+            .sort_keys[0];
+        let by_key = sorted_ids(&app, &format!("{path}?sort=-{key}"), &ts, 1);
+        assert_eq!(
+            by_key,
+            vec![mine[2].clone(), mine[1].clone(), mine[0].clone()],
+            "{entity} by -{key}"
+        );
+
+        // filters: village, person, deleted records
+        let filtered = |q: &str, token: &str| -> BTreeSet<String> {
+            let (items, total) = all_pages(&app, &format!("{path}?{q}"), token, 2);
+            assert_eq!(items.len() as i64, total, "{entity}?{q}");
+            set(&ids_of(&json!(items)))
+        };
+        assert_eq!(
+            filtered(&format!("village={V2}"), &ts),
+            set(&mine[2..]),
+            "{entity}"
+        );
+        assert_eq!(
+            filtered(&format!("village={V1}"), &ts),
+            set(&mine[..2]),
+            "{entity}"
+        );
+        assert_eq!(
+            filtered(&format!("person={p1}"), &ts),
+            set(&mine[..2]),
+            "{entity}"
+        );
+        assert_eq!(
+            filtered(&format!("person={p2}"), &ts),
+            set(&mine[2..]),
+            "{entity}"
+        );
+        assert_eq!(
+            filtered(&format!("person={p3}"), &ts),
+            BTreeSet::new(),
+            "{entity}"
+        );
+        assert_eq!(
+            filtered(&format!("person={p1}&include_deleted=true"), &ts),
+            set(&[mine[0].clone(), mine[1].clone(), gone.clone()]),
+            "{entity}"
+        );
+        let with_deleted = get_ok(&app, &format!("{path}?include_deleted=true&limit=500"), &ts);
+        assert_eq!(with_deleted["total"], 4, "{entity}");
+        assert!(with_deleted["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == gone.as_str() && i["deleted"] == true));
+        // person filters of the person ledger are refused here
+        assert_eq!(
+            app.get(&format!("{path}?name=x"), Some(&ts)).status,
+            400,
+            "{entity}"
+        );
+
+        // another township sees none of ours, and counts none
+        assert_eq!(
+            filtered("include_deleted=true", &other),
+            set(std::slice::from_ref(&theirs)),
+            "{entity}"
+        );
+        assert_eq!(
+            filtered(&format!("person={p1}"), &other),
+            BTreeSet::new(),
+            "{entity}"
+        );
+        assert_eq!(
+            get_ok(
+                &app,
+                &format!("{path}?village={V1}&include_deleted=true"),
+                &other
+            )["total"],
+            0,
+            "{entity}"
+        );
+        for id in &mine {
+            assert_eq!(
+                app.get(&format!("{path}/{id}"), Some(&other)).status,
+                404,
+                "{entity}"
+            );
+        }
+        // the county sees both townships
+        assert_eq!(get_ok(&app, &path, &county)["total"], 4, "{entity}");
+    }
+    // a record type without person references refuses the person filter
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/supervise/household?person={p1}"),
+            Some(&ts)
+        )
+        .status,
+        400
+    );
+});
+
+/// Runs one statement against the test database (to backdate rows).
+fn exec(app: &TestApp, sql: &str) {
+    use diesel::RunQueryDsl;
+    let changed = diesel::sql_query(sql).execute(&mut *app.conn()).unwrap();
+    assert!(changed > 0, "{sql} changed nothing");
+}
+
+const DAY_MICROS: i64 = 86_400_000_000;
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+both!(conflict_queue_filters_by_age, |b| {
+    let World {
+        app,
+        a,
+        w,
+        ts,
+        other,
+        ..
+    } = world(b);
+    let (_, young) = make_conflict(&app, &a, &w, "marital_status", "divorced", "widowed");
+    let (_, old) = make_conflict(&app, &a, &w, "relation", "spouse", "parent");
+    // the second arose ten days (and an hour) ago
+    let then = now_micros() - 10 * DAY_MICROS - 3_600_000_000;
+    exec(
+        &app,
+        &format!("UPDATE conflicts SET created_at = {then} WHERE id = '{old}'"),
+    );
+    let ids = |q: &str, token: &str| -> Vec<String> {
+        let (items, total) = all_pages(&app, &format!("/api/v1/supervise/conflicts?{q}"), token, 1);
+        assert_eq!(items.len() as i64, total, "{q}");
+        ids_of(&json!(items))
+    };
+    let mut both_ids = vec![young.clone(), old.clone()];
+    both_ids.sort();
+    assert_eq!(ids("status=open", &ts), both_ids);
+    assert_eq!(ids("min_age_days=0", &ts), both_ids);
+    assert_eq!(ids("min_age_days=7", &ts), vec![old.clone()]);
+    assert_eq!(ids("min_age_days=10", &ts), vec![old.clone()]);
+    assert_eq!(ids("min_age_days=11", &ts), Vec::<String>::new());
+    // combined with the other filters
+    assert_eq!(
+        ids(&format!("min_age_days=7&village={V1}&entity=person"), &ts),
+        vec![old.clone()]
+    );
+    assert_eq!(
+        ids(&format!("min_age_days=7&village={V2}"), &ts),
+        Vec::<String>::new()
+    );
+    // the age shown agrees
+    let page = get_ok(&app, "/api/v1/supervise/conflicts?min_age_days=7", &ts);
+    assert_eq!(page["items"][0]["age_days"], 10);
+    let d = get_ok(&app, &format!("/api/v1/supervise/conflicts/{young}"), &ts);
+    assert_eq!(d["conflict"]["age_days"], 0);
+    // another township: none, at any age
+    assert_eq!(
+        ids("min_age_days=0&status=all", &other),
+        Vec::<String>::new()
+    );
+});
+
+/// A village of the flag summary: code, total, (check, count) in order.
+type VillageCounts = (String, i64, Vec<(String, i64)>);
+
+both!(flag_summary_counts_per_village_exactly, |b| {
+    use fieldsync::orgunits::{self, NewOrgUnit};
+    let World {
+        app,
+        a,
+        far,
+        ts,
+        other,
+        county,
+        ..
+    } = world(b);
+    // a villager group of V1: its flags count in V1
+    let group = format!("{V1}01");
+    orgunits::upsert(
+        &mut app.conn(),
+        &[NewOrgUnit {
+            code: group.clone(),
+            name: "一组".into(),
+            parent: Some(V1.into()),
+        }],
+    )
+    .unwrap();
+    // a valid number with its check character changed: exactly one flag, id_check_digit
+    let bad_number = |seq: u16| {
+        let good = id_number("1990-02-03", seq);
+        let last = good.chars().last().unwrap();
+        let wrong = if last == '0' { '1' } else { '0' };
+        format!("{}{wrong}", &good[..17])
+    };
+    let with_number = |village: &str, name: &str, seq: u16| {
+        let mut p = person(village, name);
+        p["id_number"] = json!(bad_number(seq));
+        p
+    };
+    let p1 = new_id();
+    a.push_ok(
+        &app,
+        &[
+            // V1: two id_check_digit (one in the group), one method_sex (a woman's vasectomy)
+            a.op("person", &p1, "create", None, with_number(V1, "宋一", 200)),
+            a.op("person", &new_id(), "create", None, with_number(&group, "宋二", 202)),
+            a.op("measure", &new_id(), "create", None, json!({"org_unit": V1, "person_id": p1, "method": "vasectomy", "started_on": "2026-01-05"})),
+            // V2: three id_check_digit
+            a.op("person", &new_id(), "create", None, with_number(V2, "宋三", 204)),
+            a.op("person", &new_id(), "create", None, with_number(V2, "宋四", 206)),
+            a.op("person", &new_id(), "create", None, with_number(V2, "宋五", 208)),
+            // no flag
+            a.op("person", &new_id(), "create", None, person(V2, "宋六")),
+        ],
+    );
+    far.push_ok(
+        &app,
+        &[far.op(
+            "person",
+            &new_id(),
+            "create",
+            None,
+            with_number(V3, "宋七", 210),
+        )],
+    );
+    let counts = |s: &Value| -> Vec<VillageCounts> {
+        s["villages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                let checks = v["checks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| {
+                        (
+                            c["check"].as_str().unwrap().to_string(),
+                            c["count"].as_i64().unwrap(),
+                        )
+                    })
+                    .collect();
+                (
+                    v["village"].as_str().unwrap().to_string(),
+                    v["total"].as_i64().unwrap(),
+                    checks,
+                )
+            })
+            .collect()
+    };
+    let digit = |n: i64| ("id_check_digit".to_string(), n);
+    let method = |n: i64| ("method_sex".to_string(), n);
+    let s = get_ok(&app, "/api/v1/supervise/flags/summary", &ts);
+    assert_eq!(
+        counts(&s),
+        vec![
+            (V1.to_string(), 3, vec![digit(2), method(1)]),
+            (V2.to_string(), 3, vec![digit(3)]),
+        ],
+        "{s:?}"
+    );
+    assert_eq!(s["total"], 6);
+    assert_eq!(
+        s["checks"],
+        json!([
+            {"check": "id_check_digit", "zh": "身份证号校验码错误或格式不符", "en": "the ID number's check digit is wrong or the number is malformed", "count": 5},
+            {"check": "method_sex", "zh": "节育措施与性别不符", "en": "the contraceptive method does not fit the person's sex", "count": 1},
+        ])
+    );
+    let names: Vec<&str> = s["villages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["东庄村", "西沟村"]);
+    // one village
+    let s = get_ok(
+        &app,
+        &format!("/api/v1/supervise/flags/summary?village={V1}"),
+        &ts,
+    );
+    assert_eq!(
+        counts(&s),
+        vec![(V1.to_string(), 3, vec![digit(2), method(1)])]
+    );
+    assert_eq!(s["total"], 3);
+    // the list agrees with the summary
+    assert_eq!(get_ok(&app, "/api/v1/supervise/flags", &ts)["total"], 6);
+    // the county sees both townships; another township only its own
+    let s = get_ok(&app, "/api/v1/supervise/flags/summary", &county);
+    assert_eq!(
+        counts(&s),
+        vec![
+            (V1.to_string(), 3, vec![digit(2), method(1)]),
+            (V2.to_string(), 3, vec![digit(3)]),
+            (V3.to_string(), 1, vec![digit(1)]),
+        ]
+    );
+    let s = get_ok(&app, "/api/v1/supervise/flags/summary", &other);
+    assert_eq!(counts(&s), vec![(V3.to_string(), 1, vec![digit(1)])]);
+    assert_eq!(
+        get_ok(
+            &app,
+            &format!("/api/v1/supervise/flags/summary?village={V1}"),
+            &other
+        )["total"],
+        0
+    );
+    // a correction clears its flag from the counts
+    post_ok(
+        &app,
+        &format!("/api/v1/supervise/records/person/{p1}"),
+        &ts,
+        json!({"base_version": 1, "set": {"id_number": id_number("1990-02-03", 200)}}),
+    );
+    let s = get_ok(
+        &app,
+        &format!("/api/v1/supervise/flags/summary?village={V1}"),
+        &ts,
+    );
+    assert_eq!(
+        counts(&s),
+        vec![(V1.to_string(), 2, vec![digit(1), method(1)])]
+    );
+});
+
+both!(
+    device_and_worker_status_inactivity_pulls_and_recent_ops,
+    |b| {
+        let World {
+            app,
+            a,
+            w,
+            ts,
+            other,
+            county,
+            ..
+        } = world(b);
+        // worker_a has a second phone; worker_far works in the other township
+        let a2 = crate::sync::register_device(&app, "worker_a");
+        // a worker with no device yet
+        crate::sync::create_worker(&app, "worker_new", &[V2]);
+        let status = |token: &str, q: &str| -> Vec<Value> {
+            let (items, total) = all_pages(
+                &app,
+                &format!("/api/v1/supervise/devices/status?{q}"),
+                token,
+                1,
+            );
+            assert_eq!(items.len() as i64, total);
+            items
+        };
+        let device = |dev: &Dev| -> Value {
+            status(&ts, "")
+                .into_iter()
+                .find(|d| d["device_id"] == dev.device_id.as_str())
+                .expect("listed")
+        };
+        let ids = |items: &[Value], key: &str| -> BTreeSet<String> {
+            items
+                .iter()
+                .map(|d| d[key].as_str().unwrap().to_string())
+                .collect()
+        };
+        // last_pull_at is the time of the pull
+        assert!(device(&w)["last_pull_at"].is_null());
+        let before = now_micros();
+        w.pull_all(&app, 0);
+        let after = now_micros();
+        let at = device(&w)["last_pull_at"].as_i64().expect("pulled");
+        assert!(
+            (before..=after).contains(&at),
+            "{before} <= {at} <= {after}"
+        );
+        assert!(device(&w)["last_push_at"].is_null());
+
+        // ops in the last day and week: five pushed now, two backdated 3 days, one 10 days
+        let ops: Vec<Value> = (0..5)
+            .map(|i| {
+                a.op(
+                    "person",
+                    &new_id(),
+                    "create",
+                    None,
+                    person(V1, &format!("方{i}")),
+                )
+            })
+            .collect();
+        a.push_ok(&app, &ops);
+        let now = now_micros();
+        let seqs = |lo: i64, hi: i64| {
+            format!(
+                "device_id = '{}' AND seq BETWEEN {lo} AND {hi}",
+                a.device_id
+            )
+        };
+        exec(
+            &app,
+            &format!(
+                "UPDATE device_ops SET received_at = {} WHERE {}",
+                now - 3 * DAY_MICROS,
+                seqs(1, 2)
+            ),
+        );
+        exec(
+            &app,
+            &format!(
+                "UPDATE device_ops SET received_at = {} WHERE {}",
+                now - 10 * DAY_MICROS,
+                seqs(3, 3)
+            ),
+        );
+        let d = device(&a);
+        assert_eq!(
+            (d["ops_last_day"].as_i64(), d["ops_last_week"].as_i64()),
+            (Some(2), Some(4)),
+            "{d:?}"
+        );
+        a2.push_ok(
+            &app,
+            &[a2.op("person", &new_id(), "create", None, person(V2, "方二"))],
+        );
+
+        // a device that has not synced for 5 days; the others are fresh
+        let five = now - 5 * DAY_MICROS - 3_600_000_000;
+        exec(
+            &app,
+            &format!(
+                "UPDATE devices SET last_push_at = {five}, last_pull_at = {five} WHERE id = '{}'",
+                a.device_id
+            ),
+        );
+        assert_eq!(device(&a)["days_since_sync"], 5);
+        assert_eq!(device(&w)["days_since_sync"], 0);
+        let stale = |token: &str, days: i64| {
+            ids(
+                &status(token, &format!("inactive_days={days}")),
+                "device_id",
+            )
+        };
+        assert_eq!(stale(&ts, 3), BTreeSet::from([a.device_id.clone()]));
+        assert_eq!(stale(&ts, 5), BTreeSet::from([a.device_id.clone()]));
+        assert_eq!(stale(&ts, 6), BTreeSet::new());
+        assert_eq!(stale(&other, 3), BTreeSet::new());
+        assert_eq!(stale(&county, 3), BTreeSet::from([a.device_id.clone()]));
+
+        // a revoked device stays listed, marked, but is never "not synced": it cannot sync
+        let r = app.post(
+            &format!("/api/v1/devices/{}/revoke", a.device_id),
+            Some(&ts),
+            &json!({}),
+        );
+        assert!(r.status == 200 || r.status == 204, "{:?}", r.body);
+        let d = device(&a);
+        assert_eq!(d["status"], "revoked");
+        assert!(d["revoked_at"].is_i64(), "{d:?}");
+        assert_eq!(d["ops_last_week"], 4);
+        assert_eq!(stale(&ts, 3), BTreeSet::new());
+        assert!(device(&w)["revoked_at"].is_null());
+
+        // per worker: devices, the latest sync across them, ops summed
+        let workers = |token: &str, q: &str| -> Vec<Value> {
+            let (items, total) = all_pages(
+                &app,
+                &format!("/api/v1/supervise/workers/status?{q}"),
+                token,
+                1,
+            );
+            assert_eq!(items.len() as i64, total);
+            items
+        };
+        let all = workers(&ts, "");
+        assert_eq!(
+            ids(&all, "username"),
+            BTreeSet::from([
+                "worker_a".to_string(),
+                "worker_b".to_string(),
+                "worker_new".to_string()
+            ])
+        );
+        let of = |name: &str| all.iter().find(|x| x["username"] == name).unwrap().clone();
+        let wa = of("worker_a");
+        assert_eq!(wa["devices"], 2);
+        assert_eq!(wa["active_devices"], 1);
+        let device_ids: BTreeSet<String> = wa["device_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            device_ids,
+            BTreeSet::from([a.device_id.clone(), a2.device_id.clone()])
+        );
+        assert_eq!(wa["ops_last_day"], 3, "{wa:?}");
+        assert_eq!(wa["ops_last_week"], 5);
+        assert_eq!(wa["days_since_sync"], 0, "a2 pushed today");
+        let a2_push = device(&a2)["last_push_at"].as_i64().unwrap();
+        assert_eq!(wa["last_push_at"], a2_push);
+        assert_eq!(
+            wa["last_pull_at"], five,
+            "the only pull was a's, 5 days ago"
+        );
+        assert_eq!(wa["villages"], json!([V1, V2]));
+        let wb = of("worker_b");
+        assert_eq!(
+            (wb["devices"].as_i64(), wb["ops_last_week"].as_i64()),
+            (Some(1), Some(0))
+        );
+        assert_eq!(wb["last_pull_at"], at);
+        let wn = of("worker_new");
+        assert_eq!(wn["devices"], 0);
+        assert!(wn["last_push_at"].is_null() && wn["last_pull_at"].is_null());
+        assert_eq!(wn["days_since_sync"], 0);
+        // who has not synced for N days: a worker whose phones are all stale
+        exec(
+            &app,
+            &format!(
+                "UPDATE devices SET last_push_at = {five}, last_pull_at = NULL WHERE id = '{}'",
+                a2.device_id
+            ),
+        );
+        assert_eq!(
+            ids(&workers(&ts, "inactive_days=3"), "username"),
+            BTreeSet::from(["worker_a".to_string()])
+        );
+        assert_eq!(
+            ids(&workers(&ts, "inactive_days=6"), "username"),
+            BTreeSet::new()
+        );
+        // another township sees only its own worker; bad filters are refused
+        assert_eq!(
+            ids(&workers(&other, ""), "username"),
+            BTreeSet::from(["worker_far".to_string()])
+        );
+        assert_eq!(of("worker_a")["user_id"], a.user_id.as_str());
+        assert_eq!(
+            app.get(
+                "/api/v1/supervise/workers/status?inactive_days=-1",
+                Some(&ts)
+            )
+            .status,
+            400
+        );
+        assert_eq!(
+            app.get("/api/v1/supervise/workers/status", Some(&a2.token))
+                .status,
+            403
+        );
+    }
+);
+
+both!(rejected_ops_page_and_person_reads_are_audited, |b| {
+    let World {
+        app,
+        a,
+        w,
+        ts,
+        other,
+        ..
+    } = world(b);
+    // seven rejected person ops among applied ones
+    let mut ops = Vec::new();
+    let mut rejected = Vec::new();
+    for i in 0..7 {
+        ops.push(a.op(
+            "person",
+            &new_id(),
+            "create",
+            None,
+            person(V1, &format!("邓{i}")),
+        ));
+        let id = new_id();
+        ops.push(a.op("person", &id, "create", None, person(V3, &format!("越{i}"))));
+        rejected.push(id);
+    }
+    let r = a.push_ok(&app, &ops);
+    assert_eq!(r.iter().filter(|o| o["status"] == "rejected").count(), 7);
+    // every page of three: all seven once, by seq; each page audits the persons it shows
+    let path = format!("/api/v1/supervise/devices/{}/rejected", a.device_id);
+    let mut after: Option<i64> = None;
+    let mut seen: Vec<String> = Vec::new();
+    let mut seqs: Vec<i64> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let mut p = format!("{path}?limit=3");
+        if let Some(s) = after {
+            p.push_str(&format!("&after={s}"));
+        }
+        let before = audit_reads(&app);
+        let page = get_ok(&app, &p, &ts);
+        assert_eq!(page["total"], 7);
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 3 && !items.is_empty());
+        let shown: Vec<String> = items
+            .iter()
+            .map(|i| i["record_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(audit_reads(&app), before + 1, "a new audit row per page");
+        assert_eq!(last_audited(&app), shown.iter().cloned().collect());
+        seqs.extend(items.iter().map(|i| i["seq"].as_i64().unwrap()));
+        seen.extend(shown);
+        pages += 1;
+        assert!(pages <= 3);
+        match page["next_after"].as_i64() {
+            Some(s) => after = Some(s),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, rejected);
+    let mut sorted = seqs.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seqs, sorted);
+    // another township: 404 and no audit row
+    let before = audit_reads(&app);
+    assert_eq!(app.get(&path, Some(&other)).status, 404);
+    assert_eq!(audit_reads(&app), before);
+
+    // the conflict queue and one conflict each add a row naming the person
+    let (pid, cid) = make_conflict(&app, &a, &w, "marital_status", "divorced", "widowed");
+    let before = audit_reads(&app);
+    get_ok(&app, "/api/v1/supervise/conflicts", &ts);
+    assert_eq!(audit_reads(&app), before + 1);
+    assert_eq!(last_audited(&app), BTreeSet::from([pid.clone()]));
+    get_ok(&app, &format!("/api/v1/supervise/conflicts/{cid}"), &ts);
+    assert_eq!(audit_reads(&app), before + 2);
+    assert_eq!(last_audited(&app), BTreeSet::from([pid.clone()]));
+
+    // a birth's and a measure's detail name their linked persons
+    let (mother, child, birth, measure) = (new_id(), new_id(), new_id(), new_id());
+    a.push_ok(
+        &app,
+        &[
+            a.op("person", &mother, "create", None, person(V1, "邓母")),
+            a.op("person", &child, "create", None, json!({"org_unit": V1, "name": "邓子", "sex": "male", "birth_date": "2020-03-01"})),
+            a.op("birth", &birth, "create", None, json!({"org_unit": V1, "mother_id": mother, "child_id": child, "birth_date": "2020-03-01", "sex": "male", "parity": 1})),
+            a.op("measure", &measure, "create", None, json!({"org_unit": V1, "person_id": mother, "method": "iud_insertion", "started_on": "2020-06-01"})),
+        ],
+    );
+    let before = audit_reads(&app);
+    get_ok(&app, &format!("/api/v1/supervise/birth/{birth}"), &ts);
+    assert_eq!(audit_reads(&app), before + 1);
+    assert_eq!(
+        last_audited(&app),
+        BTreeSet::from([mother.clone(), child.clone()])
+    );
+    get_ok(&app, &format!("/api/v1/supervise/measure/{measure}"), &ts);
+    assert_eq!(audit_reads(&app), before + 2);
+    assert_eq!(last_audited(&app), BTreeSet::from([mother.clone()]));
+    // a person's history too
+    get_ok(
+        &app,
+        &format!("/api/v1/supervise/person/{mother}/history"),
+        &ts,
+    );
+    assert_eq!(audit_reads(&app), before + 3);
+    assert_eq!(last_audited(&app), BTreeSet::from([mother.clone()]));
+    // the row names who read, as which role
+    let role: String = {
+        use diesel::prelude::*;
+        use fieldsync::db::schema::audit_log;
+        audit_log::table
+            .filter(audit_log::action.eq("person_read"))
+            .order(audit_log::id.desc())
+            .select(audit_log::actor_role)
+            .first::<Option<String>>(&mut *app.conn())
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(role, "township_supervisor");
 });
