@@ -445,7 +445,10 @@ both!(clock_skew_server_faketime, |b| {
     ]
     .into_iter()
     .find(|p| std::path::Path::new(p).exists()) else {
-        eprintln!("SKIPPED clock_skew_server_faketime: libfaketime is not installed (apt-get install faketime)");
+        skip_or_fail(
+            "clock_skew_server_faketime",
+            "libfaketime is not installed (apt-get install faketime)",
+        );
         return;
     };
     let truth = {
