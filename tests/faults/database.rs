@@ -58,7 +58,9 @@ pg_test!(database_crash_postgres, {
                 std::thread::sleep(Duration::from_millis(700));
                 cluster.crash().unwrap();
                 // While the database is away, readiness says so (503 with Retry-After).
-                let r = server.try_get("/ready", None).expect("an answer from /ready");
+                let r = server
+                    .try_get("/ready", None)
+                    .expect("an answer from /ready");
                 assert!(
                     r.status == 503 && r.header("retry-after").is_some(),
                     "/ready with the database down: {} {}",
@@ -72,7 +74,10 @@ pg_test!(database_crash_postgres, {
                 ready = Some(std::thread::spawn(move || {
                     let back = Instant::now();
                     while back.elapsed() < Duration::from_secs(10) {
-                        if server.try_get("/ready", None).is_ok_and(|r| r.status == 200) {
+                        if server
+                            .try_get("/ready", None)
+                            .is_ok_and(|r| r.status == 200)
+                        {
                             return Some(back.elapsed());
                         }
                         std::thread::sleep(Duration::from_millis(50));

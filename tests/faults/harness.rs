@@ -409,6 +409,19 @@ impl Server {
         }
     }
 
+    /// A client of this server that connects through `addr` (a fault proxy in front of it);
+    /// it owns no process.
+    pub fn through(&self, addr: SocketAddr) -> Server {
+        Server {
+            child: None,
+            addr,
+            base: format!("http://{addr}"),
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(60))
+                .build(),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
@@ -603,7 +616,10 @@ pub fn mount_tmpfs(test: &str, size: &str) -> Option<Tmpfs> {
     match &mounted {
         Ok(o) if o.status.success() => Some(Tmpfs { dir }),
         other => {
-            skip_or_fail(test, &format!("cannot mount a tmpfs (needs root): {other:?}"));
+            skip_or_fail(
+                test,
+                &format!("cannot mount a tmpfs (needs root): {other:?}"),
+            );
             None
         }
     }

@@ -14,6 +14,7 @@ mod database;
 mod faults;
 mod fuzz;
 mod keys;
+mod proxy;
 
 /// Runs a test body once per backend: `name::sqlite` and `name::postgres`; the latter is
 /// ignored (with the reason shown) without FIELDSYNC_TEST_PG_URL.
