@@ -25,7 +25,7 @@ pub fn assert_clean(env: &Env, devices: &[VirtualDevice]) {
 
 pub fn one_device(env: &Env, server: &Server, name: &str, seed: u64) -> VirtualDevice {
     env.add_worker(name, &[V1]);
-    VirtualDevice::new(server.register_device(name), seed)
+    VirtualDevice::new(server.register_device(name), seed, env.dir.path())
 }
 
 fn http_request(server: &Server, token: &str, body: &[u8]) -> Vec<u8> {
@@ -811,7 +811,7 @@ fn retry_storm(b: Backend, n: usize, secs: u64, every: Duration) {
         .register_devices("storm_w", n)
         .into_iter()
         .enumerate()
-        .map(|(i, dev)| VirtualDevice::new(dev, 100 + i as u64))
+        .map(|(i, dev)| VirtualDevice::new(dev, 100 + i as u64, env.dir.path()))
         .collect();
     let rss0 = rss_kib(server.pid());
     // Slow the commits: hold the writer for a few seconds, twice.
