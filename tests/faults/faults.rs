@@ -226,8 +226,15 @@ both!(graceful_shutdown_refuses_new_and_cuts_off, |b| {
     let mut cut = one_device(&env, &server, "term_cut_w", 6);
     let addr = server.addr;
     let (url, backend) = (env.url.clone(), env.backend);
-    let holder = std::thread::spawn(move || hold_writer(backend, &url, Duration::from_secs(3)));
-    std::thread::sleep(Duration::from_millis(300));
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        hold_writer(backend, &url, Duration::from_secs(3), move || {
+            held_tx.send(()).unwrap()
+        })
+    });
+    held_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the test could not take the write lock");
     let server = Arc::new(server);
     let batch = held.batch_of_new(50);
     let (srv, dev, held_batch) = (server.clone(), held.dev.clone(), batch.clone());
@@ -820,7 +827,7 @@ fn retry_storm(b: Backend, n: usize, secs: u64, every: Duration) {
     let holder = std::thread::spawn(move || {
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(secs.saturating_sub(3).max(3)) {
-            hold_writer(backend, &url, Duration::from_secs(3));
+            hold_writer(backend, &url, Duration::from_secs(3), || {});
             std::thread::sleep(Duration::from_millis(500));
         }
     });
@@ -896,14 +903,16 @@ fn retry_storm_long() {
     }
 }
 
-/// Holds the store's write lock (SQLite) or the change-sequence row lock (PostgreSQL).
-fn hold_writer(backend: Backend, url: &str, for_: Duration) {
+/// Holds the store's write lock (SQLite) or the change-sequence row lock (PostgreSQL) for
+/// `for_`, calling `held` once it has it.
+fn hold_writer(backend: Backend, url: &str, for_: Duration, held: impl FnOnce()) {
     match backend {
         Backend::Sqlite => {
             let path = url.trim_start_matches("sqlite://");
             let mut c = diesel::SqliteConnection::establish(path).unwrap();
             c.batch_execute("PRAGMA busy_timeout = 10000; BEGIN IMMEDIATE")
                 .unwrap();
+            held();
             std::thread::sleep(for_);
             c.batch_execute("ROLLBACK").unwrap();
         }
@@ -911,6 +920,7 @@ fn hold_writer(backend: Backend, url: &str, for_: Duration) {
             let mut c = diesel::PgConnection::establish(url).unwrap();
             c.batch_execute("BEGIN; SELECT * FROM sync_state WHERE id = 1 FOR UPDATE")
                 .unwrap();
+            held();
             std::thread::sleep(for_);
             c.batch_execute("ROLLBACK").unwrap();
         }
