@@ -728,7 +728,7 @@ both!(slow_and_torn_requests, |b| {
         })
         .collect();
     let t = Instant::now();
-    while trickle.stats.body_bytes_sent.load(Ordering::SeqCst) < SLOW {
+    while trickle.stats.bodies_started.load(Ordering::SeqCst) < SLOW {
         assert!(
             t.elapsed() < Duration::from_secs(3),
             "the slow bodies did not start"

@@ -40,6 +40,8 @@ pub struct Stats {
     pub open: AtomicUsize,
     /// Body bytes delivered to the server, over all connections.
     pub body_bytes_sent: AtomicUsize,
+    /// Connections whose body has begun to reach the server.
+    pub bodies_started: AtomicUsize,
     /// Answers the server started and the proxy passed on to the device.
     pub answers_passed: AtomicUsize,
     /// Answers the server started and the proxy cut off with a reset.
@@ -167,6 +169,9 @@ fn handle(
                     let to = (sent + bytes.max(1)).min(body.len());
                     if upstream.write_all(&body[sent..to]).is_err() {
                         break;
+                    }
+                    if sent == 0 {
+                        stats.bodies_started.fetch_add(1, Ordering::SeqCst);
                     }
                     stats.body_bytes_sent.fetch_add(to - sent, Ordering::SeqCst);
                     sent = to;
