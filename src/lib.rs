@@ -105,7 +105,7 @@ impl Application {
         // Slow or stalled clients must not hold a worker: bounded header and body waits.
         .client_request_timeout(Duration::from_secs(30))
         .client_disconnect_timeout(Duration::from_secs(5))
-        .shutdown_timeout(30)
+        .shutdown_timeout(settings.shutdown_timeout_secs)
         .listen(listener)?
         .run();
         Ok(Application { server, addr })

@@ -40,6 +40,10 @@ pub struct Settings {
     pub pool_size: u32,
     /// HTTP worker threads (0 = one per core).
     pub workers: usize,
+    /// On SIGTERM the server stops accepting connections and lets the requests in flight finish
+    /// for up to this many seconds; then it closes what is left (a push cut off that way is
+    /// neither committed nor acknowledged) and exits.
+    pub shutdown_timeout_secs: u64,
     /// `text` or `json` log lines.
     pub log_format: String,
     /// SQLite `synchronous` pragma; anything below FULL makes the server refuse to start.
@@ -96,6 +100,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("data"),
             pool_size: 8,
             workers: 0,
+            shutdown_timeout_secs: 30,
             log_format: "text".into(),
             sqlite_synchronous: "FULL".into(),
             auth: AuthSettings {

@@ -14,7 +14,7 @@ both!(backup_while_pushing_then_restore, |b| {
     let env = Env::new(b);
     let server = Arc::new(env.start());
     env.add_worker("backup_w", &[V1]);
-    let dev = VirtualDevice::new(server.register_device("backup_w"), 77);
+    let dev = VirtualDevice::new(server.register_device("backup_w"), 77, env.dir.path());
     let stop = Arc::new(AtomicBool::new(false));
     let acked_now = Arc::new(AtomicUsize::new(0));
     let pusher = {
@@ -90,8 +90,7 @@ both!(backup_while_pushing_then_restore, |b| {
         .unwrap();
     assert!(!again.status.success(), "restore over data was accepted");
 
-    let mut d2 = d.clone();
-    d2.forget_after(acked_before);
+    let mut d2 = d.as_of(acked_before, fresh.dir.path());
     let v = check_store(&fresh, std::slice::from_ref(&d2));
     assert!(v.is_empty(), "after restore:\n{}", v.join("\n"));
     let server2 = fresh.start();

@@ -3,6 +3,8 @@
 //! devices were told (I1-I3), and `PRAGMA integrity_check` must say ok on SQLite.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,13 +44,63 @@ impl Op {
     }
 }
 
+/// A device's durable record of what it was told: one JSON line per acknowledged seq,
+/// `{"seq": n, "first": <the first answer>}`, appended and fsynced before the answer counts
+/// (as a phone must keep it before it deletes its local copy of an op). The invariant checks
+/// read it back from the file.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    pub path: PathBuf,
+}
+
+impl Ledger {
+    /// A new, empty ledger at `path` (its directory is made).
+    pub fn create(path: PathBuf) -> Ledger {
+        let dir = path.parent().expect("a ledger path in a directory");
+        std::fs::create_dir_all(dir).expect("ledger directory");
+        std::fs::File::create(&path).expect("create the device ledger");
+        Ledger { path }
+    }
+
+    /// Appends what one answer acknowledged and syncs it to disk.
+    fn append(&self, acks: &[(i64, Value)]) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .expect("open the device ledger");
+        let mut text = String::new();
+        for (seq, first) in acks {
+            text.push_str(&json!({"seq": seq, "first": first}).to_string());
+            text.push('\n');
+        }
+        f.write_all(text.as_bytes())
+            .expect("append to the device ledger");
+        f.sync_data().expect("fsync the device ledger");
+    }
+
+    /// Every acknowledgement in the file.
+    pub fn read(&self) -> BTreeMap<i64, Value> {
+        let text = std::fs::read_to_string(&self.path).expect("read the device ledger");
+        text.lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("device ledger {}: {e}: {l}", self.path.display()));
+                (v["seq"].as_i64().expect("seq"), v["first"].clone())
+            })
+            .collect()
+    }
+}
+
 /// A virtual field device: its ops, and its own ledger of what the server acknowledged (the
-/// first answer for each seq). The ledger lives in the test process, which is never killed.
+/// first answer for each seq): in memory, and durably in a file of the test's temp dir
+/// ([`Ledger`]), which is what the store checks read. A clone shares the file: only one of
+/// them may go on absorbing answers.
 #[derive(Clone)]
 pub struct VirtualDevice {
     pub dev: Device,
     pub ops: Vec<Op>,
     pub acked: BTreeMap<i64, Value>,
+    pub ledger: Ledger,
     versions: BTreeMap<String, i64>,
     rng: ChaCha8Rng,
     /// Protocol violations seen in answers (a 500, a wrong version, out-of-order acks).
@@ -66,11 +118,14 @@ pub enum Sent {
 }
 
 impl VirtualDevice {
-    pub fn new(dev: Device, seed: u64) -> VirtualDevice {
+    /// A device whose ledger file lives under `dir` (the test's temp dir).
+    pub fn new(dev: Device, seed: u64, dir: &Path) -> VirtualDevice {
+        let ledger = Ledger::create(dir.join("ledgers").join(format!("{}.jsonl", dev.device_id)));
         VirtualDevice {
             dev,
             ops: Vec::new(),
             acked: BTreeMap::new(),
+            ledger,
             versions: BTreeMap::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             errors: Vec::new(),
@@ -137,10 +192,24 @@ impl VirtualDevice {
         self.ops.push(op);
     }
 
-    /// Forgets the acknowledgements after seq `n`, as if the device had last synced then (a
-    /// server restored from a backup taken at that point no longer holds the later ones).
-    pub fn forget_after(&mut self, n: usize) {
-        self.acked.retain(|seq, _| *seq <= n as i64);
+    /// This device as if it had last synced at seq `n` (a server restored from a backup taken
+    /// at that point no longer holds the later ones), with its own ledger file under `dir`
+    /// holding the acknowledgements up to `n`.
+    pub fn as_of(&self, n: usize, dir: &Path) -> VirtualDevice {
+        let mut d = self.clone();
+        d.acked.retain(|seq, _| *seq <= n as i64);
+        d.ledger = Ledger::create(
+            dir.join("ledgers")
+                .join(format!("{}.jsonl", d.dev.device_id)),
+        );
+        let kept: Vec<(i64, Value)> = self
+            .ledger
+            .read()
+            .into_iter()
+            .filter(|(seq, _)| *seq <= n as i64)
+            .collect();
+        d.ledger.append(&kept);
+        d
     }
 
     /// Every op made so far is acknowledged.
@@ -226,7 +295,7 @@ impl VirtualDevice {
                 return Sent::Refused;
             }
         }
-        let mut new = 0;
+        let mut new = Vec::new();
         for res in r.body["results"].as_array().cloned().unwrap_or_default() {
             let seq = res["seq"].as_i64().unwrap_or(0);
             let Some(op) = self.ops.get((seq - 1).max(0) as usize).cloned() else {
@@ -262,11 +331,14 @@ impl VirtualDevice {
                     ));
                 }
             } else {
-                self.acked.insert(seq, first);
-                new += 1;
+                self.acked.insert(seq, first.clone());
+                new.push((seq, first));
             }
         }
-        Sent::Answered(new)
+        if !new.is_empty() {
+            self.ledger.append(&new);
+        }
+        Sent::Answered(new.len())
     }
 }
 
@@ -318,6 +390,15 @@ pub fn check_store(env: &Env, devices: &[VirtualDevice]) -> Vec<String> {
 fn check_device(conn: &mut DbConn, d: &VirtualDevice) -> Vec<String> {
     let mut out = Vec::new();
     let dev = &d.dev.device_id;
+    // What the device was told, read back from its durable ledger.
+    let acked = d.ledger.read();
+    if acked.keys().ne(d.acked.keys()) {
+        out.push(format!(
+            "device {dev}: its ledger file holds {} acknowledgements, its memory {}",
+            acked.len(),
+            d.acked.len()
+        ));
+    }
     let last_seq = db_count(
         conn,
         &format!("SELECT last_seq AS n FROM devices WHERE id = '{dev}'"),
@@ -338,7 +419,7 @@ fn check_device(conn: &mut DbConn, d: &VirtualDevice) -> Vec<String> {
     }
 
     // I1: every acknowledged seq is committed.
-    if let Some((&max_acked, _)) = d.acked.iter().next_back() {
+    if let Some((&max_acked, _)) = acked.iter().next_back() {
         if max_acked > last_seq {
             out.push(format!(
                 "I1 lost: device {dev} was acknowledged up to seq {max_acked}, the store holds up to {last_seq}"
@@ -378,7 +459,7 @@ fn check_device(conn: &mut DbConn, d: &VirtualDevice) -> Vec<String> {
                 op.seq
             ));
         }
-        if d.acked.contains_key(&op.seq) {
+        if acked.contains_key(&op.seq) {
             match rows.first() {
                 None => out.push(format!(
                     "I1 lost: acknowledged seq {} of {dev} has no version",
@@ -457,7 +538,8 @@ pub fn committed_unacked(env: &Env, devices: &[VirtualDevice]) -> usize {
                     d.dev.device_id
                 ),
             );
-            (1..=last).filter(|s| !d.acked.contains_key(s)).count()
+            let acked = d.ledger.read();
+            (1..=last).filter(|s| !acked.contains_key(s)).count()
         })
         .sum()
 }
@@ -486,6 +568,7 @@ pub fn run_crash(env: &Env, rounds: usize, n_devices: usize, seed: u64) -> Crash
             VirtualDevice::new(
                 server.register_device(&format!("crash_w{i}")),
                 seed + i as u64,
+                env.dir.path(),
             )
         })
         .collect();

@@ -34,9 +34,12 @@ pg_test!(fsync_off_refused_postgres, {
     env.assert_refuses_to_start("fsync");
 });
 
-// The database server crashes (immediate stop) three times while devices push, and comes back
-// 2 s later each time: answers in between are 503 with Retry-After, the same server process
-// serves again, and nothing acknowledged before a crash is missing after the WAL replay.
+// Database away (TESTING.md): the database server crashes (`pg_ctl -m immediate`: no
+// checkpoint) three times while devices push, and comes back 2 s later each time: answers in
+// between are 503 with Retry-After (never a 500, never a 2xx for unsaved data), the same
+// server process has every device fully acknowledged within 10 s of the database being back
+// (`pg_ctl start -w` returned), and nothing acknowledged before a crash is missing after the
+// WAL replay.
 pg_test!(database_crash_postgres, {
     let Some(cluster) = cluster_or_skip("database_crash_postgres", None, &[]) else {
         return;
@@ -49,17 +52,49 @@ pg_test!(database_crash_postgres, {
         .collect();
     let mut refused_total = 0;
     for round in 0..3 {
+        let mut ready = None;
         let (d, refused, recovered) =
-            push_through(&server, devices, Duration::from_secs(30), || {
+            push_through(&server, devices, Duration::from_secs(10), || {
                 std::thread::sleep(Duration::from_millis(700));
                 cluster.crash().unwrap();
+                // While the database is away, readiness says so (503 with Retry-After).
+                let r = server
+                    .try_get("/ready", None)
+                    .expect("an answer from /ready");
+                assert!(
+                    r.status == 503 && r.header("retry-after").is_some(),
+                    "/ready with the database down: {} {}",
+                    r.status,
+                    r.text
+                );
                 std::thread::sleep(Duration::from_secs(2));
                 cluster.start().unwrap();
+                // Readiness comes back too, polled beside the devices' resends.
+                let server = server.clone();
+                ready = Some(std::thread::spawn(move || {
+                    let back = Instant::now();
+                    while back.elapsed() < Duration::from_secs(10) {
+                        if server
+                            .try_get("/ready", None)
+                            .is_ok_and(|r| r.status == 200)
+                        {
+                            return Some(back.elapsed());
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    None
+                }));
             });
+        let ready_after = ready
+            .expect("the fault ran")
+            .join()
+            .unwrap()
+            .expect("/ready not 200 within 10 s of the database being back");
         devices = d;
         refused_total += refused;
         eprintln!(
-            "database crash round {round}: {refused} answers 429/503/507; all acknowledged {:.1} s after the restart; {} ops acknowledged so far",
+            "database crash round {round}: {refused} answers 429/503/507; ready {:.1} s and all acknowledged {:.1} s after the database was back; {} ops acknowledged so far",
+            ready_after.as_secs_f64(),
             recovered.as_secs_f64(),
             devices.iter().map(|d| d.acked.len()).sum::<usize>()
         );

@@ -25,7 +25,7 @@ pub fn assert_clean(env: &Env, devices: &[VirtualDevice]) {
 
 pub fn one_device(env: &Env, server: &Server, name: &str, seed: u64) -> VirtualDevice {
     env.add_worker(name, &[V1]);
-    VirtualDevice::new(server.register_device(name), seed)
+    VirtualDevice::new(server.register_device(name), seed, env.dir.path())
 }
 
 fn http_request(server: &Server, token: &str, body: &[u8]) -> Vec<u8> {
@@ -183,6 +183,145 @@ both!(graceful_shutdown, |b| {
     }
     drop(server);
     assert_clean(&env, &[d]);
+});
+
+/// Opens a new connection to `addr` and asks for `/health`: what happened (`refused: ...`,
+/// `no answer`, or the status line of the answer).
+fn new_connection(addr: std::net::SocketAddr) -> String {
+    let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        Ok(s) => s,
+        Err(e) => return format!("refused: {e}"),
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if let Err(e) =
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: fieldsync\r\nConnection: close\r\n\r\n")
+    {
+        return format!("closed: {e}");
+    }
+    let mut buf = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    match text.lines().next() {
+        Some(line) if !line.is_empty() => line.to_string(),
+        _ => "no answer".into(),
+    }
+}
+
+// Graceful shutdown, what it refuses and what it cuts off: a push is in flight (its commit held
+// back by the test holding the write lock for 3 s) and another push's body is still trickling in
+// through the fault proxy when SIGTERM arrives. A new connection after the signal is refused
+// (or gets no 2xx); the push in flight finishes, is answered 200 and is committed; once the
+// shutdown timeout (`shutdown_timeout_secs`, 5 s here) has passed the trickling push is cut
+// off: not acknowledged, and after a restart nothing of it is in the store. The server exits 0.
+both!(graceful_shutdown_refuses_new_and_cuts_off, |b| {
+    use crate::proxy::{Fault, Proxy};
+    use std::sync::atomic::Ordering;
+    let mut env = Env::new(b);
+    env.extra_env
+        .push(("FIELDSYNC_SHUTDOWN_TIMEOUT_SECS".into(), "5".into()));
+    env.extra_env
+        .push(("FIELDSYNC_LIMITS__BODY_TIMEOUT_SECS".into(), "120".into()));
+    let server = env.start();
+    let mut held = one_device(&env, &server, "term_held_w", 5);
+    let mut cut = one_device(&env, &server, "term_cut_w", 6);
+    let addr = server.addr;
+    let (url, backend) = (env.url.clone(), env.backend);
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        hold_writer(backend, &url, Duration::from_secs(3), move || {
+            held_tx.send(()).unwrap()
+        })
+    });
+    held_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the test could not take the write lock");
+    let server = Arc::new(server);
+    let batch = held.batch_of_new(50);
+    let (srv, dev, held_batch) = (server.clone(), held.dev.clone(), batch.clone());
+    let in_flight = std::thread::spawn(move || srv.push(&dev, &held_batch));
+    let trickle = Proxy::start(
+        addr,
+        Fault::SlowBody {
+            bytes: 1,
+            every: Duration::from_millis(200),
+        },
+    );
+    let cut_batch = cut.batch_of_new(10);
+    let (via, dev, b2) = (
+        server.through(trickle.addr),
+        cut.dev.clone(),
+        cut_batch.clone(),
+    );
+    let cut_off = std::thread::spawn(move || via.push(&dev, &b2));
+    let t = Instant::now();
+    while trickle.stats.body_bytes_sent.load(Ordering::SeqCst) == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "the trickling body did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!in_flight.is_finished(), "the push was not held in flight");
+    server.signal("TERM");
+    let term = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let what = new_connection(addr);
+        assert!(
+            !what.starts_with("HTTP/1.1 2"),
+            "a new connection after SIGTERM was answered: {what}"
+        );
+        seen.push(what);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !in_flight.is_finished(),
+        "the push in flight ended before the new connections were tried"
+    );
+    holder.join().unwrap();
+    let answer = in_flight.join().unwrap();
+    let r = answer.as_ref().expect("the push in flight was answered");
+    assert_eq!(r.status, 200, "the push in flight: {}", r.text);
+    assert!(matches!(held.absorb(answer), Sent::Answered(50)));
+    let cut_answer = cut_off.join().unwrap();
+    assert!(
+        !matches!(&cut_answer, Ok(r) if r.status / 100 == 2),
+        "a push cut off by the shutdown was acknowledged: {:?}",
+        cut_answer.map(|r| r.text)
+    );
+    assert!(
+        trickle.stats.body_bytes_sent.load(Ordering::SeqCst) < body_len(&cut_batch),
+        "the trickling body arrived in full"
+    );
+    let mut server = Arc::try_unwrap(server).ok().unwrap();
+    let st = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("the server did not exit after SIGTERM");
+    assert!(st.success(), "exit status after SIGTERM: {st}");
+    eprintln!(
+        "SIGTERM with a push held in flight and a body trickling: new connections {seen:?}; exited {:.1} s after the signal; {} body bytes of {} had arrived",
+        term.elapsed().as_secs_f64(),
+        trickle.stats.body_bytes_sent.load(Ordering::SeqCst),
+        body_len(&cut_batch)
+    );
+    drop(trickle);
+    // After a restart: the held push is there, nothing of the cut-off one.
+    env.wait_quiet();
+    let server = env.start();
+    assert_eq!(ledger_len(&env, &held.dev.device_id), 50);
+    assert_eq!(
+        ledger_len(&env, &cut.dev.device_id),
+        0,
+        "the cut-off push was applied"
+    );
+    let v = check_store(&env, &[held.clone(), cut.clone()]);
+    assert!(v.is_empty(), "{}", v.join("\n"));
+    let batch = cut.next_batch(false, 100);
+    assert!(matches!(cut.send(&server, &batch), Sent::Answered(10)));
+    drop(server);
+    assert_clean(&env, &[held, cut]);
 });
 
 // Database away (PostgreSQL): the test database's backends are terminated again and again
@@ -445,7 +584,10 @@ both!(clock_skew_server_faketime, |b| {
     ]
     .into_iter()
     .find(|p| std::path::Path::new(p).exists()) else {
-        eprintln!("SKIPPED clock_skew_server_faketime: libfaketime is not installed (apt-get install faketime)");
+        skip_or_fail(
+            "clock_skew_server_faketime",
+            "libfaketime is not installed (apt-get install faketime)",
+        );
         return;
     };
     let truth = {
@@ -481,74 +623,177 @@ both!(clock_skew_server_faketime, |b| {
     );
 });
 
-// Slow and torn requests: a body cut half way applies nothing; a body sent at 1 byte a second
-// is timed out by the server; other devices are served meanwhile.
+/// Bytes of the JSON body a push of `batch` sends.
+fn body_len(batch: &[Value]) -> usize {
+    serde_json::to_vec(&json!({ "ops": batch })).unwrap().len()
+}
+
+// Slow and torn requests, through the fault proxy (`proxy.rs`) between the devices and the
+// server: a body cut half way (FIN) and a body reset half way (RST) apply nothing; a body
+// answered and then reset before the device reads the answer is a lost answer, which the
+// resend answers `duplicate` with the first results; 8 bodies sent at 1 byte a second (more
+// than the 2 workers, the pool of 6 and the 4 push slots) are each timed out by the server while
+// another device is served in under 5 s; the server is healthy afterwards and every device's
+// resend is applied once.
 both!(slow_and_torn_requests, |b| {
+    use crate::proxy::{Fault, Proxy};
+    use std::sync::atomic::Ordering;
+    const SLOW: usize = 8;
     let mut env = Env::new(b);
     env.extra_env
-        .push(("FIELDSYNC_LIMITS__BODY_TIMEOUT_SECS".into(), "3".into()));
+        .push(("FIELDSYNC_LIMITS__BODY_TIMEOUT_SECS".into(), "5".into()));
+    env.extra_env
+        .push(("FIELDSYNC_LIMITS__MAX_INFLIGHT_PUSHES".into(), "4".into()));
     let server = env.start();
     let mut torn = one_device(&env, &server, "torn_w", 30);
     let mut other = one_device(&env, &server, "other_w", 31);
+    let mut reset = one_device(&env, &server, "reset_w", 32);
+    let mut slow = one_device(&env, &server, "slow_w", 33);
+    let mut lost = one_device(&env, &server, "lost_w", 34);
+
     // Torn: half the body, then close.
     let batch = torn.batch_of_new(10);
-    let body = serde_json::to_vec(&json!({ "ops": batch })).unwrap();
-    let req = http_request(&server, &torn.dev.token, &body);
-    let cut = req.len() - body.len() / 2;
-    {
-        let mut s = TcpStream::connect(server.addr).unwrap();
-        s.write_all(&req[..cut]).unwrap();
+    let cut = Proxy::start(
+        server.addr,
+        Fault::CutBody {
+            keep: body_len(&batch) / 2,
+        },
+    );
+    assert!(matches!(
+        torn.send(&server.through(cut.addr), &batch),
+        Sent::NoAnswer
+    ));
+    assert_eq!(cut.stats.faults_done.load(Ordering::SeqCst), 1);
+
+    // Reset mid-stream: half the body, then RST.
+    let batch = reset.batch_of_new(10);
+    let rst = Proxy::start(
+        server.addr,
+        Fault::ResetBody {
+            keep: body_len(&batch) / 2,
+        },
+    );
+    assert!(matches!(
+        reset.send(&server.through(rst.addr), &batch),
+        Sent::NoAnswer
+    ));
+    assert_eq!(rst.stats.faults_done.load(Ordering::SeqCst), 1);
+
+    // Reset during the response: the server committed and began to answer; the device never
+    // reads it. The resend is answered `duplicate` with the first results; one copy stored.
+    let batch = lost.batch_of_new(5);
+    let gone = Proxy::start(server.addr, Fault::ResetResponse);
+    assert!(matches!(
+        lost.send(&server.through(gone.addr), &batch),
+        Sent::NoAnswer
+    ));
+    assert_eq!(
+        gone.stats.answers_reset.load(Ordering::SeqCst),
+        1,
+        "the server never began to answer"
+    );
+    assert!(!lost.all_acked());
+    assert_eq!(ledger_len(&env, &lost.dev.device_id), 5, "not committed");
+    let r = server.push(&lost.dev, &batch).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    for res in r.body["results"].as_array().unwrap() {
+        assert_eq!(res["status"], "duplicate", "{res}");
+        assert_eq!(res["first"]["status"], "applied", "{res}");
     }
-    // Slow: one byte a second, on its own thread.
-    let slow_req = req.clone();
-    let addr = server.addr;
-    let slow = std::thread::spawn(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        let head = slow_req.len() - body.len();
-        s.write_all(&slow_req[..head]).unwrap();
-        let t = Instant::now();
-        let mut buf = [0u8; 4096];
-        for byte in &slow_req[head..] {
-            if s.write_all(std::slice::from_ref(byte)).is_err() {
-                break;
-            }
-            if let Ok(n) = std::io::Read::read(&mut s, &mut buf) {
-                return (t.elapsed(), String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-            std::thread::sleep(Duration::from_millis(950));
-            if t.elapsed() > Duration::from_secs(40) {
-                break;
-            }
-        }
-        (t.elapsed(), String::new())
-    });
-    // Others are served meanwhile.
-    std::thread::sleep(Duration::from_millis(500));
-    for _ in 0..3 {
+    assert!(matches!(lost.send(&server, &batch), Sent::Answered(5)));
+    assert!(lost.all_acked());
+
+    // Slow: one byte a second, on more connections than the server has workers, pool
+    // connections or push slots.
+    let batch = slow.batch_of_new(10);
+    let trickle = Proxy::start(
+        server.addr,
+        Fault::SlowBody {
+            bytes: 1,
+            every: Duration::from_secs(1),
+        },
+    );
+    let handles: Vec<_> = (0..SLOW)
+        .map(|_| {
+            let (via, dev, batch) = (
+                server.through(trickle.addr),
+                slow.dev.clone(),
+                batch.clone(),
+            );
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let r = via.push(&dev, &batch);
+                (t.elapsed(), r)
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    while trickle.stats.bodies_started.load(Ordering::SeqCst) < SLOW {
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "the slow bodies did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Others are served meanwhile, while every slow connection is still open.
+    for i in 0..3 {
         let b = other.next_batch(true, 5);
         let t = Instant::now();
         assert!(matches!(other.send(&server, &b), Sent::Answered(_)));
         assert!(t.elapsed() < Duration::from_secs(5));
+        if i == 0 {
+            assert_eq!(
+                trickle.open(),
+                SLOW,
+                "a slow connection ended before the other device was served"
+            );
+        }
     }
-    let (took, answer) = slow.join().unwrap();
+    let mut slow_answers = Vec::new();
+    for h in handles {
+        let (took, answer) = h.join().unwrap();
+        slow_answers.push(format!(
+            "{} after {:.1} s",
+            answer
+                .as_ref()
+                .map_or_else(|e| e.clone(), |r| r.status.to_string()),
+            took.as_secs_f64()
+        ));
+        assert!(
+            took < Duration::from_secs(30)
+                && match &answer {
+                    Err(_) => true,
+                    Ok(r) => [400, 408].contains(&r.status),
+                },
+            "slow body not timed out: after {took:?}: {:?}",
+            answer.map(|r| (r.status, r.text))
+        );
+    }
     assert!(
-        took < Duration::from_secs(30)
-            && (answer.is_empty()
-                || answer.starts_with("HTTP/1.1 408")
-                || answer.starts_with("HTTP/1.1 400")),
-        "slow body not timed out: after {took:?}: {answer:?}"
+        trickle.stats.body_bytes_sent.load(Ordering::SeqCst) < SLOW * body_len(&batch),
+        "a slow body arrived in full"
     );
-    assert_eq!(
-        ledger_len(&env, &torn.dev.device_id),
-        0,
-        "a torn body was applied"
-    );
-    // The torn device resends in full: applied once.
-    let batch = torn.next_batch(false, 100);
-    assert!(matches!(torn.send(&server, &batch), Sent::Answered(10)));
+    eprintln!("slow and torn on {b:?}: {SLOW} slow bodies answered {slow_answers:?}");
+    // Nothing applied from a torn, reset or timed-out body (the server has long seen the close).
+    for (d, what) in [(&torn, "torn"), (&reset, "reset"), (&slow, "slow")] {
+        assert_eq!(
+            ledger_len(&env, &d.dev.device_id),
+            0,
+            "a {what} body was applied"
+        );
+    }
+    // Still healthy: alive, ready, no panic; each device resends in full and is applied once.
+    for path in ["/health", "/ready"] {
+        let r = server.try_get(path, None).unwrap();
+        assert_eq!(r.status, 200, "{path} afterwards: {}", r.text);
+    }
+    assert!(!env.log().contains("panicked"), "{}", env.log_tail());
+    for d in [&mut torn, &mut reset, &mut slow] {
+        let batch = d.next_batch(false, 100);
+        assert!(matches!(d.send(&server, &batch), Sent::Answered(10)));
+    }
     drop(server);
-    assert_clean(&env, &[torn, other]);
+    assert_clean(&env, &[torn, other, reset, slow, lost]);
 });
 
 fn rss_kib(pid: u32) -> u64 {
@@ -573,7 +818,7 @@ fn retry_storm(b: Backend, n: usize, secs: u64, every: Duration) {
         .register_devices("storm_w", n)
         .into_iter()
         .enumerate()
-        .map(|(i, dev)| VirtualDevice::new(dev, 100 + i as u64))
+        .map(|(i, dev)| VirtualDevice::new(dev, 100 + i as u64, env.dir.path()))
         .collect();
     let rss0 = rss_kib(server.pid());
     // Slow the commits: hold the writer for a few seconds, twice.
@@ -582,7 +827,7 @@ fn retry_storm(b: Backend, n: usize, secs: u64, every: Duration) {
     let holder = std::thread::spawn(move || {
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(secs.saturating_sub(3).max(3)) {
-            hold_writer(backend, &url, Duration::from_secs(3));
+            hold_writer(backend, &url, Duration::from_secs(3), || {});
             std::thread::sleep(Duration::from_millis(500));
         }
     });
@@ -658,14 +903,16 @@ fn retry_storm_long() {
     }
 }
 
-/// Holds the store's write lock (SQLite) or the change-sequence row lock (PostgreSQL).
-fn hold_writer(backend: Backend, url: &str, for_: Duration) {
+/// Holds the store's write lock (SQLite) or the change-sequence row lock (PostgreSQL) for
+/// `for_`, calling `held` once it has it.
+fn hold_writer(backend: Backend, url: &str, for_: Duration, held: impl FnOnce()) {
     match backend {
         Backend::Sqlite => {
             let path = url.trim_start_matches("sqlite://");
             let mut c = diesel::SqliteConnection::establish(path).unwrap();
             c.batch_execute("PRAGMA busy_timeout = 10000; BEGIN IMMEDIATE")
                 .unwrap();
+            held();
             std::thread::sleep(for_);
             c.batch_execute("ROLLBACK").unwrap();
         }
@@ -673,6 +920,7 @@ fn hold_writer(backend: Backend, url: &str, for_: Duration) {
             let mut c = diesel::PgConnection::establish(url).unwrap();
             c.batch_execute("BEGIN; SELECT * FROM sync_state WHERE id = 1 FOR UPDATE")
                 .unwrap();
+            held();
             std::thread::sleep(for_);
             c.batch_execute("ROLLBACK").unwrap();
         }

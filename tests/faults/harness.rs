@@ -409,6 +409,19 @@ impl Server {
         }
     }
 
+    /// A client of this server that connects through `addr` (a fault proxy in front of it);
+    /// it owns no process.
+    pub fn through(&self, addr: SocketAddr) -> Server {
+        Server {
+            child: None,
+            addr,
+            base: format!("http://{addr}"),
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(60))
+                .build(),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
@@ -581,8 +594,19 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// The one rule for a test that cannot run on this machine (no root for a tmpfs, no
+/// libfaketime, no private PostgreSQL cluster, no schemathesis, no unsafe binary): under CI
+/// (`CI` set) it fails with the reason, since CI must run every test; elsewhere it prints a loud
+/// SKIPPED line and the test passes without having run.
+pub fn skip_or_fail(test: &str, why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{test} cannot run, and CI must run it: {why}");
+    }
+    eprintln!("SKIPPED {test}: {why} (under CI this is a failure)");
+}
+
 /// A tmpfs of `size` (e.g. `6m`) mounted on a fresh temp dir, unmounted when dropped; `None`
-/// (after printing SKIPPED for `test`) when it cannot be mounted, which needs root.
+/// when it cannot be mounted (needs root): SKIPPED for `test`, a failure under CI.
 pub fn mount_tmpfs(test: &str, size: &str) -> Option<Tmpfs> {
     let dir = tempfile::tempdir().unwrap();
     let mounted = Command::new("mount")
@@ -592,7 +616,10 @@ pub fn mount_tmpfs(test: &str, size: &str) -> Option<Tmpfs> {
     match &mounted {
         Ok(o) if o.status.success() => Some(Tmpfs { dir }),
         other => {
-            eprintln!("SKIPPED {test}: cannot mount a tmpfs (needs root): {other:?}");
+            skip_or_fail(
+                test,
+                &format!("cannot mount a tmpfs (needs root): {other:?}"),
+            );
             None
         }
     }

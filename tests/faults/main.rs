@@ -14,6 +14,7 @@ mod database;
 mod faults;
 mod fuzz;
 mod keys;
+mod proxy;
 
 /// Runs a test body once per backend: `name::sqlite` and `name::postgres`; the latter is
 /// ignored (with the reason shown) without FIELDSYNC_TEST_PG_URL.
@@ -115,12 +116,9 @@ mod reliability {
     fn negative_control_reports_a_loss() {
         match std::env::var("FIELDSYNC_UNSAFE_BIN") {
             Ok(bin) => negative_control(bin.into()),
-            Err(_) if std::env::var_os("CI").is_some() => {
-                panic!("FIELDSYNC_UNSAFE_BIN is not set; .ci/run builds it")
-            }
-            Err(_) => eprintln!(
-                "SKIPPED negative_control_reports_a_loss: set FIELDSYNC_UNSAFE_BIN (see .ci/run), \
-                 or run the long tier, which builds the binary"
+            Err(_) => harness::skip_or_fail(
+                "negative_control_reports_a_loss",
+                "FIELDSYNC_UNSAFE_BIN is not set (.ci/run builds it; the long tier builds its own)",
             ),
         }
     }
