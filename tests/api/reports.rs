@@ -19,6 +19,7 @@ use fieldsync::domain::entities::Entity;
 use fieldsync::report::counts::{Counts, COUNTS};
 use fieldsync::report::export::{write_report_file, ExportFormat};
 use fieldsync::report::indicators as ind;
+use fieldsync::report::lang::Lang;
 use fieldsync::report::report::{rates, Period};
 
 fn va() -> String {
@@ -1959,12 +1960,12 @@ both!(
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.xlsx");
         let oct = Period::parse_month("2026-10").unwrap();
-        write_report_file(&app.db, COUNTY, &oct, ExportFormat::Xlsx, &path).unwrap();
+        write_report_file(&app.db, COUNTY, &oct, ExportFormat::Xlsx, &path, Lang::Zh).unwrap();
         let sheet = xlsx_rows(std::fs::read(&path).unwrap(), "分单位报表");
         assert_eq!(sheet.len(), 4);
         assert_eq!(sheet[3][births], "3");
         let path = dir.path().join("r.csv");
-        write_report_file(&app.db, &va(), &oct, ExportFormat::Csv, &path).unwrap();
+        write_report_file(&app.db, &va(), &oct, ExportFormat::Csv, &path, Lang::Zh).unwrap();
         assert!(std::fs::read(&path).unwrap().starts_with(b"\xEF\xBB\xBF"));
         // Out of scope, unknown type, worker.
         let (status, _, _) = bytes(
@@ -1979,6 +1980,553 @@ both!(
         assert_eq!(status, 403);
     }
 );
+
+both!(english_labels_with_lang_en_chinese_by_default, |b| {
+    let w = world(b);
+    let app = &w.app;
+    // The report: labels of every indicator and count, Chinese unless lang=en; the figures do
+    // not depend on the language.
+    let zh = report(&w, &w.county, "period=2026-10");
+    let en = report(&w, &w.county, "period=2026-10&lang=en");
+    assert_eq!(zh["labels"]["lang"], "zh-CN");
+    assert_eq!(en["labels"]["lang"], "en");
+    assert_eq!(zh["labels"]["counts"]["married_wcba"], "已婚育龄妇女");
+    assert_eq!(
+        en["labels"]["counts"]["married_wcba"],
+        "married women of childbearing age"
+    );
+    assert_eq!(zh["labels"]["indicators"]["crude_birth_rate"], "人口出生率");
+    assert_eq!(
+        en["labels"]["indicators"]["crude_birth_rate"],
+        "crude birth rate"
+    );
+    assert_eq!(
+        en["labels"]["indicators"]["contraceptive_prevalence"],
+        "contraceptive prevalence"
+    );
+    for v in [&zh, &en] {
+        assert_eq!(
+            v["labels"]["counts"].as_object().unwrap().len(),
+            COUNTS.len()
+        );
+        assert_eq!(v["labels"]["indicators"].as_object().unwrap().len(), 12);
+    }
+    assert_eq!(zh["counts"], en["counts"]);
+    assert_eq!(zh["indicators"], en["indicators"]);
+    let r = app.get("/api/v1/reports?period=2026-10&lang=fr", Some(&w.county));
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    // The breakdown and the completeness.
+    let r = app.get(
+        "/api/v1/reports/breakdown?period=2026-10&lang=en",
+        Some(&w.county),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["labels"]["counts"]["births"], "births");
+    let r = app.get("/api/v1/reports/breakdown?period=2026-10", Some(&w.county));
+    assert_eq!(r.body["labels"]["counts"]["births"], "出生人数");
+    let r = app.get(
+        "/api/v1/reports/completeness?period=2026-10&lang=en",
+        Some(&w.county),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        (
+            r.body["lang"].as_str(),
+            r.body["labels"]["submitted"].as_str(),
+            r.body["labels"]["completeness"].as_str()
+        ),
+        (Some("en"), Some("submitted"), Some("completeness"))
+    );
+    let r = app.get(
+        "/api/v1/reports/completeness?period=2026-10",
+        Some(&w.county),
+    );
+    assert_eq!(
+        (
+            r.body["lang"].as_str(),
+            r.body["labels"]["submitted"].as_str()
+        ),
+        (Some("zh-CN"), Some("已上报"))
+    );
+
+    // The report export in English: headers, the total row, not applicable; the same figures
+    // as the Chinese file.
+    let (status, _, data) = bytes(
+        app,
+        "/api/v1/exports/report.csv?period=2026-10&lang=en",
+        &w.county,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&data));
+    let rows = csv_rows(&data);
+    assert_eq!(&rows[0][..3], ["org unit code", "org unit name", "period"]);
+    assert!(
+        rows[0].contains(&"crude birth rate (‰)".to_string()),
+        "{:?}",
+        rows[0]
+    );
+    assert!(rows[0].contains(&"sex ratio at birth".to_string()));
+    let births = rows[0].iter().position(|h| h == "births").unwrap();
+    assert_eq!(rows[3][births], "3");
+    assert_eq!(rows[3][1], "total");
+    let pcb = rows[0]
+        .iter()
+        .position(|h| h == "policy-compliant birth rate (%)")
+        .unwrap();
+    assert_eq!(rows[2][pcb], "n/a");
+    let (_, _, zh_data) = bytes(app, "/api/v1/exports/report.csv?period=2026-10", &w.county);
+    let zh_rows = csv_rows(&zh_data);
+    assert_eq!(zh_rows[0].len(), rows[0].len());
+    assert!(zh_rows[0]
+        .iter()
+        .all(|h| !rows[0].contains(h) || h == "合计"));
+    for (e, z) in rows[1..].iter().zip(&zh_rows[1..]) {
+        for (i, (x, y)) in e.iter().zip(z).enumerate() {
+            if i != 1 && x != "n/a" {
+                assert_eq!(x, y, "column {}", rows[0][i]);
+            }
+        }
+    }
+    let (status, _, data) = bytes(
+        app,
+        "/api/v1/exports/report.xlsx?period=2026-10&lang=en",
+        &w.county,
+    );
+    assert_eq!(status, 200);
+    let sheet = xlsx_rows(data.clone(), "breakdown");
+    assert_eq!(sheet[0], rows[0]);
+    assert_eq!(sheet[3][births], "3");
+    let ind = xlsx_rows(data, "indicators");
+    assert_eq!(
+        ind[0],
+        [
+            "indicator",
+            "unit",
+            "numerator",
+            "denominator",
+            "value",
+            "target direction",
+            "target",
+            "met",
+            "gap"
+        ]
+        .map(String::from)
+    );
+    assert_eq!(ind[1][0], "crude birth rate");
+    assert_eq!(ind.len(), 13);
+
+    // Ledgers: English headers and coded values; Chinese by default.
+    let (status, _, data) = bytes(app, "/api/v1/exports/ledger/person.csv?lang=en", &w.ts);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&data));
+    let rows = csv_rows(&data);
+    assert_eq!(
+        &rows[0][..4],
+        ["org unit code", "record id", "household", "name"]
+    );
+    assert_eq!(rows.len() - 1, 12 + 3);
+    let text = String::from_utf8(data).unwrap();
+    assert!(text.contains("first marriage") && !text.contains("初婚"));
+    assert!(text.contains("130131********0027"));
+    let (status, _, data) = bytes(app, "/api/v1/exports/ledger/birth.xlsx?lang=en", &w.county);
+    assert_eq!(status, 200);
+    let sheet = xlsx_rows(data, "birth");
+    assert_eq!(
+        sheet[0][..2],
+        ["org unit code", "record id"].map(String::from)
+    );
+    assert_eq!(sheet.len() - 1, 10);
+    let (_, _, data) = bytes(app, "/api/v1/exports/ledger/birth.xlsx", &w.county);
+    assert_eq!(xlsx_rows(data, "出生")[0][0], "单位代码");
+});
+
+// A village's month report is submitted by its field worker; the township approves or
+// returns it; the county locks the month.
+both!(a_village_worker_submits_its_own_month, |b| {
+    let w = world(b);
+    let app = &w.app;
+    add_user(app, "wb", Role::Worker, None, &[vb()]);
+    let wb = session(app, "wb").access;
+    let submit = |token: &str, village: &str| {
+        app.post(
+            "/api/v1/reports/submissions",
+            Some(token),
+            &json!({"org_unit": village, "period": "2026-10"}),
+        )
+    };
+    // Not another village's, not a township's.
+    assert_eq!(submit(&w.worker, &vb()).status, 404);
+    assert_eq!(submit(&wb, &va()).status, 404);
+    assert_eq!(submit(&w.worker, &township(0, 0)).status, 404);
+    // Village A's worker submits A's month.
+    let r = submit(&w.worker, &va());
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let worker_id = app.get("/api/v1/me", Some(&w.worker)).body["user"]["id"].clone();
+    assert_eq!(r.body["submitted_by"], worker_id);
+    assert_eq!(r.body["status"], "submitted");
+    assert_eq!(submit(&w.worker, &va()).status, 409);
+    // The worker neither decides nor locks.
+    let decide = |token: &str, what: &str, body: Value| {
+        app.post(
+            &format!("/api/v1/reports/submissions/{id}/{what}"),
+            Some(token),
+            &body,
+        )
+    };
+    assert_eq!(decide(&w.worker, "approve", json!({})).status, 403);
+    assert_eq!(
+        decide(&w.worker, "return", json!({"comment": "x"})).status,
+        403
+    );
+    let lock = |token: &str| {
+        app.post(
+            "/api/v1/reports/lock",
+            Some(token),
+            &json!({"org_unit": township(0, 0), "period": "2026-10"}),
+        )
+    };
+    assert_eq!(lock(&w.worker).status, 403);
+    // Another township cannot decide on it; its own returns it, the worker resubmits, the
+    // township approves.
+    assert_eq!(
+        decide(&w.ts2, "return", json!({"comment": "x"})).status,
+        404
+    );
+    let r = decide(&w.ts, "return", json!({"comment": "死亡登记缺日期"}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "returned");
+    let r = submit(&w.worker, &va());
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["id"], id.as_str());
+    assert_eq!(r.body["status"], "submitted");
+    let r = decide(&w.ts, "approve", json!({}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "approved");
+    assert_eq!(submit(&w.worker, &va()).status, 409, "approved: not again");
+    // Village B's worker submits B's; the township submits the empty village on behalf of its
+    // worker; both approved, the county locks the township's month.
+    let r = submit(&wb, &vb());
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id_b = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(lock(&w.county).status, 409, "B not approved yet");
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/reports/submissions/{id_b}/approve"),
+            Some(&w.ts),
+            &json!({})
+        )
+        .status,
+        200
+    );
+    let r = submit(&w.ts, &village(0, 0, 2));
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id_e = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/reports/submissions/{id_e}/approve"),
+            Some(&w.ts),
+            &json!({})
+        )
+        .status,
+        200
+    );
+    assert_eq!(lock(&w.ts).status, 403, "the township does not lock");
+    let r = lock(&w.county);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["locked"].as_array().unwrap().len(), 3);
+    let v = report(&w, &w.county, &format!("org_unit={}&period=2026-10", va()));
+    assert_eq!(v["approval"]["submission"]["status"], "locked");
+    assert_eq!(v["approval"]["submission"]["submitted_by"], worker_id);
+    assert_eq!(body_counts(&v), village_a_october());
+});
+
+/// Runs the real binary on `app`'s database; its output, and whether it succeeded.
+fn fieldsync_cli(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fieldsync"))
+        .current_dir(dir.path())
+        .arg("--database-url")
+        .arg(&app.database_url)
+        .args(args)
+        .env_remove("FIELDSYNC_CONFIG")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+both!(report_cli_writes_report_and_ledger_files, |b| {
+    let w = world(b);
+    let app = &w.app;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let (ok, text) = fieldsync_cli(app, args);
+        assert!(ok, "{args:?}: {text}");
+        text
+    };
+    // The county's October as CSV: a row per township and the total, Chinese headers.
+    run(&[
+        "report",
+        "--org-unit",
+        COUNTY,
+        "--period",
+        "2026-10",
+        "--out",
+        &path("m.csv"),
+    ]);
+    let rows = csv_rows(&std::fs::read(path("m.csv")).unwrap());
+    assert_eq!(&rows[0][..3], ["单位代码", "单位名称", "统计期"]);
+    let codes: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(
+        codes,
+        [township(0, 0).as_str(), township(0, 1).as_str(), COUNTY]
+    );
+    let births = rows[0].iter().position(|h| h == "出生人数").unwrap();
+    let married = rows[0].iter().position(|h| h == "已婚育龄妇女").unwrap();
+    // Townships 1 and 2 and the county: births 3, 0, 3; married women 4, 6, 10.
+    let col = |rows: &[Vec<String>], i: usize| -> Vec<String> {
+        rows[1..].iter().map(|r| r[i].clone()).collect()
+    };
+    assert_eq!(col(&rows, births), ["3", "0", "3"]);
+    assert_eq!(col(&rows, married), ["4", "6", "10"]);
+    assert_eq!(rows[3][2], "2026-10");
+    // The same as XLSX, in English, by the file name.
+    run(&[
+        "report",
+        "--org-unit",
+        COUNTY,
+        "--period",
+        "2026-10",
+        "--lang",
+        "en",
+        "--out",
+        &path("m.xlsx"),
+    ]);
+    let data = std::fs::read(path("m.xlsx")).unwrap();
+    let sheet = xlsx_rows(data.clone(), "breakdown");
+    assert_eq!(&sheet[0][..3], ["org unit code", "org unit name", "period"]);
+    let en_births = sheet[0].iter().position(|h| h == "births").unwrap();
+    assert_eq!(col(&sheet, en_births), ["3", "0", "3"]);
+    assert_eq!(xlsx_rows(data, "indicators").len(), 13);
+    // A date range: 15 September to 5 October. Township 1: K1 (5 October); township 2: WC1's
+    // child (15 September).
+    run(&[
+        "report",
+        "--org-unit",
+        COUNTY,
+        "--from",
+        "2026-09-15",
+        "--to",
+        "2026-10-05",
+        "--format",
+        "xlsx",
+        "--out",
+        &path("r.bin"),
+    ]);
+    let sheet = xlsx_rows(std::fs::read(path("r.bin")).unwrap(), "分单位报表");
+    assert_eq!(col(&sheet, births), ["1", "1", "2"]);
+    assert_eq!(sheet[3][2], "2026-09-15..2026-10-05");
+    // Year to date for village A (one row per group: none, so the village's own row).
+    run(&[
+        "report",
+        "--org-unit",
+        &va(),
+        "--period",
+        "2026-10",
+        "--kind",
+        "ytd",
+        "--out",
+        &path("y.csv"),
+    ]);
+    let rows = csv_rows(&std::fs::read(path("y.csv")).unwrap());
+    assert_eq!(rows.last().unwrap()[births], "2");
+
+    // Ledgers: township 1's persons as CSV (villages A and B only, ID numbers masked), the
+    // county's births as XLSX in English.
+    let text = run(&[
+        "report",
+        "--ledger",
+        "person",
+        "--org-unit",
+        &township(0, 0),
+        "--format",
+        "csv",
+        "--out",
+        &path("p.csv"),
+    ]);
+    assert!(text.contains("15 records"), "{text}");
+    let data = std::fs::read(path("p.csv")).unwrap();
+    let rows = csv_rows(&data);
+    assert_eq!(&rows[0][..4], ["单位代码", "记录ID", "所属户", "姓名"]);
+    assert_eq!(rows.len() - 1, 12 + 3);
+    assert!(rows[1..].iter().all(|r| r[0] == va() || r[0] == vb()));
+    let text = String::from_utf8(data).unwrap();
+    assert!(text.contains("130131********0027") && !text.contains("130131199005010027"));
+    run(&[
+        "report",
+        "--ledger",
+        "birth",
+        "--org-unit",
+        COUNTY,
+        "--lang",
+        "en",
+        "--out",
+        &path("b.xlsx"),
+    ]);
+    let sheet = xlsx_rows(std::fs::read(path("b.xlsx")).unwrap(), "birth");
+    assert_eq!(
+        sheet[0][..3],
+        ["org unit code", "record id", "mother"].map(String::from)
+    );
+    assert_eq!(sheet.len() - 1, 10);
+    assert!(sheet[1..].iter().all(|r| r[0].starts_with(COUNTY)));
+    // The CLI's ledger exports are audited like the API's.
+    let mut c = app.conn();
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        detail: Option<String>,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT detail FROM audit_log WHERE action = 'ledger_export' AND actor_role = 'cli' ORDER BY id",
+    )
+    .load(&mut *c)
+    .unwrap();
+    let details: Vec<Value> = rows
+        .iter()
+        .map(|r| serde_json::from_str(r.detail.as_deref().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        details
+            .iter()
+            .map(|d| (d["entity"].as_str().unwrap(), d["rows"].as_i64().unwrap()))
+            .collect::<Vec<_>>(),
+        [("person", 15), ("birth", 10)]
+    );
+    // Refused: no such record type, no such unit, a period and a range at once, no period.
+    for args in [
+        vec![
+            "report",
+            "--ledger",
+            "secret",
+            "--org-unit",
+            COUNTY,
+            "--out",
+            "x.csv",
+        ],
+        vec![
+            "report",
+            "--ledger",
+            "person",
+            "--org-unit",
+            "999999",
+            "--out",
+            "x.csv",
+        ],
+        vec![
+            "report",
+            "--org-unit",
+            COUNTY,
+            "--period",
+            "2026-10",
+            "--from",
+            "2026-09-15",
+            "--to",
+            "2026-10-05",
+            "--out",
+            "x.csv",
+        ],
+        vec!["report", "--org-unit", COUNTY, "--out", "x.csv"],
+        vec![
+            "report",
+            "--org-unit",
+            COUNTY,
+            "--period",
+            "2026-10",
+            "--lang",
+            "fr",
+            "--out",
+            "x.csv",
+        ],
+    ] {
+        let (ok, text) = fieldsync_cli(app, &args);
+        assert!(!ok, "{args:?}: {text}");
+    }
+});
+
+// The audit row of a ledger export says what left the server: the record type, the org unit
+// whose subtree was exported, the filter and the number of rows.
+both!(ledger_export_audit_names_scope_and_count, |b| {
+    let w = world(b);
+    let app = &w.app;
+    add_user(app, "admin", Role::Admin, None, &[]);
+    let admin = session(app, "admin").access;
+    let (status, _, data) = bytes(app, "/api/v1/exports/ledger/person.csv", &w.ts);
+    assert_eq!(status, 200);
+    assert_eq!(csv_rows(&data).len() - 1, 15);
+    let (status, _, _) = bytes(
+        app,
+        &format!(
+            "/api/v1/exports/ledger/birth.xlsx?org_unit={}&lang=en",
+            vc()
+        ),
+        &w.county,
+    );
+    assert_eq!(status, 200);
+    // Refused exports leave no row.
+    let (status, _, _) = bytes(
+        app,
+        &format!("/api/v1/exports/ledger/person.csv?org_unit={}", vc()),
+        &w.ts,
+    );
+    assert_eq!(status, 404);
+    let r = app.get("/api/v1/audit?action=ledger_export", Some(&admin));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let rows = r.body.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    // Newest first: the county's export of village C's births (WC1's and WC2's four), then
+    // the township's persons (12 in village A, 3 in B).
+    let parse = |v: &Value| -> Value { serde_json::from_str(v.as_str().unwrap()).unwrap() };
+    let county_id = app.get("/api/v1/me", Some(&w.county)).body["user"]["id"].clone();
+    let ts_id = app.get("/api/v1/me", Some(&w.ts)).body["user"]["id"].clone();
+    assert_eq!(rows[0]["actor_user"], county_id);
+    assert_eq!(rows[0]["target_kind"], "org_unit");
+    assert_eq!(parse(&rows[0]["target_ids"]), json!([vc()]));
+    let d = parse(&rows[0]["detail"]);
+    assert_eq!(
+        (
+            d["entity"].as_str(),
+            d["org_unit"].as_str(),
+            d["rows"].as_i64(),
+            d["format"].as_str(),
+            d["lang"].as_str()
+        ),
+        (
+            Some("birth"),
+            Some(vc().as_str()),
+            Some(4),
+            Some("xlsx"),
+            Some("en")
+        )
+    );
+    assert!(d["filter"].as_str().is_some_and(|f| !f.is_empty()));
+    assert_eq!(rows[1]["actor_user"], ts_id);
+    assert_eq!(parse(&rows[1]["target_ids"]), json!([township(0, 0)]));
+    let d = parse(&rows[1]["detail"]);
+    assert_eq!(
+        (
+            d["entity"].as_str(),
+            d["rows"].as_i64(),
+            d["format"].as_str(),
+            d["lang"].as_str()
+        ),
+        (Some("person"), Some(15), Some("csv"), Some("zh-CN"))
+    );
+});
 
 /// DOMAIN.md's worked examples, through the report's indicator computation.
 #[test]
