@@ -558,26 +558,14 @@ pub async fn export_ledger(
     let code = web::block(move || {
         db.write(|c| {
             let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
-            // Counted in the transaction that writes the audit row: the export that follows
-            // reads the same rows unless a sync lands in between.
-            let rows = export::count_records(c, entity, &unit.code)?;
+            let entry = export::ledger_export_audit(c, entity, &unit.code, format, lang)?;
             audit::record(
                 c,
                 AuditEntry {
                     actor_user: Some(principal.user_id.clone()),
                     actor_role: Some(principal.role.as_str().into()),
-                    action: "ledger_export",
-                    target_kind: Some("org_unit".into()),
-                    target_ids: vec![unit.code.clone()],
                     request_id: principal.request_id.clone(),
-                    detail: Some(serde_json::json!({
-                        "entity": entity.name(),
-                        "org_unit": unit.code,
-                        "filter": "live records of the org unit's subtree",
-                        "rows": rows,
-                        "format": ext,
-                        "lang": lang,
-                    })),
+                    ..entry
                 },
             )?;
             Ok::<_, AppError>(unit.code)

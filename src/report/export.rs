@@ -14,6 +14,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use rust_xlsxwriter::{Format, Workbook, Worksheet, XlsxError};
 
+use crate::auth::audit::AuditEntry;
 use crate::db::records::{backend_of, select_json_sql, JsonRow, RecordRow};
 use crate::db::{Backend, DbConn};
 use crate::domain::entities::{Entity, FieldType};
@@ -401,7 +402,7 @@ struct CountRow {
 
 /// How many records a ledger export of `entity` under `code` holds: the live records of the
 /// subtree, those [`for_each_record`] reads.
-pub fn count_records(conn: &mut DbConn, entity: Entity, code: &str) -> AppResult<i64> {
+fn count_records(conn: &mut DbConn, entity: Entity, code: &str) -> AppResult<i64> {
     let table = entity.def().table;
     let (lo, hi) = subtree_range(code);
     let row: CountRow = match conn {
@@ -419,6 +420,36 @@ pub fn count_records(conn: &mut DbConn, entity: Entity, code: &str) -> AppResult
         .get_result(c)?,
     };
     Ok(row.n)
+}
+
+/// The audit entry of a ledger export, written before the file: what leaves the server (the
+/// record type, the org unit whose subtree, the filter, the number of rows, counted in the
+/// transaction that writes the entry; the export reads the same rows unless a sync lands in
+/// between). The caller says who.
+pub fn ledger_export_audit(
+    conn: &mut DbConn,
+    entity: Entity,
+    code: &str,
+    format: ExportFormat,
+    lang: Lang,
+) -> AppResult<AuditEntry> {
+    let rows = count_records(conn, entity, code)?;
+    Ok(AuditEntry {
+        actor_user: None,
+        actor_role: None,
+        action: "ledger_export",
+        target_kind: Some("org_unit".into()),
+        target_ids: vec![code.to_string()],
+        request_id: String::new(),
+        detail: Some(serde_json::json!({
+            "entity": entity.name(),
+            "org_unit": code,
+            "filter": "live records of the org unit's subtree",
+            "rows": rows,
+            "format": format.ext(),
+            "lang": lang,
+        })),
+    })
 }
 
 /// A ledger as CSV, written to `out` as it is read.
@@ -510,27 +541,15 @@ pub fn write_ledger_file(
     out: &Path,
     lang: Lang,
 ) -> AppResult<u64> {
-    use crate::auth::audit::{self, AuditEntry};
     db.write(|c| {
         crate::orgunits::get(c, code)?.ok_or(AppError::NotFound)?;
-        let rows = count_records(c, entity, code)?;
-        audit::record(
+        let entry = ledger_export_audit(c, entity, code, format, lang)?;
+        crate::auth::audit::record(
             c,
             AuditEntry {
-                actor_user: None,
                 actor_role: Some("cli".into()),
-                action: "ledger_export",
-                target_kind: Some("org_unit".into()),
-                target_ids: vec![code.to_string()],
                 request_id: "cli".into(),
-                detail: Some(serde_json::json!({
-                    "entity": entity.name(),
-                    "org_unit": code,
-                    "filter": "live records of the org unit's subtree",
-                    "rows": rows,
-                    "format": format.ext(),
-                    "lang": lang,
-                })),
+                ..entry
             },
         )
     })?;
