@@ -1,8 +1,10 @@
 //! The monthly report (issue 6): a fixture built to known counts in three villages of one
 //! county (and one village of another county that must never show), checked exactly at village,
 //! township and county level for month, quarter, year to date, year and range; targets and
-//! attainment; the approval flow with return, lock and a change after approval; CSV and XLSX
-//! exports read back.
+//! attainment; the approval flow with return, lock and a change after approval, the village's
+//! worker submitting its own month; CSV and XLSX exports read back, in Chinese and English
+//! (`lang=en`), from the API and from `fieldsync report` (the real binary); the ledger export's
+//! audit row.
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
