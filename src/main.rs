@@ -81,16 +81,29 @@ enum Command {
         #[arg(long, default_value = "api-spec/openapi.json")]
         out: PathBuf,
     },
-    /// Write the report of an org unit with its breakdown as CSV (UTF-8 with BOM) or XLSX.
+    /// Write the report of an org unit with its breakdown, or one of its ledgers (--ledger),
+    /// as CSV (UTF-8 with BOM) or XLSX.
     Report {
         #[arg(long)]
         org_unit: String,
         /// 2026-10 (month), 2026-Q4, 2026 (year), or with --kind ytd 2026-10.
-        #[arg(long)]
-        period: String,
+        #[arg(long, required_unless_present_any = ["from", "ledger"], conflicts_with_all = ["from", "ledger"])]
+        period: Option<String>,
         /// month, quarter, ytd or year (inferred from --period when omitted).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "ledger")]
         kind: Option<String>,
+        /// A date range instead of --period: first day, YYYY-MM-DD.
+        #[arg(long, requires = "to", conflicts_with = "ledger")]
+        from: Option<String>,
+        /// Last day of the range (inclusive), YYYY-MM-DD.
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// A ledger of the org unit's subtree instead of the report: person, birth, measure...
+        #[arg(long)]
+        ledger: Option<String>,
+        /// Language of the headers: zh-CN (default) or en.
+        #[arg(long, default_value = "zh-CN")]
+        lang: String,
         /// csv or xlsx (default: from the file name, else csv).
         #[arg(long)]
         format: Option<String>,
@@ -261,24 +274,39 @@ fn main() -> anyhow::Result<()> {
             org_unit,
             period,
             kind,
+            from,
+            to,
+            ledger,
+            lang,
             format,
             out,
         } => {
-            use fieldsync::report::export::{write_report_file, ExportFormat};
-            let period = fieldsync::report::report::Period::parse(
-                kind.as_deref(),
-                Some(&period),
-                None,
-                None,
-            )
-            .map_err(|e| anyhow::anyhow!(e))?;
+            use fieldsync::report::export::{write_ledger_file, write_report_file, ExportFormat};
+            let lang =
+                fieldsync::report::lang::Lang::parse(&lang).context("--lang is zh-CN or en")?;
             let format = match format.as_deref() {
                 Some(f) => ExportFormat::parse(f).context("--format is csv or xlsx")?,
                 None if out.extension().is_some_and(|e| e == "xlsx") => ExportFormat::Xlsx,
                 None => ExportFormat::Csv,
             };
+            if let Some(name) = ledger {
+                let entity = fieldsync::domain::entities::Entity::parse(&name)
+                    .with_context(|| format!("--ledger: no record type {name:?}"))?;
+                let db = fieldsync::open_database(&settings)?;
+                let n = write_ledger_file(&db, entity, &org_unit, format, &out, lang)
+                    .map_err(|e| anyhow::anyhow!("report: {e}"))?;
+                println!("wrote {} ({n} records)", out.display());
+                return Ok(());
+            }
+            let period = fieldsync::report::report::Period::parse(
+                kind.as_deref(),
+                period.as_deref(),
+                from.as_deref(),
+                to.as_deref(),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
             let db = fieldsync::open_database(&settings)?;
-            write_report_file(&db, &org_unit, &period, format, &out)
+            write_report_file(&db, &org_unit, &period, format, &out, lang)
                 .map_err(|e| anyhow::anyhow!("report: {e}"))?;
             println!("wrote {}", out.display());
             Ok(())

@@ -107,7 +107,7 @@ routes! {
     get "/api/v1/reports" => reports::get_report, Access::Roles(reports::SUPERVISORS);
     get "/api/v1/reports/breakdown" => reports::get_breakdown, Access::Roles(reports::SUPERVISORS);
     get "/api/v1/reports/completeness" => reports::completeness, Access::Roles(reports::SUPERVISORS);
-    post "/api/v1/reports/submissions" => reports::submit, Access::Roles(&[Role::TownshipSupervisor]);
+    post "/api/v1/reports/submissions" => reports::submit, Access::Roles(&[Role::Worker, Role::TownshipSupervisor]);
     post "/api/v1/reports/submissions/{id}/approve" => reports::approve, Access::Roles(&[Role::TownshipSupervisor]);
     post "/api/v1/reports/submissions/{id}/return" => reports::return_report, Access::Roles(&[Role::TownshipSupervisor]);
     post "/api/v1/reports/lock" => reports::lock, Access::Roles(&[Role::CountySupervisor]);

@@ -19,6 +19,7 @@ use crate::error::{AppError, AppResult};
 use crate::orgunits::{self, OrgUnit};
 use crate::report::approval::{self, Completeness, LockResult, Submission};
 use crate::report::export::{self, ExportFormat};
+use crate::report::lang::Lang;
 use crate::report::report::{self as rep, Breakdown, Order, Period, Report};
 use crate::report::targets::{self, SetTargets, TargetRow};
 use crate::AppState;
@@ -56,6 +57,8 @@ pub struct ReportQuery {
     pub sort: Option<String>,
     /// Breakdown only: `desc` (default) or `asc`.
     pub order: Option<Order>,
+    /// Language of the labels (and of an export's headers): `zh-CN` (default) or `en`.
+    pub lang: Option<Lang>,
 }
 
 impl ReportQuery {
@@ -93,6 +96,7 @@ pub async fn get_report(
     q: web::Query<ReportQuery>,
 ) -> AppResult<HttpResponse> {
     let period = q.period()?;
+    let lang = q.lang.unwrap_or_default();
     let db = state.db.clone();
     let report = web::block(move || {
         db.read(|c| {
@@ -101,7 +105,7 @@ pub async fn get_report(
         })
     })
     .await??;
-    Ok(HttpResponse::Ok().json(report))
+    Ok(HttpResponse::Ok().json(report.in_lang(lang)))
 }
 
 /// One row per child org unit (villages of a township, townships of a county, groups of a
@@ -121,6 +125,7 @@ pub async fn get_breakdown(
 ) -> AppResult<HttpResponse> {
     let period = q.period()?;
     let sort = q.sort.as_deref().map(rep::parse_indicator).transpose()?;
+    let lang = q.lang.unwrap_or_default();
     let db = state.db.clone();
     let b = web::block(move || {
         db.read(|c| {
@@ -129,7 +134,7 @@ pub async fn get_breakdown(
         })
     })
     .await??;
-    Ok(HttpResponse::Ok().json(b))
+    Ok(HttpResponse::Ok().json(b.in_lang(lang)))
 }
 
 /// Sets yearly targets of one org unit. A county supervisor sets its townships' targets, a
@@ -224,8 +229,9 @@ pub struct SubmitReport {
     pub period: String,
 }
 
-/// Submits a village's month report (township supervisor, on behalf of the village's worker),
-/// or resubmits a returned one.
+/// Submits a village's month report, or resubmits a returned one: the village's field worker
+/// (a village assigned to them), or its township supervisor on the worker's behalf. The
+/// township then approves or returns it; the county locks the month.
 #[utoipa::path(post, path = "/api/v1/reports/submissions", tag = "reports",
     request_body(content = SubmitReport, example = json!({"org_unit": "130131102201", "period": "2026-10"})),
     responses(
@@ -360,6 +366,8 @@ pub struct CompletenessQuery {
     pub org_unit: Option<String>,
     /// `YYYY-MM`.
     pub period: String,
+    /// Language of the labels: `zh-CN` (default) or `en`.
+    pub lang: Option<Lang>,
 }
 
 /// Which villages submitted their month report, and which by the deadline (the 5th of the
@@ -380,7 +388,7 @@ pub async fn completeness(
     let res = web::block(move || {
         db.read(|c| {
             let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
-            approval::completeness(c, &unit, &period)
+            approval::completeness(c, &unit, &period, q.lang.unwrap_or_default())
         })
     })
     .await??;
@@ -475,8 +483,8 @@ fn format_of(ext: &str) -> AppResult<ExportFormat> {
 }
 
 /// The report and its breakdown as a file: CSV (UTF-8 with BOM; one row per child unit and the
-/// total 合计) or XLSX (sheets 分单位报表 and 指标), Chinese headers. Same parameters as
-/// `GET /api/v1/reports/breakdown`.
+/// total 合计) or XLSX (sheets 分单位报表 and 指标), Chinese headers (English with `lang=en`:
+/// sheets `breakdown` and `indicators`). Same parameters as `GET /api/v1/reports/breakdown`.
 #[utoipa::path(get, path = "/api/v1/exports/report.{format}", tag = "reports",
     params(("format" = String, Path, description = "`csv` or `xlsx`"), ReportQuery),
     responses(
@@ -494,6 +502,7 @@ pub async fn export_report(
     let format = format_of(&format)?;
     let period = q.period()?;
     let sort = q.sort.as_deref().map(rep::parse_indicator).transpose()?;
+    let lang = q.lang.unwrap_or_default();
     let db = state.db.clone();
     let (report, b) = web::block(move || {
         db.read(|c| {
@@ -509,8 +518,8 @@ pub async fn export_report(
         format.ext()
     );
     Ok(download(name, format, move |out| match format {
-        ExportFormat::Csv => export::report_csv(out, &b),
-        ExportFormat::Xlsx => stream_file(out, |p| export::report_xlsx(p, &report, &b)),
+        ExportFormat::Csv => export::report_csv(out, &b, lang),
+        ExportFormat::Xlsx => stream_file(out, |p| export::report_xlsx(p, &report, &b, lang)),
     }))
 }
 
@@ -519,10 +528,13 @@ pub async fn export_report(
 pub struct LedgerQuery {
     /// Org unit (default: your own); the ledger of its subtree.
     pub org_unit: Option<String>,
+    /// Language of the headers and of coded values: `zh-CN` (default) or `en`.
+    pub lang: Option<Lang>,
 }
 
 /// One ledger (household, person, pregnancy, birth, death, measure, visit, migration, supply,
-/// benefit) of the caller's scope as CSV (UTF-8 with BOM) or XLSX, Chinese headers, streamed;
+/// benefit) of the caller's scope as CSV (UTF-8 with BOM) or XLSX, Chinese headers (English
+/// with `lang=en`), streamed;
 /// ID numbers are masked. Recorded in the audit log.
 #[utoipa::path(get, path = "/api/v1/exports/ledger/{entity}.{format}", tag = "reports",
     params(("entity" = String, Path, description = "Record type, e.g. `person`"),
@@ -541,20 +553,19 @@ pub async fn export_ledger(
     let (entity, ext) = path.into_inner();
     let entity = Entity::parse(&entity).ok_or(AppError::NotFound)?;
     let format = format_of(&ext)?;
+    let lang = q.lang.unwrap_or_default();
     let db: Db = state.db.clone();
     let code = web::block(move || {
         db.write(|c| {
             let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
+            let entry = export::ledger_export_audit(c, entity, &unit.code, format, lang)?;
             audit::record(
                 c,
                 AuditEntry {
                     actor_user: Some(principal.user_id.clone()),
                     actor_role: Some(principal.role.as_str().into()),
-                    action: "ledger_export",
-                    target_kind: Some(entity.name().into()),
-                    target_ids: Vec::new(),
                     request_id: principal.request_id.clone(),
-                    detail: Some(serde_json::json!({"org_unit": unit.code, "format": ext})),
+                    ..entry
                 },
             )?;
             Ok::<_, AppError>(unit.code)
@@ -565,9 +576,9 @@ pub async fn export_ledger(
     let name = format!("{}-{code}.{}", entity.name(), format.ext());
     Ok(download(name, format, move |out| {
         db.read(|c| match format {
-            ExportFormat::Csv => export::ledger_csv(c, out, entity, &code).map(|_| ()),
+            ExportFormat::Csv => export::ledger_csv(c, out, entity, &code, lang).map(|_| ()),
             ExportFormat::Xlsx => stream_file(out, |p| {
-                export::ledger_xlsx(c, p, entity, &code).map(|_| ())
+                export::ledger_xlsx(c, p, entity, &code, lang).map(|_| ())
             }),
         })
     }))

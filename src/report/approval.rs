@@ -27,6 +27,7 @@ use crate::error::{AppError, AppResult};
 use crate::orgunits::{self, OrgUnit};
 use crate::report::counts::{self, Counts, KeyBy, Window};
 use crate::report::indicators::{self, Rate};
+use crate::report::lang::{self, Lang};
 use crate::report::report::{Period, UnitRef};
 
 /// Day of the next month by whose end a village's month report is due.
@@ -500,9 +501,18 @@ pub struct Completeness {
     /// Villages that submitted on time / villages.
     pub timeliness: Rate,
     pub rows: Vec<VillageSubmission>,
+    /// The language of `labels`.
+    pub lang: Lang,
+    /// Labels of the figures above and of the submission statuses, by name.
+    pub labels: BTreeMap<&'static str, &'static str>,
 }
 
-pub fn completeness(conn: &mut DbConn, unit: &OrgUnit, period: &Period) -> AppResult<Completeness> {
+pub fn completeness(
+    conn: &mut DbConn,
+    unit: &OrgUnit,
+    period: &Period,
+    lang: Lang,
+) -> AppResult<Completeness> {
     let month = period
         .month_code()
         .ok_or_else(|| AppError::validation("not_a_month", "completeness is per month"))?;
@@ -546,6 +556,8 @@ pub fn completeness(conn: &mut DbConn, unit: &OrgUnit, period: &Period) -> AppRe
         completeness: indicators::percent(submitted, n),
         timeliness: indicators::percent(on_time, n),
         rows,
+        lang,
+        labels: lang::completeness_labels(lang),
     })
 }
 

@@ -1,5 +1,6 @@
-//! Exports with Chinese headers: the report with its breakdown, and each ledger, as CSV
-//! (UTF-8 with a byte-order mark, so that Excel and WPS read the Chinese right) or XLSX.
+//! Exports with Chinese headers (English with [`Lang::En`]): the report with its breakdown,
+//! and each ledger, as CSV (UTF-8 with a byte-order mark, so that Excel and WPS read the
+//! Chinese right) or XLSX.
 //!
 //! Writers take a `Write` (CSV) or a path (XLSX: written to a file, then streamed from it).
 //! Ledgers are read page by page (keyset on org unit and change sequence) and written as they
@@ -13,19 +14,25 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use rust_xlsxwriter::{Format, Workbook, Worksheet, XlsxError};
 
+use crate::auth::audit::AuditEntry;
 use crate::db::records::{backend_of, select_json_sql, JsonRow, RecordRow};
 use crate::db::{Backend, DbConn};
 use crate::domain::entities::{Entity, FieldType};
 use crate::domain::orgunit::subtree_range;
 use crate::error::{AppError, AppResult};
 use crate::report::counts::COUNTS;
-use crate::report::indicators::Direction;
+use crate::report::indicators::{Direction, Indicator};
+use crate::report::lang::Lang;
 use crate::report::report::{Breakdown, BreakdownRow, Report};
 
 /// UTF-8 byte-order mark.
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// What a not-applicable indicator (zero denominator) shows.
 pub const NOT_APPLICABLE: &str = "不适用";
+
+fn not_applicable(lang: Lang) -> Cell {
+    Cell::Text(lang.pick(NOT_APPLICABLE, "n/a").into())
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
@@ -88,21 +95,25 @@ fn io_err(e: std::io::Error) -> AppError {
 }
 
 /// Headers of the breakdown table.
-pub fn breakdown_headers() -> Vec<String> {
-    let mut h = vec!["单位代码".to_string(), "单位名称".into(), "统计期".into()];
-    for i in crate::report::indicators::Indicator::ALL {
-        let unit = i.unit();
-        h.push(if unit.is_empty() {
-            i.zh().to_string()
-        } else {
-            format!("{}({unit})", i.zh())
+pub fn breakdown_headers(lang: Lang) -> Vec<String> {
+    let mut h = vec![
+        lang.pick("单位代码", "org unit code").to_string(),
+        lang.pick("单位名称", "org unit name").into(),
+        lang.pick("统计期", "period").into(),
+    ];
+    for i in Indicator::ALL {
+        let (label, unit) = (lang.indicator(i), i.unit());
+        h.push(match (unit.is_empty(), lang) {
+            (true, _) => label.to_string(),
+            (false, Lang::Zh) => format!("{label}({unit})"),
+            (false, Lang::En) => format!("{label} ({unit})"),
         });
     }
-    h.extend(COUNTS.iter().map(|d| d.zh.to_string()));
+    h.extend(COUNTS.iter().map(|d| lang.pick(d.zh, d.en).to_string()));
     h
 }
 
-fn breakdown_row(r: &BreakdownRow, period: &str) -> Vec<Cell> {
+fn breakdown_row(r: &BreakdownRow, period: &str, lang: Lang) -> Vec<Cell> {
     let mut row = vec![
         Cell::Text(r.org_unit.code.clone()),
         Cell::Text(r.org_unit.name.clone()),
@@ -111,7 +122,7 @@ fn breakdown_row(r: &BreakdownRow, period: &str) -> Vec<Cell> {
     for i in &r.indicators {
         row.push(match i.value {
             Some(v) => Cell::Number(v),
-            None => Cell::Text(NOT_APPLICABLE.into()),
+            None => not_applicable(lang),
         });
     }
     for d in COUNTS {
@@ -122,40 +133,44 @@ fn breakdown_row(r: &BreakdownRow, period: &str) -> Vec<Cell> {
     row
 }
 
-/// The breakdown rows then the total (合计) row.
-pub fn breakdown_rows(b: &Breakdown) -> Vec<Vec<Cell>> {
+/// The breakdown rows then the total (合计, `total` in English) row.
+pub fn breakdown_rows(b: &Breakdown, lang: Lang) -> Vec<Vec<Cell>> {
     let mut rows: Vec<Vec<Cell>> = b
         .rows
         .iter()
-        .map(|r| breakdown_row(r, &b.period.label))
+        .map(|r| breakdown_row(r, &b.period.label, lang))
         .collect();
-    rows.push(breakdown_row(&b.total, &b.period.label));
+    let mut total = breakdown_row(&b.total, &b.period.label, lang);
+    if lang == Lang::En {
+        total[1] = Cell::Text("total".into());
+    }
+    rows.push(total);
     rows
 }
 
 /// The report's indicators as a table (XLSX sheet 指标).
-fn indicator_table(r: &Report) -> (Vec<String>, Vec<Vec<Cell>>) {
+fn indicator_table(r: &Report, lang: Lang) -> (Vec<String>, Vec<Vec<Cell>>) {
     let headers = [
-        "指标",
-        "单位",
-        "分子",
-        "分母",
-        "数值",
-        "目标方向",
-        "目标值",
-        "是否达标",
-        "差距",
+        ("指标", "indicator"),
+        ("单位", "unit"),
+        ("分子", "numerator"),
+        ("分母", "denominator"),
+        ("数值", "value"),
+        ("目标方向", "target direction"),
+        ("目标值", "target"),
+        ("是否达标", "met"),
+        ("差距", "gap"),
     ]
-    .map(str::to_string)
+    .map(|(zh, en)| lang.pick(zh, en).to_string())
     .to_vec();
     let rows = r
         .indicators
         .iter()
         .map(|i| {
-            let na = || Cell::Text(NOT_APPLICABLE.into());
+            let na = || not_applicable(lang);
             let empty = || Cell::Text(String::new());
             vec![
-                Cell::Text(i.zh.to_string()),
+                Cell::Text(lang.indicator(i.indicator).to_string()),
                 Cell::Text(i.unit.to_string()),
                 Cell::Number(i.numerator as f64),
                 Cell::Number(i.denominator as f64),
@@ -164,8 +179,8 @@ fn indicator_table(r: &Report) -> (Vec<String>, Vec<Vec<Cell>>) {
                     .map(|t| {
                         Cell::Text(
                             match t.direction {
-                                Direction::AtLeast => "不低于",
-                                Direction::AtMost => "不高于",
+                                Direction::AtLeast => lang.pick("不低于", "at least"),
+                                Direction::AtMost => lang.pick("不高于", "at most"),
                             }
                             .into(),
                         )
@@ -177,7 +192,14 @@ fn indicator_table(r: &Report) -> (Vec<String>, Vec<Vec<Cell>>) {
                 match (i.target, i.attainment) {
                     (None, _) => empty(),
                     (Some(_), None) => na(),
-                    (Some(_), Some(a)) => Cell::Text(if a.met { "达标" } else { "未达标" }.into()),
+                    (Some(_), Some(a)) => Cell::Text(
+                        if a.met {
+                            lang.pick("达标", "met")
+                        } else {
+                            lang.pick("未达标", "missed")
+                        }
+                        .into(),
+                    ),
                 },
                 i.attainment
                     .map(|a| Cell::Number(a.gap))
@@ -200,9 +222,9 @@ fn write_csv_rows(out: &mut impl Write, headers: &[String], rows: &[Vec<Cell>]) 
 }
 
 /// The report with its breakdown as one CSV table: a row per child unit, then 合计.
-pub fn report_csv(out: &mut impl Write, b: &Breakdown) -> AppResult<()> {
+pub fn report_csv(out: &mut impl Write, b: &Breakdown, lang: Lang) -> AppResult<()> {
     out.write_all(BOM).map_err(io_err)?;
-    write_csv_rows(out, &breakdown_headers(), &breakdown_rows(b))
+    write_csv_rows(out, &breakdown_headers(lang), &breakdown_rows(b, lang))
 }
 
 fn write_sheet(ws: &mut Worksheet, headers: &[String], rows: &[Vec<Cell>]) -> AppResult<()> {
@@ -232,24 +254,35 @@ fn write_cells(ws: &mut Worksheet, r: u32, row: &[Cell]) -> AppResult<()> {
     Ok(())
 }
 
-/// The report as XLSX: sheet 分单位报表 (the breakdown and 合计), sheet 指标 (the unit's
-/// indicators with targets).
-pub fn report_xlsx(path: &Path, report: &Report, b: &Breakdown) -> AppResult<()> {
+/// The report as XLSX: sheet 分单位报表 (`breakdown`: the breakdown and 合计), sheet 指标
+/// (`indicators`: the unit's indicators with targets).
+pub fn report_xlsx(path: &Path, report: &Report, b: &Breakdown, lang: Lang) -> AppResult<()> {
     let mut wb = Workbook::new();
     let ws = wb.add_worksheet();
-    ws.set_name("分单位报表").map_err(xlsx_err)?;
-    write_sheet(ws, &breakdown_headers(), &breakdown_rows(b))?;
+    ws.set_name(lang.pick("分单位报表", "breakdown"))
+        .map_err(xlsx_err)?;
+    write_sheet(ws, &breakdown_headers(lang), &breakdown_rows(b, lang))?;
     let ws = wb.add_worksheet();
-    ws.set_name("指标").map_err(xlsx_err)?;
-    let (h, rows) = indicator_table(report);
+    ws.set_name(lang.pick("指标", "indicators"))
+        .map_err(xlsx_err)?;
+    let (h, rows) = indicator_table(report, lang);
     write_sheet(ws, &h, &rows)?;
     wb.save(path).map_err(xlsx_err)
 }
 
 /// Headers of a ledger export.
-pub fn ledger_headers(entity: Entity) -> Vec<String> {
-    let mut h = vec!["单位代码".to_string(), "记录ID".into()];
-    h.extend(entity.def().fields.iter().map(|f| f.zh.to_string()));
+pub fn ledger_headers(entity: Entity, lang: Lang) -> Vec<String> {
+    let mut h = vec![
+        lang.pick("单位代码", "org unit code").to_string(),
+        lang.pick("记录ID", "record id").into(),
+    ];
+    h.extend(
+        entity
+            .def()
+            .fields
+            .iter()
+            .map(|f| lang.pick(f.zh, f.en).to_string()),
+    );
     h
 }
 
@@ -264,7 +297,7 @@ pub fn mask_id_number(s: &str) -> String {
     format!("{head}{}{tail}", "*".repeat(chars.len() - 10))
 }
 
-fn ledger_row(r: &RecordRow) -> Vec<Cell> {
+fn ledger_row(r: &RecordRow, lang: Lang) -> Vec<Cell> {
     let mut row = vec![Cell::Text(r.org_unit.clone()), Cell::Text(r.id.clone())];
     for f in r.entity.def().fields {
         let v = r.fields.get(f.name);
@@ -272,9 +305,9 @@ fn ledger_row(r: &RecordRow) -> Vec<Cell> {
             (_, None) | (_, Some(serde_json::Value::Null)) => Cell::Text(String::new()),
             (FieldType::Bool, Some(v)) => Cell::Text(
                 if v.as_bool() == Some(true) || v.as_i64() == Some(1) {
-                    "是"
+                    lang.pick("是", "yes")
                 } else {
-                    "否"
+                    lang.pick("否", "no")
                 }
                 .into(),
             ),
@@ -288,7 +321,7 @@ fn ledger_row(r: &RecordRow) -> Vec<Cell> {
                     choices
                         .iter()
                         .find(|c| c.value == s)
-                        .map_or(s, |c| c.zh)
+                        .map_or(s, |c| lang.pick(c.zh, c.en))
                         .to_string(),
                 )
             }
@@ -361,19 +394,78 @@ pub fn for_each_record(
     }
 }
 
+#[derive(QueryableByName)]
+struct CountRow {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// How many records a ledger export of `entity` under `code` holds: the live records of the
+/// subtree, those [`for_each_record`] reads.
+fn count_records(conn: &mut DbConn, entity: Entity, code: &str) -> AppResult<i64> {
+    let table = entity.def().table;
+    let (lo, hi) = subtree_range(code);
+    let row: CountRow = match conn {
+        DbConn::Sqlite(c) => diesel::sql_query(format!(
+            "SELECT COUNT(*) AS n FROM {table} WHERE org_unit >= ? AND org_unit < ? AND NOT deleted"
+        ))
+        .bind::<Text, _>(&lo)
+        .bind::<Text, _>(&hi)
+        .get_result(c)?,
+        DbConn::Postgres(c) => diesel::sql_query(format!(
+            "SELECT COUNT(*) AS n FROM {table} WHERE org_unit >= $1 AND org_unit < $2 AND NOT deleted"
+        ))
+        .bind::<Text, _>(&lo)
+        .bind::<Text, _>(&hi)
+        .get_result(c)?,
+    };
+    Ok(row.n)
+}
+
+/// The audit entry of a ledger export, written before the file: what leaves the server (the
+/// record type, the org unit whose subtree, the filter, the number of rows, counted in the
+/// transaction that writes the entry; the export reads the same rows unless a sync lands in
+/// between). The caller says who.
+pub fn ledger_export_audit(
+    conn: &mut DbConn,
+    entity: Entity,
+    code: &str,
+    format: ExportFormat,
+    lang: Lang,
+) -> AppResult<AuditEntry> {
+    let rows = count_records(conn, entity, code)?;
+    Ok(AuditEntry {
+        actor_user: None,
+        actor_role: None,
+        action: "ledger_export",
+        target_kind: Some("org_unit".into()),
+        target_ids: vec![code.to_string()],
+        request_id: String::new(),
+        detail: Some(serde_json::json!({
+            "entity": entity.name(),
+            "org_unit": code,
+            "filter": "live records of the org unit's subtree",
+            "rows": rows,
+            "format": format.ext(),
+            "lang": lang,
+        })),
+    })
+}
+
 /// A ledger as CSV, written to `out` as it is read.
 pub fn ledger_csv(
     conn: &mut DbConn,
     out: &mut impl Write,
     entity: Entity,
     code: &str,
+    lang: Lang,
 ) -> AppResult<u64> {
     out.write_all(BOM).map_err(io_err)?;
     let mut w = csv::Writer::from_writer(out);
-    w.write_record(ledger_headers(entity))
+    w.write_record(ledger_headers(entity, lang))
         .map_err(|e| AppError::Internal(format!("csv: {e}")))?;
     let n = for_each_record(conn, entity, code, |r| {
-        w.write_record(ledger_row(r).iter().map(Cell::csv))
+        w.write_record(ledger_row(r, lang).iter().map(Cell::csv))
             .map_err(|e| AppError::Internal(format!("csv: {e}")))
     })?;
     w.flush().map_err(io_err)?;
@@ -381,11 +473,18 @@ pub fn ledger_csv(
 }
 
 /// A ledger as XLSX at `path`, one constant-memory sheet.
-pub fn ledger_xlsx(conn: &mut DbConn, path: &Path, entity: Entity, code: &str) -> AppResult<u64> {
+pub fn ledger_xlsx(
+    conn: &mut DbConn,
+    path: &Path,
+    entity: Entity,
+    code: &str,
+    lang: Lang,
+) -> AppResult<u64> {
     let mut wb = Workbook::new();
     let ws = wb.add_worksheet_with_constant_memory();
-    ws.set_name(entity.def().zh).map_err(xlsx_err)?;
-    let headers = ledger_headers(entity);
+    let def = entity.def();
+    ws.set_name(lang.pick(def.zh, def.en)).map_err(xlsx_err)?;
+    let headers = ledger_headers(entity, lang);
     let bold = Format::new().set_bold();
     for (c, h) in headers.iter().enumerate() {
         ws.write_string_with_format(0, c as u16, h, &bold)
@@ -400,7 +499,7 @@ pub fn ledger_xlsx(conn: &mut DbConn, path: &Path, entity: Entity, code: &str) -
                 "more rows than a sheet holds; export a smaller unit or use CSV",
             ));
         }
-        write_cells(ws, r, &ledger_row(rec))
+        write_cells(ws, r, &ledger_row(rec, lang))
     })?;
     wb.save(path).map_err(xlsx_err)?;
     Ok(n)
@@ -414,6 +513,7 @@ pub fn write_report_file(
     period: &crate::report::report::Period,
     format: ExportFormat,
     out: &Path,
+    lang: Lang,
 ) -> AppResult<()> {
     use crate::report::report as rep;
     let (report, b) = db.read(|c| {
@@ -424,11 +524,45 @@ pub fn write_report_file(
         ExportFormat::Csv => {
             let f = std::fs::File::create(out).map_err(io_err)?;
             let mut w = std::io::BufWriter::new(f);
-            report_csv(&mut w, &b)?;
+            report_csv(&mut w, &b, lang)?;
             w.flush().map_err(io_err)
         }
-        ExportFormat::Xlsx => report_xlsx(out, &report, &b),
+        ExportFormat::Xlsx => report_xlsx(out, &report, &b, lang),
     }
+}
+
+/// Writes the ledger of `entity` under `code` to `out` (the CLI's `fieldsync report
+/// --ledger`): the file the ledger export route streams. Returns the number of records.
+pub fn write_ledger_file(
+    db: &crate::db::Db,
+    entity: Entity,
+    code: &str,
+    format: ExportFormat,
+    out: &Path,
+    lang: Lang,
+) -> AppResult<u64> {
+    db.write(|c| {
+        crate::orgunits::get(c, code)?.ok_or(AppError::NotFound)?;
+        let entry = ledger_export_audit(c, entity, code, format, lang)?;
+        crate::auth::audit::record(
+            c,
+            AuditEntry {
+                actor_role: Some("cli".into()),
+                request_id: "cli".into(),
+                ..entry
+            },
+        )
+    })?;
+    db.read(|c| match format {
+        ExportFormat::Csv => {
+            let f = std::fs::File::create(out).map_err(io_err)?;
+            let mut w = std::io::BufWriter::new(f);
+            let n = ledger_csv(c, &mut w, entity, code, lang)?;
+            w.flush().map_err(io_err)?;
+            Ok(n)
+        }
+        ExportFormat::Xlsx => ledger_xlsx(c, out, entity, code, lang),
+    })
 }
 
 #[cfg(test)]
@@ -451,10 +585,13 @@ mod tests {
 
     #[test]
     fn headers_are_chinese_and_complete() {
-        let h = breakdown_headers();
+        let h = breakdown_headers(Lang::Zh);
         assert_eq!(h.len(), 3 + 12 + COUNTS.len());
         assert!(h.contains(&"人口出生率(‰)".to_string()));
         assert!(h.contains(&"出生人口性别比".to_string()));
-        assert_eq!(ledger_headers(Entity::Person)[2], "所属户");
+        assert_eq!(ledger_headers(Entity::Person, Lang::Zh)[2], "所属户");
+        let h = breakdown_headers(Lang::En);
+        assert!(h.contains(&"crude birth rate (‰)".to_string()));
+        assert_eq!(ledger_headers(Entity::Person, Lang::En)[2], "household");
     }
 }

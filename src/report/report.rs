@@ -15,6 +15,7 @@ use crate::orgunits::{self, OrgUnit};
 use crate::report::approval::{self, Change, Submission};
 use crate::report::counts::{self, Counts, KeyBy, Window};
 use crate::report::indicators::{self as ind, Attainment, Indicator, Rate, Target};
+use crate::report::lang::{Labels, Lang};
 use crate::report::targets;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -307,6 +308,18 @@ pub struct Report {
     pub indicators: Vec<IndicatorRow>,
     /// Month reports only.
     pub approval: Option<ApprovalState>,
+    /// The indicators' and counts' labels in the language asked for (`lang`).
+    pub labels: Labels,
+}
+
+impl Report {
+    /// The report with its labels in `lang`.
+    pub fn in_lang(self, lang: Lang) -> Report {
+        Report {
+            labels: Labels::new(lang),
+            ..self
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -326,6 +339,18 @@ pub struct Breakdown {
     pub sort: Option<Indicator>,
     pub rows: Vec<BreakdownRow>,
     pub total: BreakdownRow,
+    /// The indicators' and counts' labels in the language asked for (`lang`).
+    pub labels: Labels,
+}
+
+impl Breakdown {
+    /// The breakdown with its labels in `lang`.
+    pub fn in_lang(self, lang: Lang) -> Breakdown {
+        Breakdown {
+            labels: Labels::new(lang),
+            ..self
+        }
+    }
 }
 
 /// The unit's counts, grouped by `by`, with locked villages' frozen figures in place of live
@@ -433,6 +458,7 @@ fn report_of(
         indicators: indicator_rows(&c, period, &targets),
         counts: with_zeros(c),
         approval,
+        labels: Labels::default(),
     })
 }
 
@@ -583,6 +609,7 @@ fn breakdown_of(
         sort,
         rows,
         total,
+        labels: Labels::default(),
     })
 }
 

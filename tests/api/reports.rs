@@ -1,8 +1,10 @@
 //! The monthly report (issue 6): a fixture built to known counts in three villages of one
 //! county (and one village of another county that must never show), checked exactly at village,
 //! township and county level for month, quarter, year to date, year and range; targets and
-//! attainment; the approval flow with return, lock and a change after approval; CSV and XLSX
-//! exports read back.
+//! attainment; the approval flow with return, lock and a change after approval, the village's
+//! worker submitting its own month; CSV and XLSX exports read back, in Chinese and English
+//! (`lang=en`), from the API and from `fieldsync report` (the real binary); the ledger export's
+//! audit row.
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
@@ -19,6 +21,7 @@ use fieldsync::domain::entities::Entity;
 use fieldsync::report::counts::{Counts, COUNTS};
 use fieldsync::report::export::{write_report_file, ExportFormat};
 use fieldsync::report::indicators as ind;
+use fieldsync::report::lang::Lang;
 use fieldsync::report::report::{rates, Period};
 
 fn va() -> String {
@@ -349,6 +352,72 @@ fn build(app: &TestApp) -> BTreeMap<&'static str, String> {
         &c,
         json!({"person_id": uuid::Uuid::now_v7().to_string(), "death_date": "2026-03-01"}),
     );
+    // Village C's other married women, one current measure of each remaining method, so that
+    // every count of the report is non-zero somewhere (and township 2 keeps 100% prevalence).
+    // WC2: three living children (births without a child record count as living), the third
+    // in March and within policy; a tubal ligation on 6 October.
+    let wc2 = f.person(
+        "WC2",
+        &c,
+        p(
+            "female",
+            "1988-08-08",
+            json!({"marital_status": "first_marriage", "residence": res}),
+        ),
+    );
+    birth(&mut f, &c, &wc2, None, "2012-05-01", "male", 1, true);
+    birth(&mut f, &c, &wc2, None, "2016-05-01", "female", 2, true);
+    birth(&mut f, &c, &wc2, None, "2026-03-10", "female", 3, true);
+    measure(&mut f, &c, &wc2, "tubal_ligation", "2026-10-06", None);
+    // WC3: condoms only; a one-child parents' certificate of 120 yuan.
+    let wc3 = f.person(
+        "WC3",
+        &c,
+        p(
+            "female",
+            "1994-02-02",
+            json!({"marital_status": "remarried", "residence": res}),
+        ),
+    );
+    measure(&mut f, &c, &wc3, "condoms", "2026-08-01", None);
+    f.add(
+        Entity::Benefit,
+        &c,
+        json!({"person_id": wc3, "kind": "one_child_certificate", "year": 2026, "amount_yuan": 120}),
+    );
+    // WC4: an implant of 2025 (current, not an operation of 2026).
+    let wc4 = f.person(
+        "WC4",
+        &c,
+        p(
+            "female",
+            "1990-09-09",
+            json!({"marital_status": "first_marriage", "residence": res}),
+        ),
+    );
+    measure(&mut f, &c, &wc4, "implant", "2025-05-05", None);
+    // WC5: injections since July.
+    let wc5 = f.person(
+        "WC5",
+        &c,
+        p(
+            "female",
+            "1992-12-12",
+            json!({"marital_status": "first_marriage", "residence": res}),
+        ),
+    );
+    measure(&mut f, &c, &wc5, "injection", "2026-07-01", None);
+    // WC6: no measure of her own; her husband MC6 (head of her household) had a vasectomy in
+    // 2020, so she is a user through him alone. MC6 receives special assistance.
+    let hc = f.add(Entity::Household, &c, json!({"household_no": "HC"}));
+    f.person("WC6", &c, p("female", "1989-06-06", json!({"marital_status": "first_marriage", "residence": res, "household_id": hc, "relation": "spouse"})));
+    let mc6 = f.person("MC6", &c, p("male", "1987-01-01", json!({"marital_status": "first_marriage", "residence": res, "household_id": hc, "relation": "head"})));
+    measure(&mut f, &c, &mc6, "vasectomy", "2020-01-01", None);
+    f.add(
+        Entity::Benefit,
+        &c,
+        json!({"person_id": mc6, "kind": "special_assistance", "year": 2026, "amount_yuan": 1320}),
+    );
 
     // Another county: never in these reports.
     let wo = f.person(
@@ -457,15 +526,632 @@ fn village_b_october() -> Counts {
 
 fn village_c_october() -> Counts {
     counts_of(&[
-        ("population_start", 1),
-        ("population_end", 1),
-        ("population_end_female", 1),
+        // WC1 (moved in), WC2-WC6 and MC6, at both ends of the month.
+        ("population_start", 7),
+        ("population_end", 7),
+        ("population_end_male", 1),
+        ("population_end_female", 6),
         ("moved_in_end", 1),
-        ("married_wcba", 1),
+        ("married_wcba", 6),
+        // WC3-WC6 have no child; WC1 her September birth; WC2 three.
+        ("wcba_children_0", 4),
         ("wcba_children_1", 1),
-        ("contraceptive_users", 1),
+        ("wcba_children_3plus", 1),
+        // One of each: WC2 ligation (6 October), WC6 through MC6's vasectomy, WC4 implant,
+        // WC5 injection, WC1 pills (from 5 October), WC3 condoms.
+        ("contraceptive_users", 6),
+        ("users_tubal_ligation", 1),
+        ("users_vasectomy", 1),
+        ("users_implant", 1),
+        ("users_injection", 1),
         ("users_pills", 1),
+        ("users_condoms", 1),
+        ("ops_tubal_ligation", 1),
+        ("ops_total", 1),
+        ("benefit_one_child_certificate", 1),
+        ("benefit_one_child_certificate_yuan", 120),
+        ("benefit_special_assistance", 1),
+        ("benefit_special_assistance_yuan", 1320),
     ])
+}
+
+/// The period kinds of the report, each over the fixture's October 2026.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Month,
+    Quarter,
+    Ytd,
+    Year,
+    Range,
+}
+
+const KINDS: [Kind; 5] = [
+    Kind::Month,
+    Kind::Quarter,
+    Kind::Ytd,
+    Kind::Year,
+    Kind::Range,
+];
+
+impl Kind {
+    fn query(self) -> &'static str {
+        match self {
+            Kind::Month => "period=2026-10",
+            Kind::Quarter => "period=2026-Q4",
+            Kind::Ytd => "period=2026-10&kind=ytd",
+            Kind::Year => "period=2026",
+            Kind::Range => "from=2026-09-15&to=2026-10-05",
+        }
+    }
+
+    /// The answer's `period.kind`, `period.days` and `annualise` (2026 has 365 days).
+    fn shape(self) -> (&'static str, i64, f64) {
+        match self {
+            Kind::Month => ("month", 31, 365.0 / 31.0),
+            Kind::Quarter => ("quarter", 92, 365.0 / 92.0),
+            // 1 January to 31 October: 31+28+31+30+31+30+31+31+30+31.
+            Kind::Ytd => ("ytd", 304, 365.0 / 304.0),
+            Kind::Year => ("year", 365, 1.0),
+            // 15 September to 5 October: 16 + 5.
+            Kind::Range => ("range", 21, 365.0 / 21.0),
+        }
+    }
+}
+
+/// Sets some counts of `base`.
+fn with(mut base: Counts, changes: &[(&str, i64)]) -> Counts {
+    for (k, v) in changes {
+        assert!(base.contains_key(*k), "unknown key {k}");
+        base.insert(k.to_string(), *v);
+    }
+    base
+}
+
+/// Village A by period kind: October and what the other periods add or lose.
+fn village_a(k: Kind) -> Counts {
+    let oct = village_a_october();
+    // 1 October to 31 December: N1 born on 10 December (second child of W2, not within
+    // policy); W3 turns 50 on 15 November (out of the married women, and her IUD with her);
+    // her IUD check due 5 November was done on 30 October; W1's postpartum visit due 15 October
+    // was done on 2 November.
+    let q4 = [
+        ("population_end", 9),
+        ("population_end_female", 6),
+        ("births", 3),
+        ("births_female", 2),
+        ("births_parity_2", 2),
+        ("married_wcba", 2),
+        ("wcba_children_0", 0),
+        ("wcba_children_1", 0),
+        ("wcba_children_2", 2),
+        ("contraceptive_users", 1),
+        ("users_iud_insertion", 0),
+        ("check_women_checked", 3),
+        ("follow_ups_done", 2),
+        ("visits_done", 6),
+    ];
+    // 1 January to 31 October: the population on 31 December 2025 is the one of 30 September
+    // (8); W2's pregnancy detected on 1 April and W3's on 10 September; W3's contraceptive
+    // follow-up due 20 September (done 2 October); W2's film handed out on 30 September.
+    let ytd = [
+        ("pregnancies_detected", 3),
+        ("follow_ups_due", 3),
+        ("follow_ups_done", 2),
+        ("supply_film", 2),
+    ];
+    match k {
+        Kind::Month => oct,
+        Kind::Quarter => with(oct, &q4),
+        Kind::Ytd => with(oct, &ytd),
+        // Both; the three follow-ups due in the year are all done by 31 December.
+        Kind::Year => with(with(with(oct, &q4), &ytd), &[("follow_ups_done", 3)]),
+        // 15 September to 5 October. On 14 September: the 8 of 30 September. On 5 October: W1,
+        // M1, W2, W3, K2, W4 (leaves on 9 October), D1 (dies on 10 October), K1 (born that
+        // day); W5 left on 3 October; PO comes on 11 October.
+        Kind::Range => with(
+            oct,
+            &[
+                // Not resident on 5 October and alive: W5, and PO (who comes only later).
+                ("moved_out_end", 2),
+                // K1 only: male, second, within policy.
+                ("births", 1),
+                ("births_female", 0),
+                ("births_parity_1", 0),
+                ("births_within_policy", 1),
+                ("births_within_policy_1", 0),
+                ("deaths", 0),
+                // W2's first birth (20 October) is later: W2 and W3 have none, W1 two.
+                ("wcba_children_0", 2),
+                ("wcba_children_1", 0),
+                // M1's vasectomy (20 October) is later: W1 counts by her condoms; W2's pills
+                // end on 15 October; W3's IUD since 3 October.
+                ("contraceptive_users", 3),
+                ("users_vasectomy", 0),
+                ("users_condoms", 1),
+                ("users_pills", 1),
+                // W1, without a long-acting measure on 5 October.
+                ("mothers", 1),
+                ("mothers_long_acting", 0),
+                // The IUD removal (2 October) and insertion (3 October) only.
+                ("ops_vasectomy", 0),
+                ("ops_induced", 0),
+                ("ops_total", 2),
+                ("ops_implant", 0),
+                ("pregnancies_detected", 0),
+                ("pregnancy_miscarriages", 0),
+                // W2's disease check due 5 October, done on 6 October (after the end).
+                ("check_women_due", 1),
+                ("check_women_checked", 0),
+                ("checks_done", 0),
+                // W3's contraceptive follow-up due 20 September, done 2 October.
+                ("follow_ups_due", 1),
+                ("follow_ups_done", 1),
+                ("visits_done", 1),
+                // W5 out on 3 October with her certificate; nobody in yet.
+                ("migrants_out", 1),
+                ("migrants_in", 0),
+                ("certificates_issued", 1),
+                ("in_checked", 0),
+                // W1's 10 condoms of 1 October, W2's film of 30 September.
+                ("supply_condoms", 10),
+                ("supply_pills", 0),
+                ("supply_film", 2),
+            ],
+        ),
+    }
+}
+
+/// Village B: nothing happens outside October except that the range ends before WB1's birth
+/// (15 October) and check (12 October).
+fn village_b(k: Kind) -> Counts {
+    match k {
+        Kind::Range => with(
+            village_b_october(),
+            &[
+                ("births", 0),
+                ("births_female", 0),
+                ("births_parity_3plus", 0),
+                ("wcba_children_0", 1),
+                ("wcba_children_1", 0),
+                ("mothers", 0),
+                ("mothers_long_acting", 0),
+                ("check_women_due", 0),
+                ("check_women_checked", 0),
+                ("checks_done", 0),
+                ("visits_done", 0),
+            ],
+        ),
+        _ => village_b_october(),
+    }
+}
+
+/// Village C: the quarter is October; the year and the year to date add WC2's birth of
+/// 10 March (third, within policy), WC1's of 15 September (first, within policy) and the death
+/// of 1 March; the range ends before WC2's ligation (6 October).
+fn village_c(k: Kind) -> Counts {
+    let oct = village_c_october();
+    match k {
+        Kind::Month | Kind::Quarter => oct,
+        Kind::Ytd | Kind::Year => with(
+            oct,
+            &[
+                ("births", 2),
+                ("births_male", 1),
+                ("births_female", 1),
+                ("births_parity_1", 1),
+                ("births_parity_3plus", 1),
+                ("births_within_policy", 2),
+                ("births_within_policy_1", 1),
+                ("births_within_policy_3plus", 1),
+                ("deaths", 1),
+                // WC1 (pills: not long-acting), WC2 (ligation).
+                ("mothers", 2),
+                ("mothers_long_acting", 1),
+            ],
+        ),
+        Kind::Range => with(
+            oct,
+            &[
+                ("births", 1),
+                ("births_male", 1),
+                ("births_parity_1", 1),
+                ("births_within_policy", 1),
+                ("births_within_policy_1", 1),
+                ("contraceptive_users", 5),
+                ("users_tubal_ligation", 0),
+                ("mothers", 1),
+                ("ops_tubal_ligation", 0),
+                ("ops_total", 0),
+            ],
+        ),
+    }
+}
+
+/// The units whose indicators are written out below: township 2 is village C.
+#[derive(Clone, Copy, Debug)]
+enum Unit {
+    A,
+    B,
+    C,
+    T1,
+    County,
+}
+
+/// Indicator codes in report order.
+const INDICATORS: [&str; 12] = [
+    "crude_birth_rate",
+    "crude_death_rate",
+    "natural_growth_rate",
+    "policy_compliant_birth_rate",
+    "sex_ratio_at_birth",
+    "contraceptive_prevalence",
+    "long_acting_measure_rate",
+    "check_coverage",
+    "follow_up_rate",
+    "certificate_rate",
+    "check_rate",
+    "first_child_share",
+];
+
+/// (numerator, denominator, value) of each indicator of [`INDICATORS`], worked out from the
+/// counts above. Per-mille rates: count / average population x 1000 x days of 2026 / days of
+/// the period, the denominator being the average rounded; the growth rate is the difference
+/// of the two rounded rates. A `None` is a zero denominator: not applicable.
+type Expected = [(i64, i64, Option<f64>); 12];
+
+fn expected_indicators(k: Kind, u: Unit) -> Expected {
+    match (k, u) {
+        (Kind::Month, Unit::A) => [
+            (2, 8, Some(2943.55)), // births / avg (8 + 8) / 2 x 1000 x 365/31
+            (1, 8, Some(1471.77)), // deaths / avg x 1000 x 365/31
+            (1, 8, Some(1471.78)), // birth rate - death rate
+            (2, 2, Some(100.0)),   // within policy / births
+            (1, 1, Some(100.0)),   // male / female births x 100
+            (2, 3, Some(66.67)),   // users / married women
+            (1, 2, Some(50.0)),    // long-acting / mothers
+            (2, 3, Some(66.67)),   // checked / due
+            (1, 2, Some(50.0)),    // follow-ups done / due
+            (1, 1, Some(100.0)),   // certified / out-migrant married women
+            (1, 2, Some(50.0)),    // checked / in-migrants
+            (1, 2, Some(50.0)),    // first births / births
+        ],
+        (Kind::Month, Unit::B) => [
+            (1, 3, Some(3924.73)), // births / avg (3 + 3) / 2 x 1000 x 365/31
+            (0, 3, Some(0.0)),     // deaths / avg x 1000 x 365/31
+            (1, 3, Some(3924.73)), // birth rate - death rate
+            (0, 1, Some(0.0)),     // within policy / births
+            (0, 1, Some(0.0)),     // male / female births x 100
+            (1, 1, Some(100.0)),   // users / married women
+            (1, 1, Some(100.0)),   // long-acting / mothers
+            (1, 1, Some(100.0)),   // checked / due
+            (0, 0, None),          // follow-ups done / due
+            (0, 0, None),          // certified / out-migrant married women
+            (0, 0, None),          // checked / in-migrants
+            (0, 1, Some(0.0)),     // first births / births
+        ],
+        (Kind::Month, Unit::C) => [
+            (0, 7, Some(0.0)),   // births / avg (7 + 7) / 2 x 1000 x 365/31
+            (0, 7, Some(0.0)),   // deaths / avg x 1000 x 365/31
+            (0, 7, Some(0.0)),   // birth rate - death rate
+            (0, 0, None),        // within policy / births
+            (0, 0, None),        // male / female births x 100
+            (6, 6, Some(100.0)), // users / married women
+            (0, 0, None),        // long-acting / mothers
+            (0, 0, None),        // checked / due
+            (0, 0, None),        // follow-ups done / due
+            (0, 0, None),        // certified / out-migrant married women
+            (0, 0, None),        // checked / in-migrants
+            (0, 0, None),        // first births / births
+        ],
+        (Kind::Month, Unit::T1) => [
+            (3, 11, Some(3211.14)), // births / avg (11 + 11) / 2 x 1000 x 365/31
+            (1, 11, Some(1070.38)), // deaths / avg x 1000 x 365/31
+            (2, 11, Some(2140.76)), // birth rate - death rate
+            (2, 3, Some(66.67)),    // within policy / births
+            (1, 2, Some(50.0)),     // male / female births x 100
+            (3, 4, Some(75.0)),     // users / married women
+            (2, 3, Some(66.67)),    // long-acting / mothers
+            (3, 4, Some(75.0)),     // checked / due
+            (1, 2, Some(50.0)),     // follow-ups done / due
+            (1, 1, Some(100.0)),    // certified / out-migrant married women
+            (1, 2, Some(50.0)),     // checked / in-migrants
+            (1, 3, Some(33.33)),    // first births / births
+        ],
+        (Kind::Month, Unit::County) => [
+            (3, 18, Some(1962.37)), // births / avg (18 + 18) / 2 x 1000 x 365/31
+            (1, 18, Some(654.12)),  // deaths / avg x 1000 x 365/31
+            (2, 18, Some(1308.25)), // birth rate - death rate
+            (2, 3, Some(66.67)),    // within policy / births
+            (1, 2, Some(50.0)),     // male / female births x 100
+            (9, 10, Some(90.0)),    // users / married women
+            (2, 3, Some(66.67)),    // long-acting / mothers
+            (3, 4, Some(75.0)),     // checked / due
+            (1, 2, Some(50.0)),     // follow-ups done / due
+            (1, 1, Some(100.0)),    // certified / out-migrant married women
+            (1, 2, Some(50.0)),     // checked / in-migrants
+            (1, 3, Some(33.33)),    // first births / births
+        ],
+        (Kind::Quarter, Unit::A) => [
+            (3, 9, Some(1400.26)), // births / avg (8 + 9) / 2 x 1000 x 365/92
+            (1, 9, Some(466.75)),  // deaths / avg x 1000 x 365/92
+            (2, 9, Some(933.51)),  // birth rate - death rate
+            (2, 3, Some(66.67)),   // within policy / births
+            (1, 2, Some(50.0)),    // male / female births x 100
+            (1, 2, Some(50.0)),    // users / married women
+            (1, 2, Some(50.0)),    // long-acting / mothers
+            (3, 3, Some(100.0)),   // checked / due
+            (2, 2, Some(100.0)),   // follow-ups done / due
+            (1, 1, Some(100.0)),   // certified / out-migrant married women
+            (1, 2, Some(50.0)),    // checked / in-migrants
+            (1, 3, Some(33.33)),   // first births / births
+        ],
+        (Kind::Quarter, Unit::B) => [
+            (1, 3, Some(1322.46)), // births / avg (3 + 3) / 2 x 1000 x 365/92
+            (0, 3, Some(0.0)),     // deaths / avg x 1000 x 365/92
+            (1, 3, Some(1322.46)), // birth rate - death rate
+            (0, 1, Some(0.0)),     // within policy / births
+            (0, 1, Some(0.0)),     // male / female births x 100
+            (1, 1, Some(100.0)),   // users / married women
+            (1, 1, Some(100.0)),   // long-acting / mothers
+            (1, 1, Some(100.0)),   // checked / due
+            (0, 0, None),          // follow-ups done / due
+            (0, 0, None),          // certified / out-migrant married women
+            (0, 0, None),          // checked / in-migrants
+            (0, 1, Some(0.0)),     // first births / births
+        ],
+        (Kind::Quarter, Unit::C) => [
+            (0, 7, Some(0.0)),   // births / avg (7 + 7) / 2 x 1000 x 365/92
+            (0, 7, Some(0.0)),   // deaths / avg x 1000 x 365/92
+            (0, 7, Some(0.0)),   // birth rate - death rate
+            (0, 0, None),        // within policy / births
+            (0, 0, None),        // male / female births x 100
+            (6, 6, Some(100.0)), // users / married women
+            (0, 0, None),        // long-acting / mothers
+            (0, 0, None),        // checked / due
+            (0, 0, None),        // follow-ups done / due
+            (0, 0, None),        // certified / out-migrant married women
+            (0, 0, None),        // checked / in-migrants
+            (0, 0, None),        // first births / births
+        ],
+        (Kind::Quarter, Unit::T1) => [
+            (4, 12, Some(1379.96)), // births / avg (11 + 12) / 2 x 1000 x 365/92
+            (1, 12, Some(344.99)),  // deaths / avg x 1000 x 365/92
+            (3, 12, Some(1034.97)), // birth rate - death rate
+            (2, 4, Some(50.0)),     // within policy / births
+            (1, 3, Some(33.33)),    // male / female births x 100
+            (2, 3, Some(66.67)),    // users / married women
+            (2, 3, Some(66.67)),    // long-acting / mothers
+            (4, 4, Some(100.0)),    // checked / due
+            (2, 2, Some(100.0)),    // follow-ups done / due
+            (1, 1, Some(100.0)),    // certified / out-migrant married women
+            (1, 2, Some(50.0)),     // checked / in-migrants
+            (1, 4, Some(25.0)),     // first births / births
+        ],
+        (Kind::Quarter, Unit::County) => [
+            (4, 19, Some(857.81)), // births / avg (18 + 19) / 2 x 1000 x 365/92
+            (1, 19, Some(214.45)), // deaths / avg x 1000 x 365/92
+            (3, 19, Some(643.36)), // birth rate - death rate
+            (2, 4, Some(50.0)),    // within policy / births
+            (1, 3, Some(33.33)),   // male / female births x 100
+            (8, 9, Some(88.89)),   // users / married women
+            (2, 3, Some(66.67)),   // long-acting / mothers
+            (4, 4, Some(100.0)),   // checked / due
+            (2, 2, Some(100.0)),   // follow-ups done / due
+            (1, 1, Some(100.0)),   // certified / out-migrant married women
+            (1, 2, Some(50.0)),    // checked / in-migrants
+            (1, 4, Some(25.0)),    // first births / births
+        ],
+        (Kind::Ytd, Unit::A) => [
+            (2, 8, Some(300.16)), // births / avg (8 + 8) / 2 x 1000 x 365/304
+            (1, 8, Some(150.08)), // deaths / avg x 1000 x 365/304
+            (1, 8, Some(150.08)), // birth rate - death rate
+            (2, 2, Some(100.0)),  // within policy / births
+            (1, 1, Some(100.0)),  // male / female births x 100
+            (2, 3, Some(66.67)),  // users / married women
+            (1, 2, Some(50.0)),   // long-acting / mothers
+            (2, 3, Some(66.67)),  // checked / due
+            (2, 3, Some(66.67)),  // follow-ups done / due
+            (1, 1, Some(100.0)),  // certified / out-migrant married women
+            (1, 2, Some(50.0)),   // checked / in-migrants
+            (1, 2, Some(50.0)),   // first births / births
+        ],
+        (Kind::Ytd, Unit::B) => [
+            (1, 3, Some(400.22)), // births / avg (3 + 3) / 2 x 1000 x 365/304
+            (0, 3, Some(0.0)),    // deaths / avg x 1000 x 365/304
+            (1, 3, Some(400.22)), // birth rate - death rate
+            (0, 1, Some(0.0)),    // within policy / births
+            (0, 1, Some(0.0)),    // male / female births x 100
+            (1, 1, Some(100.0)),  // users / married women
+            (1, 1, Some(100.0)),  // long-acting / mothers
+            (1, 1, Some(100.0)),  // checked / due
+            (0, 0, None),         // follow-ups done / due
+            (0, 0, None),         // certified / out-migrant married women
+            (0, 0, None),         // checked / in-migrants
+            (0, 1, Some(0.0)),    // first births / births
+        ],
+        (Kind::Ytd, Unit::C) => [
+            (2, 7, Some(343.05)), // births / avg (7 + 7) / 2 x 1000 x 365/304
+            (1, 7, Some(171.52)), // deaths / avg x 1000 x 365/304
+            (1, 7, Some(171.53)), // birth rate - death rate
+            (2, 2, Some(100.0)),  // within policy / births
+            (1, 1, Some(100.0)),  // male / female births x 100
+            (6, 6, Some(100.0)),  // users / married women
+            (1, 2, Some(50.0)),   // long-acting / mothers
+            (0, 0, None),         // checked / due
+            (0, 0, None),         // follow-ups done / due
+            (0, 0, None),         // certified / out-migrant married women
+            (0, 0, None),         // checked / in-migrants
+            (1, 2, Some(50.0)),   // first births / births
+        ],
+        (Kind::Ytd, Unit::T1) => [
+            (3, 11, Some(327.45)), // births / avg (11 + 11) / 2 x 1000 x 365/304
+            (1, 11, Some(109.15)), // deaths / avg x 1000 x 365/304
+            (2, 11, Some(218.3)),  // birth rate - death rate
+            (2, 3, Some(66.67)),   // within policy / births
+            (1, 2, Some(50.0)),    // male / female births x 100
+            (3, 4, Some(75.0)),    // users / married women
+            (2, 3, Some(66.67)),   // long-acting / mothers
+            (3, 4, Some(75.0)),    // checked / due
+            (2, 3, Some(66.67)),   // follow-ups done / due
+            (1, 1, Some(100.0)),   // certified / out-migrant married women
+            (1, 2, Some(50.0)),    // checked / in-migrants
+            (1, 3, Some(33.33)),   // first births / births
+        ],
+        (Kind::Ytd, Unit::County) => [
+            (5, 18, Some(333.52)), // births / avg (18 + 18) / 2 x 1000 x 365/304
+            (2, 18, Some(133.41)), // deaths / avg x 1000 x 365/304
+            (3, 18, Some(200.11)), // birth rate - death rate
+            (4, 5, Some(80.0)),    // within policy / births
+            (2, 3, Some(66.67)),   // male / female births x 100
+            (9, 10, Some(90.0)),   // users / married women
+            (3, 5, Some(60.0)),    // long-acting / mothers
+            (3, 4, Some(75.0)),    // checked / due
+            (2, 3, Some(66.67)),   // follow-ups done / due
+            (1, 1, Some(100.0)),   // certified / out-migrant married women
+            (1, 2, Some(50.0)),    // checked / in-migrants
+            (2, 5, Some(40.0)),    // first births / births
+        ],
+        (Kind::Year, Unit::A) => [
+            (3, 9, Some(352.94)), // births / avg (8 + 9) / 2 x 1000
+            (1, 9, Some(117.65)), // deaths / avg x 1000
+            (2, 9, Some(235.29)), // birth rate - death rate
+            (2, 3, Some(66.67)),  // within policy / births
+            (1, 2, Some(50.0)),   // male / female births x 100
+            (1, 2, Some(50.0)),   // users / married women
+            (1, 2, Some(50.0)),   // long-acting / mothers
+            (3, 3, Some(100.0)),  // checked / due
+            (3, 3, Some(100.0)),  // follow-ups done / due
+            (1, 1, Some(100.0)),  // certified / out-migrant married women
+            (1, 2, Some(50.0)),   // checked / in-migrants
+            (1, 3, Some(33.33)),  // first births / births
+        ],
+        (Kind::Year, Unit::B) => [
+            (1, 3, Some(333.33)), // births / avg (3 + 3) / 2 x 1000
+            (0, 3, Some(0.0)),    // deaths / avg x 1000
+            (1, 3, Some(333.33)), // birth rate - death rate
+            (0, 1, Some(0.0)),    // within policy / births
+            (0, 1, Some(0.0)),    // male / female births x 100
+            (1, 1, Some(100.0)),  // users / married women
+            (1, 1, Some(100.0)),  // long-acting / mothers
+            (1, 1, Some(100.0)),  // checked / due
+            (0, 0, None),         // follow-ups done / due
+            (0, 0, None),         // certified / out-migrant married women
+            (0, 0, None),         // checked / in-migrants
+            (0, 1, Some(0.0)),    // first births / births
+        ],
+        (Kind::Year, Unit::C) => [
+            (2, 7, Some(285.71)), // births / avg (7 + 7) / 2 x 1000
+            (1, 7, Some(142.86)), // deaths / avg x 1000
+            (1, 7, Some(142.85)), // birth rate - death rate
+            (2, 2, Some(100.0)),  // within policy / births
+            (1, 1, Some(100.0)),  // male / female births x 100
+            (6, 6, Some(100.0)),  // users / married women
+            (1, 2, Some(50.0)),   // long-acting / mothers
+            (0, 0, None),         // checked / due
+            (0, 0, None),         // follow-ups done / due
+            (0, 0, None),         // certified / out-migrant married women
+            (0, 0, None),         // checked / in-migrants
+            (1, 2, Some(50.0)),   // first births / births
+        ],
+        (Kind::Year, Unit::T1) => [
+            (4, 12, Some(347.83)), // births / avg (11 + 12) / 2 x 1000
+            (1, 12, Some(86.96)),  // deaths / avg x 1000
+            (3, 12, Some(260.87)), // birth rate - death rate
+            (2, 4, Some(50.0)),    // within policy / births
+            (1, 3, Some(33.33)),   // male / female births x 100
+            (2, 3, Some(66.67)),   // users / married women
+            (2, 3, Some(66.67)),   // long-acting / mothers
+            (4, 4, Some(100.0)),   // checked / due
+            (3, 3, Some(100.0)),   // follow-ups done / due
+            (1, 1, Some(100.0)),   // certified / out-migrant married women
+            (1, 2, Some(50.0)),    // checked / in-migrants
+            (1, 4, Some(25.0)),    // first births / births
+        ],
+        (Kind::Year, Unit::County) => [
+            (6, 19, Some(324.32)), // births / avg (18 + 19) / 2 x 1000
+            (2, 19, Some(108.11)), // deaths / avg x 1000
+            (4, 19, Some(216.21)), // birth rate - death rate
+            (4, 6, Some(66.67)),   // within policy / births
+            (2, 4, Some(50.0)),    // male / female births x 100
+            (8, 9, Some(88.89)),   // users / married women
+            (3, 5, Some(60.0)),    // long-acting / mothers
+            (4, 4, Some(100.0)),   // checked / due
+            (3, 3, Some(100.0)),   // follow-ups done / due
+            (1, 1, Some(100.0)),   // certified / out-migrant married women
+            (1, 2, Some(50.0)),    // checked / in-migrants
+            (2, 6, Some(33.33)),   // first births / births
+        ],
+        (Kind::Range, Unit::A) => [
+            (1, 8, Some(2172.62)), // births / avg (8 + 8) / 2 x 1000 x 365/21
+            (0, 8, Some(0.0)),     // deaths / avg x 1000 x 365/21
+            (1, 8, Some(2172.62)), // birth rate - death rate
+            (1, 1, Some(100.0)),   // within policy / births
+            (1, 0, None),          // male / female births x 100
+            (3, 3, Some(100.0)),   // users / married women
+            (0, 1, Some(0.0)),     // long-acting / mothers
+            (0, 1, Some(0.0)),     // checked / due
+            (1, 1, Some(100.0)),   // follow-ups done / due
+            (1, 1, Some(100.0)),   // certified / out-migrant married women
+            (0, 0, None),          // checked / in-migrants
+            (0, 1, Some(0.0)),     // first births / births
+        ],
+        (Kind::Range, Unit::B) => [
+            (0, 3, Some(0.0)),   // births / avg (3 + 3) / 2 x 1000 x 365/21
+            (0, 3, Some(0.0)),   // deaths / avg x 1000 x 365/21
+            (0, 3, Some(0.0)),   // birth rate - death rate
+            (0, 0, None),        // within policy / births
+            (0, 0, None),        // male / female births x 100
+            (1, 1, Some(100.0)), // users / married women
+            (0, 0, None),        // long-acting / mothers
+            (0, 0, None),        // checked / due
+            (0, 0, None),        // follow-ups done / due
+            (0, 0, None),        // certified / out-migrant married women
+            (0, 0, None),        // checked / in-migrants
+            (0, 0, None),        // first births / births
+        ],
+        (Kind::Range, Unit::C) => [
+            (1, 7, Some(2482.99)), // births / avg (7 + 7) / 2 x 1000 x 365/21
+            (0, 7, Some(0.0)),     // deaths / avg x 1000 x 365/21
+            (1, 7, Some(2482.99)), // birth rate - death rate
+            (1, 1, Some(100.0)),   // within policy / births
+            (1, 0, None),          // male / female births x 100
+            (5, 6, Some(83.33)),   // users / married women
+            (0, 1, Some(0.0)),     // long-acting / mothers
+            (0, 0, None),          // checked / due
+            (0, 0, None),          // follow-ups done / due
+            (0, 0, None),          // certified / out-migrant married women
+            (0, 0, None),          // checked / in-migrants
+            (1, 1, Some(100.0)),   // first births / births
+        ],
+        (Kind::Range, Unit::T1) => [
+            (1, 11, Some(1580.09)), // births / avg (11 + 11) / 2 x 1000 x 365/21
+            (0, 11, Some(0.0)),     // deaths / avg x 1000 x 365/21
+            (1, 11, Some(1580.09)), // birth rate - death rate
+            (1, 1, Some(100.0)),    // within policy / births
+            (1, 0, None),           // male / female births x 100
+            (4, 4, Some(100.0)),    // users / married women
+            (0, 1, Some(0.0)),      // long-acting / mothers
+            (0, 1, Some(0.0)),      // checked / due
+            (1, 1, Some(100.0)),    // follow-ups done / due
+            (1, 1, Some(100.0)),    // certified / out-migrant married women
+            (0, 0, None),           // checked / in-migrants
+            (0, 1, Some(0.0)),      // first births / births
+        ],
+        (Kind::Range, Unit::County) => [
+            (2, 18, Some(1931.22)), // births / avg (18 + 18) / 2 x 1000 x 365/21
+            (0, 18, Some(0.0)),     // deaths / avg x 1000 x 365/21
+            (2, 18, Some(1931.22)), // birth rate - death rate
+            (2, 2, Some(100.0)),    // within policy / births
+            (2, 0, None),           // male / female births x 100
+            (9, 10, Some(90.0)),    // users / married women
+            (0, 2, Some(0.0)),      // long-acting / mothers
+            (0, 1, Some(0.0)),      // checked / due
+            (1, 1, Some(100.0)),    // follow-ups done / due
+            (1, 1, Some(100.0)),    // certified / out-migrant married women
+            (0, 0, None),           // checked / in-migrants
+            (1, 2, Some(50.0)),     // first births / births
+        ],
+    }
 }
 
 fn sum(parts: &[&Counts]) -> Counts {
@@ -482,15 +1168,21 @@ fn body_counts(v: &Value) -> Counts {
     serde_json::from_value(v["counts"].clone()).unwrap()
 }
 
-/// Every indicator of the answer equals the formula module's on the expected counts.
-fn assert_indicators(v: &Value, expected: &Counts, period: &Period) {
+/// Every indicator of the answer: code, numerator, denominator and value.
+fn assert_indicators(v: &Value, expected: &Expected, what: &str) {
     let rows = v["indicators"].as_array().unwrap();
     assert_eq!(rows.len(), 12);
-    for (row, (i, r)) in rows.iter().zip(rates(expected, period)) {
-        assert_eq!(row["indicator"], i.code());
-        assert_eq!(row["numerator"], r.numerator, "{}", i.code());
-        assert_eq!(row["denominator"], r.denominator, "{}", i.code());
-        assert_eq!(row["value"].as_f64(), r.value, "{}", i.code());
+    for ((row, code), (n, d, value)) in rows.iter().zip(INDICATORS).zip(expected) {
+        assert_eq!(row["indicator"], code, "{what}");
+        assert_eq!(
+            (
+                row["numerator"].as_i64(),
+                row["denominator"].as_i64(),
+                row["value"].as_f64()
+            ),
+            (Some(*n), Some(*d), *value),
+            "{what} {code}"
+        );
     }
 }
 
@@ -550,32 +1242,60 @@ fn report(w: &World, token: &str, query: &str) -> Value {
 
 both!(counts_and_indicators_are_exact_at_every_level, |b| {
     let w = world(b);
-    let oct = Period::parse_month("2026-10").unwrap();
-    let (a, bb, c) = (
-        village_a_october(),
-        village_b_october(),
-        village_c_october(),
-    );
-    let t1 = sum(&[&a, &bb]);
-    let county = sum(&[&a, &bb, &c]);
-    for (unit, expected) in [
-        (va(), &a),
-        (vb(), &bb),
-        (vc(), &c),
-        (township(0, 0), &t1),
-        (township(0, 1), &c),
-        (COUNTY.to_string(), &county),
-    ] {
-        let v = report(&w, &w.county, &format!("org_unit={unit}&period=2026-10"));
-        assert_eq!(&body_counts(&v), expected, "{unit}");
-        assert_indicators(&v, expected, &oct);
-        assert_eq!(v["period"]["kind"], "month");
-        assert_eq!(v["period"]["days"], 31);
+    // Every count and every indicator, for each period kind, at village, township and county
+    // level. Township 1 is villages A and B (and an empty village), township 2 village C.
+    for k in KINDS {
+        let (a, bb, c) = (village_a(k), village_b(k), village_c(k));
+        let t1 = sum(&[&a, &bb]);
+        let county = sum(&[&a, &bb, &c]);
+        for (unit, expected, u) in [
+            (va(), &a, Unit::A),
+            (vb(), &bb, Unit::B),
+            (vc(), &c, Unit::C),
+            (township(0, 0), &t1, Unit::T1),
+            (township(0, 1), &c, Unit::C),
+            (COUNTY.to_string(), &county, Unit::County),
+        ] {
+            let what = format!("{k:?} {unit}");
+            let v = report(&w, &w.county, &format!("org_unit={unit}&{}", k.query()));
+            assert_eq!(&body_counts(&v), expected, "{what}");
+            assert_indicators(&v, &expected_indicators(k, u), &what);
+            let (kind, days, annualise) = k.shape();
+            assert_eq!(v["period"]["kind"], kind, "{what}");
+            assert_eq!(v["period"]["days"], days, "{what}");
+            assert_eq!(v["annualise"].as_f64(), Some(annualise), "{what}");
+        }
     }
+    // Every count is non-zero somewhere, so none of them goes unchecked.
+    let all = sum(&KINDS
+        .iter()
+        .flat_map(|k| [village_a(*k), village_b(*k), village_c(*k)])
+        .collect::<Vec<_>>()
+        .iter()
+        .collect::<Vec<_>>());
+    let zero: Vec<&String> = all
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(k, _)| k)
+        .collect();
+    assert!(zero.is_empty(), "never counted: {zero:?}");
+    // WC6 is a user through her husband's vasectomy alone: without it village C would have
+    // 5 users of 6, and no vasectomy.
+    let v = report(&w, &w.county, &format!("org_unit={}&period=2026-10", vc()));
+    assert_eq!(
+        (
+            v["counts"]["contraceptive_users"].as_i64(),
+            v["counts"]["users_vasectomy"].as_i64()
+        ),
+        (Some(6), Some(1))
+    );
     // A township supervisor sees the same figures for their township, by default.
     let v = report(&w, &w.ts, "period=2026-10");
     assert_eq!(v["org_unit"]["code"], township(0, 0));
-    assert_eq!(body_counts(&v), t1);
+    assert_eq!(
+        body_counts(&v),
+        sum(&[&village_a_october(), &village_b_october()])
+    );
 
     // Village A's indicators, spelt out.
     let v = report(&w, &w.county, &format!("org_unit={}&period=2026-10", va()));
@@ -600,90 +1320,6 @@ both!(counts_and_indicators_are_exact_at_every_level, |b| {
     );
     assert_eq!(indicator(&v, "sex_ratio_at_birth")["value"], Value::Null);
     assert_eq!(indicator(&v, "crude_birth_rate")["value"], 0.0);
-
-    // Quarter: W3 turns 50 on 15 November, N1 is born on 10 December.
-    let v = report(&w, &w.county, &format!("org_unit={}&period=2026-Q4", va()));
-    let q = body_counts(&v);
-    assert_eq!(
-        (
-            q["population_start"],
-            q["population_end"],
-            q["married_wcba"],
-            q["births"],
-            q["deaths"]
-        ),
-        (8, 9, 2, 3, 1)
-    );
-    assert_eq!(
-        (
-            q["births_within_policy"],
-            q["wcba_children_1"],
-            q["wcba_children_2"]
-        ),
-        (2, 0, 2)
-    );
-    assert_indicators(
-        &v,
-        &q,
-        &Period::parse(None, Some("2026-Q4"), None, None).unwrap(),
-    );
-    assert_eq!(v["period"]["days"], 92);
-    // Year to date, township and county.
-    let ytd = Period::parse(Some("ytd"), Some("2026-10"), None, None).unwrap();
-    let v = report(
-        &w,
-        &w.county,
-        &format!("org_unit={}&period=2026-10&kind=ytd", township(0, 0)),
-    );
-    let y = body_counts(&v);
-    assert_eq!(
-        (
-            y["births"],
-            y["deaths"],
-            y["population_start"],
-            y["population_end"]
-        ),
-        (3, 1, 11, 11)
-    );
-    assert_eq!(
-        (y["ops_total"], y["supply_film"], y["supply_pills"]),
-        (4, 2, 3)
-    );
-    assert_indicators(&v, &y, &ytd);
-    let v = report(&w, &w.county, "period=2026-10&kind=ytd");
-    let y = body_counts(&v);
-    assert_eq!((y["births"], y["deaths"], y["population_end"]), (4, 2, 12));
-    // The year.
-    let v = report(&w, &w.county, &format!("org_unit={COUNTY}&period=2026"));
-    let y = body_counts(&v);
-    assert_eq!(
-        (y["births"], y["deaths"], y["benefit_special_assistance"]),
-        (5, 2, 0)
-    );
-    assert_eq!(v["annualise"], 1.0);
-    // A range across the month boundary.
-    let v = report(
-        &w,
-        &w.county,
-        &format!("org_unit={COUNTY}&from=2026-09-15&to=2026-10-05"),
-    );
-    let r = body_counts(&v);
-    assert_eq!(
-        (
-            r["births"],
-            r["births_male"],
-            r["deaths"],
-            r["ops_iud_insertion"]
-        ),
-        (2, 2, 0, 1)
-    );
-    assert_eq!(v["period"]["kind"], "range");
-    assert_eq!(v["period"]["days"], 21);
-    assert_indicators(
-        &v,
-        &r,
-        &Period::parse(None, None, Some("2026-09-15"), Some("2026-10-05")).unwrap(),
-    );
 
     // Bad input and scope.
     let r = w.app.get("/api/v1/reports?period=2026-13", Some(&w.county));
@@ -859,7 +1495,7 @@ both!(breakdown_ranks_children_and_totals, |b| {
         .iter()
         .map(|r| r["org_unit"]["code"].as_str().unwrap())
         .collect();
-    // Township 2: 1 of 1 (100%); township 1: 3 of 4 (75%).
+    // Township 2: 6 of 6 (100%); township 1: 3 of 4 (75%).
     assert_eq!(codes, [township(0, 1), township(0, 0)]);
     assert_eq!(rows[0]["rank"], 1);
     assert_eq!(
@@ -1303,7 +1939,8 @@ both!(
         assert!(text.contains("130131********0027"));
         assert!(!text.contains("130131199005010027"));
         assert!(text.contains("初婚") && text.contains("常住"));
-        // Births of the county as XLSX: 7 live births in A, B and C, none of the other county.
+        // Births of the county as XLSX: 10 live births in A (5), B (1) and C (4), none of the
+        // other county.
         let (status, ct, data) = bytes(app, "/api/v1/exports/ledger/birth.xlsx", &w.county);
         assert_eq!(status, 200);
         assert!(ct.unwrap().contains("spreadsheetml"));
@@ -1312,7 +1949,7 @@ both!(
             sheet[0][..4],
             ["单位代码", "记录ID", "母亲", "婴儿"].map(String::from)
         );
-        assert_eq!(sheet.len() - 1, 7);
+        assert_eq!(sheet.len() - 1, 10);
         assert!(sheet[1..].iter().all(|r| r[0].starts_with(COUNTY)));
         // Streamed: no length up front.
         let resp = ureq::get(&app.url("/api/v1/exports/ledger/visit.csv"))
@@ -1325,12 +1962,12 @@ both!(
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.xlsx");
         let oct = Period::parse_month("2026-10").unwrap();
-        write_report_file(&app.db, COUNTY, &oct, ExportFormat::Xlsx, &path).unwrap();
+        write_report_file(&app.db, COUNTY, &oct, ExportFormat::Xlsx, &path, Lang::Zh).unwrap();
         let sheet = xlsx_rows(std::fs::read(&path).unwrap(), "分单位报表");
         assert_eq!(sheet.len(), 4);
         assert_eq!(sheet[3][births], "3");
         let path = dir.path().join("r.csv");
-        write_report_file(&app.db, &va(), &oct, ExportFormat::Csv, &path).unwrap();
+        write_report_file(&app.db, &va(), &oct, ExportFormat::Csv, &path, Lang::Zh).unwrap();
         assert!(std::fs::read(&path).unwrap().starts_with(b"\xEF\xBB\xBF"));
         // Out of scope, unknown type, worker.
         let (status, _, _) = bytes(
@@ -1345,6 +1982,553 @@ both!(
         assert_eq!(status, 403);
     }
 );
+
+both!(english_labels_with_lang_en_chinese_by_default, |b| {
+    let w = world(b);
+    let app = &w.app;
+    // The report: labels of every indicator and count, Chinese unless lang=en; the figures do
+    // not depend on the language.
+    let zh = report(&w, &w.county, "period=2026-10");
+    let en = report(&w, &w.county, "period=2026-10&lang=en");
+    assert_eq!(zh["labels"]["lang"], "zh-CN");
+    assert_eq!(en["labels"]["lang"], "en");
+    assert_eq!(zh["labels"]["counts"]["married_wcba"], "已婚育龄妇女");
+    assert_eq!(
+        en["labels"]["counts"]["married_wcba"],
+        "married women of childbearing age"
+    );
+    assert_eq!(zh["labels"]["indicators"]["crude_birth_rate"], "人口出生率");
+    assert_eq!(
+        en["labels"]["indicators"]["crude_birth_rate"],
+        "crude birth rate"
+    );
+    assert_eq!(
+        en["labels"]["indicators"]["contraceptive_prevalence"],
+        "contraceptive prevalence"
+    );
+    for v in [&zh, &en] {
+        assert_eq!(
+            v["labels"]["counts"].as_object().unwrap().len(),
+            COUNTS.len()
+        );
+        assert_eq!(v["labels"]["indicators"].as_object().unwrap().len(), 12);
+    }
+    assert_eq!(zh["counts"], en["counts"]);
+    assert_eq!(zh["indicators"], en["indicators"]);
+    let r = app.get("/api/v1/reports?period=2026-10&lang=fr", Some(&w.county));
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    // The breakdown and the completeness.
+    let r = app.get(
+        "/api/v1/reports/breakdown?period=2026-10&lang=en",
+        Some(&w.county),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["labels"]["counts"]["births"], "births");
+    let r = app.get("/api/v1/reports/breakdown?period=2026-10", Some(&w.county));
+    assert_eq!(r.body["labels"]["counts"]["births"], "出生人数");
+    let r = app.get(
+        "/api/v1/reports/completeness?period=2026-10&lang=en",
+        Some(&w.county),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        (
+            r.body["lang"].as_str(),
+            r.body["labels"]["submitted"].as_str(),
+            r.body["labels"]["completeness"].as_str()
+        ),
+        (Some("en"), Some("submitted"), Some("completeness"))
+    );
+    let r = app.get(
+        "/api/v1/reports/completeness?period=2026-10",
+        Some(&w.county),
+    );
+    assert_eq!(
+        (
+            r.body["lang"].as_str(),
+            r.body["labels"]["submitted"].as_str()
+        ),
+        (Some("zh-CN"), Some("已上报"))
+    );
+
+    // The report export in English: headers, the total row, not applicable; the same figures
+    // as the Chinese file.
+    let (status, _, data) = bytes(
+        app,
+        "/api/v1/exports/report.csv?period=2026-10&lang=en",
+        &w.county,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&data));
+    let rows = csv_rows(&data);
+    assert_eq!(&rows[0][..3], ["org unit code", "org unit name", "period"]);
+    assert!(
+        rows[0].contains(&"crude birth rate (‰)".to_string()),
+        "{:?}",
+        rows[0]
+    );
+    assert!(rows[0].contains(&"sex ratio at birth".to_string()));
+    let births = rows[0].iter().position(|h| h == "births").unwrap();
+    assert_eq!(rows[3][births], "3");
+    assert_eq!(rows[3][1], "total");
+    let pcb = rows[0]
+        .iter()
+        .position(|h| h == "policy-compliant birth rate (%)")
+        .unwrap();
+    assert_eq!(rows[2][pcb], "n/a");
+    let (_, _, zh_data) = bytes(app, "/api/v1/exports/report.csv?period=2026-10", &w.county);
+    let zh_rows = csv_rows(&zh_data);
+    assert_eq!(zh_rows[0].len(), rows[0].len());
+    assert!(zh_rows[0]
+        .iter()
+        .all(|h| !rows[0].contains(h) || h == "合计"));
+    for (e, z) in rows[1..].iter().zip(&zh_rows[1..]) {
+        for (i, (x, y)) in e.iter().zip(z).enumerate() {
+            if i != 1 && x != "n/a" {
+                assert_eq!(x, y, "column {}", rows[0][i]);
+            }
+        }
+    }
+    let (status, _, data) = bytes(
+        app,
+        "/api/v1/exports/report.xlsx?period=2026-10&lang=en",
+        &w.county,
+    );
+    assert_eq!(status, 200);
+    let sheet = xlsx_rows(data.clone(), "breakdown");
+    assert_eq!(sheet[0], rows[0]);
+    assert_eq!(sheet[3][births], "3");
+    let ind = xlsx_rows(data, "indicators");
+    assert_eq!(
+        ind[0],
+        [
+            "indicator",
+            "unit",
+            "numerator",
+            "denominator",
+            "value",
+            "target direction",
+            "target",
+            "met",
+            "gap"
+        ]
+        .map(String::from)
+    );
+    assert_eq!(ind[1][0], "crude birth rate");
+    assert_eq!(ind.len(), 13);
+
+    // Ledgers: English headers and coded values; Chinese by default.
+    let (status, _, data) = bytes(app, "/api/v1/exports/ledger/person.csv?lang=en", &w.ts);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&data));
+    let rows = csv_rows(&data);
+    assert_eq!(
+        &rows[0][..4],
+        ["org unit code", "record id", "household", "name"]
+    );
+    assert_eq!(rows.len() - 1, 12 + 3);
+    let text = String::from_utf8(data).unwrap();
+    assert!(text.contains("first marriage") && !text.contains("初婚"));
+    assert!(text.contains("130131********0027"));
+    let (status, _, data) = bytes(app, "/api/v1/exports/ledger/birth.xlsx?lang=en", &w.county);
+    assert_eq!(status, 200);
+    let sheet = xlsx_rows(data, "birth");
+    assert_eq!(
+        sheet[0][..2],
+        ["org unit code", "record id"].map(String::from)
+    );
+    assert_eq!(sheet.len() - 1, 10);
+    let (_, _, data) = bytes(app, "/api/v1/exports/ledger/birth.xlsx", &w.county);
+    assert_eq!(xlsx_rows(data, "出生")[0][0], "单位代码");
+});
+
+// A village's month report is submitted by its field worker; the township approves or
+// returns it; the county locks the month.
+both!(a_village_worker_submits_its_own_month, |b| {
+    let w = world(b);
+    let app = &w.app;
+    add_user(app, "wb", Role::Worker, None, &[vb()]);
+    let wb = session(app, "wb").access;
+    let submit = |token: &str, village: &str| {
+        app.post(
+            "/api/v1/reports/submissions",
+            Some(token),
+            &json!({"org_unit": village, "period": "2026-10"}),
+        )
+    };
+    // Not another village's, not a township's.
+    assert_eq!(submit(&w.worker, &vb()).status, 404);
+    assert_eq!(submit(&wb, &va()).status, 404);
+    assert_eq!(submit(&w.worker, &township(0, 0)).status, 404);
+    // Village A's worker submits A's month.
+    let r = submit(&w.worker, &va());
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let worker_id = app.get("/api/v1/me", Some(&w.worker)).body["user"]["id"].clone();
+    assert_eq!(r.body["submitted_by"], worker_id);
+    assert_eq!(r.body["status"], "submitted");
+    assert_eq!(submit(&w.worker, &va()).status, 409);
+    // The worker neither decides nor locks.
+    let decide = |token: &str, what: &str, body: Value| {
+        app.post(
+            &format!("/api/v1/reports/submissions/{id}/{what}"),
+            Some(token),
+            &body,
+        )
+    };
+    assert_eq!(decide(&w.worker, "approve", json!({})).status, 403);
+    assert_eq!(
+        decide(&w.worker, "return", json!({"comment": "x"})).status,
+        403
+    );
+    let lock = |token: &str| {
+        app.post(
+            "/api/v1/reports/lock",
+            Some(token),
+            &json!({"org_unit": township(0, 0), "period": "2026-10"}),
+        )
+    };
+    assert_eq!(lock(&w.worker).status, 403);
+    // Another township cannot decide on it; its own returns it, the worker resubmits, the
+    // township approves.
+    assert_eq!(
+        decide(&w.ts2, "return", json!({"comment": "x"})).status,
+        404
+    );
+    let r = decide(&w.ts, "return", json!({"comment": "死亡登记缺日期"}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "returned");
+    let r = submit(&w.worker, &va());
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["id"], id.as_str());
+    assert_eq!(r.body["status"], "submitted");
+    let r = decide(&w.ts, "approve", json!({}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "approved");
+    assert_eq!(submit(&w.worker, &va()).status, 409, "approved: not again");
+    // Village B's worker submits B's; the township submits the empty village on behalf of its
+    // worker; both approved, the county locks the township's month.
+    let r = submit(&wb, &vb());
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id_b = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(lock(&w.county).status, 409, "B not approved yet");
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/reports/submissions/{id_b}/approve"),
+            Some(&w.ts),
+            &json!({})
+        )
+        .status,
+        200
+    );
+    let r = submit(&w.ts, &village(0, 0, 2));
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id_e = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/reports/submissions/{id_e}/approve"),
+            Some(&w.ts),
+            &json!({})
+        )
+        .status,
+        200
+    );
+    assert_eq!(lock(&w.ts).status, 403, "the township does not lock");
+    let r = lock(&w.county);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["locked"].as_array().unwrap().len(), 3);
+    let v = report(&w, &w.county, &format!("org_unit={}&period=2026-10", va()));
+    assert_eq!(v["approval"]["submission"]["status"], "locked");
+    assert_eq!(v["approval"]["submission"]["submitted_by"], worker_id);
+    assert_eq!(body_counts(&v), village_a_october());
+});
+
+/// Runs the real binary on `app`'s database; its output, and whether it succeeded.
+fn fieldsync_cli(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fieldsync"))
+        .current_dir(dir.path())
+        .arg("--database-url")
+        .arg(&app.database_url)
+        .args(args)
+        .env_remove("FIELDSYNC_CONFIG")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+both!(report_cli_writes_report_and_ledger_files, |b| {
+    let w = world(b);
+    let app = &w.app;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let (ok, text) = fieldsync_cli(app, args);
+        assert!(ok, "{args:?}: {text}");
+        text
+    };
+    // The county's October as CSV: a row per township and the total, Chinese headers.
+    run(&[
+        "report",
+        "--org-unit",
+        COUNTY,
+        "--period",
+        "2026-10",
+        "--out",
+        &path("m.csv"),
+    ]);
+    let rows = csv_rows(&std::fs::read(path("m.csv")).unwrap());
+    assert_eq!(&rows[0][..3], ["单位代码", "单位名称", "统计期"]);
+    let codes: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(
+        codes,
+        [township(0, 0).as_str(), township(0, 1).as_str(), COUNTY]
+    );
+    let births = rows[0].iter().position(|h| h == "出生人数").unwrap();
+    let married = rows[0].iter().position(|h| h == "已婚育龄妇女").unwrap();
+    // Townships 1 and 2 and the county: births 3, 0, 3; married women 4, 6, 10.
+    let col = |rows: &[Vec<String>], i: usize| -> Vec<String> {
+        rows[1..].iter().map(|r| r[i].clone()).collect()
+    };
+    assert_eq!(col(&rows, births), ["3", "0", "3"]);
+    assert_eq!(col(&rows, married), ["4", "6", "10"]);
+    assert_eq!(rows[3][2], "2026-10");
+    // The same as XLSX, in English, by the file name.
+    run(&[
+        "report",
+        "--org-unit",
+        COUNTY,
+        "--period",
+        "2026-10",
+        "--lang",
+        "en",
+        "--out",
+        &path("m.xlsx"),
+    ]);
+    let data = std::fs::read(path("m.xlsx")).unwrap();
+    let sheet = xlsx_rows(data.clone(), "breakdown");
+    assert_eq!(&sheet[0][..3], ["org unit code", "org unit name", "period"]);
+    let en_births = sheet[0].iter().position(|h| h == "births").unwrap();
+    assert_eq!(col(&sheet, en_births), ["3", "0", "3"]);
+    assert_eq!(xlsx_rows(data, "indicators").len(), 13);
+    // A date range: 15 September to 5 October. Township 1: K1 (5 October); township 2: WC1's
+    // child (15 September).
+    run(&[
+        "report",
+        "--org-unit",
+        COUNTY,
+        "--from",
+        "2026-09-15",
+        "--to",
+        "2026-10-05",
+        "--format",
+        "xlsx",
+        "--out",
+        &path("r.bin"),
+    ]);
+    let sheet = xlsx_rows(std::fs::read(path("r.bin")).unwrap(), "分单位报表");
+    assert_eq!(col(&sheet, births), ["1", "1", "2"]);
+    assert_eq!(sheet[3][2], "2026-09-15..2026-10-05");
+    // Year to date for village A (one row per group: none, so the village's own row).
+    run(&[
+        "report",
+        "--org-unit",
+        &va(),
+        "--period",
+        "2026-10",
+        "--kind",
+        "ytd",
+        "--out",
+        &path("y.csv"),
+    ]);
+    let rows = csv_rows(&std::fs::read(path("y.csv")).unwrap());
+    assert_eq!(rows.last().unwrap()[births], "2");
+
+    // Ledgers: township 1's persons as CSV (villages A and B only, ID numbers masked), the
+    // county's births as XLSX in English.
+    let text = run(&[
+        "report",
+        "--ledger",
+        "person",
+        "--org-unit",
+        &township(0, 0),
+        "--format",
+        "csv",
+        "--out",
+        &path("p.csv"),
+    ]);
+    assert!(text.contains("15 records"), "{text}");
+    let data = std::fs::read(path("p.csv")).unwrap();
+    let rows = csv_rows(&data);
+    assert_eq!(&rows[0][..4], ["单位代码", "记录ID", "所属户", "姓名"]);
+    assert_eq!(rows.len() - 1, 12 + 3);
+    assert!(rows[1..].iter().all(|r| r[0] == va() || r[0] == vb()));
+    let text = String::from_utf8(data).unwrap();
+    assert!(text.contains("130131********0027") && !text.contains("130131199005010027"));
+    run(&[
+        "report",
+        "--ledger",
+        "birth",
+        "--org-unit",
+        COUNTY,
+        "--lang",
+        "en",
+        "--out",
+        &path("b.xlsx"),
+    ]);
+    let sheet = xlsx_rows(std::fs::read(path("b.xlsx")).unwrap(), "birth");
+    assert_eq!(
+        sheet[0][..3],
+        ["org unit code", "record id", "mother"].map(String::from)
+    );
+    assert_eq!(sheet.len() - 1, 10);
+    assert!(sheet[1..].iter().all(|r| r[0].starts_with(COUNTY)));
+    // The CLI's ledger exports are audited like the API's.
+    let mut c = app.conn();
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        detail: Option<String>,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT detail FROM audit_log WHERE action = 'ledger_export' AND actor_role = 'cli' ORDER BY id",
+    )
+    .load(&mut *c)
+    .unwrap();
+    let details: Vec<Value> = rows
+        .iter()
+        .map(|r| serde_json::from_str(r.detail.as_deref().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        details
+            .iter()
+            .map(|d| (d["entity"].as_str().unwrap(), d["rows"].as_i64().unwrap()))
+            .collect::<Vec<_>>(),
+        [("person", 15), ("birth", 10)]
+    );
+    // Refused: no such record type, no such unit, a period and a range at once, no period.
+    for args in [
+        vec![
+            "report",
+            "--ledger",
+            "secret",
+            "--org-unit",
+            COUNTY,
+            "--out",
+            "x.csv",
+        ],
+        vec![
+            "report",
+            "--ledger",
+            "person",
+            "--org-unit",
+            "999999",
+            "--out",
+            "x.csv",
+        ],
+        vec![
+            "report",
+            "--org-unit",
+            COUNTY,
+            "--period",
+            "2026-10",
+            "--from",
+            "2026-09-15",
+            "--to",
+            "2026-10-05",
+            "--out",
+            "x.csv",
+        ],
+        vec!["report", "--org-unit", COUNTY, "--out", "x.csv"],
+        vec![
+            "report",
+            "--org-unit",
+            COUNTY,
+            "--period",
+            "2026-10",
+            "--lang",
+            "fr",
+            "--out",
+            "x.csv",
+        ],
+    ] {
+        let (ok, text) = fieldsync_cli(app, &args);
+        assert!(!ok, "{args:?}: {text}");
+    }
+});
+
+// The audit row of a ledger export says what left the server: the record type, the org unit
+// whose subtree was exported, the filter and the number of rows.
+both!(ledger_export_audit_names_scope_and_count, |b| {
+    let w = world(b);
+    let app = &w.app;
+    add_user(app, "admin", Role::Admin, None, &[]);
+    let admin = session(app, "admin").access;
+    let (status, _, data) = bytes(app, "/api/v1/exports/ledger/person.csv", &w.ts);
+    assert_eq!(status, 200);
+    assert_eq!(csv_rows(&data).len() - 1, 15);
+    let (status, _, _) = bytes(
+        app,
+        &format!(
+            "/api/v1/exports/ledger/birth.xlsx?org_unit={}&lang=en",
+            vc()
+        ),
+        &w.county,
+    );
+    assert_eq!(status, 200);
+    // Refused exports leave no row.
+    let (status, _, _) = bytes(
+        app,
+        &format!("/api/v1/exports/ledger/person.csv?org_unit={}", vc()),
+        &w.ts,
+    );
+    assert_eq!(status, 404);
+    let r = app.get("/api/v1/audit?action=ledger_export", Some(&admin));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let rows = r.body.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    // Newest first: the county's export of village C's births (WC1's and WC2's four), then
+    // the township's persons (12 in village A, 3 in B).
+    let parse = |v: &Value| -> Value { serde_json::from_str(v.as_str().unwrap()).unwrap() };
+    let county_id = app.get("/api/v1/me", Some(&w.county)).body["user"]["id"].clone();
+    let ts_id = app.get("/api/v1/me", Some(&w.ts)).body["user"]["id"].clone();
+    assert_eq!(rows[0]["actor_user"], county_id);
+    assert_eq!(rows[0]["target_kind"], "org_unit");
+    assert_eq!(parse(&rows[0]["target_ids"]), json!([vc()]));
+    let d = parse(&rows[0]["detail"]);
+    assert_eq!(
+        (
+            d["entity"].as_str(),
+            d["org_unit"].as_str(),
+            d["rows"].as_i64(),
+            d["format"].as_str(),
+            d["lang"].as_str()
+        ),
+        (
+            Some("birth"),
+            Some(vc().as_str()),
+            Some(4),
+            Some("xlsx"),
+            Some("en")
+        )
+    );
+    assert!(d["filter"].as_str().is_some_and(|f| !f.is_empty()));
+    assert_eq!(rows[1]["actor_user"], ts_id);
+    assert_eq!(parse(&rows[1]["target_ids"]), json!([township(0, 0)]));
+    let d = parse(&rows[1]["detail"]);
+    assert_eq!(
+        (
+            d["entity"].as_str(),
+            d["rows"].as_i64(),
+            d["format"].as_str(),
+            d["lang"].as_str()
+        ),
+        (Some("person"), Some(15), Some("csv"), Some("zh-CN"))
+    );
+});
 
 /// DOMAIN.md's worked examples, through the report's indicator computation.
 #[test]
