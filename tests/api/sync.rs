@@ -1876,3 +1876,55 @@ both!(conflict_rows_keep_who_which_device_and_when, |b| {
     assert_eq!(pc["device_value"], "widowed");
     assert_eq!(pc["base_value"], "first_marriage");
 });
+
+/// The push examples of api-spec answer their requests: one result per op in order up to
+/// `stopped_at`, and `last_seq` the last op processed (a rejected op advances it).
+#[test]
+fn push_examples_in_the_spec_agree_with_their_requests() {
+    let spec: Value = serde_json::from_str(&fieldsync::openapi::pretty_json()).unwrap();
+    let push = &spec["paths"]["/api/v1/sync/push"]["post"];
+    let requests = &push["requestBody"]["content"]["application/json"]["examples"];
+    let answers = push["responses"]["200"]["content"]["application/json"]["examples"]
+        .as_object()
+        .expect("named push examples");
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut gaps = 0;
+    for (name, ex) in answers {
+        let v = &ex["value"];
+        let sent = requests[name]["value"]["ops"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no request example {name}"));
+        let results = v["results"].as_array().unwrap();
+        assert!(results.len() <= sent.len(), "{name}");
+        for (r, op) in results.iter().zip(sent) {
+            for k in ["seq", "op_id", "entity", "id"] {
+                assert_eq!(r[k], op[k], "{name}: {k}");
+            }
+            kinds.insert(status(r).to_string());
+        }
+        let last = results.last().map_or(0, |r| r["seq"].as_i64().unwrap());
+        assert_eq!(
+            v["last_seq"], last,
+            "{name}: last_seq is the last op processed"
+        );
+        match v.get("stopped_at") {
+            Some(at) => {
+                gaps += 1;
+                assert_eq!(v["stop_reason"], "gap", "{name}");
+                assert_eq!(*at, sent[results.len()]["seq"], "{name}");
+                assert!(
+                    at.as_i64().unwrap() > last + 1,
+                    "{name}: no gap before {at}"
+                );
+            }
+            None => assert_eq!(results.len(), sent.len(), "{name}"),
+        }
+    }
+    assert_eq!(
+        kinds,
+        ["applied", "duplicate", "redirected", "rejected"]
+            .map(String::from)
+            .into()
+    );
+    assert!(gaps >= 1, "an example with stopped_at");
+}
