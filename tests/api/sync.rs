@@ -1928,3 +1928,95 @@ fn push_examples_in_the_spec_agree_with_their_requests() {
     );
     assert!(gaps >= 1, "an example with stopped_at");
 }
+
+/// A transient failure after the first chunk of a large batch (PostgreSQL: the connection of the
+/// second chunk is terminated while it waits at its record write): the first chunk stays
+/// acknowledged, processing stops at the second with `stop_reason: transient` and `retry_after`,
+/// and a resend applies the rest once.
+#[test]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL tests skipped: set FIELDSYNC_TEST_PG_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
+)]
+fn transient_stop_mid_batch_keeps_the_committed_chunks() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let (app, a, _) = setup(Backend::Postgres);
+    let x = new_id();
+    a.push_ok(
+        &app,
+        &[a.op("person", &x, "create", None, person(V1, "许静"))],
+    );
+    // 500 creates (the first chunk), then an update of x (the second)
+    let mut ops: Vec<Value> = (0..500)
+        .map(|i| {
+            a.op(
+                "person",
+                &new_id(),
+                "create",
+                None,
+                person(V1, &format!("批{i}")),
+            )
+        })
+        .collect();
+    ops.push(a.op(
+        "person",
+        &x,
+        "update",
+        Some(1),
+        json!({"relation": "spouse"}),
+    ));
+    assert_eq!(ops.len(), 501);
+    let mut lock = diesel::PgConnection::establish(&app.database_url).unwrap();
+    lock.batch_execute("BEGIN").unwrap();
+    lock.batch_execute(&format!(
+        "SELECT id FROM persons WHERE id = '{x}' FOR UPDATE"
+    ))
+    .unwrap();
+    let answer = std::thread::scope(|s| {
+        let h = s.spawn(|| a.push(&app, &ops));
+        // the second chunk parks at its write of x; its connection is then cut
+        wait_for_pg_lock_wait(
+            &app,
+            "persons",
+            "the second chunk at its record write",
+            || h.is_finished(),
+        );
+        assert_eq!(
+            count(
+                &app,
+                "SELECT COUNT(*) AS n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock' \
+                 AND query LIKE '%persons%' AND pid <> pg_backend_pid()) t"
+            ),
+            1
+        );
+        h.join().unwrap()
+    });
+    lock.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let b = &answer.body;
+    assert_eq!(b["stop_reason"], "transient", "{:?}", b["stop_reason"]);
+    assert_eq!(b["stopped_at"], 502);
+    assert_eq!(b["retry_after"], 5);
+    assert_eq!(b["last_seq"], 501);
+    let results = b["results"].as_array().unwrap();
+    assert_eq!(results.len(), 500);
+    assert!(results.iter().all(|r| status(r) == "applied"));
+    // what was acknowledged is stored; the stopped op is not
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM persons"), 501);
+    assert_eq!(
+        count(&app, "SELECT last_seq AS n FROM devices WHERE last_seq > 0"),
+        501
+    );
+    let (recs, _) = a.pull_all(&app, 0);
+    assert!(recs[&x]["fields"].get("relation").is_none());
+    // the device resends the batch: the first chunk is duplicate, the rest applies once
+    let again = a.push_ok(&app, &ops);
+    assert!(again[..500].iter().all(|r| status(r) == "duplicate"));
+    assert_eq!(status(&again[500]), "applied");
+    let (recs, _) = a.pull_all(&app, 0);
+    assert_eq!(recs[&x]["fields"]["relation"], "spouse");
+    assert_eq!(recs[&x]["version"], 2);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM persons"), 501);
+}
