@@ -92,27 +92,58 @@ fn device_of(p: &Principal) -> AppResult<String> {
 /// Each op gets its own result: `applied` (with the new version and any conflicts),
 /// `duplicate` (seq already applied: the first answer is returned again in `first`),
 /// `redirected` (the record was merged into `canonical_id`; applied there) or `rejected`
-/// (stable `code`, `retryable: false`; the payload is kept on the server). A gap in `seq`
-/// stops processing at `stopped_at`. Bodies may be gzip-compressed (`Content-Encoding: gzip`).
+/// (stable `code`, `retryable: false`; the payload is kept on the server). `last_seq` is the
+/// last seq the server holds for the device, a rejected op's included. A gap in `seq` stops
+/// processing at `stopped_at` (`stop_reason: gap`); a transient failure after part of a large
+/// batch was committed stops there too (`stop_reason: transient`, `retry_after` seconds).
+/// Bodies may be gzip-compressed (`Content-Encoding: gzip`).
 #[utoipa::path(post, path = "/api/v1/sync/push", tag = "sync",
-    request_body(content = PushRequest, example = json!({"ops": [
-        {"seq": 1, "op_id": "0192f0c1-0000-7000-8000-000000000001", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000aa",
-         "kind": "create", "set": {"org_unit": "130131102201", "name": "王芳", "sex": "female", "birth_date": "1990-02-03",
-         "id_number": "130131199002030025", "marital_status": "first_marriage"}, "recorded_at": "2026-11-23T09:15:00+08:00"},
-        {"seq": 2, "op_id": "0192f0c1-0000-7000-8000-000000000002", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000bb",
-         "kind": "update", "base_version": 3, "set": {"phone": "13800000000"}, "recorded_at": "2026-11-23T10:00:00+08:00"}
-    ], "sent_at": "2026-11-23T18:30:00+08:00"})),
+    request_body(content = PushRequest, examples(
+        ("every result kind" = (summary = "A resend after a lost answer: seq 7 was applied before; the rest is new",
+          value = json!({"ops": [
+            {"seq": 7, "op_id": "0192f0c1-0000-7000-8000-000000000007", "entity": "visit", "id": "0192f0c1-0000-7000-8000-0000000000cc",
+             "kind": "create", "set": {"org_unit": "130131102201", "person_id": "0192f0c1-0000-7000-8000-0000000000bb", "kind": "iud_check",
+             "visit_date": "2026-11-23"}, "recorded_at": "2026-11-23T08:40:00+08:00"},
+            {"seq": 8, "op_id": "0192f0c1-0000-7000-8000-000000000008", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000aa",
+             "kind": "create", "set": {"org_unit": "130131102201", "name": "王芳", "sex": "female", "birth_date": "1990-02-03",
+             "id_number": "130131199002030025", "marital_status": "first_marriage"}, "recorded_at": "2026-11-23T09:15:00+08:00"},
+            {"seq": 9, "op_id": "0192f0c1-0000-7000-8000-000000000009", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000bb",
+             "kind": "update", "base_version": 3, "set": {"marital_status": "divorced"}, "recorded_at": "2026-11-23T10:00:00+08:00"},
+            {"seq": 10, "op_id": "0192f0c1-0000-7000-8000-000000000010", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000dd",
+             "kind": "update", "base_version": 1, "set": {"phone": "13800000000"}, "recorded_at": "2026-11-23T10:20:00+08:00"},
+            {"seq": 11, "op_id": "0192f0c1-0000-7000-8000-000000000011", "entity": "measure", "id": "0192f0c1-0000-7000-8000-0000000000ff",
+             "kind": "create", "set": {"org_unit": "130131103201", "person_id": "0192f0c1-0000-7000-8000-0000000000bb", "method": "pills",
+             "started_on": "2026-11-23"}, "recorded_at": "2026-11-23T11:00:00+08:00"}
+          ], "sent_at": "2026-11-23T18:30:00+08:00"}))),
+        ("a gap" = (summary = "seq 14 never reached the server: processing stops at 15",
+          value = json!({"ops": [
+            {"seq": 12, "op_id": "0192f0c1-0000-7000-8000-000000000012", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000aa",
+             "kind": "update", "base_version": 1, "set": {"phone": "13900000000"}, "recorded_at": "2026-11-24T09:00:00+08:00"},
+            {"seq": 13, "op_id": "0192f0c1-0000-7000-8000-000000000013", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000aa",
+             "kind": "update", "base_version": 2, "set": {"relation": "spouse"}, "recorded_at": "2026-11-24T09:05:00+08:00"},
+            {"seq": 15, "op_id": "0192f0c1-0000-7000-8000-000000000015", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000aa",
+             "kind": "update", "base_version": 3, "set": {"notes": "外出务工"}, "recorded_at": "2026-11-24T09:30:00+08:00"}
+          ]})))
+    )),
     responses(
-        (status = 200, body = PushResponse, example = json!({"device_id": "0192f0c1-0000-7000-8000-0000000000d1", "last_seq": 4, "results": [
-            {"seq": 1, "op_id": "0192f0c1-0000-7000-8000-000000000001", "status": "applied", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000aa", "version": 1},
-            {"seq": 2, "op_id": "0192f0c1-0000-7000-8000-000000000002", "status": "applied", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000bb", "version": 5,
-             "conflicts": [{"id": "0192f0c1-0000-7000-8000-0000000000c1", "entity": "person", "record_id": "0192f0c1-0000-7000-8000-0000000000bb", "field": "marital_status",
-              "kind": "field", "policy": "review", "status": "open", "winner": "server", "base_value": "unmarried", "server_value": "first_marriage", "device_value": "divorced"}]},
-            {"seq": 3, "op_id": "0192f0c1-0000-7000-8000-000000000003", "status": "duplicate", "entity": "visit", "id": "0192f0c1-0000-7000-8000-0000000000cc", "version": 1,
-             "first": {"seq": 3, "op_id": "0192f0c1-0000-7000-8000-000000000003", "status": "applied", "entity": "visit", "id": "0192f0c1-0000-7000-8000-0000000000cc", "version": 1}},
-            {"seq": 4, "op_id": "0192f0c1-0000-7000-8000-000000000004", "status": "redirected", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000dd", "version": 3, "canonical_id": "0192f0c1-0000-7000-8000-0000000000ee"},
-            {"seq": 5, "op_id": "0192f0c1-0000-7000-8000-000000000005", "status": "rejected", "entity": "measure", "id": "0192f0c1-0000-7000-8000-0000000000ff", "code": "out_of_scope", "message": "org_unit is outside your villages", "retryable": false}
-        ]})),
+        (status = 200, body = PushResponse, examples(
+            ("every result kind" = (summary = "One result per op; last_seq is the last op processed, a rejected one included",
+              value = json!({"device_id": "0192f0c1-0000-7000-8000-0000000000d1", "last_seq": 11, "results": [
+                {"seq": 7, "op_id": "0192f0c1-0000-7000-8000-000000000007", "status": "duplicate", "entity": "visit", "id": "0192f0c1-0000-7000-8000-0000000000cc", "version": 1,
+                 "first": {"seq": 7, "op_id": "0192f0c1-0000-7000-8000-000000000007", "status": "applied", "entity": "visit", "id": "0192f0c1-0000-7000-8000-0000000000cc", "version": 1}},
+                {"seq": 8, "op_id": "0192f0c1-0000-7000-8000-000000000008", "status": "applied", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000aa", "version": 1},
+                {"seq": 9, "op_id": "0192f0c1-0000-7000-8000-000000000009", "status": "applied", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000bb", "version": 5,
+                 "conflicts": [{"id": "0192f0c1-0000-7000-8000-0000000000c1", "entity": "person", "record_id": "0192f0c1-0000-7000-8000-0000000000bb", "field": "marital_status",
+                  "kind": "field", "policy": "review", "status": "open", "winner": "server", "base_value": "unmarried", "server_value": "first_marriage", "device_value": "divorced"}]},
+                {"seq": 10, "op_id": "0192f0c1-0000-7000-8000-000000000010", "status": "redirected", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000dd", "version": 3, "canonical_id": "0192f0c1-0000-7000-8000-0000000000ee"},
+                {"seq": 11, "op_id": "0192f0c1-0000-7000-8000-000000000011", "status": "rejected", "entity": "measure", "id": "0192f0c1-0000-7000-8000-0000000000ff", "code": "out_of_scope", "message": "org_unit is outside your villages", "retryable": false}
+              ]}))),
+            ("a gap" = (summary = "Stopped at the op after the gap; resend from seq 14",
+              value = json!({"device_id": "0192f0c1-0000-7000-8000-0000000000d1", "last_seq": 13, "results": [
+                {"seq": 12, "op_id": "0192f0c1-0000-7000-8000-000000000012", "status": "applied", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000aa", "version": 2},
+                {"seq": 13, "op_id": "0192f0c1-0000-7000-8000-000000000013", "status": "applied", "entity": "person", "id": "0192f0c1-0000-7000-8000-0000000000aa", "version": 3}
+              ], "stopped_at": 15, "stop_reason": "gap"})))
+        )),
         (status = 400, description = "Malformed envelope", body = crate::error::Problem),
         (status = 401, description = "Bad or expired token", body = crate::error::Problem),
         (status = 403, description = "Revoked device, or no device in the token", body = crate::error::Problem),

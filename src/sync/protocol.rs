@@ -89,7 +89,7 @@ pub struct OpResult {
     /// Logic checks the record now fails (flagged for the supervisor; never a rejection).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
-    /// For `rejected`: a stable code, e.g. `out_of_scope`, `unknown_entity`, `bad_field_type`.
+    /// For `rejected`: a stable code, e.g. `out_of_scope`, `unknown_entity`, `bad_field_value`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

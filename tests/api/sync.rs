@@ -139,6 +139,17 @@ impl Dev {
         r.body
     }
 
+    /// One page of at most `limit` records from `cursor`.
+    pub fn pull_page(&self, app: &TestApp, cursor: i64, limit: usize) -> Value {
+        let r = app.post(
+            "/api/v1/sync/pull",
+            Some(&self.token),
+            &json!({ "cursor": cursor, "limit": limit }),
+        );
+        assert_eq!(r.status, 200, "pull: {:?}", r.body);
+        r.body
+    }
+
     /// Pulls every page from `cursor`; returns the records by id (latest wins) and the cursor.
     pub fn pull_all(&self, app: &TestApp, mut cursor: i64) -> (BTreeMap<String, Value>, i64) {
         let mut out = BTreeMap::new();
@@ -329,77 +340,143 @@ both!(promise_04_atomic_ops, |b| {
     assert_eq!(recs[&id]["version"], 1);
 });
 
+/// Waits (bounded) until a backend of the test database waits for a lock in a statement whose
+/// text contains `needle` (proof that a request is parked at that statement), or until `done`.
+fn wait_for_pg_lock_wait(app: &TestApp, needle: &str, what: &str, done: impl Fn() -> bool) {
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock' AND query LIKE '%{needle}%'"
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count(app, &sql) == 0 && !done() {
+        assert!(std::time::Instant::now() < until, "never saw {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 both!(promise_05_no_missed_change, |b| {
-    use fieldsync::db::records::{self, RecordRow};
-    use fieldsync::domain::entities::Entity;
-    use fieldsync::sync::store::SeqAlloc;
-    let (app, a, w) = setup(b);
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    use fieldsync::auth::scope::Scope;
+    use fieldsync::sync::{push, validate};
+    let app = spawn_app(b);
+    seed_units(&app);
+    let a = worker(&app, "worker_a", &[V1]); // its change is held uncommitted
+    let c = worker(&app, "worker_c", &[V1]); // pushes while the other is held
+    let r = worker(&app, "worker_r", &[V1]); // pulls
     a.push_ok(
         &app,
         &[a.op("person", &new_id(), "create", None, person(V1, "陈静"))],
     );
-    let (_, cursor) = w.pull_all(&app, 0);
-    let slow_id = new_id();
-    let (started_tx, started_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (_, cursor) = r.pull_all(&app, 0);
+    let (held_id, later_id) = (new_id(), new_id());
+    let held_op = a.op("person", &held_id, "create", None, person(V1, "慢写入"));
+    let later_op = c.op("person", &later_id, "create", None, person(V1, "后提交"));
     std::thread::scope(|s| {
-        // a writer that holds its transaction open after taking its change number
-        let db = app.db.clone();
-        let slow_id2 = slow_id.clone();
-        s.spawn(move || {
-            db.write(|c| {
-                let mut alloc = SeqAlloc::lock(c)?;
-                let mut fields = BTreeMap::new();
-                fields.insert("name".to_string(), json!("慢写入"));
-                fields.insert("sex".to_string(), json!("female"));
-                fields.insert("birth_date".to_string(), json!("1991-01-01"));
-                let row = RecordRow {
-                    entity: Entity::Person,
-                    id: slow_id2.clone(),
-                    org_unit: V1.into(),
-                    version: 1,
-                    change_seq: alloc.alloc(),
-                    deleted: false,
-                    merged_into: None,
-                    fields,
-                    stamps: BTreeMap::new(),
-                    created_at: 1,
-                    updated_at: 1,
-                    recorded_at: 1,
-                    created_by: "t".into(),
-                    updated_by: "t".into(),
-                    updated_device: None,
-                };
-                records::upsert(c, &[row])?;
-                started_tx.send(()).unwrap();
-                release_rx.recv().unwrap();
-                alloc.finish(c)
-            })
-            .unwrap();
-        });
-        started_rx.recv().unwrap();
-        // meanwhile another device pushes (it waits for the open writer) and a pull runs
-        let pusher = s.spawn(|| {
-            a.push_ok(
+        // The held writer has taken its change sequence number, written its record, and not
+        // committed. PostgreSQL: a real push, parked by a row lock on its device at the ledger
+        // write that follows the record writes. SQLite (one writer, in this process): the real
+        // write path of a push (SeqAlloc, merge, record and version writes) in a transaction
+        // the test keeps open.
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let mut lock = None;
+        let held = match b {
+            Backend::Postgres => {
+                let mut l = diesel::PgConnection::establish(&app.database_url).unwrap();
+                l.batch_execute("BEGIN").unwrap();
+                l.batch_execute(&format!(
+                    "SELECT id FROM devices WHERE id = '{}' FOR UPDATE",
+                    a.device_id
+                ))
+                .unwrap();
+                lock = Some(l);
+                let h = s.spawn(|| {
+                    let rs = a.push_ok(&app, std::slice::from_ref(&held_op));
+                    rs[0].clone()
+                });
+                wait_for_pg_lock_wait(
+                    &app,
+                    "device",
+                    "the held push parked at its ledger write",
+                    || h.is_finished(),
+                );
+                h
+            }
+            Backend::Sqlite => {
+                let (started_tx, started_rx) = std::sync::mpsc::channel();
+                let db = app.db.clone();
+                let user = a.user_id.clone();
+                let op = held_op.clone();
+                let h = s.spawn(move || {
+                    let out = db
+                        .write(|conn| {
+                            let h = validate::header(&op, 0).unwrap();
+                            let parsed = validate::parse(&op, &h, fieldsync::db::now_micros())
+                                .unwrap_or_else(|r| panic!("{}", r.code));
+                            let scope = Scope::new(vec![V1.to_string()]);
+                            let actor = push::Actor {
+                                user_id: &user,
+                                device_id: None,
+                                scope: &scope,
+                            };
+                            let res = push::apply_direct(conn, &actor, &parsed)?;
+                            started_tx.send(()).unwrap();
+                            release_rx.recv().unwrap();
+                            Ok(res)
+                        })
+                        .unwrap();
+                    serde_json::to_value(out).unwrap()
+                });
+                started_rx.recv().unwrap();
+                h
+            }
+        };
+        // Another device pushes meanwhile. It must wait for the held writer: on PostgreSQL it is
+        // seen parked on the change-sequence lock; on SQLite it queues for the one writer (not
+        // observable from here; the assertions below hold whether it got there yet or not).
+        let later = s.spawn(|| c.push_ok(&app, std::slice::from_ref(&later_op)));
+        if b == Backend::Postgres {
+            wait_for_pg_lock_wait(
                 &app,
-                &[a.op("person", &new_id(), "create", None, person(V1, "后提交"))],
-            )
-        });
-        let mid = w.pull(&app, cursor);
+                "sync_state",
+                "the second push waiting for the change sequence",
+                // a push that does not wait commits at once: the pull below must then not skip
+                // the held change
+                || later.is_finished(),
+            );
+        }
+        let mid = r.pull(&app, cursor);
+        assert_eq!(mid["reset_required"], false, "{mid:?}");
+        assert_eq!(
+            mid["records"],
+            json!([]),
+            "uncommitted or later changes visible: {mid:?}"
+        );
+        assert_eq!(
+            mid["next_cursor"], cursor,
+            "the cursor moved past a change that is not committed yet: {mid:?}"
+        );
         let mid_cursor = mid["next_cursor"].as_i64().unwrap();
-        assert!(
-            mid["records"].as_array().unwrap().is_empty(),
-            "uncommitted changes visible: {mid:?}"
-        );
-        release_tx.send(()).unwrap();
-        pusher.join().unwrap();
+        // the held writer commits, then the waiting push
+        match lock.take() {
+            Some(mut l) => l.batch_execute("COMMIT").unwrap(),
+            None => release_tx.send(()).unwrap(),
+        }
+        let held_result = held.join().unwrap();
+        assert_eq!(held_result["status"], "applied", "{held_result:?}");
+        let later_result = later.join().unwrap();
+        assert_eq!(status(&later_result[0]), "applied");
         // nothing committed after the pull began is skipped by the next pull
-        let (after, _) = w.pull_all(&app, mid_cursor);
+        let (after, _) = r.pull_all(&app, mid_cursor);
         assert!(
-            after.contains_key(&slow_id),
-            "the held writer's change was skipped"
+            after.contains_key(&held_id),
+            "the held writer's change was skipped: {after:?}"
         );
-        assert!(after.values().any(|r| r["fields"]["name"] == "后提交"));
+        assert!(after[&held_id]["change_seq"].as_i64().unwrap() > mid_cursor);
+        assert!(
+            after.contains_key(&later_id),
+            "the later push was skipped: {after:?}"
+        );
     });
 });
 
@@ -429,41 +506,407 @@ both!(promise_06_read_your_writes, |b| {
     );
 });
 
+/// A device's local copy of its scope, built only from what it pulled: entity/id -> record,
+/// tombstones removed, advanced one page at a time.
+struct Replica<'d> {
+    dev: &'d Dev,
+    cursor: i64,
+    map: BTreeMap<String, Value>,
+    pages: usize,
+}
+
+impl<'d> Replica<'d> {
+    fn new(dev: &'d Dev) -> Self {
+        Replica {
+            dev,
+            cursor: 0,
+            map: BTreeMap::new(),
+            pages: 0,
+        }
+    }
+
+    /// Applies one page; says whether there is more.
+    fn step(&mut self, app: &TestApp, limit: usize) -> bool {
+        let r = self.dev.pull_page(app, self.cursor, limit);
+        assert_eq!(r["reset_required"], false, "{r:?}");
+        let recs = r["records"].as_array().unwrap();
+        assert!(recs.len() <= limit);
+        for rec in recs {
+            let key = format!(
+                "{}/{}",
+                rec["entity"].as_str().unwrap(),
+                rec["id"].as_str().unwrap()
+            );
+            if rec["deleted"] == true {
+                self.map.remove(&key);
+            } else {
+                self.map.insert(key, rec.clone());
+            }
+        }
+        let next = r["next_cursor"].as_i64().unwrap();
+        assert!(
+            next >= self.cursor,
+            "the cursor went back: {} -> {next}",
+            self.cursor
+        );
+        self.cursor = next;
+        self.pages += 1;
+        r["has_more"] == true
+    }
+
+    fn sync(&mut self, app: &TestApp, limit: usize) {
+        while self.step(app, limit) {}
+    }
+}
+
+/// The server's live records of a village (and its groups), read from the database, in the
+/// pull's wire form: entity/id -> record.
+fn server_live(app: &TestApp, village: &str) -> BTreeMap<String, Value> {
+    use diesel::RunQueryDsl;
+    use fieldsync::db::records::{self, JsonRow, RecordRow};
+    use fieldsync::domain::entities::ENTITIES;
+    let mut c = app.conn();
+    let backend = records::backend_of(&c);
+    let mut out = BTreeMap::new();
+    for d in ENTITIES {
+        let sql = format!(
+            "{} WHERE NOT deleted AND org_unit LIKE '{village}%'",
+            records::select_json_sql(backend, d.entity)
+        );
+        let rows: Vec<JsonRow> = diesel::sql_query(sql).load(&mut *c).unwrap();
+        for r in rows {
+            let row = RecordRow::from_json(&r.j).unwrap();
+            let v = serde_json::to_value(fieldsync::sync::pull::record_out(row)).unwrap();
+            let key = format!(
+                "{}/{}",
+                v["entity"].as_str().unwrap(),
+                v["id"].as_str().unwrap()
+            );
+            out.insert(key, v);
+        }
+    }
+    out
+}
+
+fn id_number_for(birth: &str, seq: u16) -> String {
+    let d = chrono::NaiveDate::parse_from_str(birth, "%Y-%m-%d").unwrap();
+    fieldsync::domain::resident_id::generate("130131", d, seq, false)
+}
+
 both!(promise_07_convergence, |b| {
     let (app, a, w) = setup(b);
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        let id = new_id();
-        ids.push(id.clone());
-        let dev = if i % 2 == 0 { &a } else { &w };
-        let op = dev.op("person", &id, "create", None, person(V1, &format!("人{i}")));
-        dev.push_ok(&app, &[op]);
+    let c = worker(&app, "worker_c", &[V1]);
+    let other = worker(&app, "worker_o", &[V2]);
+    const PAGE: usize = 3;
+    let (mut ra, mut rw, mut rc) = (Replica::new(&a), Replica::new(&w), Replica::new(&c));
+    // first registrations, each device pulling a page between pushes
+    let p: Vec<String> = (0..8).map(|_| new_id()).collect();
+    let household = new_id();
+    let mut ops = vec![a.op(
+        "household",
+        &household,
+        "create",
+        None,
+        json!({"org_unit": V1, "household_no": "201-009", "head_name": "王强"}),
+    )];
+    for (i, id) in p.iter().enumerate().take(4) {
+        ops.push(a.op("person", id, "create", None, person(V1, &format!("甲{i}"))));
     }
-    let e1 = a.op(
-        "person",
-        &ids[1],
-        "update",
-        Some(1),
-        json!({"relation": "child"}),
+    a.push_ok(&app, &ops);
+    rw.step(&app, PAGE);
+    let ops: Vec<Value> = p[4..]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| w.op("person", id, "create", None, person(V1, &format!("乙{i}"))))
+        .collect();
+    w.push_ok(&app, &ops);
+    rc.step(&app, PAGE);
+    ra.step(&app, PAGE);
+    // a record of another village is never in these replicas, nor in the comparison
+    other.push_ok(
+        &app,
+        &[other.op("person", &new_id(), "create", None, person(V2, "外村"))],
     );
-    a.push_ok(&app, &[e1]);
-    let e2 = w.op(
-        "person",
-        &ids[1],
-        "update",
-        Some(1),
-        json!({"residence": "moved_out"}),
+    let visit = new_id();
+    let measure = new_id();
+    let idn = id_number_for("1990-02-03", 11);
+    c.push_ok(&app, &[
+        c.op("visit", &visit, "create", None,
+             json!({"org_unit": V1, "person_id": p[0], "kind": "iud_check", "visit_date": "2026-11-20"})),
+        c.op("measure", &measure, "create", None,
+             json!({"org_unit": V1, "person_id": p[5], "method": "iud_insertion", "started_on": "2026-03-01"})),
+        c.op("person", &p[5], "update", Some(1), json!({"id_number": idn})),
+    ]);
+    rw.step(&app, PAGE);
+    // interleaved edits from version 1: disjoint fields, a review conflict, a latest conflict
+    a.push_ok(
+        &app,
+        &[
+            a.op(
+                "person",
+                &p[0],
+                "update",
+                Some(1),
+                json!({"relation": "spouse"}),
+            ),
+            a.op(
+                "person",
+                &p[1],
+                "update",
+                Some(1),
+                json!({"marital_status": "divorced"}),
+            ),
+            a.op(
+                "person",
+                &p[2],
+                "update",
+                Some(1),
+                json!({"phone": "13800000001"}),
+            ),
+        ],
     );
-    w.push_ok(&app, &[e2]);
-    let d = a.op("person", &ids[4], "delete", Some(1), json!({}));
-    a.push_ok(&app, &[d]);
-    let (sa, ca) = a.pull_all(&app, 0);
-    let (sw, cw) = w.pull_all(&app, 0);
-    assert_eq!(ca, cw);
-    assert_eq!(sa, sw);
-    assert_eq!(sa.len(), 4, "the deleted record is not in a fresh snapshot");
-    assert_eq!(sa[&ids[1]]["fields"]["relation"], "child");
-    assert_eq!(sa[&ids[1]]["fields"]["residence"], "moved_out");
+    rc.step(&app, PAGE);
+    let mut ops = vec![
+        w.op(
+            "person",
+            &p[0],
+            "update",
+            Some(1),
+            json!({"residence": "moved_out"}),
+        ),
+        w.op(
+            "person",
+            &p[1],
+            "update",
+            Some(1),
+            json!({"marital_status": "widowed"}),
+        ),
+        w.op(
+            "person",
+            &p[2],
+            "update",
+            Some(1),
+            json!({"phone": "13800000002"}),
+        ),
+    ];
+    ops[2]["recorded_at"] = json!("2026-11-20T11:00:00Z");
+    let rs = w.push_ok(&app, &ops);
+    assert_eq!(rs[1]["conflicts"][0]["status"], "open");
+    assert_eq!(rs[2]["conflicts"][0]["status"], "closed");
+    ra.step(&app, PAGE);
+    // deletes: a plain one, a delete against an edited record, an edit against a deleted record
+    a.push_ok(
+        &app,
+        &[
+            a.op("person", &p[3], "delete", Some(1), json!({})),
+            a.op(
+                "person",
+                &p[6],
+                "update",
+                Some(1),
+                json!({"relation": "child"}),
+            ),
+        ],
+    );
+    rw.step(&app, PAGE);
+    let rs = c.push_ok(
+        &app,
+        &[
+            c.op(
+                "person",
+                &p[3],
+                "update",
+                Some(1),
+                json!({"relation": "parent"}),
+            ),
+            c.op("person", &p[6], "delete", Some(1), json!({})),
+            c.op("person", &p[7], "delete", Some(1), json!({})),
+            c.op(
+                "household",
+                &household,
+                "update",
+                Some(1),
+                json!({"head_name": "王刚"}),
+            ),
+        ],
+    );
+    assert_eq!(rs[0]["conflicts"][0]["kind"], "edit_vs_delete");
+    assert_eq!(rs[1]["conflicts"][0]["kind"], "delete_vs_edit");
+    rc.step(&app, PAGE);
+    // a second registration of p[5] (same ID number, nothing disagrees) with a visit: merged
+    // at once, the visit re-pointed to the survivor, the tombstone carries merged_into
+    let p8 = new_id();
+    let visit2 = new_id();
+    let mut again = person(V1, "乙1");
+    again["id_number"] = json!(idn);
+    a.push_ok(&app, &[
+        a.op("person", &p8, "create", None, again),
+        a.op("visit", &visit2, "create", None,
+             json!({"org_unit": V1, "person_id": p8, "kind": "iud_check", "visit_date": "2026-11-21"})),
+    ]);
+    rc.step(&app, PAGE);
+    // a redirected edit to the merged id
+    let rs = w.push_ok(
+        &app,
+        &[w.op(
+            "person",
+            &p8,
+            "update",
+            Some(1),
+            json!({"phone": "13900000009"}),
+        )],
+    );
+    assert_eq!(status(&rs[0]), "redirected", "{rs:?}");
+    ra.step(&app, PAGE);
+    // everyone pulls to the end
+    ra.sync(&app, PAGE);
+    rw.sync(&app, PAGE);
+    rc.sync(&app, PAGE);
+    assert_eq!(ra.cursor, rw.cursor);
+    assert_eq!(rw.cursor, rc.cursor);
+    for r in [&ra, &rw, &rc] {
+        assert!(
+            r.pages >= 4,
+            "only {} pages: the page limit was not exercised",
+            r.pages
+        );
+    }
+    let server = server_live(&app, V1);
+    assert_eq!(ra.map, server, "device a differs from the server");
+    assert_eq!(rw.map, server, "device w differs from the server");
+    assert_eq!(rc.map, server, "device c differs from the server");
+    // and the expected facts are there
+    let person_of = |id: &str| &server[&format!("person/{id}")];
+    assert_eq!(person_of(&p[0])["fields"]["relation"], "spouse");
+    assert_eq!(person_of(&p[0])["fields"]["residence"], "moved_out");
+    assert_eq!(person_of(&p[1])["fields"]["marital_status"], "divorced");
+    assert_eq!(person_of(&p[2])["fields"]["phone"], "13800000002");
+    assert!(!server.contains_key(&format!("person/{}", p[3])));
+    assert_eq!(person_of(&p[6])["fields"]["relation"], "child");
+    assert!(!server.contains_key(&format!("person/{}", p[7])));
+    assert!(!server.contains_key(&format!("person/{p8}")));
+    assert_eq!(person_of(&p[5])["fields"]["phone"], "13900000009");
+    assert_eq!(
+        server[&format!("measure/{measure}")]["fields"]["person_id"],
+        p[5].as_str()
+    );
+    assert_eq!(
+        server[&format!("visit/{visit2}")]["fields"]["person_id"],
+        p[5].as_str()
+    );
+    assert_eq!(server[&format!("visit/{visit2}")]["version"], 2);
+    assert_eq!(
+        server[&format!("household/{household}")]["fields"]["head_name"],
+        "王刚"
+    );
+    assert!(server
+        .values()
+        .all(|r| r["org_unit"].as_str().unwrap().starts_with(V1)));
+});
+
+both!(pull_paging_has_more_until_the_last_page, |b| {
+    let (app, a, r) = setup(b);
+    const PAGE: usize = 5;
+    let ids: Vec<String> = (0..12).map(|_| new_id()).collect();
+    let ops: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| a.op("person", id, "create", None, person(V1, &format!("页{i}"))))
+        .collect();
+    a.push_ok(&app, &ops);
+    let mut cursor = 0;
+    let mut seen: Vec<(String, i64, bool)> = Vec::new(); // id, version, deleted
+    let mut pages = Vec::new();
+    let (changed_seen, changed_unseen, created, deleted) =
+        (ids[0].clone(), ids[11].clone(), new_id(), ids[1].clone());
+    loop {
+        let page = r.pull_page(&app, cursor, PAGE);
+        assert_eq!(page["reset_required"], false);
+        let recs = page["records"].as_array().unwrap();
+        assert!(recs.len() <= PAGE);
+        let next = page["next_cursor"].as_i64().unwrap();
+        let mut in_page = std::collections::BTreeSet::new();
+        for rec in recs {
+            let seq = rec["change_seq"].as_i64().unwrap();
+            assert!(
+                seq > cursor && seq <= next,
+                "change {seq} outside ({cursor}, {next}]"
+            );
+            let id = rec["id"].as_str().unwrap().to_string();
+            assert!(in_page.insert(id.clone()), "{id} twice in one page");
+            seen.push((id, rec["version"].as_i64().unwrap(), rec["deleted"] == true));
+        }
+        let more = page["has_more"] == true;
+        if more {
+            assert_eq!(recs.len(), PAGE, "a short page with has_more");
+            assert!(next > cursor, "has_more without progress");
+        }
+        pages.push((recs.len(), more));
+        cursor = next;
+        if pages.len() == 1 {
+            // between pages: edit a record already received and one not yet received, create one,
+            // delete one already received
+            assert!(seen.iter().any(|s| s.0 == changed_seen));
+            assert!(!seen.iter().any(|s| s.0 == changed_unseen));
+            a.push_ok(
+                &app,
+                &[
+                    a.op(
+                        "person",
+                        &changed_seen,
+                        "update",
+                        Some(1),
+                        json!({"relation": "spouse"}),
+                    ),
+                    a.op(
+                        "person",
+                        &changed_unseen,
+                        "update",
+                        Some(1),
+                        json!({"relation": "child"}),
+                    ),
+                    a.op("person", &created, "create", None, person(V1, "新")),
+                    a.op("person", &deleted, "delete", Some(1), json!({})),
+                ],
+            );
+        }
+        if !more {
+            break;
+        }
+    }
+    assert!(pages.len() >= 3, "{pages:?}");
+    assert!(pages[..pages.len() - 1].iter().all(|p| p.1));
+    // the last cursor is the store's newest change
+    assert_eq!(
+        cursor,
+        count(&app, "SELECT last_change_seq AS n FROM sync_state")
+    );
+    let times = |id: &str| seen.iter().filter(|s| s.0 == id).count();
+    for id in &ids[2..11] {
+        assert_eq!(times(id), 1, "{id} seen {} times", times(id));
+    }
+    // changed after it was received: again, at its new version; changed before: once, new version
+    let versions = |id: &str| {
+        seen.iter()
+            .filter(|s| s.0 == id)
+            .map(|s| s.1)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(versions(&changed_seen), [1, 2]);
+    assert_eq!(versions(&changed_unseen), [2]);
+    assert_eq!(versions(&created), [1]);
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.0 == deleted)
+            .map(|s| (s.1, s.2))
+            .collect::<Vec<_>>(),
+        [(1, false), (2, true)]
+    );
+    // nothing more after the end
+    let end = r.pull_page(&app, cursor, PAGE);
+    assert_eq!(end["records"], json!([]));
+    assert_eq!(end["has_more"], false);
+    assert_eq!(end["next_cursor"], cursor);
 });
 
 both!(
@@ -868,3 +1311,712 @@ both!(logic_checks_flag_and_never_reject, |b| {
         0
     );
 });
+
+/// A supervisor account; returns its access token.
+fn supervisor(app: &TestApp, username: &str, role: Role, org: &str) -> String {
+    users::create(
+        &mut app.conn(),
+        &NewUser {
+            username: username.into(),
+            display_name: username.into(),
+            role,
+            org_unit: Some(org.into()),
+            villages: vec![],
+        },
+        password_hash(),
+    )
+    .unwrap();
+    let r = app.post(
+        "/api/v1/auth/login",
+        None,
+        &json!({"username": username, "password": PASSWORD}),
+    );
+    assert_eq!(r.status, 200, "login {username}: {:?}", r.body);
+    r.body["access_token"].as_str().unwrap().to_string()
+}
+
+/// After a merge of `merged` into `survivor`, a device pulling from a cursor taken before it
+/// (and after the children were made) receives the children re-pointed at a new version and the
+/// tombstone with merged_into; its ops to the merged id are redirected.
+fn assert_device_learns_merge(
+    app: &TestApp,
+    w: &Dev,
+    cursor: i64,
+    survivor: &str,
+    merged: &str,
+    children: &[(&str, i64)],
+) {
+    let (changes, _) = w.pull_all(app, cursor);
+    assert_eq!(changes[merged]["deleted"], true, "{changes:?}");
+    assert_eq!(changes[merged]["merged_into"], survivor);
+    for (child, version_before) in children {
+        let c = &changes[*child];
+        assert_eq!(
+            c["fields"]["person_id"], survivor,
+            "child {child} not re-pointed"
+        );
+        assert!(
+            c["version"].as_i64().unwrap() > *version_before,
+            "child {child} kept version {version_before}"
+        );
+        assert!(c["change_seq"].as_i64().unwrap() > cursor);
+    }
+    let rs = w.push_ok(
+        app,
+        &[w.op(
+            "person",
+            merged,
+            "update",
+            Some(1),
+            json!({"phone": "13900000001"}),
+        )],
+    );
+    assert_eq!(status(&rs[0]), "redirected", "{rs:?}");
+    assert_eq!(rs[0]["canonical_id"], survivor);
+    let (recs, _) = w.pull_all(app, 0);
+    assert_eq!(recs[survivor]["fields"]["phone"], "13900000001");
+    assert!(!recs.contains_key(merged));
+}
+
+both!(
+    promise_10_children_made_before_the_cursor_follow_a_merge,
+    |b| {
+        let (app, a, w) = setup(b);
+        let ts = supervisor(&app, "ts", Role::TownshipSupervisor, "130131102");
+        // a supervisor's merge of a pair that disagrees
+        let (p1, p2, visit, measure) = (new_id(), new_id(), new_id(), new_id());
+        let mut s1 = person(V1, "孙丽");
+        s1["id_number"] = json!(id_number_for("1990-02-03", 21));
+        let mut s2 = s1.clone();
+        s2["name"] = json!("孙立");
+        a.push_ok(&app, &[
+        a.op("person", &p1, "create", None, s1),
+        a.op("person", &p2, "create", None, s2),
+        a.op("visit", &visit, "create", None,
+             json!({"org_unit": V1, "person_id": p2, "kind": "iud_check", "visit_date": "2026-11-21"})),
+        a.op("measure", &measure, "create", None,
+             json!({"org_unit": V1, "person_id": p2, "method": "iud_insertion", "started_on": "2026-03-01"})),
+    ]);
+        assert_eq!(
+            count(
+                &app,
+                "SELECT COUNT(*) AS n FROM duplicate_candidates WHERE status = 'open'"
+            ),
+            1
+        );
+        let (_, cursor) = w.pull_all(&app, 0);
+        let r = app.post(
+            "/api/v1/supervise/duplicates/merge",
+            Some(&ts),
+            &json!({"survivor_id": p1, "merged_id": p2}),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_device_learns_merge(&app, &w, cursor, &p1, &p2, &[(&visit, 1), (&measure, 1)]);
+
+        // the automatic merge: a second registration without the ID number, with children, later
+        // given the number; nothing disagrees, so it merges at once
+        let (p3, p4, visit2, measure2) = (new_id(), new_id(), new_id(), new_id());
+        let mut s3 = person(V1, "钱红");
+        s3["id_number"] = json!(id_number_for("1990-02-03", 31));
+        a.push_ok(&app, &[
+        a.op("person", &p3, "create", None, s3.clone()),
+        a.op("person", &p4, "create", None, person(V1, "钱红")),
+        a.op("visit", &visit2, "create", None,
+             json!({"org_unit": V1, "person_id": p4, "kind": "iud_check", "visit_date": "2026-11-21"})),
+        a.op("measure", &measure2, "create", None,
+             json!({"org_unit": V1, "person_id": p4, "method": "pills", "started_on": "2026-03-01"})),
+    ]);
+        let (_, cursor) = w.pull_all(&app, 0);
+        let rs = a.push_ok(
+            &app,
+            &[a.op(
+                "person",
+                &p4,
+                "update",
+                Some(1),
+                json!({"id_number": s3["id_number"]}),
+            )],
+        );
+        assert_eq!(status(&rs[0]), "applied");
+        assert_eq!(
+            count(
+                &app,
+                "SELECT COUNT(*) AS n FROM person_merges WHERE automatic"
+            ),
+            1
+        );
+        assert_device_learns_merge(&app, &w, cursor, &p3, &p4, &[(&visit2, 1), (&measure2, 1)]);
+    }
+);
+
+both!(open_duplicate_that_comes_to_agree_merges_at_once, |b| {
+    let (app, a, w) = setup(b);
+    let (p1, p2) = (new_id(), new_id());
+    let mut s1 = person(V1, "周敏");
+    s1["id_number"] = json!(id_number_for("1990-02-03", 41));
+    let mut s2 = s1.clone();
+    s2["name"] = json!("周民");
+    a.push_ok(&app, &[a.op("person", &p1, "create", None, s1)]);
+    w.push_ok(&app, &[w.op("person", &p2, "create", None, s2)]);
+    let open = "SELECT COUNT(*) AS n FROM duplicate_candidates WHERE status = 'open'";
+    assert_eq!(count(&app, open), 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM person_merges"), 0);
+    let (_, cursor) = a.pull_all(&app, 0);
+    // the worker corrects the name: nothing disagrees any more
+    let rs = w.push_ok(
+        &app,
+        &[w.op("person", &p2, "update", Some(1), json!({"name": "周敏"}))],
+    );
+    assert_eq!(status(&rs[0]), "applied");
+    assert_eq!(count(&app, open), 0);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) AS n FROM duplicate_candidates WHERE status = 'merged'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) AS n FROM person_merges WHERE automatic"
+        ),
+        1
+    );
+    let (changes, _) = a.pull_all(&app, cursor);
+    assert_eq!(changes[&p2]["deleted"], true);
+    assert_eq!(changes[&p2]["merged_into"], p1.as_str());
+    let rs = a.push_ok(
+        &app,
+        &[a.op(
+            "person",
+            &p2,
+            "update",
+            Some(2),
+            json!({"phone": "13500000000"}),
+        )],
+    );
+    assert_eq!(status(&rs[0]), "redirected");
+    assert_eq!(rs[0]["canonical_id"], p1.as_str());
+});
+
+both!(create_of_an_existing_id_is_an_update_from_version_0, |b| {
+    let (app, a, w) = setup(b);
+    let id = new_id();
+    let mut first = person(V1, "王芳");
+    first["phone"] = json!("13800000001");
+    a.push_ok(&app, &[a.op("person", &id, "create", None, first)]);
+    // the other device creates the same id: same name, a field the server lacks, a review field
+    // and a latest field that differ
+    let mut second = person(V1, "王芳");
+    second["marital_status"] = json!("divorced");
+    second["phone"] = json!("13800000002");
+    second["relation"] = json!("spouse");
+    let mut op = w.op("person", &id, "create", None, second);
+    op["recorded_at"] = json!("2026-11-20T09:00:00Z");
+    let rs = w.push_ok(&app, &[op]);
+    assert_eq!(status(&rs[0]), "applied", "{rs:?}");
+    assert_eq!(rs[0]["version"], 2);
+    let mut cs: Vec<&Value> = rs[0]["conflicts"].as_array().unwrap().iter().collect();
+    cs.sort_by_key(|c| c["field"].as_str().unwrap().to_string());
+    assert_eq!(cs.len(), 2, "{cs:?}");
+    assert_eq!(cs[0]["field"], "marital_status");
+    assert_eq!(cs[0]["policy"], "review");
+    assert_eq!(cs[0]["status"], "open");
+    assert_eq!(cs[0]["winner"], "server");
+    assert_eq!(cs[0]["base_value"], Value::Null);
+    assert_eq!(cs[0]["server_value"], "first_marriage");
+    assert_eq!(cs[0]["device_value"], "divorced");
+    assert_eq!(cs[1]["field"], "phone");
+    assert_eq!(cs[1]["policy"], "latest");
+    assert_eq!(cs[1]["status"], "closed");
+    assert_eq!(cs[1]["winner"], "device");
+    assert_eq!(cs[1]["server_value"], "13800000001");
+    assert_eq!(cs[1]["device_value"], "13800000002");
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM conflicts"), 2);
+    let (recs, _) = a.pull_all(&app, 0);
+    let f = &recs[&id]["fields"];
+    assert_eq!(
+        f["relation"], "spouse",
+        "the field the server lacked is added"
+    );
+    assert_eq!(f["marital_status"], "first_marriage");
+    assert_eq!(f["phone"], "13800000002");
+    assert_eq!(f["name"], "王芳");
+    assert_eq!(recs[&id]["version"], 2);
+    // the same create again from a third side, equal values: nothing changes, no conflict
+    let c = worker(&app, "worker_c", &[V1]);
+    let rs = c.push_ok(
+        &app,
+        &[c.op("person", &id, "create", None, person(V1, "王芳"))],
+    );
+    assert_eq!(status(&rs[0]), "applied");
+    assert!(rs[0].get("conflicts").is_none(), "{rs:?}");
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM conflicts"), 2);
+});
+
+fn active_flag(app: &TestApp, id: &str, code: &str) -> bool {
+    count(
+        app,
+        &format!(
+            "SELECT COUNT(*) AS n FROM flags WHERE active AND record_id = '{id}' AND check_code = '{code}'"
+        ),
+    ) == 1
+}
+
+/// Pushes one op that must be applied, flagged with `code` in the answer and the flags table.
+fn push_flagged(app: &TestApp, d: &Dev, op: Value, code: &str) {
+    let id = op["id"].as_str().unwrap().to_string();
+    let rs = d.push_ok(app, &[op]);
+    assert_eq!(status(&rs[0]), "applied", "a check rejected the op: {rs:?}");
+    let flags: Vec<&str> = rs[0]["flags"]
+        .as_array()
+        .map(|a| a.iter().map(|f| f.as_str().unwrap()).collect())
+        .unwrap_or_default();
+    assert!(flags.contains(&code), "{code} not in {flags:?}");
+    assert!(active_flag(app, &id, code), "{code} not in the flags table");
+}
+
+/// Pushes one op that must be applied and clear `code`.
+fn push_clearing(app: &TestApp, d: &Dev, op: Value, code: &str) {
+    let id = op["id"].as_str().unwrap().to_string();
+    let rs = d.push_ok(app, &[op]);
+    assert_eq!(status(&rs[0]), "applied", "{rs:?}");
+    assert!(
+        !rs[0]["flags"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|f| f == code)),
+        "{code} still reported: {rs:?}"
+    );
+    assert!(!active_flag(app, &id, code), "{code} still active");
+}
+
+both!(logic_checks_with_related_records_flag_and_clear, |b| {
+    let (app, a, _) = setup(b);
+    let female = id_number_for("1990-02-03", 51);
+    let male = fieldsync::domain::resident_id::generate(
+        "130131",
+        chrono::NaiveDate::from_ymd_opt(1990, 2, 3).unwrap(),
+        51,
+        true,
+    );
+    // id_birth_date: a valid number whose birth date is not the record's
+    let p = new_id();
+    let mut s = person(V1, "冯丽");
+    s["id_number"] = json!(female);
+    s["birth_date"] = json!("1991-01-01");
+    push_flagged(
+        &app,
+        &a,
+        a.op("person", &p, "create", None, s),
+        "id_birth_date",
+    );
+    push_clearing(
+        &app,
+        &a,
+        a.op(
+            "person",
+            &p,
+            "update",
+            Some(1),
+            json!({"birth_date": "1990-02-03"}),
+        ),
+        "id_birth_date",
+    );
+    // id_sex: a man's number on a woman
+    let q = new_id();
+    let mut s = person(V1, "冯芳");
+    s["id_number"] = json!(male);
+    push_flagged(&app, &a, a.op("person", &q, "create", None, s), "id_sex");
+    push_clearing(
+        &app,
+        &a,
+        a.op(
+            "person",
+            &q,
+            "update",
+            Some(1),
+            json!({"id_number": id_number_for("1990-02-03", 53)}),
+        ),
+        "id_sex",
+    );
+
+    // the mother, pushed on her own: the checks of her births load her from the store
+    let m = new_id();
+    let mut s = person(V1, "蒋红");
+    s["id_number"] = json!(id_number_for("1990-02-03", 55));
+    a.push_ok(&app, &[a.op("person", &m, "create", None, s)]);
+    let birth = |date: &str, parity: i64| json!({"org_unit": V1, "mother_id": m, "birth_date": date, "sex": "male", "parity": parity});
+    let b1 = new_id();
+    let rs = a.push_ok(
+        &app,
+        &[a.op("birth", &b1, "create", None, birth("2015-03-01", 1))],
+    );
+    assert!(rs[0].get("flags").is_none(), "{rs:?}");
+    // mother_age: a birth when she was 12
+    let b0 = new_id();
+    push_flagged(
+        &app,
+        &a,
+        a.op("birth", &b0, "create", None, birth("2002-06-01", 1)),
+        "mother_age",
+    );
+    push_clearing(
+        &app,
+        &a,
+        a.op("birth", &b0, "delete", Some(1), json!({})),
+        "mother_age",
+    );
+    // birth_parity: her second birth (one earlier in the store) recorded as the third
+    let b2 = new_id();
+    push_flagged(
+        &app,
+        &a,
+        a.op("birth", &b2, "create", None, birth("2020-05-05", 3)),
+        "birth_parity",
+    );
+    push_clearing(
+        &app,
+        &a,
+        a.op("birth", &b2, "update", Some(1), json!({"parity": 2})),
+        "birth_parity",
+    );
+
+    // after_death: a visit dated after the death recorded in the store
+    let dead = new_id();
+    a.push_ok(
+        &app,
+        &[a.op("person", &dead, "create", None, person(V1, "韩梅"))],
+    );
+    a.push_ok(
+        &app,
+        &[a.op(
+            "death",
+            &new_id(),
+            "create",
+            None,
+            json!({"org_unit": V1, "person_id": dead, "death_date": "2026-01-10"}),
+        )],
+    );
+    let v = new_id();
+    push_flagged(&app, &a, a.op("visit", &v, "create", None,
+        json!({"org_unit": V1, "person_id": dead, "kind": "iud_check", "visit_date": "2026-03-01"})), "after_death");
+    push_clearing(
+        &app,
+        &a,
+        a.op(
+            "visit",
+            &v,
+            "update",
+            Some(1),
+            json!({"visit_date": "2025-12-01"}),
+        ),
+        "after_death",
+    );
+
+    // pregnancy_overdue: two months past the expected date, still ongoing; then its outcome
+    let expected = (chrono::Utc::now().date_naive() - chrono::Duration::days(60)).to_string();
+    let preg = new_id();
+    push_flagged(
+        &app,
+        &a,
+        a.op(
+            "pregnancy",
+            &preg,
+            "create",
+            None,
+            json!({"org_unit": V1, "person_id": m, "expected_date": expected, "status": "ongoing"}),
+        ),
+        "pregnancy_overdue",
+    );
+    push_clearing(
+        &app,
+        &a,
+        a.op(
+            "pregnancy",
+            &preg,
+            "update",
+            Some(1),
+            json!({"status": "ended", "outcome": "birth", "outcome_date": expected}),
+        ),
+        "pregnancy_overdue",
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) AS n FROM device_ops WHERE status = 'rejected'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) AS n FROM flags WHERE active"),
+        0
+    );
+});
+
+both!(promise_12_413_answers_carry_the_limits, |b| {
+    let app = spawn_app_with(b, |s| {
+        s.limits.max_body_bytes = 64 * 1024;
+        s.limits.max_inflated_bytes = 256 * 1024;
+    });
+    seed_units(&app);
+    let a = worker(&app, "worker_a", &[V1]);
+    let l = &app.settings.limits;
+    let auth = format!("Bearer {}", a.token);
+    let check = |r: &Resp, what: &str| {
+        assert_eq!(r.status, 413, "{what}: {:?}", r.body);
+        assert_eq!(r.body["code"], "payload_too_large", "{what}");
+        let d = &r.body["details"];
+        assert_eq!(d["max_body_bytes"], l.max_body_bytes, "{what}: {d:?}");
+        assert_eq!(
+            d["max_inflated_bytes"], l.max_inflated_bytes,
+            "{what}: {d:?}"
+        );
+        assert_eq!(d["max_ops_per_batch"], l.max_ops_per_batch, "{what}: {d:?}");
+    };
+    // too many bytes on the wire
+    let mut big = b"{\"ops\": [], \"pad\": \"".to_vec();
+    big.resize(l.max_body_bytes + 1, b'x');
+    let r = app.raw(
+        "POST",
+        "/api/v1/sync/push",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &auth),
+        ],
+        &big,
+    );
+    check(&r, "body bytes");
+    // a gzip bomb: small on the wire, too large inflated
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut enc, b"{\"ops\": [").unwrap();
+    std::io::Write::write_all(&mut enc, &vec![b' '; l.max_inflated_bytes + 10]).unwrap();
+    let bomb = enc.finish().unwrap();
+    assert!(bomb.len() < l.max_body_bytes);
+    let r = app.raw(
+        "POST",
+        "/api/v1/sync/push",
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+            ("authorization", &auth),
+        ],
+        &bomb,
+    );
+    check(&r, "gzip bomb");
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM device_ops"), 0);
+});
+
+both!(conflict_rows_keep_who_which_device_and_when, |b| {
+    let (app, a, w) = setup(b);
+    let ts = supervisor(&app, "ts", Role::TownshipSupervisor, "130131102");
+    let id = new_id();
+    a.push_ok(
+        &app,
+        &[a.op("person", &id, "create", None, person(V1, "杨洁"))],
+    );
+    a.push_ok(
+        &app,
+        &[a.op(
+            "person",
+            &id,
+            "update",
+            Some(1),
+            json!({"marital_status": "divorced"}),
+        )],
+    );
+    let before = fieldsync::db::now_micros();
+    let mut op = w.op(
+        "person",
+        &id,
+        "update",
+        Some(1),
+        json!({"marital_status": "widowed"}),
+    );
+    op["recorded_at"] = json!("2026-11-20T10:30:00Z");
+    let op_id = op["op_id"].as_str().unwrap().to_string();
+    let rs = w.push_ok(&app, &[op]);
+    let after = fieldsync::db::now_micros();
+    let cid = rs[0]["conflicts"][0]["id"].as_str().unwrap().to_string();
+    // the supervisor's view
+    let r = app.get(&format!("/api/v1/supervise/conflicts/{cid}"), Some(&ts));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let c = &r.body["conflict"];
+    assert_eq!(c["device_id"], w.device_id.as_str());
+    assert_eq!(c["user_id"], w.user_id.as_str());
+    let created = c["created_at"].as_i64().unwrap();
+    assert!(
+        before <= created && created <= after,
+        "{before} <= {created} <= {after}"
+    );
+    assert_eq!(c["base_value"], "first_marriage");
+    assert_eq!(c["server_value"], "divorced");
+    assert_eq!(c["device_value"], "widowed");
+    assert_eq!(c["base_version"], 1);
+    assert_eq!(c["server_version"], 2);
+    // the row itself: when the worker did it (the op's recorded_at) and which op
+    let recorded = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:30:00Z")
+        .unwrap()
+        .timestamp_micros();
+    assert_eq!(
+        count(&app, &format!(
+            "SELECT COUNT(*) AS n FROM conflicts WHERE id = '{cid}' AND recorded_at = {recorded} AND op_id = '{op_id}'"
+        )),
+        1
+    );
+    // and the device's pull carries the three values
+    let pulled = w.pull(&app, 0);
+    let pc = pulled["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == cid.as_str())
+        .expect("the conflict in the pull");
+    assert_eq!(pc["server_value"], "divorced");
+    assert_eq!(pc["device_value"], "widowed");
+    assert_eq!(pc["base_value"], "first_marriage");
+});
+
+/// The push examples of api-spec answer their requests: one result per op in order up to
+/// `stopped_at`, and `last_seq` the last op processed (a rejected op advances it).
+#[test]
+fn push_examples_in_the_spec_agree_with_their_requests() {
+    let spec: Value = serde_json::from_str(&fieldsync::openapi::pretty_json()).unwrap();
+    let push = &spec["paths"]["/api/v1/sync/push"]["post"];
+    let requests = &push["requestBody"]["content"]["application/json"]["examples"];
+    let answers = push["responses"]["200"]["content"]["application/json"]["examples"]
+        .as_object()
+        .expect("named push examples");
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut gaps = 0;
+    for (name, ex) in answers {
+        let v = &ex["value"];
+        let sent = requests[name]["value"]["ops"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no request example {name}"));
+        let results = v["results"].as_array().unwrap();
+        assert!(results.len() <= sent.len(), "{name}");
+        for (r, op) in results.iter().zip(sent) {
+            for k in ["seq", "op_id", "entity", "id"] {
+                assert_eq!(r[k], op[k], "{name}: {k}");
+            }
+            kinds.insert(status(r).to_string());
+        }
+        let last = results.last().map_or(0, |r| r["seq"].as_i64().unwrap());
+        assert_eq!(
+            v["last_seq"], last,
+            "{name}: last_seq is the last op processed"
+        );
+        match v.get("stopped_at") {
+            Some(at) => {
+                gaps += 1;
+                assert_eq!(v["stop_reason"], "gap", "{name}");
+                assert_eq!(*at, sent[results.len()]["seq"], "{name}");
+                assert!(
+                    at.as_i64().unwrap() > last + 1,
+                    "{name}: no gap before {at}"
+                );
+            }
+            None => assert_eq!(results.len(), sent.len(), "{name}"),
+        }
+    }
+    assert_eq!(
+        kinds,
+        ["applied", "duplicate", "redirected", "rejected"]
+            .map(String::from)
+            .into()
+    );
+    assert!(gaps >= 1, "an example with stopped_at");
+}
+
+/// A transient failure after the first chunk of a large batch (PostgreSQL: the connection of the
+/// second chunk is terminated while it waits at its record write): the first chunk stays
+/// acknowledged, processing stops at the second with `stop_reason: transient` and `retry_after`,
+/// and a resend applies the rest once.
+#[test]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL tests skipped: set FIELDSYNC_TEST_PG_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
+)]
+fn transient_stop_mid_batch_keeps_the_committed_chunks() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let (app, a, _) = setup(Backend::Postgres);
+    let x = new_id();
+    a.push_ok(
+        &app,
+        &[a.op("person", &x, "create", None, person(V1, "许静"))],
+    );
+    // 500 creates (the first chunk), then an update of x (the second)
+    let mut ops: Vec<Value> = (0..500)
+        .map(|i| {
+            a.op(
+                "person",
+                &new_id(),
+                "create",
+                None,
+                person(V1, &format!("批{i}")),
+            )
+        })
+        .collect();
+    ops.push(a.op(
+        "person",
+        &x,
+        "update",
+        Some(1),
+        json!({"relation": "spouse"}),
+    ));
+    assert_eq!(ops.len(), 501);
+    let mut lock = diesel::PgConnection::establish(&app.database_url).unwrap();
+    lock.batch_execute("BEGIN").unwrap();
+    lock.batch_execute(&format!(
+        "SELECT id FROM persons WHERE id = '{x}' FOR UPDATE"
+    ))
+    .unwrap();
+    let answer = std::thread::scope(|s| {
+        let h = s.spawn(|| a.push(&app, &ops));
+        // the second chunk parks at its write of x; its connection is then cut
+        wait_for_pg_lock_wait(
+            &app,
+            "persons",
+            "the second chunk at its record write",
+            || h.is_finished(),
+        );
+        assert_eq!(
+            count(
+                &app,
+                "SELECT COUNT(*) AS n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock' \
+                 AND query LIKE '%persons%' AND pid <> pg_backend_pid()) t"
+            ),
+            1
+        );
+        h.join().unwrap()
+    });
+    lock.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let b = &answer.body;
+    assert_eq!(b["stop_reason"], "transient", "{:?}", b["stop_reason"]);
+    assert_eq!(b["stopped_at"], 502);
+    assert_eq!(b["retry_after"], 5);
+    assert_eq!(b["last_seq"], 501);
+    let results = b["results"].as_array().unwrap();
+    assert_eq!(results.len(), 500);
+    assert!(results.iter().all(|r| status(r) == "applied"));
+    // what was acknowledged is stored; the stopped op is not
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM persons"), 501);
+    assert_eq!(
+        count(&app, "SELECT last_seq AS n FROM devices WHERE last_seq > 0"),
+        501
+    );
+    let (recs, _) = a.pull_all(&app, 0);
+    assert!(recs[&x]["fields"].get("relation").is_none());
+    // the device resends the batch: the first chunk is duplicate, the rest applies once
+    let again = a.push_ok(&app, &ops);
+    assert!(again[..500].iter().all(|r| status(r) == "duplicate"));
+    assert_eq!(status(&again[500]), "applied");
+    let (recs, _) = a.pull_all(&app, 0);
+    assert_eq!(recs[&x]["fields"]["relation"], "spouse");
+    assert_eq!(recs[&x]["version"], 2);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM persons"), 501);
+}
