@@ -29,8 +29,11 @@
 //!   So a report for a past month does not change when someone dies or moves today.
 //!   **Population at period start** is the population on the day before the first day of the
 //!   period by the same rule; the **average population** is `(start + end) / 2`
-//!   ([`indicators::average_population`]). **Moved out at end**: persons alive and born by period
-//!   end but not resident at it. **Moved in at end**: persons in the population at period end
+//!   ([`indicators::average_population`]). **Moved out at end** (流出): persons alive and born
+//!   by period end who are away at it: the latest migration by then is `out`; or none by then
+//!   and the first later one is `in` for a person not registered as moved in (a local coming
+//!   back; someone registered as 流入 was not here before arriving, so is neither in the
+//!   population nor away); or no migration at all and the current status is moved out. **Moved in at end**: persons in the population at period end
 //!   whose residence status is moved in (流入).
 //! - **Married women of childbearing age** (已婚育龄妇女): in the population at period end (the
 //!   rule above), female, of a married status, aged 15-49 at period end (birth-date bounds from
@@ -352,6 +355,7 @@ impl PopulationRule {
         let alive_now = "(p.alive IS NULL OR p.alive)";
         let resident_now = "(p.residence IS NULL OR p.residence <> 'moved_out')";
         let away_now = "p.residence = 'moved_out'";
+        let not_incomer = "(p.residence IS NULL OR p.residence <> 'moved_in')";
         if !dated {
             return PopulationRule {
                 alive_start: alive_now.into(),
@@ -372,9 +376,12 @@ impl PopulationRule {
                  OR (mg.at_0 IS NULL AND {resident_now}))"
             )
         };
+        // Away (流出) before a later `in` only for a local coming back: a person registered as
+        // moved in (流入) was not here before arriving, and not away from here either.
         let away = |at: &str| {
             format!(
-                "({at} LIKE '%out' OR ({at} IS NULL AND mg.at_0 LIKE '%in') \
+                "({at} LIKE '%out' \
+                 OR ({at} IS NULL AND mg.at_0 LIKE '%in' AND {not_incomer}) \
                  OR (mg.at_0 IS NULL AND {away_now}))"
             )
         };

@@ -1472,6 +1472,10 @@ both!(population_at_a_date_follows_deaths_and_migrations, |b| {
     // 30 November: R, MI, RT (DA died, MO moved out).
     let nov = get("2026-11");
     assert_eq!(pick(&nov), [5, 3, 2, 1, 1, 1, 1, 1, 0, 1], "{keys:?}");
+    // 30 September, moved out at end: RT (a local away until 20 October), not MI (registered
+    // as moved in: before 12 October not here, so not away from here either).
+    let sep = get("2026-09");
+    assert_eq!(sep["counts"]["moved_out_end"], 1, "{:?}", sep["counts"]);
     // The quarter starts where October starts and ends after both departures.
     let q = get("2026-Q4");
     assert_eq!(
