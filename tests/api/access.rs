@@ -35,6 +35,60 @@ fn every_route_declares_who_may_call_it() {
     }
 }
 
+/// The only routes that take no token. A route declared `Access::Public` that is not here
+/// fails `public_routes_are_a_fixed_list`: making a route public is a decision, not a default.
+const PUBLIC_ROUTES: &[(&str, &str)] = &[
+    ("get", "/health"),
+    ("get", "/ready"),
+    ("get", "/api/openapi.json"),
+    ("get", "/metrics"), // guarded by its own `metrics_token`, off (404) without one
+    ("post", "/api/v1/auth/login"),
+    ("post", "/api/v1/auth/refresh"),
+    ("post", "/api/v1/auth/logout"),
+];
+
+#[test]
+fn public_routes_are_a_fixed_list() {
+    for r in ROUTES {
+        if matches!(r.access, Access::Public) {
+            assert!(
+                PUBLIC_ROUTES.contains(&(r.method, r.path)),
+                "{} {} is public but not on the allow-list in tests/api/access.rs",
+                r.method,
+                r.path
+            );
+        }
+    }
+    for (m, p) in PUBLIC_ROUTES {
+        assert!(
+            ROUTES
+                .iter()
+                .any(|r| r.method == *m && r.path == *p && matches!(r.access, Access::Public)),
+            "{m} {p} is on the allow-list but not a public route"
+        );
+    }
+}
+
+both!(public_routes_answer_without_a_token, |b| {
+    let app = spawn_app(b);
+    for (m, p) in PUBLIC_ROUTES {
+        let r = call(&app, m, p, None);
+        assert!(r.status < 500, "{m} {p}: {} {:?}", r.status, r.body);
+        let want_401 = *p == "/api/v1/auth/login" || *p == "/api/v1/auth/refresh";
+        if !want_401 {
+            assert_ne!(r.status, 401, "{m} {p} asked for a token: {:?}", r.body);
+        }
+    }
+    assert_eq!(app.get("/health", None).status, 200);
+    assert_eq!(app.get("/ready", None).status, 200);
+    assert_eq!(app.get("/api/openapi.json", None).status, 200);
+    assert_eq!(
+        app.get("/metrics", None).status,
+        404,
+        "off without metrics_token"
+    );
+});
+
 fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> Resp {
     let path = path.replace("{id}", "0190aaaa-0000-7000-8000-000000000001");
     match method {
