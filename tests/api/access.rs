@@ -595,8 +595,12 @@ fn build_place(app: &TestApp, c: usize, t: usize, v: usize) -> Place {
     let dev_b = register_device(app, &uname);
     let name = |k: &str| format!("柳{tag}{k}");
     let birth = chrono::NaiveDate::from_ymd_opt(1990, 2, 3).unwrap();
-    let id_number =
-        resident_id::generate(COUNTIES[c], birth, (c * 100 + t * 10 + v + 1) as u16, false);
+    let id_number = resident_id::generate(
+        COUNTIES[c],
+        birth,
+        (2 * (c * 100 + t * 10 + v + 1)) as u16,
+        false,
+    );
     let mut bad_number = id_number.clone();
     let last = bad_number.pop().unwrap();
     bad_number.push(if last == '0' { '1' } else { '0' });
@@ -906,7 +910,8 @@ enum Count {
 struct ListEntry {
     paths: Vec<String>,
     count: Count,
-    /// The query parameter naming an org unit, called with a foreign one too.
+    /// The query parameter naming an org unit (or, `user`, an account), called with a foreign
+    /// one too.
     unit_param: Option<&'static str>,
     /// The answer lists rows of the caller's own villages (so an empty answer fails).
     shows_rows: bool,
@@ -929,7 +934,7 @@ fn list_entry(method: &str, pattern: &str) -> Option<ListEntry> {
     let one = |s: &str| vec![s.to_string()];
     match pattern {
         "/api/v1/me" => e(one("/api/v1/me"), Nothing, None, false),
-        "/api/v1/devices" => e(one("/api/v1/devices"), Len, None, true),
+        "/api/v1/devices" => e(one("/api/v1/devices"), Len, Some("user"), true),
         "/api/v1/supervise/conflicts" => e(
             one("/api/v1/supervise/conflicts?status=open&limit=500"),
             Total,
@@ -1329,10 +1334,23 @@ both!(object_access_matrix_from_the_route_table, |b| {
                     .entry((path.clone(), role.as_str()))
                     .or_default()
                     .push(n);
-                if let Some(param) = entry.unit_param {
+                // a foreign unit (or account) named in the query: one of each foreign township
+                let firsts: Vec<&Place> = match entry.unit_param {
+                    Some(_) => foreign
+                        .iter()
+                        .copied()
+                        .filter(|p| p.code.ends_with("201"))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                for p in firsts {
+                    let param = entry.unit_param.unwrap();
+                    let value = match param {
+                        "user" => &p.dev.user_id,
+                        _ => &p.code,
+                    };
                     let sep = if path.contains('?') { '&' } else { '?' };
-                    let p = foreign[0];
-                    let path = format!("{path}{sep}{param}={}", p.code);
+                    let path = format!("{path}{sep}{param}={value}");
                     let (status, text, _) = fetch_text(&app, &path, token);
                     assert!(
                         status == 404 || status == 200,
@@ -1370,6 +1388,39 @@ both!(object_access_matrix_from_the_route_table, |b| {
             assert!(ts[0].iter().any(|x| *x > 0.0), "{path}: nothing counted");
         }
     }
+
+    // Workers: an op on another village's record is rejected and changes nothing; a pull
+    // holds only the worker's own village.
+    for w in &places {
+        let other = places.iter().find(|p| (p.c, p.t) != (w.c, w.t)).unwrap();
+        let op = w.dev.op(
+            "person",
+            other.record("person"),
+            "update",
+            Some(1),
+            json!({"marital_status": "widowed"}),
+        );
+        let r = w.dev.push_ok(&app, &[op]);
+        assert_eq!(r[0]["status"], "rejected", "{r:?}");
+        let (got, _) = w.dev.pull_all(&app, 0);
+        let text = serde_json::to_string(&got).unwrap();
+        assert!(got.contains_key(w.record("person")));
+        for p in places.iter().filter(|p| p.code != w.code) {
+            for canary in &p.canaries {
+                assert!(
+                    !text.contains(canary.as_str()),
+                    "{}'s pull holds {canary} of {}",
+                    w.code,
+                    p.code
+                );
+            }
+        }
+    }
+    let r = app.get(
+        &format!("/api/v1/supervise/person/{}", places[6].record("person")),
+        Some(&ts_of(1, 0)),
+    );
+    assert_eq!(r.body["record"]["version"], 1, "{:?}", r.body);
 
     // 3. The same routes with the caller's own ids: not refused (the 404s above are scope,
     // not a broken route). Mutating ones last, in table order.
