@@ -1120,6 +1120,7 @@ fn allows(access: Access, role: Role) -> bool {
 }
 
 both!(object_access_matrix_from_the_route_table, |b| {
+    let from = micros();
     let app = spawn_app(b);
     seed_tree(&app);
     let mut places = Vec::new();
@@ -1444,4 +1445,7 @@ both!(object_access_matrix_from_the_route_table, |b| {
             );
         }
     }
+    // every audit row of all this (reads, merges, dismissals, submissions, targets, exports,
+    // revocations) names its actor's role and a time inside the test
+    assert!(check_audit_rows(&app, from, micros()) > 100);
 });

@@ -856,7 +856,7 @@ pub fn check_audit_rows(app: &TestApp, from: i64, to: i64) -> usize {
     rows.len()
 }
 
-fn micros() -> i64 {
+pub fn micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
