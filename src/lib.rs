@@ -68,6 +68,7 @@ pub fn open_database(settings: &Settings) -> Result<Db, db::DbError> {
 pub struct Application {
     server: Server,
     addr: SocketAddr,
+    auth: Arc<auth::AuthState>,
 }
 
 impl Application {
@@ -79,7 +80,7 @@ impl Application {
         let state = web::Data::new(AppState {
             db,
             settings: settings.clone(),
-            auth,
+            auth: auth.clone(),
             push_gate: Arc::new(tokio::sync::Semaphore::new(
                 settings.limits.max_inflight_pushes.max(1),
             )),
@@ -108,11 +109,17 @@ impl Application {
         .shutdown_timeout(settings.shutdown_timeout_secs)
         .listen(listener)?
         .run();
-        Ok(Application { server, addr })
+        Ok(Application { server, addr, auth })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The server's authentication state (keys, password hasher, login throttle), shared with
+    /// its workers: tests read the hasher's counters from it.
+    pub fn auth(&self) -> Arc<auth::AuthState> {
+        self.auth.clone()
     }
 
     pub fn server(self) -> Server {

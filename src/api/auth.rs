@@ -157,7 +157,8 @@ pub async fn login(
     let addr = client_addr(&req, &state.settings.trusted_proxies);
     let request_id = current_request_id();
     let username = body.username.trim().to_string();
-    state
+    // Counts against the account until this request ends, so parallel attempts wait too.
+    let _attempt = state
         .auth
         .throttle
         .check(&username, &addr)

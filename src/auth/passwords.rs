@@ -96,6 +96,7 @@ pub struct Hasher {
     permits: Arc<Semaphore>,
     running: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
+    runs: Arc<AtomicUsize>,
 }
 
 impl Hasher {
@@ -104,6 +105,7 @@ impl Hasher {
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             running: Arc::new(AtomicUsize::new(0)),
             peak: Arc::new(AtomicUsize::new(0)),
+            runs: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -115,7 +117,9 @@ impl Hasher {
             .map_err(|_| AppError::Unavailable)?;
         let running = self.running.clone();
         let peak = self.peak.clone();
+        let runs = self.runs.clone();
         Ok(actix_web::web::block(move || {
+            runs.fetch_add(1, Ordering::SeqCst);
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
             let out = f();
@@ -137,6 +141,11 @@ impl Hasher {
     /// The most hashes that ever ran at once.
     pub fn peak(&self) -> usize {
         self.peak.load(Ordering::SeqCst)
+    }
+
+    /// How many hashes (hashing or verifying) have run.
+    pub fn runs(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
     }
 }
 

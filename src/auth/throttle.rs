@@ -2,6 +2,11 @@
 //! lockout. After `free` failures each further attempt must wait 2, 4, 8 ... seconds (at most
 //! 15 minutes) after the last failure; attempts refused while waiting do not count. A success
 //! clears the account's count. Failures older than 15 minutes are forgotten. In memory.
+//!
+//! An attempt let through counts against its account until it ends (the `Attempt` guard), so
+//! attempts sent in parallel cannot pass the back-off: at most `free` passwords of an account
+//! are checked before the first wait, and one per window after it. `Retry-After` is rounded
+//! up, so a client that waits what it was told is let through.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,7 +19,37 @@ const MAX_ENTRIES: usize = 100_000;
 #[derive(Clone, Copy)]
 struct Entry {
     failures: u32,
+    /// Attempts let through and not yet ended (accounts only).
+    pending: u32,
     last: Instant,
+}
+
+/// An attempt `check` let through: until dropped it counts against the account.
+pub struct Attempt<'a> {
+    throttle: &'a LoginThrottle,
+    key: String,
+}
+
+impl std::fmt::Debug for Attempt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Attempt")
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .throttle
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get_mut(&self.key) {
+            e.pending = e.pending.saturating_sub(1);
+            if e.pending == 0 && e.failures == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
 }
 
 pub struct LoginThrottle {
@@ -48,25 +83,49 @@ impl LoginThrottle {
 
     fn wait(entry: Option<&Entry>, free: u32, now: Instant) -> Option<u64> {
         let e = entry?;
-        if now.duration_since(e.last) > FORGET_AFTER || e.failures < free {
+        let elapsed = now.duration_since(e.last);
+        let failures = if elapsed > FORGET_AFTER {
+            0
+        } else {
+            e.failures
+        };
+        if failures.saturating_add(e.pending) < free {
             return None;
         }
-        let exp = (e.failures - free + 1).min(20);
-        let wait = Duration::from_secs((1u64 << exp).min(MAX_WAIT_SECS));
-        let elapsed = now.duration_since(e.last);
-        (elapsed < wait).then(|| (wait - elapsed).as_secs().max(1))
+        if failures >= free {
+            let exp = (failures - free + 1).min(20);
+            let wait = Duration::from_secs((1u64 << exp).min(MAX_WAIT_SECS));
+            if elapsed < wait {
+                let left = (wait - elapsed).as_millis().div_ceil(1000);
+                return Some((left as u64).max(1));
+            }
+        }
+        // The free attempts, or this window's one, are already being checked.
+        (e.pending > 0).then_some(1)
     }
 
-    /// `Err(seconds)` when the account or the address must wait.
-    pub fn check(&self, username: &str, addr: &str) -> Result<(), u64> {
+    /// `Err(seconds)` when the account or the address must wait; otherwise the attempt, which
+    /// counts against the account until it is dropped (after `failure` or `success`).
+    pub fn check(&self, username: &str, addr: &str) -> Result<Attempt<'_>, u64> {
         let now = Instant::now();
-        let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let a = Self::wait(map.get(&account_key(username)), self.per_account_free, now);
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let key = account_key(username);
+        let a = Self::wait(map.get(&key), self.per_account_free, now);
         let b = Self::wait(map.get(&address_key(addr)), self.per_address_free, now);
-        match a.max(b) {
-            Some(s) => Err(s),
-            None => Ok(()),
+        if let Some(s) = a.max(b) {
+            return Err(s);
         }
+        map.entry(key.clone())
+            .or_insert(Entry {
+                failures: 0,
+                pending: 0,
+                last: now,
+            })
+            .pending += 1;
+        Ok(Attempt {
+            throttle: self,
+            key,
+        })
     }
 
     pub fn failure(&self, username: &str, addr: &str) {
@@ -78,6 +137,7 @@ impl LoginThrottle {
         for key in [account_key(username), address_key(addr)] {
             let e = map.entry(key).or_insert(Entry {
                 failures: 0,
+                pending: 0,
                 last: now,
             });
             if now.duration_since(e.last) > FORGET_AFTER {
@@ -90,7 +150,9 @@ impl LoginThrottle {
 
     pub fn success(&self, username: &str) {
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&account_key(username));
+        if let Some(e) = map.get_mut(&account_key(username)) {
+            e.failures = 0;
+        }
     }
 }
 
@@ -110,5 +172,26 @@ mod tests {
         assert!(t.check("bob", "1.2.3.4").is_ok());
         t.success("alice");
         assert!(t.check("alice", "1.2.3.4").is_ok());
+    }
+
+    #[test]
+    fn parallel_attempts_do_not_pass_the_back_off() {
+        let t = LoginThrottle::new(5, 30);
+        let held: Vec<Attempt> = (0..5)
+            .map(|_| t.check("alice", "1.2.3.4").unwrap())
+            .collect();
+        assert_eq!(t.check("alice", "1.2.3.4").unwrap_err(), 1);
+        assert!(t.check("bob", "1.2.3.4").is_ok());
+        for a in held {
+            t.failure("alice", "1.2.3.4");
+            drop(a);
+        }
+        let wait = t.check("alice", "1.2.3.4").unwrap_err();
+        assert_eq!(wait, 2, "rounded up");
+        // a success lets the next attempt through at once
+        let a = t.check("carol", "5.6.7.8").unwrap();
+        t.success("carol");
+        drop(a);
+        assert!(t.check("carol", "5.6.7.8").is_ok());
     }
 }

@@ -35,6 +35,60 @@ fn every_route_declares_who_may_call_it() {
     }
 }
 
+/// The only routes that take no token. A route declared `Access::Public` that is not here
+/// fails `public_routes_are_a_fixed_list`: making a route public is a decision, not a default.
+const PUBLIC_ROUTES: &[(&str, &str)] = &[
+    ("get", "/health"),
+    ("get", "/ready"),
+    ("get", "/api/openapi.json"),
+    ("get", "/metrics"), // guarded by its own `metrics_token`, off (404) without one
+    ("post", "/api/v1/auth/login"),
+    ("post", "/api/v1/auth/refresh"),
+    ("post", "/api/v1/auth/logout"),
+];
+
+#[test]
+fn public_routes_are_a_fixed_list() {
+    for r in ROUTES {
+        if matches!(r.access, Access::Public) {
+            assert!(
+                PUBLIC_ROUTES.contains(&(r.method, r.path)),
+                "{} {} is public but not on the allow-list in tests/api/access.rs",
+                r.method,
+                r.path
+            );
+        }
+    }
+    for (m, p) in PUBLIC_ROUTES {
+        assert!(
+            ROUTES
+                .iter()
+                .any(|r| r.method == *m && r.path == *p && matches!(r.access, Access::Public)),
+            "{m} {p} is on the allow-list but not a public route"
+        );
+    }
+}
+
+both!(public_routes_answer_without_a_token, |b| {
+    let app = spawn_app(b);
+    for (m, p) in PUBLIC_ROUTES {
+        let r = call(&app, m, p, None);
+        assert!(r.status < 500, "{m} {p}: {} {:?}", r.status, r.body);
+        let want_401 = *p == "/api/v1/auth/login" || *p == "/api/v1/auth/refresh";
+        if !want_401 {
+            assert_ne!(r.status, 401, "{m} {p} asked for a token: {:?}", r.body);
+        }
+    }
+    assert_eq!(app.get("/health", None).status, 200);
+    assert_eq!(app.get("/ready", None).status, 200);
+    assert_eq!(app.get("/api/openapi.json", None).status, 200);
+    assert_eq!(
+        app.get("/metrics", None).status,
+        404,
+        "off without metrics_token"
+    );
+});
+
 fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> Resp {
     let path = path.replace("{id}", "0190aaaa-0000-7000-8000-000000000001");
     match method {
@@ -472,4 +526,926 @@ both!(nul_characters_never_give_a_500, |b| {
         assert_eq!(r.status, 400, "{method} {path}: {:?}", r.body);
         assert_eq!(r.body["code"], "bad_text", "{method} {path}");
     }
+});
+
+// ---------------------------------------------------------------------------------------------
+// The object access matrix (TESTING.md, security row 1), driven from the route table.
+//
+// Every village of the 2 x 2 x 3 tree holds data of every kind; every route of `ROUTES` that
+// takes an id (in its path, or in its body), and every list, count, report and export a
+// supervisor may call, has an entry below keyed by its pattern. A route without an entry fails
+// the test, so a new route is covered as soon as it is declared.
+
+use std::collections::BTreeMap;
+
+use crate::sync::{new_id, person, register_device, worker as new_worker, Dev};
+use fieldsync::domain::entities::{Entity, ENTITIES};
+use fieldsync::domain::resident_id;
+
+const PERIOD: &str = "2026-10";
+const REASON: &str = "核实后处理";
+
+/// One village of the matrix fixture: the ids of its objects and the strings (ids, names, ID
+/// numbers, its code) that must never reach a caller outside its scope.
+struct Place {
+    c: usize,
+    t: usize,
+    code: String,
+    dev: Dev,
+    records: BTreeMap<&'static str, String>,
+    conflict: String,
+    candidate: (String, String),
+    merge_pair: (String, String),
+    merge: String,
+    dismissed: (String, String),
+    submission: String,
+    canaries: Vec<String>,
+}
+
+impl Place {
+    fn record(&self, entity: &str) -> &str {
+        self.records
+            .get(entity)
+            .unwrap_or_else(|| panic!("the matrix fixture has no {entity} record: add one"))
+    }
+}
+
+fn in_scope(role: Role, org: (usize, usize), p: &Place) -> bool {
+    match role {
+        Role::CountySupervisor => p.c == org.0,
+        Role::TownshipSupervisor => (p.c, p.t) == org,
+        _ => false,
+    }
+}
+
+fn applied(results: &[Value]) {
+    for r in results {
+        assert_eq!(r["status"], "applied", "{r}");
+    }
+}
+
+/// A village's data, pushed by its worker's two phones: a record of every type, a conflict, a
+/// listed duplicate pair, a pair to merge, a pair to dismiss, a logic-error flag and a rejected
+/// op (the supervisors add the merge, the dismissal, the submission and the targets).
+fn build_place(app: &TestApp, c: usize, t: usize, v: usize) -> Place {
+    let code = village(c, t, v);
+    let tag = format!("{c}{t}{v}");
+    let uname = format!("mw{tag}");
+    let dev = new_worker(app, &uname, &[&code]);
+    let dev_b = register_device(app, &uname);
+    let name = |k: &str| format!("柳{tag}{k}");
+    let birth = chrono::NaiveDate::from_ymd_opt(1990, 2, 3).unwrap();
+    let id_number = resident_id::generate(
+        COUNTIES[c],
+        birth,
+        (2 * (c * 100 + t * 10 + v + 1)) as u16,
+        false,
+    );
+    let mut bad_number = id_number.clone();
+    let last = bad_number.pop().unwrap();
+    bad_number.push(if last == '0' { '1' } else { '0' });
+
+    let ids: BTreeMap<&str, String> = [
+        "household",
+        "person",
+        "conflicted",
+        "cand_a",
+        "cand_b",
+        "merge_a",
+        "merge_b",
+        "dis_a",
+        "dis_b",
+        "flagged",
+        "dead",
+        "pregnancy",
+        "birth",
+        "death",
+        "measure",
+        "visit",
+        "migration",
+        "supply",
+        "benefit",
+    ]
+    .into_iter()
+    .map(|k| (k, new_id()))
+    .collect();
+    let mut main = person(&code, &name("甲"));
+    main["household_id"] = json!(ids["household"]);
+    main["id_number"] = json!(id_number);
+    let mut flagged = person(&code, &name("己"));
+    flagged["id_number"] = json!(bad_number);
+    let mp = ids["person"].clone();
+    let sets: Vec<(&str, &str, Value)> = vec![
+        (
+            "household",
+            "household",
+            json!({"org_unit": code, "household_no": format!("H{tag}")}),
+        ),
+        ("person", "person", main),
+        ("conflicted", "person", person(&code, &name("乙"))),
+        ("cand_a", "person", person(&code, &name("丙"))),
+        ("cand_b", "person", person(&code, &name("丙"))),
+        ("merge_a", "person", person(&code, &name("丁"))),
+        ("merge_b", "person", person(&code, &name("丁"))),
+        ("dis_a", "person", person(&code, &name("戊"))),
+        ("dis_b", "person", person(&code, &name("戊"))),
+        ("flagged", "person", flagged),
+        ("dead", "person", person(&code, &name("庚"))),
+        (
+            "pregnancy",
+            "pregnancy",
+            json!({"org_unit": code, "person_id": mp, "status": "ongoing"}),
+        ),
+        (
+            "birth",
+            "birth",
+            json!({"org_unit": code, "mother_id": mp, "birth_date": "2026-10-05", "sex": "male", "parity": 1}),
+        ),
+        (
+            "death",
+            "death",
+            json!({"org_unit": code, "person_id": ids["dead"], "death_date": "2026-10-10"}),
+        ),
+        (
+            "measure",
+            "measure",
+            json!({"org_unit": code, "person_id": mp, "method": "iud_insertion", "started_on": "2026-01-05"}),
+        ),
+        (
+            "visit",
+            "visit",
+            json!({"org_unit": code, "person_id": mp, "kind": "iud_check", "visit_date": "2026-10-21"}),
+        ),
+        (
+            "migration",
+            "migration",
+            json!({"org_unit": code, "person_id": mp, "direction": "out", "moved_on": "2026-09-01"}),
+        ),
+        (
+            "supply",
+            "supply",
+            json!({"org_unit": code, "person_id": mp, "item": "condoms", "quantity": 10, "handed_on": "2026-10-01"}),
+        ),
+        (
+            "benefit",
+            "benefit",
+            json!({"org_unit": code, "person_id": mp, "kind": "reward_assistance", "year": 2026, "amount_yuan": 960}),
+        ),
+    ];
+    let ops: Vec<Value> = sets
+        .iter()
+        .map(|(k, entity, set)| dev.op(entity, &ids[k], "create", None, set.clone()))
+        .collect();
+    applied(&dev.push_ok(app, &ops));
+    // one conflict: both phones change the same field from version 1
+    let pc = &ids["conflicted"];
+    applied(&dev.push_ok(
+        app,
+        &[dev.op(
+            "person",
+            pc,
+            "update",
+            Some(1),
+            json!({"marital_status": "divorced"}),
+        )],
+    ));
+    let r = dev_b.push_ok(
+        app,
+        &[dev_b.op(
+            "person",
+            pc,
+            "update",
+            Some(1),
+            json!({"marital_status": "widowed"}),
+        )],
+    );
+    let conflict = r[0]["conflicts"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a conflict: {r:?}"))
+        .to_string();
+    // one rejected op (an invalid value, in the village itself)
+    let mut bad = person(&code, &name("辛"));
+    bad["sex"] = json!("unknown");
+    let r = dev.push_ok(app, &[dev.op("person", &new_id(), "create", None, bad)]);
+    assert_eq!(r[0]["status"], "rejected", "{r:?}");
+
+    let records: BTreeMap<&'static str, String> = sets
+        .iter()
+        .filter(|(k, e, _)| k == e)
+        .map(|(k, _, _)| {
+            let e = Entity::parse(k).unwrap();
+            (e.name(), ids[k].clone())
+        })
+        .collect();
+    let mut canaries: Vec<String> = ids.values().cloned().collect();
+    canaries.extend([
+        format!("柳{tag}"),
+        id_number,
+        bad_number,
+        code.clone(),
+        conflict.clone(),
+        dev.device_id.clone(),
+        dev_b.device_id.clone(),
+        dev.user_id.clone(),
+    ]);
+    Place {
+        c,
+        t,
+        code,
+        dev,
+        records,
+        conflict,
+        candidate: (ids["cand_a"].clone(), ids["cand_b"].clone()),
+        merge_pair: (ids["merge_a"].clone(), ids["merge_b"].clone()),
+        merge: String::new(),
+        dismissed: (ids["dis_a"].clone(), ids["dis_b"].clone()),
+        submission: String::new(),
+        canaries,
+    }
+}
+
+/// A valid one-field change of each record type, for the direct-edit route.
+fn edit_of(entity: &str) -> Value {
+    match entity {
+        "household" => json!({"household_no": "H2"}),
+        "person" => json!({"marital_status": "divorced"}),
+        "pregnancy" => json!({"status": "ongoing"}),
+        "birth" => json!({"parity": 1}),
+        "death" => json!({"death_date": "2026-10-11"}),
+        "measure" => json!({"started_on": "2026-01-06"}),
+        "visit" => json!({"visit_date": "2026-10-22"}),
+        "migration" => json!({"moved_on": "2026-09-02"}),
+        "supply" => json!({"quantity": 11}),
+        "benefit" => json!({"amount_yuan": 961}),
+        e => panic!("no direct edit of {e} in the matrix: add one"),
+    }
+}
+
+/// The calls of an id route for the objects of `p`: (path, body). `None`: no entry.
+fn id_calls(method: &str, pattern: &str, p: &Place) -> Option<Vec<(String, Value)>> {
+    let per_entity = |f: &dyn Fn(&str, &str) -> (String, Value)| {
+        Entity::all()
+            .map(|e| f(e.name(), p.record(e.name())))
+            .collect::<Vec<_>>()
+    };
+    let one = |path: String, body: Value| Some(vec![(path, body)]);
+    match (method, pattern) {
+        ("post", "/api/v1/devices/{id}/revoke") => one(
+            format!("/api/v1/devices/{}/revoke", p.dev.device_id),
+            json!({}),
+        ),
+        ("put", "/api/v1/users/{id}/villages") => one(
+            format!("/api/v1/users/{}/villages", p.dev.user_id),
+            json!({"villages": [p.code]}),
+        ),
+        ("get", "/api/v1/supervise/conflicts/{id}") => one(
+            format!("/api/v1/supervise/conflicts/{}", p.conflict),
+            json!({}),
+        ),
+        ("post", "/api/v1/supervise/conflicts/{id}/resolve") => one(
+            format!("/api/v1/supervise/conflicts/{}/resolve", p.conflict),
+            json!({"take": "server", "reason": REASON}),
+        ),
+        ("post", "/api/v1/supervise/conflicts/{id}/reopen") => one(
+            format!("/api/v1/supervise/conflicts/{}/reopen", p.conflict),
+            json!({"reason": REASON}),
+        ),
+        ("post", "/api/v1/supervise/merges/{id}/undo") => one(
+            format!("/api/v1/supervise/merges/{}/undo", p.merge),
+            json!({"reason": REASON}),
+        ),
+        ("get", "/api/v1/supervise/devices/{id}/rejected") => one(
+            format!("/api/v1/supervise/devices/{}/rejected", p.dev.device_id),
+            json!({}),
+        ),
+        ("post", "/api/v1/supervise/records/{entity}/{id}") => Some(per_entity(&|e, id| {
+            (
+                format!("/api/v1/supervise/records/{e}/{id}"),
+                json!({"base_version": 1, "set": edit_of(e), "reason": REASON}),
+            )
+        })),
+        ("get", "/api/v1/supervise/{entity}/{id}") => Some(per_entity(&|e, id| {
+            (format!("/api/v1/supervise/{e}/{id}"), json!({}))
+        })),
+        ("get", "/api/v1/supervise/{entity}/{id}/history") => Some(per_entity(&|e, id| {
+            (format!("/api/v1/supervise/{e}/{id}/history"), json!({}))
+        })),
+        ("post", "/api/v1/reports/submissions/{id}/approve") => one(
+            format!("/api/v1/reports/submissions/{}/approve", p.submission),
+            json!({}),
+        ),
+        ("post", "/api/v1/reports/submissions/{id}/return") => one(
+            format!("/api/v1/reports/submissions/{}/return", p.submission),
+            json!({"comment": REASON}),
+        ),
+        _ => None,
+    }
+}
+
+/// How a route with ids in its body answers for foreign ones.
+enum Refusal {
+    NotFound,
+    /// 200 with every item `not_found` (bulk operations).
+    EachNotFound,
+}
+
+/// The body naming the objects of `p`, for a caller of `role`. `None`: no entry.
+fn body_call(method: &str, pattern: &str, p: &Place, role: Role) -> Option<(Value, Refusal)> {
+    use Refusal::*;
+    let unit = match role {
+        Role::CountySupervisor => township(p.c, p.t),
+        _ => p.code.clone(),
+    };
+    Some(match (method, pattern) {
+        ("post", "/api/v1/supervise/conflicts/resolve-bulk") => (
+            json!({"ids": [p.conflict], "take": "server", "reason": REASON}),
+            EachNotFound,
+        ),
+        ("post", "/api/v1/supervise/duplicates/merge") => (
+            json!({"survivor_id": p.candidate.0, "merged_id": p.candidate.1}),
+            NotFound,
+        ),
+        ("post", "/api/v1/supervise/duplicates/dismiss") => (
+            json!({"a_id": p.candidate.0, "b_id": p.candidate.1, "reason": REASON}),
+            NotFound,
+        ),
+        ("post", "/api/v1/supervise/duplicates/undismiss") => (
+            json!({"a_id": p.dismissed.0, "b_id": p.dismissed.1}),
+            NotFound,
+        ),
+        ("post", "/api/v1/reports/submissions") => {
+            (json!({"org_unit": p.code, "period": PERIOD}), NotFound)
+        }
+        ("post", "/api/v1/reports/lock") => (
+            json!({"org_unit": township(p.c, p.t), "period": PERIOD}),
+            NotFound,
+        ),
+        ("put", "/api/v1/targets") => (
+            json!({"org_unit": unit, "year": 2026,
+                   "targets": [{"indicator": "contraceptive_prevalence", "value": 50.0}]}),
+            NotFound,
+        ),
+        _ => return None,
+    })
+}
+
+/// What a list answer counts, to compare across scopes.
+#[derive(Clone, Copy)]
+enum Count {
+    Nothing,
+    /// `total`
+    Total,
+    /// the array's length
+    Len,
+    /// every number of `counts` (a report)
+    ReportCounts,
+    /// every number of `total.counts` (a breakdown)
+    BreakdownCounts,
+    /// `villages` and `submitted`
+    Completeness,
+    /// data rows of a CSV or XLSX file
+    FileRows,
+}
+
+struct ListEntry {
+    paths: Vec<String>,
+    count: Count,
+    /// The query parameter naming an org unit (or, `user`, an account), called with a foreign
+    /// one too.
+    unit_param: Option<&'static str>,
+    /// The answer lists rows of the caller's own villages (so an empty answer fails).
+    shows_rows: bool,
+}
+
+/// The calls of a list, count, report or export route. `None`: no entry.
+fn list_entry(method: &str, pattern: &str) -> Option<ListEntry> {
+    use Count::*;
+    let e = |paths: Vec<String>, count, unit_param, shows_rows| {
+        Some(ListEntry {
+            paths,
+            count,
+            unit_param,
+            shows_rows,
+        })
+    };
+    if method != "get" {
+        return None;
+    }
+    let one = |s: &str| vec![s.to_string()];
+    match pattern {
+        "/api/v1/me" => e(one("/api/v1/me"), Nothing, None, false),
+        "/api/v1/devices" => e(one("/api/v1/devices"), Len, Some("user"), true),
+        "/api/v1/supervise/conflicts" => e(
+            one("/api/v1/supervise/conflicts?status=open&limit=500"),
+            Total,
+            Some("village"),
+            true,
+        ),
+        "/api/v1/supervise/duplicates" => e(
+            one("/api/v1/supervise/duplicates?limit=500"),
+            Total,
+            Some("village"),
+            true,
+        ),
+        "/api/v1/supervise/duplicates/dismissed" => e(
+            one("/api/v1/supervise/duplicates/dismissed?limit=500"),
+            Total,
+            Some("village"),
+            true,
+        ),
+        "/api/v1/supervise/flags" => e(
+            one("/api/v1/supervise/flags?limit=500"),
+            Total,
+            Some("village"),
+            true,
+        ),
+        "/api/v1/supervise/flags/summary" => e(
+            one("/api/v1/supervise/flags/summary"),
+            Total,
+            Some("village"),
+            true,
+        ),
+        "/api/v1/supervise/devices/status" => e(
+            one("/api/v1/supervise/devices/status?limit=500"),
+            Total,
+            None,
+            true,
+        ),
+        "/api/v1/supervise/{entity}" => e(
+            Entity::all()
+                .map(|x| format!("/api/v1/supervise/{}?limit=500", x.name()))
+                .collect(),
+            Total,
+            Some("village"),
+            true,
+        ),
+        "/api/v1/reports" => e(
+            vec![format!("/api/v1/reports?period={PERIOD}")],
+            ReportCounts,
+            Some("org_unit"),
+            false,
+        ),
+        "/api/v1/reports/breakdown" => e(
+            vec![format!("/api/v1/reports/breakdown?period={PERIOD}")],
+            BreakdownCounts,
+            Some("org_unit"),
+            false,
+        ),
+        "/api/v1/reports/completeness" => e(
+            vec![format!("/api/v1/reports/completeness?period={PERIOD}")],
+            Completeness,
+            Some("org_unit"),
+            false,
+        ),
+        "/api/v1/targets" => e(
+            one("/api/v1/targets?year=2026"),
+            Len,
+            Some("org_unit"),
+            true,
+        ),
+        "/api/v1/exports/report.{format}" => e(
+            ["csv", "xlsx"]
+                .iter()
+                .map(|f| format!("/api/v1/exports/report.{f}?period={PERIOD}"))
+                .collect(),
+            Nothing,
+            Some("org_unit"),
+            false,
+        ),
+        "/api/v1/exports/ledger/{entity}.{format}" => e(
+            Entity::all()
+                .flat_map(|x| {
+                    ["csv", "xlsx"].map(|f| format!("/api/v1/exports/ledger/{}.{f}", x.name()))
+                })
+                .collect(),
+            FileRows,
+            Some("org_unit"),
+            true,
+        ),
+        _ => None,
+    }
+}
+
+/// GET `path`: status and the answer as text (an XLSX file: every cell of every sheet).
+fn fetch_text(app: &TestApp, path: &str, token: &str) -> (u16, String, Vec<Vec<String>>) {
+    use std::io::Read;
+    let r = ureq::get(&app.url(path))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call();
+    let resp = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("GET {path}: {e}"),
+    };
+    let status = resp.status();
+    let mut data = Vec::new();
+    resp.into_reader().read_to_end(&mut data).unwrap();
+    let rows: Vec<Vec<String>> = if status == 200 && path.contains(".xlsx") {
+        use calamine::{Reader, Xlsx};
+        let mut wb: Xlsx<_> =
+            calamine::open_workbook_from_rs(std::io::Cursor::new(data.clone())).unwrap();
+        let mut rows = Vec::new();
+        for sheet in wb.sheet_names() {
+            let range = wb.worksheet_range(&sheet).unwrap();
+            rows.extend(
+                range
+                    .rows()
+                    .map(|r| r.iter().map(|c| c.to_string()).collect()),
+            );
+        }
+        rows
+    } else if status == 200 && path.contains(".csv") {
+        let body = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&data);
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(body)
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let text = if path.contains(".xlsx") && status == 200 {
+        format!("{rows:?}")
+    } else {
+        String::from_utf8_lossy(&data).into_owned()
+    };
+    (status, text, rows)
+}
+
+fn counted(count: Count, text: &str, rows: &[Vec<String>]) -> Vec<f64> {
+    let v = || -> Value { serde_json::from_str(text).unwrap_or(Value::Null) };
+    let nums = |x: &Value| -> Vec<f64> {
+        x.as_object()
+            .unwrap_or_else(|| panic!("no counts: {x}"))
+            .values()
+            .filter_map(Value::as_f64)
+            .collect()
+    };
+    match count {
+        Count::Nothing => vec![],
+        Count::Total => vec![v()["total"].as_f64().expect("a total")],
+        Count::Len => vec![v().as_array().expect("a list").len() as f64],
+        Count::ReportCounts => nums(&v()["counts"]),
+        Count::BreakdownCounts => nums(&v()["total"]["counts"]),
+        Count::Completeness => {
+            let v = v();
+            vec![
+                v["villages"].as_f64().unwrap(),
+                v["submitted"].as_f64().unwrap(),
+            ]
+        }
+        Count::FileRows => vec![rows.len().saturating_sub(1) as f64],
+    }
+}
+
+/// Live rows of an entity's table under an org unit code prefix, counted in the store.
+fn live_rows(app: &TestApp, entity: &str, prefix: &str) -> i64 {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let table = ENTITIES.iter().find(|d| d.name == entity).unwrap().table;
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM {table} WHERE NOT deleted AND org_unit LIKE '{prefix}%'"
+    );
+    let rows: Vec<N> = diesel::sql_query(sql).load(&mut *app.conn()).unwrap();
+    rows[0].n
+}
+
+fn allows(access: Access, role: Role) -> bool {
+    matches!(access, Access::Roles(rs) if rs.contains(&role))
+}
+
+both!(object_access_matrix_from_the_route_table, |b| {
+    let from = micros();
+    let app = spawn_app(b);
+    seed_tree(&app);
+    let mut places = Vec::new();
+    for c in 0..2 {
+        for t in 0..2 {
+            for v in 0..3 {
+                places.push(build_place(&app, c, t, v));
+            }
+        }
+    }
+    // a supervisor per township and county
+    let mut sups: Vec<(Role, (usize, usize), String)> = Vec::new();
+    for (c, county) in COUNTIES.iter().enumerate() {
+        add_user(
+            &app,
+            &format!("mcs{c}"),
+            Role::CountySupervisor,
+            Some(county),
+            &[],
+        );
+        sups.push((
+            Role::CountySupervisor,
+            (c, 9),
+            session(&app, &format!("mcs{c}")).access,
+        ));
+        for t in 0..2 {
+            let u = format!("mts{c}{t}");
+            add_user(
+                &app,
+                &u,
+                Role::TownshipSupervisor,
+                Some(&township(c, t)),
+                &[],
+            );
+            sups.push((Role::TownshipSupervisor, (c, t), session(&app, &u).access));
+        }
+    }
+    let ts_of = |c: usize, t: usize| {
+        sups.iter()
+            .find(|s| s.0 == Role::TownshipSupervisor && s.1 == (c, t))
+            .unwrap()
+            .2
+            .clone()
+    };
+    // what the supervisors add: a merge, a dismissal, a submission, targets
+    for p in &mut places {
+        let ts = ts_of(p.c, p.t);
+        let r = app.post(
+            "/api/v1/supervise/duplicates/merge",
+            Some(&ts),
+            &json!({"survivor_id": p.merge_pair.0, "merged_id": p.merge_pair.1}),
+        );
+        assert_eq!(r.status, 200, "merge: {:?}", r.body);
+        p.merge = r.body["merge_id"].as_str().unwrap().to_string();
+        let r = app.post(
+            "/api/v1/supervise/duplicates/dismiss",
+            Some(&ts),
+            &json!({"a_id": p.dismissed.0, "b_id": p.dismissed.1, "reason": REASON}),
+        );
+        assert_eq!(r.status, 200, "dismiss: {:?}", r.body);
+        let r = app.post(
+            "/api/v1/reports/submissions",
+            Some(&ts),
+            &json!({"org_unit": p.code, "period": PERIOD}),
+        );
+        assert_eq!(r.status, 201, "submit: {:?}", r.body);
+        p.submission = r.body["id"].as_str().unwrap().to_string();
+        let target = |token: &str, unit: &str| {
+            let r = app.send(
+                "PUT",
+                "/api/v1/targets",
+                Some(token),
+                &json!({"org_unit": unit, "year": 2026,
+                        "targets": [{"indicator": "contraceptive_prevalence", "value": 80.0}]}),
+            );
+            assert_eq!(r.status, 200, "targets {unit}: {:?}", r.body);
+        };
+        target(&ts, &p.code);
+        if p.code.ends_with("201") {
+            let cs = &sups.iter().find(|s| s.1 == (p.c, 9)).unwrap().2;
+            target(cs, &township(p.c, p.t));
+        }
+        p.canaries.extend([p.merge.clone(), p.submission.clone()]);
+    }
+    let workers: Vec<(Role, (usize, usize), String)> = places
+        .iter()
+        .map(|p| (Role::Worker, (p.c, p.t), p.dev.token.clone()))
+        .collect();
+
+    // The table: every route that takes an id, in its path or its body, and every list a
+    // supervisor may read, has an entry; an unknown one fails here.
+    let sample = &places[0];
+    let supervisor_route =
+        |a: Access| allows(a, Role::TownshipSupervisor) || allows(a, Role::CountySupervisor);
+    for r in ROUTES {
+        let known = if r.path.contains("{id}") {
+            id_calls(r.method, r.path, sample).is_some()
+        } else if !supervisor_route(r.access) {
+            true
+        } else if r.method == "get" {
+            list_entry(r.method, r.path).is_some()
+        } else {
+            body_call(r.method, r.path, sample, Role::TownshipSupervisor).is_some()
+        };
+        assert!(
+            known,
+            "{} {} has no entry in the object access matrix (tests/api/access.rs): add one",
+            r.method, r.path
+        );
+    }
+
+    // 1. Foreign ids, as every supervisor and every worker: 404, or 403 for a role the
+    // route refuses. Nothing is changed by these calls (checked by the lists below).
+    let mut calls = 0;
+    for (role, org, token) in sups.iter().chain(&workers) {
+        let foreign: Vec<&Place> = places
+            .iter()
+            .filter(|p| !in_scope(*role, *org, p))
+            .filter(|p| *role != Role::Worker || (p.c, p.t) != *org)
+            // a worker is refused by role: one place of another township is enough
+            .take(if *role == Role::Worker { 1 } else { usize::MAX })
+            .collect();
+        for r in ROUTES {
+            let want = if allows(r.access, *role) { 404 } else { 403 };
+            for p in &foreign {
+                let mut reqs: Vec<(String, Value, Refusal)> = Vec::new();
+                if r.path.contains("{id}") {
+                    for (path, body) in id_calls(r.method, r.path, p).unwrap() {
+                        reqs.push((path, body, Refusal::NotFound));
+                    }
+                } else if supervisor_route(r.access) && r.method != "get" {
+                    let (body, refusal) = body_call(r.method, r.path, p, *role).unwrap();
+                    reqs.push((r.path.to_string(), body, refusal));
+                }
+                for (path, body, refusal) in reqs {
+                    calls += 1;
+                    let resp = match r.method {
+                        "get" => app.get(&path, Some(token)),
+                        m => app.send(&m.to_ascii_uppercase(), &path, Some(token), &body),
+                    };
+                    match refusal {
+                        Refusal::EachNotFound if want == 404 => {
+                            assert_eq!(resp.status, 200, "{role:?} {path}: {:?}", resp.body);
+                            let items = resp.body.as_array().unwrap();
+                            assert!(!items.is_empty());
+                            for i in items {
+                                assert_eq!(i["status"], "not_found", "{role:?} {path}: {i}");
+                            }
+                        }
+                        _ => assert_eq!(
+                            resp.status, want,
+                            "{role:?} of {org:?} {} {path} for {}: {:?}",
+                            r.method, p.code, resp.body
+                        ),
+                    }
+                }
+            }
+        }
+    }
+    assert!(calls > 1000, "{calls} calls");
+
+    // 2. Lists, counts, reports and exports, as every supervisor: no foreign row (id, name,
+    // ID number, village code) in the answer; the caller's own rows are there; counts are
+    // the in-scope counts: every village holds the same data, so a county counts exactly
+    // twice what each township counts, and ledgers count what the store holds in scope.
+    let mut seen_counts: BTreeMap<(String, &str), Vec<Vec<f64>>> = BTreeMap::new();
+    for (role, org, token) in &sups {
+        let (foreign, own): (Vec<&Place>, Vec<&Place>) =
+            places.iter().partition(|p| !in_scope(*role, *org, p));
+        let prefix = match role {
+            Role::CountySupervisor => COUNTIES[org.0].to_string(),
+            _ => township(org.0, org.1),
+        };
+        for r in ROUTES {
+            if r.method != "get" || r.path.contains("{id}") || !allows(r.access, *role) {
+                continue;
+            }
+            let entry = list_entry(r.method, r.path).unwrap();
+            for path in &entry.paths {
+                let (status, text, rows) = fetch_text(&app, path, token);
+                assert_eq!(status, 200, "{role:?} {path}: {text}");
+                for p in &foreign {
+                    for canary in &p.canaries {
+                        assert!(
+                            !text.contains(canary.as_str()),
+                            "{role:?} of {org:?} {path}: a row of {} ({canary}) in {text}",
+                            p.code
+                        );
+                    }
+                }
+                if entry.shows_rows {
+                    assert!(
+                        own.iter()
+                            .any(|p| p.canaries.iter().any(|c| text.contains(c.as_str()))),
+                        "{role:?} {path}: none of the caller's own rows: {text}"
+                    );
+                }
+                let n = counted(entry.count, &text, &rows);
+                if let Some(e) = path
+                    .strip_prefix("/api/v1/supervise/")
+                    .or_else(|| path.strip_prefix("/api/v1/exports/ledger/"))
+                    .map(|rest| rest.split(['?', '.']).next().unwrap())
+                    .filter(|e| Entity::parse(e).is_some())
+                {
+                    assert_eq!(
+                        n,
+                        vec![live_rows(&app, e, &prefix) as f64],
+                        "{role:?} {path}: the in-scope count"
+                    );
+                }
+                seen_counts
+                    .entry((path.clone(), role.as_str()))
+                    .or_default()
+                    .push(n);
+                // a foreign unit (or account) named in the query: one of each foreign township
+                let firsts: Vec<&Place> = match entry.unit_param {
+                    Some(_) => foreign
+                        .iter()
+                        .copied()
+                        .filter(|p| p.code.ends_with("201"))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                for p in firsts {
+                    let param = entry.unit_param.unwrap();
+                    let value = match param {
+                        "user" => &p.dev.user_id,
+                        _ => &p.code,
+                    };
+                    let sep = if path.contains('?') { '&' } else { '?' };
+                    let path = format!("{path}{sep}{param}={value}");
+                    let (status, text, _) = fetch_text(&app, &path, token);
+                    assert!(
+                        status == 404 || status == 200,
+                        "{role:?} {path}: {status} {text}"
+                    );
+                    if status == 200 {
+                        for canary in &p.canaries {
+                            assert!(!text.contains(canary.as_str()), "{role:?} {path}: {canary}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let paths: std::collections::BTreeSet<String> =
+        seen_counts.keys().map(|k| k.0.clone()).collect();
+    for path in paths {
+        let ts = &seen_counts[&(path.clone(), Role::TownshipSupervisor.as_str())];
+        let cs = &seen_counts[&(path.clone(), Role::CountySupervisor.as_str())];
+        assert_eq!(ts.len(), 4);
+        assert_eq!(cs.len(), 2);
+        for x in ts.iter().chain(cs) {
+            assert_eq!(x.len(), ts[0].len(), "{path}");
+        }
+        assert!(
+            ts.iter().all(|x| x == &ts[0]),
+            "{path}: townships differ: {ts:?}"
+        );
+        let twice: Vec<f64> = ts[0].iter().map(|x| x * 2.0).collect();
+        assert!(
+            cs.iter().all(|x| x == &twice),
+            "{path}: county {cs:?}, township {ts:?}"
+        );
+        if !ts[0].is_empty() {
+            assert!(ts[0].iter().any(|x| *x > 0.0), "{path}: nothing counted");
+        }
+    }
+
+    // Workers: an op on another village's record is rejected and changes nothing; a pull
+    // holds only the worker's own village.
+    for w in &places {
+        let other = places.iter().find(|p| (p.c, p.t) != (w.c, w.t)).unwrap();
+        let op = w.dev.op(
+            "person",
+            other.record("person"),
+            "update",
+            Some(1),
+            json!({"marital_status": "widowed"}),
+        );
+        let r = w.dev.push_ok(&app, &[op]);
+        assert_eq!(r[0]["status"], "rejected", "{r:?}");
+        let (got, _) = w.dev.pull_all(&app, 0);
+        let text = serde_json::to_string(&got).unwrap();
+        assert!(got.contains_key(w.record("person")));
+        for p in places.iter().filter(|p| p.code != w.code) {
+            for canary in &p.canaries {
+                assert!(
+                    !text.contains(canary.as_str()),
+                    "{}'s pull holds {canary} of {}",
+                    w.code,
+                    p.code
+                );
+            }
+        }
+    }
+    let r = app.get(
+        &format!("/api/v1/supervise/person/{}", places[6].record("person")),
+        Some(&ts_of(1, 0)),
+    );
+    assert_eq!(r.body["record"]["version"], 1, "{:?}", r.body);
+
+    // 3. The same routes with the caller's own ids: not refused (the 404s above are scope,
+    // not a broken route). Mutating ones last, in table order.
+    let ts = ts_of(0, 0);
+    let own = &places[0];
+    for r in ROUTES {
+        if !r.path.contains("{id}") || !allows(r.access, Role::TownshipSupervisor) {
+            continue;
+        }
+        for (path, body) in id_calls(r.method, r.path, own).unwrap() {
+            let resp = match r.method {
+                "get" => app.get(&path, Some(&ts)),
+                m => app.send(&m.to_ascii_uppercase(), &path, Some(&ts), &body),
+            };
+            assert!(
+                resp.status < 500 && resp.status != 404 && resp.status != 403,
+                "own {} {path}: {} {:?}",
+                r.method,
+                resp.status,
+                resp.body
+            );
+        }
+    }
+    // every audit row of all this (reads, merges, dismissals, submissions, targets, exports,
+    // revocations) names its actor's role and a time inside the test
+    assert!(check_audit_rows(&app, from, micros()) > 100);
 });

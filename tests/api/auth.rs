@@ -284,6 +284,7 @@ both!(bad_tokens_are_refused, |b| {
 });
 
 both!(login_answers_tokens_and_me, |b| {
+    let from = micros();
     let app = spawn_app(b);
     seed_tree(&app);
     let wid = add_user(
@@ -365,6 +366,7 @@ both!(login_answers_tokens_and_me, |b| {
         &json!({ "refresh_token": s.refresh }),
     );
     assert_eq!(r.status, 401);
+    check_audit_rows(&app, from, micros());
 });
 
 fn refresh(app: &TestApp, token: &str) -> Resp {
@@ -376,6 +378,7 @@ fn refresh(app: &TestApp, token: &str) -> Resp {
 }
 
 both!(refresh_rotation_grace_and_replay, |b| {
+    let from = micros();
     let app = spawn_app_with(b, |s| s.auth.refresh_grace_secs = 2);
     seed_tree(&app);
     add_user(&app, "w1", Role::Worker, None, &[village(0, 0, 0)]);
@@ -410,6 +413,7 @@ both!(refresh_rotation_grace_and_replay, |b| {
     assert_eq!(rows[0].1.as_deref(), Some(s.user_id.as_str()));
     // the access token of another session is unaffected; a new login works
     assert_eq!(login(&app, "w1", s.device_id.as_deref()).status, 200);
+    check_audit_rows(&app, from, micros());
 });
 
 both!(two_refreshes_at_once, |b| {
@@ -444,6 +448,7 @@ both!(two_refreshes_at_once, |b| {
 });
 
 both!(lost_device_is_revoked, |b| {
+    let from = micros();
     let app = spawn_app(b);
     seed_tree(&app);
     add_user(&app, "root", Role::Admin, None, &[]);
@@ -475,6 +480,7 @@ both!(lost_device_is_revoked, |b| {
     assert_eq!(n, 1);
     let list = app.get("/api/v1/devices", Some(&admin.access));
     assert_eq!(list.body.as_array().unwrap().len(), 2);
+    check_audit_rows(&app, from, micros());
 });
 
 both!(passwords_are_argon2id_and_never_stored_plain, |b| {
@@ -533,6 +539,7 @@ both!(passwords_are_argon2id_and_never_stored_plain, |b| {
 });
 
 both!(login_throttling_is_per_account, |b| {
+    let from = micros();
     let app = spawn_app(b);
     add_user(&app, "alice", Role::Admin, None, &[]);
     add_user(&app, "bob", Role::Admin, None, &[]);
@@ -567,6 +574,7 @@ both!(login_throttling_is_per_account, |b| {
         .get_result(&mut app.conn())
         .unwrap();
     assert!(failed >= 5);
+    check_audit_rows(&app, from, micros());
 });
 
 // Per-address throttling behind a reverse proxy: from a trusted proxy the client address is
@@ -805,4 +813,481 @@ both!(demo_accounts_are_created_once, |b| {
         &json!({ "username": "township", "password": pw }),
     );
     assert_eq!(r.body["user"]["org_unit"], township(0, 0).as_str());
+});
+
+// ---------------------------------------------------------------------------------------------
+// Gaps of the security rows (TESTING.md): missing claims, refresh hashes at rest, data of a
+// lost device, the login flood, unknown users, a configured signing key, villager groups, and
+// the actor role and time of audit rows.
+
+/// Every audit row written between `from` and `to` (µs) has its time inside the window, and a
+/// row naming an actor names the role that account has.
+pub fn check_audit_rows(app: &TestApp, from: i64, to: i64) -> usize {
+    type Row = (i64, i64, Option<String>, Option<String>, String);
+    let rows: Vec<Row> = audit_log::table
+        .select((
+            audit_log::id,
+            audit_log::at,
+            audit_log::actor_user,
+            audit_log::actor_role,
+            audit_log::action,
+        ))
+        .load(&mut app.conn())
+        .unwrap();
+    assert!(!rows.is_empty(), "no audit rows");
+    let roles: Vec<(String, String)> = users_t::table
+        .select((users_t::id, users_t::role))
+        .load(&mut app.conn())
+        .unwrap();
+    for (id, at, user, role, action) in &rows {
+        assert!(
+            (from..=to).contains(at),
+            "audit row {id} ({action}) at {at}, outside the test's window {from}..{to}"
+        );
+        if let Some(u) = user {
+            let want = roles.iter().find(|r| &r.0 == u).map(|r| r.1.as_str());
+            assert_eq!(
+                role.as_deref(),
+                want,
+                "audit row {id} ({action}) names {u} without their role"
+            );
+        }
+    }
+    rows.len()
+}
+
+pub fn micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+both!(tokens_missing_a_claim_are_refused, |b| {
+    let from = micros();
+    let app = spawn_app(b);
+    let admin = add_user(&app, "root", Role::Admin, None, &[]);
+    let me = |t: &str| app.get("/api/v1/me", Some(t));
+    assert_eq!(me(&sign(&app, &claims(&app, &admin))).status, 200);
+    for claim in [
+        "exp", "nbf", "aud", "iss", "iat", "jti", "use", "role", "sub",
+    ] {
+        let mut c = claims(&app, &admin);
+        c.as_object_mut().unwrap().remove(claim);
+        let r = me(&sign(&app, &c));
+        assert_eq!(r.status, 401, "without {claim}: {:?}", r.body);
+        assert_eq!(r.body["code"], "invalid_token", "without {claim}");
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    }
+    // The device id: a worker's device token carries it; without it the token is only a
+    // worker's sign-in token (register a phone, read /me), never the device's.
+    seed_tree(&app);
+    add_user(&app, "w1", Role::Worker, None, &[village(0, 0, 0)]);
+    let w = session(&app, "w1");
+    let mut c = claims(&app, &w.user_id);
+    c["role"] = json!("worker");
+    c["did"] = json!(w.device_id.as_deref().unwrap());
+    let pull = |t: &str| app.post("/api/v1/sync/pull", Some(t), &json!({}));
+    assert_eq!(
+        pull(&sign(&app, &c)).status,
+        200,
+        "the crafted device token works"
+    );
+    let mut bad = c.clone();
+    bad["did"] = json!(7);
+    assert_eq!(pull(&sign(&app, &bad)).status, 401, "did as a number");
+    bad["did"] = json!("no-such-device");
+    let r = pull(&sign(&app, &bad));
+    assert!(
+        r.status == 401 || r.status == 403,
+        "unknown did: {:?}",
+        r.body
+    );
+    c.as_object_mut().unwrap().remove("did");
+    let t = sign(&app, &c);
+    let r = pull(&t);
+    assert_eq!(r.status, 403, "without did: {:?}", r.body);
+    let r = me(&t);
+    assert_eq!(r.status, 200);
+    assert!(r.body["device_id"].is_null(), "{:?}", r.body);
+    check_audit_rows(&app, from, micros());
+});
+
+both!(refresh_tokens_are_stored_only_as_hashes, |b| {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE};
+    use fieldsync::auth::tokens::{sha256_hex, RefreshRow};
+    use fieldsync::db::schema::refresh_tokens;
+    let from = micros();
+    let app = spawn_app(b);
+    seed_tree(&app);
+    add_user(&app, "root", Role::Admin, None, &[]);
+    add_user(&app, "w1", Role::Worker, None, &[village(0, 0, 0)]);
+    let s = session(&app, "root");
+    let w = session(&app, "w1");
+    let r = refresh(&app, &s.refresh);
+    assert_eq!(r.status, 200);
+    let tokens = [s.refresh.clone(), w.refresh.clone(), refresh_of(&r)];
+    let rows: Vec<RefreshRow> = refresh_tokens::table
+        .select(RefreshRow::as_select())
+        .load(&mut app.conn())
+        .unwrap();
+    assert!(rows.len() >= 4, "{rows:?}");
+    let dump = format!("{rows:?}");
+    for t in &tokens {
+        let raw = URL_SAFE_NO_PAD.decode(t).unwrap();
+        let encodings = [
+            t.clone(),
+            hex::encode(&raw),
+            hex::encode_upper(&raw),
+            STANDARD.encode(&raw),
+            STANDARD_NO_PAD.encode(&raw),
+            URL_SAFE.encode(&raw),
+        ];
+        for e in &encodings {
+            assert!(
+                !dump.contains(e.as_str()),
+                "a refresh token in the table: {e}"
+            );
+        }
+        assert!(
+            rows.iter().any(|r| r.token_hash == sha256_hex(t)),
+            "each token is found by its hash"
+        );
+    }
+    for r in &rows {
+        assert_eq!(r.token_hash.len(), 64);
+        assert!(r.token_hash.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+    check_audit_rows(&app, from, micros());
+});
+
+both!(a_lost_device_keeps_what_it_pushed, |b| {
+    use crate::sync::{new_id, person, seed_units, worker, V1};
+    use fieldsync::db::schema::device_ops;
+    let from = micros();
+    let app = spawn_app(b);
+    seed_units(&app);
+    let dev = worker(&app, "lost_w", &[V1]);
+    add_user(
+        &app,
+        "lost_ts",
+        Role::TownshipSupervisor,
+        Some("130131102"),
+        &[],
+    );
+    let ts = session(&app, "lost_ts").access;
+    let ids: Vec<String> = (0..3).map(|_| new_id()).collect();
+    let names = ["失机甲", "失机乙", "失机丙"];
+    let ops: Vec<Value> = ids
+        .iter()
+        .zip(names)
+        .map(|(id, n)| dev.op("person", id, "create", None, person(V1, n)))
+        .collect();
+    for r in dev.push_ok(&app, &ops) {
+        assert_eq!(r["status"], "applied", "{r}");
+    }
+    let upd = dev.op(
+        "person",
+        &ids[0],
+        "update",
+        Some(1),
+        json!({"marital_status": "divorced"}),
+    );
+    assert_eq!(dev.push_ok(&app, &[upd])[0]["status"], "applied");
+    // the phone is lost: revoked by its supervisor
+    let r = app.post(
+        &format!("/api/v1/devices/{}/revoke", dev.device_id),
+        Some(&ts),
+        &json!({}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let late = dev.op("person", &new_id(), "create", None, person(V1, "失机丁"));
+    assert_eq!(dev.push(&app, &[late]).status, 403);
+    // what it pushed and had acknowledged stays, and the supervisor sees it
+    for (id, n) in ids.iter().zip(names) {
+        let r = app.get(&format!("/api/v1/supervise/person/{id}"), Some(&ts));
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["record"]["fields"]["name"], n);
+        assert_eq!(r.body["record"]["deleted"], false);
+    }
+    let r = app.get(&format!("/api/v1/supervise/person/{}", ids[0]), Some(&ts));
+    assert_eq!(r.body["record"]["version"], 2);
+    assert_eq!(r.body["record"]["fields"]["marital_status"], "divorced");
+    let list = app.get("/api/v1/supervise/person?limit=500", Some(&ts));
+    assert_eq!(list.body["total"], 3, "{:?}", list.body);
+    let acked: i64 = device_ops::table
+        .filter(device_ops::device_id.eq(&dev.device_id))
+        .count()
+        .get_result(&mut app.conn())
+        .unwrap();
+    assert_eq!(acked, 4, "the device's ledger of applied ops stays");
+    check_audit_rows(&app, from, micros());
+});
+
+/// A second server on a test app's settings and database, whose authentication state (the
+/// password hasher's counters) the test can read.
+struct Observed {
+    base: String,
+    auth: std::sync::Arc<fieldsync::auth::AuthState>,
+    handle: Option<actix_web::dev::ServerHandle>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Observed {
+    fn start(app: &TestApp) -> Observed {
+        let settings = app.settings.clone();
+        let db = app.db.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let a = fieldsync::Application::build(settings, db).unwrap();
+                let (addr, auth) = (a.addr(), a.auth());
+                let srv = a.server();
+                tx.send((addr, auth, srv.handle())).unwrap();
+                let _ = srv.await;
+            })
+        });
+        let (addr, auth, handle) = rx.recv().unwrap();
+        Observed {
+            base: format!("http://{addr}"),
+            auth,
+            handle: Some(handle),
+            thread: Some(thread),
+        }
+    }
+
+    /// A login: status and Retry-After.
+    fn login(&self, username: &str, password: &str) -> (u16, Option<u64>) {
+        let r = ureq::post(&format!("{}/api/v1/auth/login", self.base))
+            .send_json(json!({ "username": username, "password": password }));
+        let resp = match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        };
+        let wait = resp.header("retry-after").map(|v| v.parse().unwrap());
+        (resp.status(), wait)
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            actix_web::rt::System::new().block_on(h.stop(false));
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// TESTING.md "login throttling": 200 wrong passwords for one account, 8 at a time, while
+// another account signs in; the first is slowed with 429 and Retry-After (soft: after waiting
+// it, the right password works), the second signs in, and at most 2 hashes ever run at once.
+both!(
+    login_flood_backs_off_one_account_with_two_hashes_at_most,
+    |b| {
+        let from = micros();
+        let app = spawn_app(b);
+        add_user(&app, "alice", Role::Admin, None, &[]);
+        add_user(&app, "bob", Role::Admin, None, &[]);
+        let srv = Observed::start(&app);
+        let started = std::time::Instant::now();
+        let (flood, bob): (Vec<(u16, Option<u64>)>, Vec<u16>) = std::thread::scope(|sc| {
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    sc.spawn(|| {
+                        (0..25)
+                            .map(|_| srv.login("alice", "wrong-password"))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let bob = sc.spawn(|| (0..3).map(|_| srv.login("bob", PW).0).collect::<Vec<_>>());
+            let flood = threads
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect();
+            (flood, bob.join().unwrap())
+        });
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(flood.len(), 200);
+        assert_eq!(
+            bob,
+            vec![200, 200, 200],
+            "the other account signs in during the flood"
+        );
+        let checked = flood.iter().filter(|r| r.0 == 401).count();
+        let refused: Vec<u64> = flood
+            .iter()
+            .filter(|r| r.0 == 429)
+            .map(|r| r.1.expect("429 with Retry-After"))
+            .collect();
+        assert_eq!(checked + refused.len(), 200, "only 401 or 429: {flood:?}");
+        assert!(!refused.is_empty() && refused.iter().all(|w| *w >= 1));
+        // 5 free attempts, then one per back-off window (2, 4, 8 ... s) the flood lasted: running
+        // 8 at once must not buy more guesses.
+        let mut windows = 0;
+        let (mut t, mut w) = (0.0, 2.0);
+        while t + w <= secs {
+            t += w;
+            w *= 2.0;
+            windows += 1;
+        }
+        assert!(
+            checked <= 5 + windows + 1,
+            "{checked} passwords checked in {secs:.1} s of flood"
+        );
+        let peak = srv.auth.hasher.peak();
+        assert!((1..=2).contains(&peak), "{peak} hashes at once");
+        // soft back-off: wait what the server says, then the right password works
+        let (status, wait) = srv.login("alice", PW);
+        if status == 429 {
+            let wait = wait.expect("Retry-After");
+            assert!(
+                wait <= 60,
+                "a back-off of {wait} s after {checked} failures"
+            );
+            std::thread::sleep(Duration::from_secs(wait));
+            assert_eq!(srv.login("alice", PW).0, 200, "after waiting {wait} s");
+        } else {
+            assert_eq!(status, 200);
+        }
+        drop(srv);
+        check_audit_rows(&app, from, micros());
+    }
+);
+
+both!(unknown_users_cost_a_hash_too, |b| {
+    let app = spawn_app(b);
+    add_user(&app, "alice", Role::Admin, None, &[]);
+    let srv = Observed::start(&app);
+    let runs = || srv.auth.hasher.runs();
+    let n = runs();
+    assert_eq!(srv.login("nobody-here", "wrong-password").0, 401);
+    assert_eq!(runs(), n + 1, "an unknown user's login runs the dummy hash");
+    assert_eq!(srv.login("alice", "wrong-password").0, 401);
+    assert_eq!(runs(), n + 2);
+    assert_eq!(srv.login("alice", PW).0, 200);
+    assert_eq!(runs(), n + 3);
+});
+
+both!(a_signing_key_from_settings_is_the_one_used, |b| {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    use fieldsync::auth::keys::kid_of;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[11u8; 32]);
+    let pem = key
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap()
+        .to_string();
+    let app = spawn_app_with(b, |s| {
+        s.auth.signing_key_pem = fieldsync::settings::Secret(pem.clone());
+    });
+    add_user(&app, "root", Role::Admin, None, &[]);
+    let s = session(&app, "root");
+    let parts: Vec<&str> = s.access.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["kid"], kid_of(&key.verifying_key()).as_str());
+    let sig =
+        ed25519_dalek::Signature::from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
+    key.verifying_key()
+        .verify_strict(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+        .expect("the token verifies with the configured key's public half");
+    let other = ed25519_dalek::SigningKey::from_bytes(&[12u8; 32]);
+    assert!(other
+        .verifying_key()
+        .verify_strict(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+        .is_err());
+    assert!(
+        !app.settings.data_dir.join("signing_key.pem").exists(),
+        "no key generated when one is configured"
+    );
+    assert_eq!(app.get("/api/v1/me", Some(&s.access)).status, 200);
+});
+
+both!(a_group_worker_syncs_only_its_group, |b| {
+    use crate::sync::{new_id, person, worker};
+    let from = micros();
+    let app = spawn_app(b);
+    seed_tree(&app);
+    let v = village(0, 0, 0);
+    let (g1, g2) = (format!("{v}01"), format!("{v}02"));
+    orgunits::upsert(
+        &mut app.conn(),
+        &[
+            NewOrgUnit {
+                code: g1.clone(),
+                name: "一组".into(),
+                parent: Some(v.clone()),
+            },
+            NewOrgUnit {
+                code: g2.clone(),
+                name: "二组".into(),
+                parent: Some(v.clone()),
+            },
+        ],
+    )
+    .unwrap();
+    let mine = worker(&app, "grp1", &[&g1]);
+    let theirs = worker(&app, "grp2", &[&g2]);
+    let (a, x) = (new_id(), new_id());
+    let r = mine.push_ok(
+        &app,
+        &[mine.op("person", &a, "create", None, person(&g1, "一组人"))],
+    );
+    assert_eq!(r[0]["status"], "applied", "{r:?}");
+    let r = theirs.push_ok(
+        &app,
+        &[theirs.op("person", &x, "create", None, person(&g2, "二组人"))],
+    );
+    assert_eq!(r[0]["status"], "applied", "{r:?}");
+    // another group of the same village, the village itself, moving a record there: refused
+    let refused = mine.push_ok(
+        &app,
+        &[
+            mine.op("person", &new_id(), "create", None, person(&g2, "越组")),
+            mine.op("person", &new_id(), "create", None, person(&v, "村级")),
+            mine.op("person", &a, "update", Some(1), json!({"org_unit": g2})),
+            mine.op(
+                "person",
+                &x,
+                "update",
+                Some(1),
+                json!({"marital_status": "divorced"}),
+            ),
+        ],
+    );
+    for r in &refused {
+        assert_eq!(r["status"], "rejected", "{r}");
+        assert!(
+            r["code"]
+                .as_str()
+                .is_some_and(|c| c.contains("scope") || c == "not_found"),
+            "{r}"
+        );
+    }
+    assert_eq!(refused[0]["code"], "out_of_scope");
+    // each pulls its own group only
+    let (got, _) = mine.pull_all(&app, 0);
+    assert!(got.contains_key(&a));
+    assert!(!got.contains_key(&x), "another group's record pulled");
+    assert!(
+        got.values().all(|r| r["org_unit"] == g1.as_str()),
+        "{got:?}"
+    );
+    let (got, _) = theirs.pull_all(&app, 0);
+    assert!(got.contains_key(&x) && !got.contains_key(&a));
+    // the record stayed in its group, unchanged by the other group's worker
+    add_user(
+        &app,
+        "grp_ts",
+        Role::TownshipSupervisor,
+        Some(&township(0, 0)),
+        &[],
+    );
+    let ts = session(&app, "grp_ts").access;
+    let r = app.get(&format!("/api/v1/supervise/person/{x}"), Some(&ts));
+    assert_eq!(r.body["record"]["version"], 1);
+    let r = app.get(&format!("/api/v1/supervise/person/{a}"), Some(&ts));
+    assert_eq!(r.body["record"]["org_unit"], g1.as_str());
+    check_audit_rows(&app, from, micros());
 });
