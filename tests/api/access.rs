@@ -971,6 +971,12 @@ fn list_entry(method: &str, pattern: &str) -> Option<ListEntry> {
             None,
             true,
         ),
+        "/api/v1/supervise/workers/status" => e(
+            one("/api/v1/supervise/workers/status?limit=500"),
+            Total,
+            None,
+            true,
+        ),
         "/api/v1/supervise/{entity}" => e(
             Entity::all()
                 .map(|x| format!("/api/v1/supervise/{}?limit=500", x.name()))

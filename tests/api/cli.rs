@@ -38,18 +38,6 @@ impl std::fmt::Debug for Out {
     }
 }
 
-/// The binary in `cwd`, with no `FIELDSYNC_*` setting inherited from the test's environment.
-fn fieldsync(cwd: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fieldsync"));
-    cmd.current_dir(cwd);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("FIELDSYNC_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
 fn run(mut cmd: Command, stdin: Option<&str>) -> Out {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -95,7 +83,7 @@ impl Store {
     }
 
     fn cli(&self, args: &[&str], stdin: Option<&str>) -> Out {
-        let mut cmd = fieldsync(self.dir.path());
+        let mut cmd = fieldsync_command(self.dir.path());
         cmd.env("FIELDSYNC_DATABASE_URL", &self.url)
             .env("FIELDSYNC_DATA_DIR", self.dir.path().join("data"))
             .args(args);
@@ -125,7 +113,7 @@ impl Drop for Store {
 /// The binary on the store of a running test server (so HTTP sees what the command did).
 fn cli_on(app: &TestApp, args: &[&str], stdin: Option<&str>) -> Out {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut cmd = fieldsync(dir.path());
+    let mut cmd = fieldsync_command(dir.path());
     cmd.env("FIELDSYNC_DATABASE_URL", &app.database_url)
         .env("FIELDSYNC_DATA_DIR", &app.settings.data_dir)
         .args(args);
@@ -694,7 +682,7 @@ impl Drop for Served {
 fn serve_demo_in_an_empty_directory_then_again() {
     let dir = tempfile::tempdir().unwrap();
     let serve = || {
-        let mut cmd = fieldsync(dir.path());
+        let mut cmd = fieldsync_command(dir.path());
         cmd.args(["serve", "--demo", "--bind", "127.0.0.1:0"]);
         Served::start(cmd, &dir.path().join("server.log"))
     };
@@ -813,7 +801,7 @@ fn settings_layers_as_the_binary_reads_them() {
     std::fs::write(p("fieldsync.toml"), "database_url = \"sqlite://file.db\"\n").unwrap();
     std::fs::write(p("other.toml"), "database_url = \"sqlite://other.db\"\n").unwrap();
     let migrate = |env: Option<&str>, args: &[&str]| {
-        let mut cmd = fieldsync(dir.path());
+        let mut cmd = fieldsync_command(dir.path());
         cmd.env("FIELDSYNC_DATA_DIR", p("data"));
         if let Some(url) = env {
             cmd.env("FIELDSYNC_DATABASE_URL", url);
@@ -840,11 +828,11 @@ fn settings_layers_as_the_binary_reads_them() {
     assert!(!p("fieldsync.db").exists(), "the default was used");
 
     // A named file that does not exist, and an unknown key, stop the command.
-    let mut cmd = fieldsync(dir.path());
+    let mut cmd = fieldsync_command(dir.path());
     cmd.args(["--config", "missing.toml", "migrate"]);
     let out = run(cmd, None);
     assert!(!out.ok && out.stderr.contains("missing.toml"), "{out:?}");
-    let mut cmd = fieldsync(dir.path());
+    let mut cmd = fieldsync_command(dir.path());
     cmd.env("FIELDSYNC_LIMITS__MAX_OPZ_PER_BATCH", "5")
         .arg("migrate");
     let out = run(cmd, None);

@@ -249,3 +249,16 @@ macro_rules! both {
         }
     };
 }
+
+/// The real binary, run in `cwd`, with no `FIELDSYNC_*` variable inherited from the test's
+/// environment (CI sets some for the test harness; the binary would take them as settings).
+pub fn fieldsync_command(cwd: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fieldsync"));
+    cmd.current_dir(cwd);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FIELDSYNC_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}

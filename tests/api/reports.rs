@@ -2248,12 +2248,10 @@ both!(a_village_worker_submits_its_own_month, |b| {
 /// Runs the real binary on `app`'s database; its output, and whether it succeeded.
 fn fieldsync_cli(app: &TestApp, args: &[&str]) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fieldsync"))
-        .current_dir(dir.path())
+    let out = crate::helpers::fieldsync_command(dir.path())
         .arg("--database-url")
         .arg(&app.database_url)
         .args(args)
-        .env_remove("FIELDSYNC_CONFIG")
         .output()
         .unwrap();
     let text = format!(

@@ -17,11 +17,12 @@ use serde_json::json;
 use crate::both;
 use crate::harness::Env;
 
-/// The schemathesis command (`FIELDSYNC_SCHEMATHESIS` overrides it).
+/// The schemathesis command (`FIELDSYNC_TEST_SCHEMATHESIS` overrides it).
 const SCHEMATHESIS: &str = "st";
 
 fn schemathesis() -> Option<PathBuf> {
-    let candidate = std::env::var("FIELDSYNC_SCHEMATHESIS").unwrap_or_else(|_| SCHEMATHESIS.into());
+    let candidate =
+        std::env::var("FIELDSYNC_TEST_SCHEMATHESIS").unwrap_or_else(|_| SCHEMATHESIS.into());
     let ok = Command::new(&candidate)
         .arg("--version")
         .output()

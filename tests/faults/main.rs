@@ -53,10 +53,10 @@ pub fn rounds(default: usize) -> usize {
 }
 
 /// The binary built with the test-only feature `unsafe-ack-before-commit` (answers before the
-/// commit): FIELDSYNC_UNSAFE_BIN, or built here into `<target>/unsafe-ack` (about 30 s warm, a few
+/// commit): FIELDSYNC_TEST_UNSAFE_BIN, or built here into `<target>/unsafe-ack` (about 30 s warm, a few
 /// minutes cold; hence the long tier).
 fn unsafe_binary() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("FIELDSYNC_UNSAFE_BIN") {
+    if let Ok(p) = std::env::var("FIELDSYNC_TEST_UNSAFE_BIN") {
         return p.into();
     }
     let exe = harness::server_bin();
@@ -111,14 +111,14 @@ mod reliability {
 
     // Negative control: the same harness against a server that answers before it commits must
     // report a loss, which proves the harness can see one. Fast tier: runs on the binary named
-    // by FIELDSYNC_UNSAFE_BIN, which `.ci/run` builds (SKIPPED without it, a failure under CI).
+    // by FIELDSYNC_TEST_UNSAFE_BIN, which `.ci/run` builds (SKIPPED without it, a failure under CI).
     #[test]
     fn negative_control_reports_a_loss() {
-        match std::env::var("FIELDSYNC_UNSAFE_BIN") {
+        match std::env::var("FIELDSYNC_TEST_UNSAFE_BIN") {
             Ok(bin) => negative_control(bin.into()),
             Err(_) => harness::skip_or_fail(
                 "negative_control_reports_a_loss",
-                "FIELDSYNC_UNSAFE_BIN is not set (.ci/run builds it; the long tier builds its own)",
+                "FIELDSYNC_TEST_UNSAFE_BIN is not set (.ci/run builds it; the long tier builds its own)",
             ),
         }
     }
