@@ -1,7 +1,6 @@
 //! Accounts, devices, tokens: bad tokens, refresh rotation, lost devices, password storage,
 //! login throttling, the audit log. Fixtures here are shared with `access`.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,19 +13,10 @@ use serde_json::{json, Value};
 use crate::both;
 use crate::helpers::*;
 use fieldsync::auth::keys::Keyring;
-use fieldsync::auth::passwords;
 use fieldsync::auth::roles::Role;
 use fieldsync::auth::users::{self, NewUser};
 use fieldsync::db::schema::{audit_log, users as users_t};
 use fieldsync::orgunits::{self, NewOrgUnit};
-
-pub const PW: &str = "correct-horse-42";
-
-/// One hash of `PW` for every seeded account (hashing is slow on purpose).
-pub fn pw_hash() -> &'static str {
-    static H: OnceLock<String> = OnceLock::new();
-    H.get_or_init(|| passwords::hash_blocking(PW).unwrap())
-}
 
 pub const COUNTIES: [&str; 2] = ["130131", "130132"];
 

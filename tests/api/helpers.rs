@@ -262,3 +262,40 @@ pub fn fieldsync_command(cwd: &std::path::Path) -> std::process::Command {
     }
     cmd
 }
+
+/// The password of every account the tests create.
+pub const PW: &str = "correct-horse-42";
+
+/// One hash of `PW` for every seeded account (hashing is slow on purpose).
+pub fn pw_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| fieldsync::auth::passwords::hash_blocking(PW).unwrap())
+}
+
+/// Creates a supervisor account at `org` and logs in; returns the access token.
+pub fn supervisor(
+    app: &TestApp,
+    username: &str,
+    role: fieldsync::auth::roles::Role,
+    org: &str,
+) -> String {
+    fieldsync::auth::users::create(
+        &mut app.conn(),
+        &fieldsync::auth::users::NewUser {
+            username: username.into(),
+            display_name: username.into(),
+            role,
+            org_unit: Some(org.into()),
+            villages: vec![],
+        },
+        pw_hash(),
+    )
+    .unwrap();
+    let r = app.post(
+        "/api/v1/auth/login",
+        None,
+        &serde_json::json!({"username": username, "password": PW}),
+    );
+    assert_eq!(r.status, 200, "login {username}: {:?}", r.body);
+    r.body["access_token"].as_str().unwrap().to_string()
+}

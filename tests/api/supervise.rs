@@ -8,40 +8,15 @@ use std::collections::BTreeSet;
 use chrono::NaiveDate;
 use serde_json::{json, Value};
 
-use crate::auth::{pw_hash, PW};
 use crate::both;
 use crate::helpers::*;
 use crate::sync::{new_id, person, seed_units, worker, Dev, V1, V2, V3};
 use fieldsync::auth::roles::Role;
-use fieldsync::auth::users::{self, NewUser};
 use fieldsync::domain::resident_id;
 
 const TOWNSHIP: &str = "130131102";
 const OTHER_TOWNSHIP: &str = "130131103";
 const COUNTY: &str = "130131";
-
-/// Creates a supervisor and logs in; returns the access token.
-fn supervisor(app: &TestApp, username: &str, role: Role, org: &str) -> String {
-    users::create(
-        &mut app.conn(),
-        &NewUser {
-            username: username.into(),
-            display_name: username.into(),
-            role,
-            org_unit: Some(org.into()),
-            villages: vec![],
-        },
-        pw_hash(),
-    )
-    .unwrap();
-    let r = app.post(
-        "/api/v1/auth/login",
-        None,
-        &json!({"username": username, "password": PW}),
-    );
-    assert_eq!(r.status, 200, "login {username}: {:?}", r.body);
-    r.body["access_token"].as_str().unwrap().to_string()
-}
 
 struct World {
     app: TestApp,

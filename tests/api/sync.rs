@@ -2,7 +2,6 @@
 //! against the real server, on SQLite and PostgreSQL.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
@@ -15,12 +14,6 @@ use fieldsync::orgunits::{self, NewOrgUnit};
 pub const V1: &str = "130131102201";
 pub const V2: &str = "130131102202";
 pub const V3: &str = "130131103201";
-const PASSWORD: &str = "correct-horse-battery";
-
-fn password_hash() -> &'static str {
-    static H: OnceLock<String> = OnceLock::new();
-    H.get_or_init(|| fieldsync::auth::passwords::hash_blocking(PASSWORD).unwrap())
-}
 
 pub fn seed_units(app: &TestApp) {
     let u = |c: &str, n: &str, p: Option<&str>| NewOrgUnit {
@@ -62,7 +55,7 @@ pub fn create_worker(app: &TestApp, username: &str, villages: &[&str]) -> String
             org_unit: None,
             villages: villages.iter().map(|v| v.to_string()).collect(),
         },
-        password_hash(),
+        pw_hash(),
     )
     .unwrap()
     .id
@@ -73,7 +66,7 @@ pub fn register_device(app: &TestApp, username: &str) -> Dev {
     let r = app.post(
         "/api/v1/auth/login",
         None,
-        &json!({"username": username, "password": PASSWORD}),
+        &json!({"username": username, "password": PW}),
     );
     assert_eq!(r.status, 200, "login: {:?}", r.body);
     let user_id = r.body["user"]["id"].as_str().unwrap().to_string();
@@ -1311,29 +1304,6 @@ both!(logic_checks_flag_and_never_reject, |b| {
         0
     );
 });
-
-/// A supervisor account; returns its access token.
-fn supervisor(app: &TestApp, username: &str, role: Role, org: &str) -> String {
-    users::create(
-        &mut app.conn(),
-        &NewUser {
-            username: username.into(),
-            display_name: username.into(),
-            role,
-            org_unit: Some(org.into()),
-            villages: vec![],
-        },
-        password_hash(),
-    )
-    .unwrap();
-    let r = app.post(
-        "/api/v1/auth/login",
-        None,
-        &json!({"username": username, "password": PASSWORD}),
-    );
-    assert_eq!(r.status, 200, "login {username}: {:?}", r.body);
-    r.body["access_token"].as_str().unwrap().to_string()
-}
 
 /// After a merge of `merged` into `survivor`, a device pulling from a cursor taken before it
 /// (and after the children were made) receives the children re-pointed at a new version and the
