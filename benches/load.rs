@@ -3,8 +3,8 @@
 //! under load, an initial pull, a day's-end storm, and the raw ceiling of the store; writes
 //! `results/load-<backend>.json`. `bench/run` runs it and renders BENCHMARKS.md.
 //!
-//! `cargo bench --bench load -- [--backend sqlite|postgres|both] [--only push|report] [--storm N]
-//! [--out DIR]`; `--only push` writes `push-<backend>.json`, `--only report` (the preload, then
+//! `cargo bench --bench load -- [--backend sqlite|postgres|both] [--only push|pull|report] [--storm N]
+//! [--out DIR]`; `--only push` writes `push-<backend>.json`, `--only pull` (the push stage, then the pulls) `pull-<backend>.json`, `--only report` (the preload, then
 //! the report stage alone, no devices) `report-<backend>.json`; `--keep` (with `--only report`)
 //! keeps the PostgreSQL database and copies the SQLite store to `<out>/report-sqlite.db`, to
 //! profile the report's statements on it; `RUST_LOG=fieldsync::report=debug` logs each report
@@ -46,8 +46,8 @@ const REPORT_PERSONS: usize = 300_000;
 
 struct Args {
     backends: Vec<&'static str>,
-    only_push: bool,
-    only_report: bool,
+    /// `--only push|pull|report`: that stage alone (pull: after the push stage it needs).
+    only: Option<String>,
     keep: bool,
     storm: usize,
     out: String,
@@ -67,13 +67,18 @@ fn args() -> Args {
     };
     Args {
         backends,
-        only_push: value("--only").as_deref() == Some("push"),
-        only_report: value("--only").as_deref() == Some("report"),
+        only: value("--only").filter(|s| ["push", "pull", "report"].contains(&s.as_str())),
         keep: argv.iter().any(|a| a == "--keep"),
         storm: value("--storm")
             .and_then(|s| s.parse().ok())
             .unwrap_or(1000),
         out: value("--out").unwrap_or_else(|| "results".into()),
+    }
+}
+
+impl Args {
+    fn only(&self, stage: &str) -> bool {
+        self.only.as_deref() == Some(stage)
     }
 }
 
@@ -674,7 +679,7 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
     let preload_ms = ms(t.elapsed());
     let live = verify::live_count(&db).map_err(|e| anyhow!("{e}"))?;
 
-    if a.only_report {
+    if a.only("report") {
         let report = report_stage(&db, &villages, &mut rng, &mut used)?;
         eprintln!("[{backend}] report: {report}");
         if a.keep && backend == "sqlite" {
@@ -695,7 +700,7 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
     }
 
     // Accounts: the 40 pushing devices, one reader per village, the big village's reader, the storm.
-    let storm_n = if a.only_push { 0 } else { a.storm };
+    let storm_n = if a.only.is_some() { 0 } else { a.storm };
     let push_villages: Vec<String> = (0..PUSH_DEVICES)
         .map(|i| villages[i % villages.len()].clone())
         .collect();
@@ -757,7 +762,7 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
         "lost_updates": acked.problems, "acknowledged_check": acked.detail,
     });
     eprintln!("[{backend}] push: {push}");
-    if a.only_push {
+    if a.only("push") {
         return Ok(json!({"backend": backend, "push": push}));
     }
 
@@ -827,6 +832,11 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
     let initial_pull = json!({"records": big_records, "page_size": 500, "pages": big_records.div_ceil(500),
                               "full_pull": percentiles(initial)});
     eprintln!("[{backend}] initial pull: {initial_pull}");
+    if a.only("pull") {
+        return Ok(
+            json!({"backend": backend, "push": push, "pull": pull, "initial_pull": initial_pull}),
+        );
+    }
 
     // Raw ceiling.
     let raw = raw_ceiling(&db, &villages[1], &mut rng, &mut used)?;
@@ -925,7 +935,7 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
     };
     eprintln!("[{backend}] storm: {storm}");
 
-    let report = if a.only_push {
+    let report = if a.only("push") {
         Value::Null
     } else {
         report_stage(&db, &villages, &mut rng, &mut used)?
@@ -1039,23 +1049,19 @@ fn main() -> anyhow::Result<()> {
         let mut out = run_backend(backend, &a)?;
         out["machine"] = machine();
         out["machine"]["loadavg_at_start"] = json!(load_at_start);
-        let only = if a.only_push {
-            " --only push"
-        } else if a.only_report {
-            " --only report"
-        } else {
-            ""
-        };
+        let only = a
+            .only
+            .as_deref()
+            .map(|s| format!(" --only {s}"))
+            .unwrap_or_default();
         out["command"] = json!(format!(
             "cargo bench --bench load -- --backend {backend}{only}"
         ));
-        let name = if a.only_push {
-            format!("{}/push-{backend}.json", a.out)
-        } else if a.only_report {
-            format!("{}/report-{backend}.json", a.out)
-        } else {
-            format!("{}/load-{backend}.json", a.out)
-        };
+        let name = format!(
+            "{}/{}-{backend}.json",
+            a.out,
+            a.only.as_deref().unwrap_or("load")
+        );
         std::fs::write(&name, serde_json::to_string_pretty(&out)? + "\n")?;
         eprintln!("wrote {name}");
     }

@@ -230,7 +230,7 @@ pub async fn pull_changes(
     }
     let device_id = device_of(&principal)?;
     let db = state.db.clone();
-    let (response, scope_news, puller): (PullResponse, bool, pull::Puller) =
+    let (response, scope_news, puller): (pull::PullPage, bool, pull::Puller) =
         web::block(move || {
             let scope = db.read(|c| principal.scope(c))?;
             let puller = pull::Puller {

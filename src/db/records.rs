@@ -253,6 +253,10 @@ struct EntitySql {
     select_json: String,
     /// The select list of `select_json`, over a row source aliased `t`.
     json_list: String,
+    /// Like `json_list`, but `j` is the record as a pull sends it (`sync::protocol::RecordOut`:
+    /// entity, id, org_unit, version, deleted, merged_into when set, change_seq, and `fields`
+    /// without the null ones), built by the database so the server passes it through.
+    wire_list: String,
 }
 
 fn entity_sql(backend: Backend, entity: Entity) -> &'static EntitySql {
@@ -297,6 +301,51 @@ fn build_entity_sql(backend: Backend, entity: Entity) -> EntitySql {
         select_by_ids,
         select_json,
         json_list,
+        wire_list: wire_list(backend, entity),
+    }
+}
+
+/// See `EntitySql::wire_list`. Null members are dropped by `json_patch` onto `{}` (SQLite: a
+/// merge patch removes the keys it sets to null, nested objects too) or `jsonb_strip_nulls`
+/// (PostgreSQL); SQLite keeps booleans as 0 and 1, so they are spelt out as JSON.
+fn wire_list(backend: Backend, entity: Entity) -> String {
+    let def = entity.def();
+    let bool_sql = |col: &str| match backend {
+        Backend::Sqlite => {
+            format!(
+                "json(CASE WHEN {col} IS NULL THEN NULL WHEN {col} THEN 'true' ELSE 'false' END)"
+            )
+        }
+        Backend::Postgres => col.to_string(),
+    };
+    let fields: Vec<String> = def
+        .fields
+        .iter()
+        .map(|f| {
+            let col = format!("t.{}", f.name);
+            let v = if matches!(f.ty, FieldType::Bool) {
+                bool_sql(&col)
+            } else {
+                col
+            };
+            format!("'{}', {v}", f.name)
+        })
+        .collect();
+    let (object, fields_object) = match backend {
+        Backend::Sqlite => ("json_object", "json_object"),
+        Backend::Postgres => ("jsonb_build_object", "jsonb_build_object"),
+    };
+    let record = format!(
+        "{object}('entity', '{}', 'id', t.id, 'org_unit', t.org_unit, 'version', t.version, \
+         'deleted', {}, 'merged_into', t.merged_into, 'fields', {fields_object}({}), \
+         'change_seq', t.change_seq)",
+        def.name,
+        bool_sql("t.deleted"),
+        fields.join(", ")
+    );
+    match backend {
+        Backend::Sqlite => format!("t.change_seq, json_patch('{{}}', {record}) AS j"),
+        Backend::Postgres => format!("t.change_seq, jsonb_strip_nulls({record})::text AS j"),
     }
 }
 
@@ -483,6 +532,15 @@ pub fn select_json_limited_sql(
     format!(
         "SELECT {} FROM (SELECT * FROM {}{tail}) t{order}",
         e.json_list,
+        entity.def().table
+    )
+}
+
+/// Like [`select_json_limited_sql`], with each row as a pull sends it (`EntitySql::wire_list`).
+pub fn select_wire_limited_sql(backend: Backend, entity: Entity, tail: &str) -> String {
+    format!(
+        "SELECT {} FROM (SELECT * FROM {}{tail}) t",
+        entity_sql(backend, entity).wire_list,
         entity.def().table
     )
 }

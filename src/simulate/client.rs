@@ -2,6 +2,7 @@
 //! local replica, the way the phone app does.
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -50,12 +51,21 @@ pub fn agent() -> ureq::Agent {
         .build()
 }
 
+/// The largest answer this client reads (a pull page of the biggest records is well below).
+const MAX_ANSWER_BYTES: u64 = 64 << 20;
+
 fn call(what: &'static str, r: Result<ureq::Response, ureq::Error>) -> Result<Value, ClientError> {
     match r {
-        Ok(resp) => resp.into_json().map_err(|e| ClientError::Transport {
-            what,
-            cause: e.to_string(),
-        }),
+        // The body is read whole, then parsed: `into_json` parses from the socket reader a
+        // byte at a time, which made this client take a third of a measured pull's time.
+        Ok(resp) => {
+            let transport = |cause: String| ClientError::Transport { what, cause };
+            let mut body = Vec::new();
+            std::io::Read::take(resp.into_reader(), MAX_ANSWER_BYTES)
+                .read_to_end(&mut body)
+                .map_err(|e| transport(e.to_string()))?;
+            serde_json::from_slice(&body).map_err(|e| transport(e.to_string()))
+        }
         Err(ureq::Error::Status(status, resp)) => Err(ClientError::Status {
             what,
             status,

@@ -11,7 +11,7 @@ use crate::db::schema::{devices, sync_state};
 use crate::db::{now_micros, Db, DbConn};
 use crate::domain::entities::ENTITIES;
 use crate::error::{AppError, AppResult};
-use crate::sync::protocol::{PullRequest, PullResponse, RecordOut};
+use crate::sync::protocol::{ConflictOut, PullRequest, RecordOut};
 use crate::sync::store::{self, ConflictRow, CONFLICT_SELECT};
 
 pub struct Puller {
@@ -75,6 +75,21 @@ pub fn record_pull(
     })
 }
 
+/// A pull's answer as sent: [`crate::sync::protocol::PullResponse`] (the wire format the spec and clients read) with
+/// each record's JSON built by the database (`records::select_wire_limited_sql`) and passed
+/// through, instead of parsed into a row and serialised again (half of a pull's server time).
+#[derive(serde::Serialize)]
+pub struct PullPage {
+    pub records: Vec<Box<serde_json::value::RawValue>>,
+    pub conflicts: Vec<ConflictOut>,
+    pub last_seq: i64,
+    pub next_cursor: i64,
+    pub has_more: bool,
+    pub reset_required: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset_reason: Option<String>,
+}
+
 /// Pulls a page. The flag says whether the device's stored scope differs from the scope this
 /// answer was made for, so the caller must record the pull before the next one is judged.
 pub fn pull(
@@ -83,7 +98,7 @@ pub fn pull(
     req: &PullRequest,
     max_page: usize,
     default_page: usize,
-) -> AppResult<(PullResponse, bool)> {
+) -> AppResult<(PullPage, bool)> {
     if req.cursor < 0 {
         return Err(AppError::BadRequest("cursor must be >= 0".into()));
     }
@@ -116,7 +131,7 @@ pub fn pull(
             None
         };
         if let Some(reason) = reset {
-            return Ok(PullResponse {
+            return Ok(PullPage {
                 records: Vec::new(),
                 conflicts: Vec::new(),
                 last_seq: dev.last_seq,
@@ -128,15 +143,20 @@ pub fn pull(
         }
         let rows = changes(conn, &p.scope, req.cursor, limit + 1)?;
         let has_more = rows.len() > limit;
-        let rows: Vec<RecordRow> = rows.into_iter().take(limit).collect();
+        let rows: Vec<JsonRow> = rows.into_iter().take(limit).collect();
         let upper = if has_more {
             rows.last().map_or(req.cursor, |r| r.change_seq)
         } else {
             last_change_seq
         };
         let conflicts = conflicts(conn, &p.scope, req.cursor, upper)?;
-        Ok(PullResponse {
-            records: rows.into_iter().map(record_out).collect(),
+        let records = rows
+            .into_iter()
+            .map(|r| serde_json::value::RawValue::from_string(r.j))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| AppError::Internal(format!("pulled record is not JSON: {e}")))?;
+        Ok(PullPage {
+            records,
             conflicts,
             last_seq: dev.last_seq,
             next_cursor: upper,
@@ -149,24 +169,23 @@ pub fn pull(
 }
 
 /// Records in scope changed after `cursor`, oldest change first, across every record type in
-/// one statement. A fresh snapshot (cursor 0) leaves out tombstones.
+/// one statement, each as a pull sends it. A fresh snapshot (cursor 0) leaves out tombstones.
 pub fn changes(
     conn: &mut DbConn,
     scope: &Scope,
     cursor: i64,
     limit: usize,
-) -> AppResult<Vec<RecordRow>> {
+) -> AppResult<Vec<JsonRow>> {
     let backend = backend_of(conn);
     let pred = scope_predicate(scope);
     let live = if cursor == 0 { " AND NOT deleted" } else { "" };
     let parts: Vec<String> = ENTITIES
         .iter()
         .map(|d| {
-            let picked = records::select_json_limited_sql(
+            let picked = records::select_wire_limited_sql(
                 backend,
                 d.entity,
                 &format!(" WHERE {pred} AND change_seq > {cursor}{live} ORDER BY change_seq LIMIT {limit}"),
-                "",
             );
             format!("SELECT * FROM ({picked}) AS s_{}", d.table)
         })
@@ -175,8 +194,7 @@ pub fn changes(
         "{} ORDER BY change_seq LIMIT {limit}",
         parts.join(" UNION ALL ")
     );
-    let rows: Vec<JsonRow> = diesel::sql_query(sql).load(conn)?;
-    rows.iter().map(|r| RecordRow::from_json(&r.j)).collect()
+    Ok(diesel::sql_query(sql).load(conn)?)
 }
 
 fn conflicts(
@@ -184,7 +202,7 @@ fn conflicts(
     scope: &Scope,
     after: i64,
     upto: i64,
-) -> AppResult<Vec<crate::sync::protocol::ConflictOut>> {
+) -> AppResult<Vec<ConflictOut>> {
     let sql = format!(
         "{CONFLICT_SELECT} WHERE {} AND change_seq > {after} AND change_seq <= {upto} ORDER BY change_seq",
         scope_predicate(scope)
