@@ -1047,27 +1047,9 @@ fn fetch_text(app: &TestApp, path: &str, token: &str) -> (u16, String, Vec<Vec<S
     let mut data = Vec::new();
     resp.into_reader().read_to_end(&mut data).unwrap();
     let rows: Vec<Vec<String>> = if status == 200 && path.contains(".xlsx") {
-        use calamine::{Reader, Xlsx};
-        let mut wb: Xlsx<_> =
-            calamine::open_workbook_from_rs(std::io::Cursor::new(data.clone())).unwrap();
-        let mut rows = Vec::new();
-        for sheet in wb.sheet_names() {
-            let range = wb.worksheet_range(&sheet).unwrap();
-            rows.extend(
-                range
-                    .rows()
-                    .map(|r| r.iter().map(|c| c.to_string()).collect()),
-            );
-        }
-        rows
+        xlsx_rows(data.clone(), None)
     } else if status == 200 && path.contains(".csv") {
-        let body = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&data);
-        csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(body)
-            .records()
-            .map(|r| r.unwrap().iter().map(str::to_string).collect())
-            .collect()
+        csv_rows(&data)
     } else {
         Vec::new()
     };

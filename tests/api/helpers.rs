@@ -299,3 +299,36 @@ pub fn supervisor(
     assert_eq!(r.status, 200, "login {username}: {:?}", r.body);
     r.body["access_token"].as_str().unwrap().to_string()
 }
+
+/// The rows of a CSV export, which must start with a UTF-8 BOM (for Excel and WPS).
+pub fn csv_rows(data: &[u8]) -> Vec<Vec<String>> {
+    let body = data
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .expect("a CSV export starts with a BOM");
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(body)
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+/// The rows of the XLSX file's sheet `sheet`, or of every sheet in turn when `None`.
+pub fn xlsx_rows(data: Vec<u8>, sheet: Option<&str>) -> Vec<Vec<String>> {
+    use calamine::{Reader, Xlsx};
+    let mut wb: Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(data)).unwrap();
+    let sheets = match sheet {
+        Some(s) => vec![s.to_string()],
+        None => wb.sheet_names(),
+    };
+    let mut rows = Vec::new();
+    for name in sheets {
+        let range = wb.worksheet_range(&name).unwrap();
+        rows.extend(
+            range
+                .rows()
+                .map(|r| r.iter().map(|c| c.to_string()).collect()),
+        );
+    }
+    rows
+}

@@ -7,7 +7,7 @@
 //! audit row.
 
 use std::collections::BTreeMap;
-use std::io::{Cursor, Read};
+use std::io::Read;
 
 use diesel::RunQueryDsl;
 use serde_json::{json, Value};
@@ -1853,26 +1853,6 @@ fn bytes(app: &TestApp, path: &str, token: &str) -> (u16, Option<String>, Vec<u8
     (status, ct, out)
 }
 
-fn csv_rows(data: &[u8]) -> Vec<Vec<String>> {
-    assert!(data.starts_with(b"\xEF\xBB\xBF"), "no BOM");
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(&data[3..]);
-    rdr.records()
-        .map(|r| r.unwrap().iter().map(str::to_string).collect())
-        .collect()
-}
-
-fn xlsx_rows(data: Vec<u8>, sheet: &str) -> Vec<Vec<String>> {
-    use calamine::{Reader, Xlsx};
-    let mut wb: Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(data)).unwrap();
-    let range = wb.worksheet_range(sheet).unwrap();
-    range
-        .rows()
-        .map(|r| r.iter().map(|c| c.to_string()).collect())
-        .collect()
-}
-
 both!(
     exports_open_with_chinese_headers_and_nothing_outside_scope,
     |b| {
@@ -1902,11 +1882,11 @@ both!(
         // As XLSX.
         let (status, _, data) = bytes(app, "/api/v1/exports/report.xlsx?period=2026-10", &w.county);
         assert_eq!(status, 200);
-        let sheet = xlsx_rows(data.clone(), "分单位报表");
+        let sheet = xlsx_rows(data.clone(), Some("分单位报表"));
         assert_eq!(sheet[0][0], "单位代码");
         assert_eq!(sheet.len(), 4);
         assert_eq!(sheet[3][births], "3");
-        let ind = xlsx_rows(data, "指标");
+        let ind = xlsx_rows(data, Some("指标"));
         assert_eq!(
             ind[0][..5],
             ["指标", "单位", "分子", "分母", "数值"].map(String::from)
@@ -1948,7 +1928,7 @@ both!(
         let (status, ct, data) = bytes(app, "/api/v1/exports/ledger/birth.xlsx", &w.county);
         assert_eq!(status, 200);
         assert!(ct.unwrap().contains("spreadsheetml"));
-        let sheet = xlsx_rows(data, "出生");
+        let sheet = xlsx_rows(data, Some("出生"));
         assert_eq!(
             sheet[0][..4],
             ["单位代码", "记录ID", "母亲", "婴儿"].map(String::from)
@@ -1967,7 +1947,7 @@ both!(
         let path = dir.path().join("r.xlsx");
         let oct = Period::parse_month("2026-10").unwrap();
         write_report_file(&app.db, COUNTY, &oct, ExportFormat::Xlsx, &path, Lang::Zh).unwrap();
-        let sheet = xlsx_rows(std::fs::read(&path).unwrap(), "分单位报表");
+        let sheet = xlsx_rows(std::fs::read(&path).unwrap(), Some("分单位报表"));
         assert_eq!(sheet.len(), 4);
         assert_eq!(sheet[3][births], "3");
         let path = dir.path().join("r.csv");
@@ -2098,10 +2078,10 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
         &w.county,
     );
     assert_eq!(status, 200);
-    let sheet = xlsx_rows(data.clone(), "breakdown");
+    let sheet = xlsx_rows(data.clone(), Some("breakdown"));
     assert_eq!(sheet[0], rows[0]);
     assert_eq!(sheet[3][births], "3");
-    let ind = xlsx_rows(data, "indicators");
+    let ind = xlsx_rows(data, Some("indicators"));
     assert_eq!(
         ind[0],
         [
@@ -2134,14 +2114,14 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
     assert!(text.contains("130131********0027"));
     let (status, _, data) = bytes(app, "/api/v1/exports/ledger/birth.xlsx?lang=en", &w.county);
     assert_eq!(status, 200);
-    let sheet = xlsx_rows(data, "birth");
+    let sheet = xlsx_rows(data, Some("birth"));
     assert_eq!(
         sheet[0][..2],
         ["org unit code", "record id"].map(String::from)
     );
     assert_eq!(sheet.len() - 1, 10);
     let (_, _, data) = bytes(app, "/api/v1/exports/ledger/birth.xlsx", &w.county);
-    assert_eq!(xlsx_rows(data, "出生")[0][0], "单位代码");
+    assert_eq!(xlsx_rows(data, Some("出生"))[0][0], "单位代码");
 });
 
 // A village's month report is submitted by its field worker; the township approves or
@@ -2311,11 +2291,11 @@ both!(report_cli_writes_report_and_ledger_files, |b| {
         &path("m.xlsx"),
     ]);
     let data = std::fs::read(path("m.xlsx")).unwrap();
-    let sheet = xlsx_rows(data.clone(), "breakdown");
+    let sheet = xlsx_rows(data.clone(), Some("breakdown"));
     assert_eq!(&sheet[0][..3], ["org unit code", "org unit name", "period"]);
     let en_births = sheet[0].iter().position(|h| h == "births").unwrap();
     assert_eq!(col(&sheet, en_births), ["3", "0", "3"]);
-    assert_eq!(xlsx_rows(data, "indicators").len(), 13);
+    assert_eq!(xlsx_rows(data, Some("indicators")).len(), 13);
     // A date range: 15 September to 5 October. Township 1: K1 (5 October); township 2: WC1's
     // child (15 September).
     run(&[
@@ -2331,7 +2311,7 @@ both!(report_cli_writes_report_and_ledger_files, |b| {
         "--out",
         &path("r.bin"),
     ]);
-    let sheet = xlsx_rows(std::fs::read(path("r.bin")).unwrap(), "分单位报表");
+    let sheet = xlsx_rows(std::fs::read(path("r.bin")).unwrap(), Some("分单位报表"));
     assert_eq!(col(&sheet, births), ["1", "1", "2"]);
     assert_eq!(sheet[3][2], "2026-09-15..2026-10-05");
     // Year to date for village A (one row per group: none, so the village's own row).
@@ -2381,7 +2361,7 @@ both!(report_cli_writes_report_and_ledger_files, |b| {
         "--out",
         &path("b.xlsx"),
     ]);
-    let sheet = xlsx_rows(std::fs::read(path("b.xlsx")).unwrap(), "birth");
+    let sheet = xlsx_rows(std::fs::read(path("b.xlsx")).unwrap(), Some("birth"));
     assert_eq!(
         sheet[0][..3],
         ["org unit code", "record id", "mother"].map(String::from)
