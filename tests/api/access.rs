@@ -1034,18 +1034,7 @@ fn list_entry(method: &str, pattern: &str) -> Option<ListEntry> {
 
 /// GET `path`: status and the answer as text (an XLSX file: every cell of every sheet).
 fn fetch_text(app: &TestApp, path: &str, token: &str) -> (u16, String, Vec<Vec<String>>) {
-    use std::io::Read;
-    let r = ureq::get(&app.url(path))
-        .set("Authorization", &format!("Bearer {token}"))
-        .call();
-    let resp = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("GET {path}: {e}"),
-    };
-    let status = resp.status();
-    let mut data = Vec::new();
-    resp.into_reader().read_to_end(&mut data).unwrap();
+    let (status, _, data) = app.get_bytes(path, token);
     let rows: Vec<Vec<String>> = if status == 200 && path.contains(".xlsx") {
         xlsx_rows(data.clone(), None)
     } else if status == 200 && path.contains(".csv") {

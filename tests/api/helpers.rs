@@ -187,6 +187,25 @@ impl TestApp {
         self.send("POST", path, token, body)
     }
 
+    /// GET a file (an export): status, content type and the body's bytes.
+    pub fn get_bytes(&self, path: &str, token: &str) -> (u16, Option<String>, Vec<u8>) {
+        let r = self
+            .agent
+            .get(&self.url(path))
+            .set("Authorization", &format!("Bearer {token}"))
+            .call();
+        let resp = match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("GET {path}: {e}"),
+        };
+        let status = resp.status();
+        let ct = resp.header("content-type").map(str::to_string);
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut resp.into_reader(), &mut out).unwrap();
+        (status, ct, out)
+    }
+
     /// A raw request with any headers and body bytes.
     pub fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
         let mut req = self.agent.request(method, &self.url(path));

@@ -7,7 +7,6 @@
 //! audit row.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
 use diesel::RunQueryDsl;
 use serde_json::{json, Value};
@@ -1837,29 +1836,14 @@ both!(approval_return_lock_and_changes_after_approval, |b| {
     assert_eq!(lock(COUNTY).status, 409);
 });
 
-fn bytes(app: &TestApp, path: &str, token: &str) -> (u16, Option<String>, Vec<u8>) {
-    let r = ureq::get(&app.url(path))
-        .set("Authorization", &format!("Bearer {token}"))
-        .call();
-    let resp = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{e}"),
-    };
-    let status = resp.status();
-    let ct = resp.header("content-type").map(str::to_string);
-    let mut out = Vec::new();
-    resp.into_reader().read_to_end(&mut out).unwrap();
-    (status, ct, out)
-}
-
 both!(
     exports_open_with_chinese_headers_and_nothing_outside_scope,
     |b| {
         let w = world(b);
         let app = &w.app;
         // The county's report as CSV: the two townships and the total.
-        let (status, ct, data) = bytes(app, "/api/v1/exports/report.csv?period=2026-10", &w.county);
+        let (status, ct, data) =
+            app.get_bytes("/api/v1/exports/report.csv?period=2026-10", &w.county);
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&data));
         assert!(ct.unwrap().starts_with("text/csv"));
         let rows = csv_rows(&data);
@@ -1880,7 +1864,8 @@ both!(
             .unwrap();
         assert_eq!(rows[2][pcb], "不适用");
         // As XLSX.
-        let (status, _, data) = bytes(app, "/api/v1/exports/report.xlsx?period=2026-10", &w.county);
+        let (status, _, data) =
+            app.get_bytes("/api/v1/exports/report.xlsx?period=2026-10", &w.county);
         assert_eq!(status, 200);
         let sheet = xlsx_rows(data.clone(), Some("分单位报表"));
         assert_eq!(sheet[0][0], "单位代码");
@@ -1900,8 +1885,7 @@ both!(
             assert_eq!(row[3], i["denominator"].to_string(), "{row:?}");
         }
         // Another county's report: 404.
-        let (status, _, _) = bytes(
-            app,
+        let (status, _, _) = app.get_bytes(
             &format!(
                 "/api/v1/exports/report.csv?period=2026-10&org_unit={}",
                 outside()
@@ -1909,11 +1893,11 @@ both!(
             &w.county,
         );
         assert_eq!(status, 404);
-        let (status, _, _) = bytes(app, "/api/v1/exports/report.pdf?period=2026-10", &w.county);
+        let (status, _, _) = app.get_bytes("/api/v1/exports/report.pdf?period=2026-10", &w.county);
         assert_eq!(status, 404);
 
         // The person ledger of township 1: villages A and B only, ID numbers masked.
-        let (status, _, data) = bytes(app, "/api/v1/exports/ledger/person.csv", &w.ts);
+        let (status, _, data) = app.get_bytes("/api/v1/exports/ledger/person.csv", &w.ts);
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&data));
         let rows = csv_rows(&data);
         assert_eq!(&rows[0][..4], ["单位代码", "记录ID", "所属户", "姓名"]);
@@ -1925,7 +1909,7 @@ both!(
         assert!(text.contains("初婚") && text.contains("常住"));
         // Births of the county as XLSX: 10 live births in A (5), B (1) and C (4), none of the
         // other county.
-        let (status, ct, data) = bytes(app, "/api/v1/exports/ledger/birth.xlsx", &w.county);
+        let (status, ct, data) = app.get_bytes("/api/v1/exports/ledger/birth.xlsx", &w.county);
         assert_eq!(status, 200);
         assert!(ct.unwrap().contains("spreadsheetml"));
         let sheet = xlsx_rows(data, Some("出生"));
@@ -1954,15 +1938,14 @@ both!(
         write_report_file(&app.db, &va(), &oct, ExportFormat::Csv, &path, Lang::Zh).unwrap();
         assert!(std::fs::read(&path).unwrap().starts_with(b"\xEF\xBB\xBF"));
         // Out of scope, unknown type, worker.
-        let (status, _, _) = bytes(
-            app,
+        let (status, _, _) = app.get_bytes(
             &format!("/api/v1/exports/ledger/person.csv?org_unit={}", vc()),
             &w.ts,
         );
         assert_eq!(status, 404);
-        let (status, _, _) = bytes(app, "/api/v1/exports/ledger/secret.csv", &w.ts);
+        let (status, _, _) = app.get_bytes("/api/v1/exports/ledger/secret.csv", &w.ts);
         assert_eq!(status, 404);
-        let (status, _, _) = bytes(app, "/api/v1/exports/ledger/person.csv", &w.worker);
+        let (status, _, _) = app.get_bytes("/api/v1/exports/ledger/person.csv", &w.worker);
         assert_eq!(status, 403);
     }
 );
@@ -2037,8 +2020,7 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
 
     // The report export in English: headers, the total row, not applicable; the same figures
     // as the Chinese file.
-    let (status, _, data) = bytes(
-        app,
+    let (status, _, data) = app.get_bytes(
         "/api/v1/exports/report.csv?period=2026-10&lang=en",
         &w.county,
     );
@@ -2059,7 +2041,7 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
         .position(|h| h == "policy-compliant birth rate (%)")
         .unwrap();
     assert_eq!(rows[2][pcb], "n/a");
-    let (_, _, zh_data) = bytes(app, "/api/v1/exports/report.csv?period=2026-10", &w.county);
+    let (_, _, zh_data) = app.get_bytes("/api/v1/exports/report.csv?period=2026-10", &w.county);
     let zh_rows = csv_rows(&zh_data);
     assert_eq!(zh_rows[0].len(), rows[0].len());
     assert!(zh_rows[0]
@@ -2072,8 +2054,7 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
             }
         }
     }
-    let (status, _, data) = bytes(
-        app,
+    let (status, _, data) = app.get_bytes(
         "/api/v1/exports/report.xlsx?period=2026-10&lang=en",
         &w.county,
     );
@@ -2101,7 +2082,7 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
     assert_eq!(ind.len(), 13);
 
     // Ledgers: English headers and coded values; Chinese by default.
-    let (status, _, data) = bytes(app, "/api/v1/exports/ledger/person.csv?lang=en", &w.ts);
+    let (status, _, data) = app.get_bytes("/api/v1/exports/ledger/person.csv?lang=en", &w.ts);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&data));
     let rows = csv_rows(&data);
     assert_eq!(
@@ -2112,7 +2093,7 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
     let text = String::from_utf8(data).unwrap();
     assert!(text.contains("first marriage") && !text.contains("初婚"));
     assert!(text.contains("130131********0027"));
-    let (status, _, data) = bytes(app, "/api/v1/exports/ledger/birth.xlsx?lang=en", &w.county);
+    let (status, _, data) = app.get_bytes("/api/v1/exports/ledger/birth.xlsx?lang=en", &w.county);
     assert_eq!(status, 200);
     let sheet = xlsx_rows(data, Some("birth"));
     assert_eq!(
@@ -2120,7 +2101,7 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
         ["org unit code", "record id"].map(String::from)
     );
     assert_eq!(sheet.len() - 1, 10);
-    let (_, _, data) = bytes(app, "/api/v1/exports/ledger/birth.xlsx", &w.county);
+    let (_, _, data) = app.get_bytes("/api/v1/exports/ledger/birth.xlsx", &w.county);
     assert_eq!(xlsx_rows(data, Some("出生"))[0][0], "单位代码");
 });
 
@@ -2449,11 +2430,10 @@ both!(ledger_export_audit_names_scope_and_count, |b| {
     let app = &w.app;
     add_user(app, "admin", Role::Admin, None, &[]);
     let admin = session(app, "admin").access;
-    let (status, _, data) = bytes(app, "/api/v1/exports/ledger/person.csv", &w.ts);
+    let (status, _, data) = app.get_bytes("/api/v1/exports/ledger/person.csv", &w.ts);
     assert_eq!(status, 200);
     assert_eq!(csv_rows(&data).len() - 1, 15);
-    let (status, _, _) = bytes(
-        app,
+    let (status, _, _) = app.get_bytes(
         &format!(
             "/api/v1/exports/ledger/birth.xlsx?org_unit={}&lang=en",
             vc()
@@ -2462,8 +2442,7 @@ both!(ledger_export_audit_names_scope_and_count, |b| {
     );
     assert_eq!(status, 200);
     // Refused exports leave no row.
-    let (status, _, _) = bytes(
-        app,
+    let (status, _, _) = app.get_bytes(
         &format!("/api/v1/exports/ledger/person.csv?org_unit={}", vc()),
         &w.ts,
     );
