@@ -331,13 +331,13 @@ fn wire_list(backend: Backend, entity: Entity) -> String {
             format!("'{}', {v}", f.name)
         })
         .collect();
-    let (object, fields_object) = match backend {
-        Backend::Sqlite => ("json_object", "json_object"),
-        Backend::Postgres => ("jsonb_build_object", "jsonb_build_object"),
+    let object = match backend {
+        Backend::Sqlite => "json_object",
+        Backend::Postgres => "jsonb_build_object",
     };
     let record = format!(
         "{object}('entity', '{}', 'id', t.id, 'org_unit', t.org_unit, 'version', t.version, \
-         'deleted', {}, 'merged_into', t.merged_into, 'fields', {fields_object}({}), \
+         'deleted', {}, 'merged_into', t.merged_into, 'fields', {object}({}), \
          'change_seq', t.change_seq)",
         def.name,
         bool_sql("t.deleted"),

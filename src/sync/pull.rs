@@ -36,6 +36,8 @@ fn scope_predicate(scope: &Scope) -> String {
     }
 }
 
+/// A stored row in the wire shape, rendered in Rust: what the database's own rendering
+/// (`records::select_wire_limited_sql`, which pulls send) must equal; the sync tests compare the two.
 pub fn record_out(r: RecordRow) -> RecordOut {
     RecordOut {
         entity: r.entity.name().to_string(),
