@@ -646,6 +646,57 @@ mod tests {
         }
     }
 
+    /// The field app's forms (web/field/schema.js) as the server defines them.
+    fn field_app_schema() -> serde_json::Value {
+        use serde_json::{json, Value};
+        let fields = |d: &EntityDef| -> Vec<Value> {
+            d.fields
+                .iter()
+                .map(|fld| {
+                    let mut v = json!({
+                        "name": fld.name,
+                        "zh": fld.zh,
+                        "required": fld.required,
+                        "policy": fld.policy,
+                    });
+                    let extra = match fld.ty {
+                        FieldType::Text { max_len } => json!({"type": "text", "max_len": max_len}),
+                        FieldType::Int { min, max } => json!({"type": "int", "min": min, "max": max}),
+                        FieldType::Bool => json!({"type": "bool"}),
+                        FieldType::Date => json!({"type": "date"}),
+                        FieldType::Enum(choices) => json!({
+                            "type": "enum",
+                            "choices": choices.iter().map(|c| json!({"value": c.value, "zh": c.zh})).collect::<Vec<_>>(),
+                        }),
+                        FieldType::Ref(e) => json!({"type": "ref", "ref": e.name()}),
+                        FieldType::ResidentId => json!({"type": "resident_id"}),
+                    };
+                    if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
+                        v.extend(extra);
+                    }
+                    v
+                })
+                .collect()
+        };
+        json!({"entities": ENTITIES.iter().map(|d| json!({"name": d.name, "zh": d.zh, "fields": fields(d)})).collect::<Vec<_>>()})
+    }
+
+    #[test]
+    fn field_app_schema_matches() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/web/field/schema.js");
+        let text = std::fs::read_to_string(path).expect("web/field/schema.js");
+        let json = text
+            .split_once("export const SCHEMA = ")
+            .map(|(_, rest)| rest.trim_end().trim_end_matches(';'))
+            .expect("schema.js holds `export const SCHEMA = {...};`");
+        let held: serde_json::Value = serde_json::from_str(json).expect("the schema is plain JSON");
+        assert_eq!(
+            held,
+            field_app_schema(),
+            "web/field/schema.js differs from src/domain/entities.rs"
+        );
+    }
+
     #[test]
     fn no_field_shadows_a_server_column() {
         for d in ENTITIES {
