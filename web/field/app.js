@@ -152,6 +152,7 @@ function progress(p) {
 // ---------------------------------------------------------------- routing
 
 function render() {
+  if (!client) return; // a hash change or network event before the local data is loaded
   header();
   if (!client.signedIn) return renderLogin();
   if (client.state.meta.revoked) return renderRevoked();
