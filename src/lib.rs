@@ -22,6 +22,7 @@ pub mod simulate;
 pub mod supervise;
 pub mod sync;
 pub mod telemetry;
+pub mod webapp;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;

@@ -70,6 +70,13 @@ routes! {
     get "/ready" => health::ready, Access::Public;
     get "/api/openapi.json" => health::openapi_spec, Access::Public;
     get "/metrics" => health::metrics, Access::Public;
+    // The browser side (web/, embedded): the console, the field app, the client, libraries.
+    get "/" => crate::webapp::serve, Access::Public;
+    get "/console/{file:.*}" => crate::webapp::serve, Access::Public;
+    get "/field" => crate::webapp::field_redirect, Access::Public;
+    get "/field/{file:.*}" => crate::webapp::serve, Access::Public;
+    get "/client/{file:.*}" => crate::webapp::serve, Access::Public;
+    get "/vendor/{file:.*}" => crate::webapp::serve, Access::Public;
     post "/api/v1/auth/login" => auth::login, Access::Public;
     post "/api/v1/auth/refresh" => auth::refresh, Access::Public;
     post "/api/v1/auth/logout" => auth::logout, Access::Public;

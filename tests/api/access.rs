@@ -45,6 +45,13 @@ const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
     ("post", "/api/v1/auth/logout"),
+    // The browser side: static files, no data (each page asks the API with its own token).
+    ("get", "/"),
+    ("get", "/console/{file:.*}"),
+    ("get", "/field"),
+    ("get", "/field/{file:.*}"),
+    ("get", "/client/{file:.*}"),
+    ("get", "/vendor/{file:.*}"),
 ];
 
 #[test]
