@@ -71,6 +71,7 @@ class Phone:
         self.context.set_default_timeout(TIMEOUT)
         self.page = None
         self.errors = PageErrors()
+        self.allowed = list(NETWORK_ERRORS)
         self.context.on("page", self.errors.watch)
 
     def open(self, hash_=""):
@@ -193,7 +194,7 @@ class Phone:
         assert set(view) == set(snap), f"{self.name}: ids differ: {set(view) ^ set(snap)}"
         for rid, rec in snap.items():
             assert view[rid] == rec, (self.name, rid, view[rid], rec)
-        self.errors.check(allow=NETWORK_ERRORS)
+        self.errors.check(allow=self.allowed)
         return state
 
 
@@ -222,7 +223,7 @@ def phones(browser):
 
     yield make
     for p in made:
-        p.errors.check(allow=NETWORK_ERRORS)
+        p.errors.check(allow=p.allowed)
         p.context.close()
 
 
@@ -404,3 +405,44 @@ def test_a_village_officers_day(supervisor, phones):
         rec = server_record(supervisor, op["entity"], op["id"])
         assert rec["version"] == 1
     a.assert_converged()
+
+
+def test_sign_out_pushes_first_or_warns_then_wipes(supervisor, phones):
+    a = phones("A")
+    a.sign_in()
+    a.offline(True)
+    birth = datetime.date(1991, 1, 2)
+    pid = a.new_person(unique("己"), birth)
+    a.go("#me")
+    a.page.once("dialog", lambda d: d.dismiss())
+    a.page.click("#signout")
+    a.page.wait_for_selector("text=已取消退出")
+    assert a.durable()["unacked"] == 1
+
+    a.offline(False)
+    a.go("#me")
+    a.page.click("#signout")
+    a.page.wait_for_selector("#login")
+    assert server_record(supervisor, "person", pid)["version"] == 1
+    state = a.durable()
+    assert state["ops"] == [] and state["view"] == {}
+
+
+def test_revoked_phone_tells_the_worker_then_wipes(supervisor, phones):
+    a = phones("A")
+    a.allowed.append("status of 403")
+    a.sign_in()
+    a.offline(True)
+    a.new_person(unique("庚"), datetime.date(1990, 2, 3))
+    a.offline(False)
+    device = a.durable()["meta"]["device_id"]
+    status, body = api("POST", f"/api/v1/devices/{device}/revoke", login("admin"))
+    assert status == 200, body
+    a.page.click("#sync")
+    a.page.wait_for_selector("#revoked")
+    assert "1 条记录未能上传" in a.page.inner_text("#revoked")
+    assert a.durable()["unacked"] == 1, "nothing is wiped before the worker was told"
+    a.page.click("#revoked-ok")
+    a.page.wait_for_selector("#login")
+    state = a.durable()
+    assert state["ops"] == [] and state["view"] == {}
