@@ -104,7 +104,9 @@ export class SyncEngine {
   /** Loads the durable state; call once before anything else. */
   async open() {
     const s = await this.store.load();
-    this.state = { ...s, meta: { ...freshMeta(), auth: null, revoked: false, ...s.meta } };
+    // A new phone's store has an empty meta: every missing key takes its default.
+    const stored = /** @type {Partial<DeviceMeta>} */ (s.meta);
+    this.state = { ...s, meta: { ...freshMeta(), auth: null, revoked: false, ...stored } };
     this.records = new Map(s.records.map((r) => [r.id, r]));
     return this;
   }

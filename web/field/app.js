@@ -46,11 +46,14 @@ const syncButton = /** @type {HTMLButtonElement} */ (document.getElementById('sy
 let client;
 let syncing = false;
 
+/** @typedef {Node|string|null|undefined|false} Leaf */
+/** @typedef {Leaf|Leaf[]|Leaf[][]} Child */
+
 /**
  * Builds an element. Text goes in as text nodes, never as HTML.
  * @param {string} tag
  * @param {Record<string, any>} [attrs]
- * @param {...(Node|string|null|undefined|false)} children
+ * @param {...Child} children
  * @returns {HTMLElement}
  */
 function h(tag, attrs = {}, ...children) {
@@ -61,7 +64,9 @@ function h(tag, attrs = {}, ...children) {
     else if (k === 'value') /** @type {any} */ (el).value = v;
     else el.setAttribute(k, v === true ? '' : String(v));
   }
-  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined && c !== false) el.append(c);
+  for (const c of /** @type {Leaf[]} */ (children.flat(Infinity))) {
+    if (c !== null && c !== undefined && c !== false) el.append(c);
+  }
   return el;
 }
 
@@ -493,7 +498,7 @@ function conflicts() {
  */
 function checkContext(entity, fields, id) {
   const view = client.view();
-  const subjectId = entity === 'person' ? id : String(fields.person_id || fields.mother_id || '');
+  const subjectId = entity === 'person' ? id || '' : String(fields.person_id || fields.mother_id || '');
   const subject = entity === 'person' ? undefined : view.get(subjectId)?.fields;
   const death = [...view.values()].find((r) => r.entity === 'death' && r.fields.person_id === subjectId && r.id !== id);
   let earlierBirths = null;

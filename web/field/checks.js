@@ -69,7 +69,11 @@ function date(f, k) {
   return v && /^\d{4}-\d{2}-\d{2}$/.test(v) ? v : null;
 }
 
-/** Whole years from `born` to `on`, both `YYYY-MM-DD`. */
+/**
+ * Whole years from `born` to `on`.
+ * @param {string} born  YYYY-MM-DD
+ * @param {string} on    YYYY-MM-DD
+ */
 export function ageOn(born, on) {
   let years = Number(on.slice(0, 4)) - Number(born.slice(0, 4));
   if (on.slice(5) < born.slice(5)) years -= 1;
