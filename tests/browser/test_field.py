@@ -302,6 +302,9 @@ def test_same_field_conflict_resolved_by_supervisor_reaches_both_phones(supervis
     assert status == 200, page
     mine = [c for c in page["items"] if c["record_id"] == pid]
     assert len(mine) == 1 and mine[0]["field"] == "marital_status", mine
+    # The phone shows the conflict it met, as open.
+    b.go("#conflicts")
+    assert b.page.get_attribute(f"#conflict-list li[data-id='{mine[0]['id']}']", "data-status") == "open"
     status, body = api(
         "POST", f"/api/v1/supervise/conflicts/{mine[0]['id']}/resolve", supervisor,
         {"take": "value", "value": "remarried", "reason": "入户核实为再婚"},
@@ -313,6 +316,8 @@ def test_same_field_conflict_resolved_by_supervisor_reaches_both_phones(supervis
         phone.go(f"#person/{pid}")
         phone.page.wait_for_selector("dd[data-field=marital_status]")
         assert phone.page.inner_text("dd[data-field=marital_status]") == "再婚"
+        phone.go("#conflicts")
+        assert phone.page.get_attribute(f"#conflict-list li[data-id='{mine[0]['id']}']", "data-status") == "resolved"
         phone.assert_converged()
 
 
