@@ -87,9 +87,9 @@ class Phone:
     def offline(self, on):
         self.context.set_offline(on)
 
-    def sign_in(self):
+    def sign_in(self, username=WORKER):
         page = self.open()
-        page.fill("#username", WORKER)
+        page.fill("#username", username)
         page.fill("#password", PASSWORD)
         page.fill("#device", f"测试手机 {self.name}")
         page.click("#login-submit")
@@ -451,3 +451,37 @@ def test_revoked_phone_tells_the_worker_then_wipes(supervisor, phones):
     a.page.wait_for_selector("#login")
     state = a.durable()
     assert state["ops"] == [] and state["view"] == {}
+
+
+def test_villages_reassigned_rejected_op_shown_and_fresh_snapshot(phones):
+    # Another village's worker, so the other tests' scope is untouched.
+    worker, old, new = "w130131100202", "130131100202", "130131100203"
+    admin = login("admin")
+    status, body = api("POST", "/api/v1/auth/login", body={"username": worker, "password": PASSWORD})
+    assert status == 200, body
+    user_id = body["user"]["id"]
+    c = phones("C")
+    c.sign_in(worker)
+    c.offline(True)
+    c.new_person(unique("辛"), datetime.date(1988, 8, 8))
+    status, body = api("PUT", f"/api/v1/users/{user_id}/villages", admin, {"villages": [new]})
+    assert status == 200, body
+    try:
+        c.offline(False)
+        summary = c.sync()
+        assert summary["rejected"] == "1", summary
+        assert "不属于本人负责的村" in c.page.inner_text("#sync-status")
+        c.assert_converged()
+        view = c.page.evaluate(
+            """async () => {
+              const m = await import('/client/index.js');
+              const c = await m.openClient();
+              return {scope: c.state.meta.scope, units: [...c.view().values()].map((r) => r.org_unit)};
+            }"""
+        )
+        assert view["scope"] == [new]
+        assert view["units"] and all(u.startswith(new) for u in view["units"]), set(view["units"])
+        assert c.page.inner_text("#village").endswith(new)
+    finally:
+        status, body = api("PUT", f"/api/v1/users/{user_id}/villages", admin, {"villages": [old]})
+        assert status == 200, body

@@ -301,6 +301,9 @@ export class SyncEngine {
       if (plan.reset) {
         if (reset) throw new SyncError('http', 'the server asked for a reset twice in one sync');
         reset = summary.reset = true;
+        // The worker's villages may have changed: the snapshot is kept against the new ones.
+        const me = await this.authorized('/api/v1/me', undefined, 'GET');
+        if (me.status === 200 && me.body && Array.isArray(me.body.scope)) await this.commit({ meta: { scope: me.body.scope } });
         continue;
       }
       if (Object.keys(plan.redirects).length > 0) {
@@ -329,16 +332,17 @@ export class SyncEngine {
    * A sync call with the device's token: refreshes once on 401, stops for good on 403.
    * @param {string} path
    * @param {unknown} body
+   * @param {'GET'|'POST'} [method]
    * @returns {Promise<Answer>}
    */
-  async authorized(path, body) {
+  async authorized(path, body, method = 'POST') {
     const auth = this.state.meta.auth;
     if (!auth) throw new SyncError('signed_out', 'sign in first');
-    let ans = await this.send(path, body, auth.access_token);
+    let ans = await this.send(path, body, auth.access_token, method);
     if (ans.status === 401) {
       await this.refresh();
       const again = this.state.meta.auth;
-      ans = await this.send(path, body, again ? again.access_token : null);
+      ans = await this.send(path, body, again ? again.access_token : null, method);
       if (ans.status === 401) throw new SyncError('signed_out', 'sign in again');
     }
     if (ans.status === 403) {

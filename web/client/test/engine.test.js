@@ -248,3 +248,19 @@ test('sign-out with discard wipes unsent ops', async () => {
   await e.signOut({ discardUnsent: true });
   assert.equal(store.data.ops.length, 0);
 });
+
+test('reset after the worker\'s villages changed: an op on the old village is rejected, the new village is downloaded, the old one dropped', async () => {
+  const { e, server } = await signedIn();
+  server.put({ entity: 'household', id: 'old', org_unit: V, version: 1, deleted: false, fields: { household_no: '1' } });
+  server.put({ entity: 'household', id: 'new', org_unit: '130131100202', version: 1, deleted: false, fields: { household_no: '2' } });
+  await e.sync();
+  assert.deepEqual([...e.view().keys()], ['old']);
+  await e.record({ entity: 'household', id: 'old', kind: 'update', set: { address: 'x' } });
+  server.scope = ['130131100202'];
+  server.resetNext = true;
+  const summary = await e.sync();
+  assert.equal(summary.reset, true);
+  assert.deepEqual(summary.rejected.map((r) => r.code), ['out_of_scope']);
+  assert.deepEqual(e.state.meta.scope, ['130131100202']);
+  assert.deepEqual([...e.view().keys()], ['new']);
+});
