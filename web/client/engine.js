@@ -99,6 +99,8 @@ export class SyncEngine {
     this.state = { meta: { ...freshMeta(), auth: null, revoked: false }, ops: [], records: [], conflicts: [] };
     /** @type {Map<string, ServerRecord>} */
     this.records = new Map();
+    /** @type {Map<string, import('./core.js').LocalRecord>|null} the view until the next commit */
+    this.cachedView = null;
   }
 
   /** Loads the durable state; call once before anything else. */
@@ -108,6 +110,7 @@ export class SyncEngine {
     const stored = /** @type {Partial<DeviceMeta>} */ (s.meta);
     this.state = { ...s, meta: { ...freshMeta(), auth: null, revoked: false, ...stored } };
     this.records = new Map(s.records.map((r) => [r.id, r]));
+    this.cachedView = null;
     return this;
   }
 
@@ -117,6 +120,7 @@ export class SyncEngine {
    */
   async commit(changes) {
     await this.store.commit(changes);
+    this.cachedView = null;
     const st = this.state;
     if (changes.meta) st.meta = { ...st.meta, ...changes.meta };
     if (changes.clearRecords) this.records.clear();
@@ -144,9 +148,10 @@ export class SyncEngine {
     return this.state.ops.filter((o) => !o.result);
   }
 
-  /** The records as the worker sees them, own unsynced changes included. */
+  /** The records as the worker sees them, own unsynced changes included (the same map until the next commit: read it, do not change it). */
   view() {
-    return view(this.state.meta, this.records.values(), this.state.ops);
+    if (!this.cachedView) this.cachedView = view(this.state.meta, this.records.values(), this.state.ops);
+    return this.cachedView;
   }
 
   /**
@@ -223,6 +228,7 @@ export class SyncEngine {
     await this.store.wipe();
     this.state = { meta: { ...freshMeta(), auth: null, revoked: false }, ops: [], records: [], conflicts: [] };
     this.records = new Map();
+    this.cachedView = null;
   }
 
   /**
