@@ -369,6 +369,10 @@ def test_reload_with_the_network_off_shows_the_data(phones):
     a.page.wait_for_selector("#person-list li")
     assert a.page.inner_text("#net") == "离线"
     assert len(a.page.query_selector_all("#person-list li")) > 10
+    # Installable: the manifest (served by the worker offline too) names the app and its icons.
+    manifest = a.page.evaluate("fetch('/field/manifest.webmanifest').then((r) => r.json())")
+    assert manifest["start_url"] == "/field/" and manifest["display"] == "standalone"
+    assert {i["sizes"] for i in manifest["icons"]} >= {"192x192", "512x512"}
 
 
 def test_a_village_officers_day(supervisor, phones):
@@ -393,6 +397,11 @@ def test_a_village_officers_day(supervisor, phones):
     a.go("#today")
     a.page.wait_for_selector("#today-list")
     assert len(a.page.query_selector_all("#today-list li")) == 30
+    # Nothing wider than a 360 px phone: no sideways scrolling on a list, a record or a form.
+    for screen, ready in ((f"#person/{people[0]}", "#related"), ("#new/pregnancy", "#record-form"), ("#today", "#today-list")):
+        a.go(screen)
+        a.page.wait_for_selector(ready)
+        assert a.page.evaluate("document.documentElement.scrollWidth") <= 360, screen
 
     # The tab is closed and the phone put away; reopened later, still offline.
     a.close_page()
