@@ -494,3 +494,35 @@ def test_villages_reassigned_rejected_op_shown_and_fresh_snapshot(phones):
     finally:
         status, body = api("PUT", f"/api/v1/users/{user_id}/villages", admin, {"villages": [old]})
         assert status == 200, body
+
+
+def test_expired_access_token_is_refreshed_during_sync(phones):
+    a = phones("A")
+    a.allowed.append("status of 401")
+    a.sign_in()
+    a.offline(True)
+    pid = a.new_person(unique("壬"), datetime.date(1989, 9, 9))
+    a.close_page()
+    # While the app is closed, its access token goes bad (as after 15 minutes).
+    page = a.context.new_page()
+    page.goto(BASE + "/field/manifest.webmanifest")
+    before = page.evaluate(
+        """async () => {
+          const m = await import('/client/index.js');
+          const c = await m.openClient();
+          const auth = c.state.meta.auth;
+          await c.commit({meta: {auth: {...auth, access_token: 'expired'}}});
+          return auth.refresh_token;
+        }"""
+    )
+    page.close()
+    a.offline(False)
+    a.open()
+    summary = a.sync()
+    assert summary["applied"] == "1", summary
+    auth = a.page.evaluate(
+        "async () => (await (await import('/client/index.js')).openClient()).state.meta.auth"
+    )
+    assert auth["access_token"] != "expired"
+    assert auth["refresh_token"] != before, "the rotated refresh token was stored"
+    assert pid in a.durable()["view"]
