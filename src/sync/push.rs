@@ -5,7 +5,7 @@
 //! records, their versions, conflicts and flags are written together, so an op is either
 //! wholly applied and recorded, or not at all. The answer is sent only after the commit.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::NaiveDate;
 use serde_json::Value;
@@ -13,11 +13,13 @@ use serde_json::Value;
 use crate::auth::scope::Scope;
 use crate::db::records::{self, RecordRow, VersionRow};
 use crate::db::{now_micros, Db, DbConn};
-use crate::domain::entities::{Entity, FieldPolicy};
+use crate::domain::entities::{Entity, FieldPolicy, FieldType};
 use crate::error::{AppError, AppResult};
-use crate::sync::merge::{self, ConflictDraft, Current, Disposition, Fields, Outcome, Policy};
+use crate::sync::merge::{
+    self, Base, ConflictDraft, Current, Disposition, Fields, Outcome, Policy,
+};
 use crate::sync::protocol::{ConflictOut, OpResult, PushResponse};
-use crate::sync::store::{self, LedgerEntry, NewConflict, SeqAlloc};
+use crate::sync::store::{self, Departure, LedgerEntry, NewConflict, SeqAlloc};
 use crate::sync::validate::{self, OpHeader, ParsedOp, Refusal};
 use crate::sync::{checks, duplicates};
 
@@ -251,6 +253,7 @@ fn rejected(h: &OpHeader, r: &Refusal) -> OpResult {
         id: h.id.clone(),
         version: None,
         canonical_id: None,
+        merged_into: None,
         conflicts: Vec::new(),
         flags: Vec::new(),
         code: Some(r.code.to_string()),
@@ -268,11 +271,39 @@ struct Work {
     /// Every new version made in this chunk, in order.
     versions: Vec<(RecordRow, Option<String>)>,
     conflicts: Vec<NewConflict>,
+    /// Records whose org unit changed in this chunk, for the devices of the unit they left.
+    departures: Vec<Departure>,
+    /// Records, out of the caller's scope now, that left it by a move: an op on one is answered
+    /// `moved_out` rather than `out_of_scope`.
+    left: HashSet<Key>,
     alloc: SeqAlloc,
     now: i64,
 }
 
 impl Work {
+    fn new(alloc: SeqAlloc, now: i64) -> Work {
+        Work {
+            state: HashMap::new(),
+            versions: Vec::new(),
+            conflicts: Vec::new(),
+            departures: Vec::new(),
+            left: HashSet::new(),
+            alloc,
+            now,
+        }
+    }
+
+    /// The fields of `version` of a record: made earlier in this chunk (so that an op sees the
+    /// ops before it in the same batch, as it would in a later batch), else from the history.
+    fn snapshot(&self, entity: Entity, id: &str, version: i64, bases: &Bases) -> Option<Fields> {
+        self.versions
+            .iter()
+            .rev()
+            .find(|(r, _)| r.entity == entity && r.version == version && r.id == id)
+            .map(|(r, _)| r.fields.clone())
+            .or_else(|| bases.get(&(entity, id.to_string(), version)).cloned())
+    }
+
     /// Follows merge redirects from `key` to the record that now holds its data.
     fn canonical(&self, key: &Key) -> Key {
         let mut k = key.clone();
@@ -347,16 +378,11 @@ fn apply_chunk(
         }
     }
 
-    let mut work = Work {
-        state: HashMap::new(),
-        versions: Vec::new(),
-        conflicts: Vec::new(),
-        alloc,
-        now,
-    };
+    let mut work = Work::new(alloc, now);
     load_state(
         conn,
         &mut work,
+        &caller.scope,
         parsed.iter().filter_map(|(_, p)| p.as_ref().ok()),
     )?;
     let bases = load_bases(
@@ -388,15 +414,15 @@ fn apply_chunk(
     }
 
     // Duplicate persons, then logic checks on the final state of every changed record.
-    let merges = duplicates::detect_and_merge(conn, &mut work_view(&mut work), &caller.user_id)?;
+    let merges = duplicates::detect_and_merge(
+        conn,
+        &mut work_view(&mut work),
+        &caller.user_id,
+        &caller.scope,
+    )?;
     let flags = checks::evaluate(conn, &work.state, &changed_keys(&work))?;
     for r in results.iter_mut().flatten() {
-        if let Some(e) = Entity::parse(&r.entity) {
-            let key = (e, r.canonical_id.clone().unwrap_or_else(|| r.id.clone()));
-            if let Some(codes) = flags.get(&key) {
-                r.flags = codes.iter().map(|c| c.to_string()).collect();
-            }
-        }
+        complete_result(&work, &flags, r);
     }
     if merges > 0 {
         tracing::info!(merges, "duplicate persons merged automatically");
@@ -419,6 +445,7 @@ fn apply_chunk(
                     id: h.id.clone(),
                     version: first.as_ref().and_then(|f| f.version),
                     canonical_id: first.as_ref().and_then(|f| f.canonical_id.clone()),
+                    merged_into: first.as_ref().and_then(|f| f.merged_into.clone()),
                     conflicts: Vec::new(),
                     flags: Vec::new(),
                     code: None,
@@ -487,6 +514,7 @@ fn write_work(
         .collect();
     records::insert_versions(conn, &versions)?;
     store::insert_conflicts(conn, &work.conflicts, work.now)?;
+    store::insert_departures(conn, &work.departures)?;
     let flag_rows: Vec<(&str, &str, &str, i64, Vec<&'static str>)> = flags
         .iter()
         .filter_map(|(k, codes)| {
@@ -539,28 +567,32 @@ pub fn apply_direct(conn: &mut DbConn, actor: &Actor, op: &ParsedOp) -> AppResul
             ));
         }
     }
-    let mut work = Work {
-        state: HashMap::new(),
-        versions: Vec::new(),
-        conflicts: Vec::new(),
-        alloc,
-        now,
-    };
-    load_state(conn, &mut work, std::iter::once(op))?;
+    let mut work = Work::new(alloc, now);
+    load_state(conn, &mut work, actor.scope, std::iter::once(op))?;
     let bases = load_bases(conn, &work, std::iter::once(op))?;
     let mut result = apply_op(&mut work, actor, op, &h, &bases);
-    duplicates::detect_and_merge(conn, &mut work_view(&mut work), actor.user_id)?;
+    duplicates::detect_and_merge(conn, &mut work_view(&mut work), actor.user_id, actor.scope)?;
     let flags = checks::evaluate(conn, &work.state, &changed_keys(&work))?;
-    let key = (
-        op.entity,
-        result.canonical_id.clone().unwrap_or_else(|| op.id.clone()),
-    );
-    if let Some(codes) = flags.get(&key) {
-        result.flags = codes.iter().map(|c| c.to_string()).collect();
-    }
+    complete_result(&work, &flags, &mut result);
     write_work(conn, &work, &flags)?;
     work.alloc.finish(conn)?;
     Ok(result)
+}
+
+/// Adds to an op's result what the rest of the chunk did to its record: the logic checks it
+/// fails, and `merged_into` when a duplicate merge took it away (the device learns it at once).
+fn complete_result(work: &Work, flags: &HashMap<Key, Vec<&'static str>>, r: &mut OpResult) {
+    if !matches!(r.status.as_str(), "applied" | "redirected") {
+        return;
+    }
+    let Some(e) = Entity::parse(&r.entity) else {
+        return;
+    };
+    let key = (e, r.canonical_id.clone().unwrap_or_else(|| r.id.clone()));
+    if let Some(codes) = flags.get(&key) {
+        r.flags = codes.iter().map(|c| c.to_string()).collect();
+    }
+    r.merged_into = work.state.get(&key).and_then(|row| row.merged_into.clone());
 }
 
 fn work_view(work: &mut Work) -> duplicates::WorkSet<'_> {
@@ -604,15 +636,20 @@ fn existing_units(conn: &mut DbConn, units: &BTreeSet<String>) -> AppResult<BTre
     Ok(found.into_iter().collect())
 }
 
-/// Loads every record the ops name, and the targets of merge redirects among them.
+/// Loads every record the ops name or refer to, the targets of merge redirects among them,
+/// and which of those out of `scope` left it by a move.
 fn load_state<'a>(
     conn: &mut DbConn,
     work: &mut Work,
+    scope: &Scope,
     ops: impl Iterator<Item = &'a ParsedOp>,
 ) -> AppResult<()> {
     let mut wanted: HashMap<Entity, BTreeSet<String>> = HashMap::new();
     for op in ops {
         wanted.entry(op.entity).or_default().insert(op.id.clone());
+        for (_, target, id) in references(op) {
+            wanted.entry(target).or_default().insert(id.to_string());
+        }
     }
     for _ in 0..4 {
         if wanted.is_empty() {
@@ -632,7 +669,50 @@ fn load_state<'a>(
         }
         wanted = next;
     }
+    let outside: Vec<(Entity, &str)> = work
+        .state
+        .values()
+        .filter(|r| !scope.contains(&r.org_unit))
+        .map(|r| (r.entity, r.id.as_str()))
+        .collect();
+    if !outside.is_empty() {
+        let left = store::left_scope(conn, &outside, scope)?;
+        work.left.extend(left);
+    }
     Ok(())
+}
+
+/// The records an op's `set` points at: (field, record type, id) of each reference it sets.
+fn references(op: &ParsedOp) -> impl Iterator<Item = (&str, Entity, &str)> + '_ {
+    op.set.iter().filter_map(|(name, value)| {
+        let target = match op.entity.def().field(name)?.ty {
+            FieldType::Ref(target) => target,
+            _ => return None,
+        };
+        Some((name.as_str(), target, value.as_str()?))
+    })
+}
+
+/// A reference the op sets to a record that is not in the caller's scope. A record that does
+/// not exist gets the same answer as one of another village, so the answer says nothing of
+/// whether it exists. A reference the record already holds is not the op's doing and passes.
+fn bad_reference(
+    work: &Work,
+    scope: &Scope,
+    op: &ParsedOp,
+    current: Option<&RecordRow>,
+) -> Option<Refusal> {
+    references(op).find_map(|(field, target, id)| {
+        let held = current.is_some_and(|c| c.fields.get(field).and_then(Value::as_str) == Some(id));
+        let visible = work
+            .state
+            .get(&(target, id.to_string()))
+            .is_some_and(|r| scope.contains(&r.org_unit));
+        (!held && !visible).then(|| Refusal {
+            code: "bad_reference",
+            message: format!("{field} does not name a record in your villages"),
+        })
+    })
 }
 
 type Bases = HashMap<(Entity, String, i64), Fields>;
@@ -705,14 +785,24 @@ fn apply_op(
 
     if let Some(cur) = &current_row {
         if !caller.scope.contains(&cur.org_unit) {
-            return rejected(
-                h,
-                &Refusal {
+            let refusal = if work.left.contains(&key) || work.left.contains(&asked) {
+                Refusal {
+                    code: "moved_out",
+                    message: "the record was moved out of your villages; the op is kept for \
+                              the supervisor"
+                        .into(),
+                }
+            } else {
+                Refusal {
                     code: "out_of_scope",
                     message: "the record belongs to another village".into(),
-                },
-            );
+                }
+            };
+            return rejected(h, &refusal);
         }
+    }
+    if let Some(refusal) = bad_reference(work, caller.scope, op, current_row.as_ref()) {
+        return rejected(h, &refusal);
     }
     let current = current_row.as_ref().map(|r| Current {
         version: r.version,
@@ -720,27 +810,32 @@ fn apply_op(
         fields: r.fields.clone(),
         stamps: r.stamps.clone(),
     });
-    // The base: the current state when the device saw the latest version, else the history.
-    let base: Option<Fields> = match (op.base_version, &current_row) {
-        (Some(b), Some(cur)) if b == cur.version && !redirected => Some(cur.fields.clone()),
-        (Some(b), _) if b > 0 => bases.get(&(op.entity, op.id.clone(), b)).cloned(),
-        _ => None,
-    };
-    // A redirected op was made against the merged-away record: it is merged into the survivor
-    // three-way against the old record's snapshot, one below the survivor's version so the
-    // engine uses that snapshot rather than taking the op as made on the survivor's latest state.
-    let base_version = match (&current, redirected) {
-        (Some(c), true) => op.base_version.map(|_| c.version - 1),
-        _ => op.base_version,
+    // The base is named explicitly. An op is made on the record it names (`asked`): for a
+    // redirected op that is the merged-away record, so its base is that record's version, never
+    // the survivor's (whose current state the device did not see).
+    let snapshot = op
+        .base_version
+        .and_then(|b| work.snapshot(op.entity, &op.id, b, bases));
+    let seen_row = work.state.get(&asked);
+    let base = match (seen_row, op.kind) {
+        (_, merge::OpKind::Create) | (None, _) => Base::Empty,
+        (Some(seen), _) => match merge::base_of(seen.version, op.base_version, snapshot.as_ref()) {
+            Ok(Base::Current) if redirected => Base::Snapshot(&seen.fields),
+            Ok(base) => base,
+            Err(Outcome::Rejected { code, message }) => {
+                return rejected(h, &Refusal { code, message })
+            }
+            Err(Outcome::Applied { .. }) => unreachable!("base_of only rejects"),
+        },
     };
     let merge_op = merge::Op {
         kind: op.kind,
-        base_version,
+        base_version: op.base_version,
         set: &op.set,
         recorded_at: op.recorded_at,
     };
     let policy = policy_of(op.entity);
-    let outcome = merge::merge(current.as_ref(), base.as_ref(), &merge_op, &policy);
+    let outcome = merge::merge_from(current.as_ref(), base, &merge_op, &policy);
     let (next, drafts) = match outcome {
         Outcome::Rejected { code, message } => return rejected(h, &Refusal { code, message }),
         Outcome::Applied { next, conflicts } => (next, conflicts),
@@ -756,6 +851,7 @@ fn apply_op(
         .clone()
         .or_else(|| current_row.as_ref().map(|c| c.org_unit.clone()))
         .unwrap_or_default();
+    let moved_from = moved.and(current_row.as_ref()).map(|c| c.org_unit.clone());
     if next.is_some() || moved.is_some() {
         let change_seq = work.alloc.alloc();
         let (fields, stamps, deleted, new_version) = match next {
@@ -785,6 +881,16 @@ fn apply_op(
             updated_device: caller.device_id.map(str::to_string),
         };
         version = row.version;
+        if let Some(from) = moved_from {
+            work.departures.push(Departure {
+                entity: row.entity,
+                record_id: row.id.clone(),
+                version: row.version,
+                from_org_unit: from,
+                to_org_unit: row.org_unit.clone(),
+                change_seq: row.change_seq,
+            });
+        }
         work.push_version(row, Some(op.op_id.clone()));
     }
     let conflicts: Vec<ConflictOut> = drafts
@@ -813,6 +919,7 @@ fn apply_op(
         id: op.id.clone(),
         version: Some(version),
         canonical_id: redirected.then(|| record_id.clone()),
+        merged_into: None,
         conflicts,
         flags: Vec::new(),
         code: None,

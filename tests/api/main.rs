@@ -12,3 +12,4 @@ mod reports;
 mod simulate;
 mod supervise;
 mod sync;
+mod sync_boundaries;
