@@ -13,15 +13,13 @@ use serde_json::Value;
 use crate::auth::scope::Scope;
 use crate::db::records::{self, RecordRow, VersionRow};
 use crate::db::{now_micros, Db, DbConn};
-use crate::domain::entities::{Entity, FieldPolicy, FieldType};
+use crate::domain::entities::{Entity, FieldPolicy};
 use crate::error::{AppError, AppResult};
-use crate::sync::merge::{
-    self, Base, ConflictDraft, Current, Disposition, Fields, Outcome, Policy,
-};
+use crate::sync::merge::{self, ConflictDraft, Current, Disposition, Fields, Outcome, Policy};
 use crate::sync::protocol::{ConflictOut, OpResult, PushResponse};
 use crate::sync::store::{self, Departure, LedgerEntry, NewConflict, SeqAlloc};
 use crate::sync::validate::{self, OpHeader, ParsedOp, Refusal};
-use crate::sync::{checks, duplicates};
+use crate::sync::{checks, duplicates, plan};
 
 /// Ops per transaction: big enough to amortise the commit, small enough that a transient failure
 /// late in a large batch keeps the chunks already committed.
@@ -276,8 +274,45 @@ struct Work {
     /// Records, out of the caller's scope now, that left it by a move: an op on one is answered
     /// `moved_out` rather than `out_of_scope`.
     left: HashSet<Key>,
+    /// Snapshots of the versions the ops name as their bases, from the history.
+    bases: Bases,
     alloc: SeqAlloc,
     now: i64,
+}
+
+impl plan::Held for RecordRow {
+    fn org_unit(&self) -> &str {
+        &self.org_unit
+    }
+    fn version(&self) -> i64 {
+        self.version
+    }
+    fn merged_into(&self) -> Option<&str> {
+        self.merged_into.as_deref()
+    }
+    fn fields(&self) -> &Fields {
+        &self.fields
+    }
+}
+
+impl plan::State for Work {
+    type Rec = RecordRow;
+    fn record(&self, key: &Key) -> Option<&RecordRow> {
+        self.state.get(key)
+    }
+    /// Made earlier in this chunk (so that an op sees the ops before it in the same batch, as
+    /// it would in a later batch), else from the history.
+    fn snapshot(&self, key: &Key, version: i64) -> Option<&Fields> {
+        self.versions
+            .iter()
+            .rev()
+            .find(|(r, _)| r.entity == key.0 && r.version == version && r.id == key.1)
+            .map(|(r, _)| &r.fields)
+            .or_else(|| self.bases.get(&(key.0, key.1.clone(), version)))
+    }
+    fn left_scope(&self, key: &Key) -> bool {
+        self.left.contains(key)
+    }
 }
 
 impl Work {
@@ -288,32 +323,10 @@ impl Work {
             conflicts: Vec::new(),
             departures: Vec::new(),
             left: HashSet::new(),
+            bases: Bases::new(),
             alloc,
             now,
         }
-    }
-
-    /// The fields of `version` of a record: made earlier in this chunk (so that an op sees the
-    /// ops before it in the same batch, as it would in a later batch), else from the history.
-    fn snapshot(&self, entity: Entity, id: &str, version: i64, bases: &Bases) -> Option<Fields> {
-        self.versions
-            .iter()
-            .rev()
-            .find(|(r, _)| r.entity == entity && r.version == version && r.id == id)
-            .map(|(r, _)| r.fields.clone())
-            .or_else(|| bases.get(&(entity, id.to_string(), version)).cloned())
-    }
-
-    /// Follows merge redirects from `key` to the record that now holds its data.
-    fn canonical(&self, key: &Key) -> Key {
-        let mut k = key.clone();
-        for _ in 0..8 {
-            match self.state.get(&k).and_then(|r| r.merged_into.clone()) {
-                Some(t) => k = (k.0, t),
-                None => break,
-            }
-        }
-        k
     }
 
     fn push_version(&mut self, row: RecordRow, op_id: Option<String>) {
@@ -385,7 +398,7 @@ fn apply_chunk(
         &caller.scope,
         parsed.iter().filter_map(|(_, p)| p.as_ref().ok()),
     )?;
-    let bases = load_bases(
+    work.bases = load_bases(
         conn,
         &work,
         parsed.iter().filter_map(|(_, p)| p.as_ref().ok()),
@@ -403,7 +416,7 @@ fn apply_chunk(
             }
             Ok(op) => {
                 recorded[*i] = Some(op.recorded_at);
-                let r = apply_op(&mut work, &caller.actor(), op, h, &bases);
+                let r = apply_op(&mut work, &caller.actor(), op, h);
                 if r.status == "rejected" {
                     ledger_payload[*i] = Some(raw);
                 }
@@ -569,8 +582,8 @@ pub fn apply_direct(conn: &mut DbConn, actor: &Actor, op: &ParsedOp) -> AppResul
     }
     let mut work = Work::new(alloc, now);
     load_state(conn, &mut work, actor.scope, std::iter::once(op))?;
-    let bases = load_bases(conn, &work, std::iter::once(op))?;
-    let mut result = apply_op(&mut work, actor, op, &h, &bases);
+    work.bases = load_bases(conn, &work, std::iter::once(op))?;
+    let mut result = apply_op(&mut work, actor, op, &h);
     duplicates::detect_and_merge(conn, &mut work_view(&mut work), actor.user_id, actor.scope)?;
     let flags = checks::evaluate(conn, &work.state, &changed_keys(&work))?;
     complete_result(&work, &flags, &mut result);
@@ -647,7 +660,7 @@ fn load_state<'a>(
     let mut wanted: HashMap<Entity, BTreeSet<String>> = HashMap::new();
     for op in ops {
         wanted.entry(op.entity).or_default().insert(op.id.clone());
-        for (_, target, id) in references(op) {
+        for (_, target, id) in plan::references(op) {
             wanted.entry(target).or_default().insert(id.to_string());
         }
     }
@@ -680,39 +693,6 @@ fn load_state<'a>(
         work.left.extend(left);
     }
     Ok(())
-}
-
-/// The records an op's `set` points at: (field, record type, id) of each reference it sets.
-fn references(op: &ParsedOp) -> impl Iterator<Item = (&str, Entity, &str)> + '_ {
-    op.set.iter().filter_map(|(name, value)| {
-        let target = match op.entity.def().field(name)?.ty {
-            FieldType::Ref(target) => target,
-            _ => return None,
-        };
-        Some((name.as_str(), target, value.as_str()?))
-    })
-}
-
-/// A reference the op sets to a record that is not in the caller's scope. A record that does
-/// not exist gets the same answer as one of another village, so the answer says nothing of
-/// whether it exists. A reference the record already holds is not the op's doing and passes.
-fn bad_reference(
-    work: &Work,
-    scope: &Scope,
-    op: &ParsedOp,
-    current: Option<&RecordRow>,
-) -> Option<Refusal> {
-    references(op).find_map(|(field, target, id)| {
-        let held = current.is_some_and(|c| c.fields.get(field).and_then(Value::as_str) == Some(id));
-        let visible = work
-            .state
-            .get(&(target, id.to_string()))
-            .is_some_and(|r| scope.contains(&r.org_unit));
-        (!held && !visible).then(|| Refusal {
-            code: "bad_reference",
-            message: format!("{field} does not name a record in your villages"),
-        })
-    })
 }
 
 type Bases = HashMap<(Entity, String, i64), Fields>;
@@ -770,64 +750,24 @@ fn wire_name<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
-/// Applies one parsed op to the working set and says what happened.
-fn apply_op(
-    work: &mut Work,
-    caller: &Actor,
-    op: &ParsedOp,
-    h: &OpHeader,
-    bases: &Bases,
-) -> OpResult {
-    let asked = (op.entity, op.id.clone());
-    let key = work.canonical(&asked);
-    let redirected = key != asked;
+/// Applies one parsed op to the working set and says what happened: where it lands and
+/// against which base is planned by `plan::target`, the merge is `merge::merge_from`.
+fn apply_op(work: &mut Work, caller: &Actor, op: &ParsedOp, h: &OpHeader) -> OpResult {
+    let plan::Target {
+        key,
+        redirected,
+        base,
+    } = match plan::target(&*work, caller.scope, op) {
+        Ok(t) => t,
+        Err(refusal) => return rejected(h, &refusal),
+    };
     let current_row = work.state.get(&key).cloned();
-
-    if let Some(cur) = &current_row {
-        if !caller.scope.contains(&cur.org_unit) {
-            let refusal = if work.left.contains(&key) || work.left.contains(&asked) {
-                Refusal {
-                    code: "moved_out",
-                    message: "the record was moved out of your villages; the op is kept for \
-                              the supervisor"
-                        .into(),
-                }
-            } else {
-                Refusal {
-                    code: "out_of_scope",
-                    message: "the record belongs to another village".into(),
-                }
-            };
-            return rejected(h, &refusal);
-        }
-    }
-    if let Some(refusal) = bad_reference(work, caller.scope, op, current_row.as_ref()) {
-        return rejected(h, &refusal);
-    }
     let current = current_row.as_ref().map(|r| Current {
         version: r.version,
         deleted: r.deleted,
         fields: r.fields.clone(),
         stamps: r.stamps.clone(),
     });
-    // The base is named explicitly. An op is made on the record it names (`asked`): for a
-    // redirected op that is the merged-away record, so its base is that record's version, never
-    // the survivor's (whose current state the device did not see).
-    let snapshot = op
-        .base_version
-        .and_then(|b| work.snapshot(op.entity, &op.id, b, bases));
-    let seen_row = work.state.get(&asked);
-    let base = match (seen_row, op.kind) {
-        (_, merge::OpKind::Create) | (None, _) => Base::Empty,
-        (Some(seen), _) => match merge::base_of(seen.version, op.base_version, snapshot.as_ref()) {
-            Ok(Base::Current) if redirected => Base::Snapshot(&seen.fields),
-            Ok(base) => base,
-            Err(Outcome::Rejected { code, message }) => {
-                return rejected(h, &Refusal { code, message })
-            }
-            Err(Outcome::Applied { .. }) => unreachable!("base_of only rejects"),
-        },
-    };
     let merge_op = merge::Op {
         kind: op.kind,
         base_version: op.base_version,
