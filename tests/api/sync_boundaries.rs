@@ -212,8 +212,28 @@ both!(
         );
         assert_eq!(rs[0]["code"], "out_of_scope");
         // a fresh snapshot of the old village no longer holds it
-        let (snap, _) = pull_list(&app, &old, 0);
+        let (snap, cursor) = pull_list(&app, &old, 0);
         assert!(snap.iter().all(|r| r["id"] != p.as_str()));
+
+        // a supervisor's direct edit of org_unit moves a record the same way
+        let q = new_id();
+        mover.push_ok(
+            &app,
+            &[mover.op("person", &q, "create", None, person(V1, "张兰"))],
+        );
+        let (_, cursor) = pull_list(&app, &old, cursor);
+        let ts = supervisor(&app, "ts", Role::TownshipSupervisor, "130131102");
+        let r = app.post(
+            &format!("/api/v1/supervise/records/person/{q}"),
+            Some(&ts),
+            &json!({"base_version": 1, "set": {"org_unit": V2}, "reason": "户籍核实"}),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let (changes, _) = pull_list(&app, &old, cursor);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0]["id"], q.as_str());
+        assert_eq!(changes[0]["deleted"], true);
+        assert_eq!(changes[0]["reason"], "moved");
     }
 );
 
