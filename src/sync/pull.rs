@@ -215,12 +215,13 @@ pub fn changes(
 }
 
 /// Moves out of the scope after `cursor` (from a unit in it to one outside it), as tombstones in
-/// the wire shape of a record. Of several moves of one record out of the scope, only the last
-/// is sent; a record moved back in arrives itself, at its later version.
+/// the wire shape of a record. A move is left out when a later version of the record is in the
+/// scope again (it came back): that version reaches the device itself, later in commit order, so
+/// a record appears once, and the last word on it is its latest state.
 fn departures_sql(backend: Backend, scope: &Scope, cursor: i64, limit: usize) -> String {
     let from = scope_predicate_on(scope, "d.from_org_unit");
     let to = scope_predicate_on(scope, "d.to_org_unit");
-    let later = scope_predicate_on(scope, "l.from_org_unit");
+    let back = scope_predicate_on(scope, "v.org_unit");
     let j = match backend {
         Backend::Sqlite => {
             "json_object('entity', d.entity, 'id', d.record_id, 'org_unit', d.from_org_unit, \
@@ -236,8 +237,8 @@ fn departures_sql(backend: Backend, scope: &Scope, cursor: i64, limit: usize) ->
     format!(
         "SELECT * FROM (SELECT d.change_seq, {j} AS j FROM departures d \
          WHERE {from} AND NOT {to} AND d.change_seq > {cursor} \
-         AND NOT EXISTS (SELECT 1 FROM departures l WHERE l.entity = d.entity \
-         AND l.record_id = d.record_id AND l.change_seq > d.change_seq AND {later}) \
+         AND NOT EXISTS (SELECT 1 FROM record_versions v WHERE v.entity = d.entity \
+         AND v.record_id = d.record_id AND v.version > d.version AND {back}) \
          ORDER BY d.change_seq LIMIT {limit}) AS s_departures"
     )
 }

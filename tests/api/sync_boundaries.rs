@@ -215,6 +215,28 @@ both!(
         let (snap, cursor) = pull_list(&app, &old, 0);
         assert!(snap.iter().all(|r| r["id"] != p.as_str()));
 
+        // moved back, out and back again while the phone was away: it gets the record once,
+        // at its latest version, no tombstone
+        let mut base = 2;
+        for unit in [V1, V2, V1] {
+            let rs = mover.push_ok(
+                &app,
+                &[mover.op(
+                    "person",
+                    &p,
+                    "update",
+                    Some(base),
+                    json!({"org_unit": unit}),
+                )],
+            );
+            base = rs[0]["version"].as_i64().unwrap();
+        }
+        let (changes, cursor) = pull_list(&app, &old, cursor);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0]["id"], p.as_str());
+        assert_eq!(changes[0]["deleted"], false);
+        assert_eq!(changes[0]["version"], 5);
+
         // a supervisor's direct edit of org_unit moves a record the same way
         let q = new_id();
         mover.push_ok(
