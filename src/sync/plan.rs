@@ -103,7 +103,10 @@ pub fn target<'s, S: State>(
     let base = match (state.record(&asked), op.kind) {
         (_, merge::OpKind::Create) | (None, _) => Base::Empty,
         (Some(seen), _) => {
-            let snapshot = op.base_version.and_then(|b| state.snapshot(&asked, b));
+            let snapshot = op
+                .base_version
+                .filter(|b| *b != seen.version())
+                .and_then(|b| state.snapshot(&asked, b));
             match merge::base_of(seen.version(), op.base_version, snapshot) {
                 Ok(Base::Current) if redirected => Base::Snapshot(seen.fields()),
                 Ok(base) => base,
