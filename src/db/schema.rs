@@ -206,6 +206,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    departures (entity, record_id, version) {
+        entity -> Text,
+        record_id -> Text,
+        version -> BigInt,
+        from_org_unit -> Text,
+        to_org_unit -> Text,
+        change_seq -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     org_units,
     users,
@@ -221,4 +232,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     duplicate_candidates,
     person_merges,
     duplicate_dismissals,
+    departures,
 );

@@ -430,11 +430,12 @@ impl Tx {
     }
 
     /// Writes the changed records, their versions and flags, and the sequence. With
-    /// `detect_duplicates`, changed persons sharing an ID number are merged or queued, as in push.
-    pub fn finish(mut self, conn: &mut DbConn, detect_duplicates: bool) -> AppResult<()> {
-        if detect_duplicates {
+    /// `detect_duplicates` (the scope of whoever made the change), changed persons sharing an ID
+    /// number are merged or queued, as in push.
+    pub fn finish(mut self, conn: &mut DbConn, detect_duplicates: Option<&Scope>) -> AppResult<()> {
+        if let Some(scope) = detect_duplicates {
             let by = self.by.clone();
-            duplicates::detect_and_merge(conn, &mut self.work(), &by)?;
+            duplicates::detect_and_merge(conn, &mut self.work(), &by, scope)?;
         }
         let mut seen = BTreeSet::new();
         let keys: Vec<Key> = self

@@ -458,7 +458,7 @@ pub fn resolve(db: &Db, principal: &Principal, id: &str, r: &Resolve) -> AppResu
         let scope = principal.scope(conn)?;
         let mut tx = Tx::begin(conn, &principal.user_id)?;
         let (c, version) = resolve_in(conn, &mut tx, &scope, principal, id, r)?;
-        tx.finish(conn, true)?;
+        tx.finish(conn, Some(&scope))?;
         audit_change(
             conn,
             principal,
@@ -527,7 +527,7 @@ pub fn resolve_bulk(db: &Db, principal: &Principal, b: &ResolveBulk) -> AppResul
                 Err(e) => return Err(e),
             }
         }
-        tx.finish(conn, true)?;
+        tx.finish(conn, Some(&scope))?;
         if !done.is_empty() {
             audit_change(
                 conn,

@@ -262,7 +262,7 @@ pub fn merge(db: &Db, principal: &Principal, m: &MergeRequest) -> AppResult<Merg
             .map(|(r, _)| r.id.clone())
             .collect();
         let final_survivor = tx.state[&(Entity::Person, survivor.id.clone())].clone();
-        tx.finish(conn, false)?;
+        tx.finish(conn, None)?;
         audit_change(
             conn,
             principal,
@@ -438,7 +438,7 @@ pub fn undo(db: &Db, principal: &Principal, merge_id: &str) -> AppResult<UndoRes
             r.org_unit = o.to_string();
         }
         let restored = tx.new_version(r);
-        tx.finish(conn, false)?;
+        tx.finish(conn, None)?;
 
         let actor = Actor {
             user_id: &principal.user_id,
@@ -489,8 +489,9 @@ pub fn undo(db: &Db, principal: &Principal, merge_id: &str) -> AppResult<UndoRes
             let Some(current) = records::load_one(conn, e, id)? else {
                 continue;
             };
-            // The merge re-pointed it wherever it lay, so pointing it back may too.
-            let child_scope = Scope::new(vec![current.org_unit.clone()]);
+            // The merge re-pointed it wherever it lay, so pointing it back may too (the
+            // restored person is the reference's target, so its unit is in this scope).
+            let child_scope = Scope::new(vec![current.org_unit.clone(), restored.org_unit.clone()]);
             let child_actor = Actor {
                 user_id: &principal.user_id,
                 device_id: None,

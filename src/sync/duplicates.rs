@@ -11,6 +11,7 @@ use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
 use serde_json::{json, Value};
 
+use crate::auth::scope::Scope;
 use crate::db::records::{self, backend_of, insert_rows, ColType, JsonRow, RecordRow};
 use crate::db::{Backend, DbConn};
 use crate::domain::entities::{Entity, ENTITIES};
@@ -54,7 +55,18 @@ fn live(r: &RecordRow) -> bool {
 
 /// Looks for persons sharing a resident ID number with any person changed in this
 /// transaction; merges the clean pairs and queues the others. Returns the merges made.
-pub fn detect_and_merge(conn: &mut DbConn, work: &mut WorkSet, by: &str) -> AppResult<usize> {
+///
+/// Only a pair wholly inside `scope` (the scope of whoever made the change) is merged at once:
+/// a merge writes to both persons and tells the devices of both where the other went, so a
+/// worker's registration must never write to, or reveal, a person outside the worker's
+/// villages. Any other pair is queued for the lowest org unit holding both (the county, for
+/// persons of two townships), whose supervisor sees both.
+pub fn detect_and_merge(
+    conn: &mut DbConn,
+    work: &mut WorkSet,
+    by: &str,
+    scope: &Scope,
+) -> AppResult<usize> {
     let changed: Vec<String> = work
         .versions
         .iter()
@@ -103,7 +115,8 @@ pub fn detect_and_merge(conn: &mut DbConn, work: &mut WorkSet, by: &str) -> AppR
                 // A supervisor decided (or undid a merge) that these are two persons.
                 continue;
             }
-            if disagreements(&survivor, other).is_empty() {
+            let within = scope.contains(&survivor.org_unit) && scope.contains(&other.org_unit);
+            if within && disagreements(&survivor, other).is_empty() {
                 merge_persons(
                     conn,
                     work,
@@ -253,9 +266,29 @@ fn queue_candidate(conn: &mut DbConn, a: &RecordRow, b: &RecordRow, now: i64) ->
         Some(("person_a, person_b", &[])),
         &[
             json!({"id": uuid::Uuid::now_v7().to_string(), "person_a": a.id, "person_b": b.id,
-                 "org_unit": a.org_unit, "signal": "id_number", "status": "open", "created_at": now}),
+                 "org_unit": common_unit(&a.org_unit, &b.org_unit), "signal": "id_number",
+                 "status": "open", "created_at": now}),
         ],
     )
+}
+
+/// The lowest org unit whose subtree holds both units: a supervisor whose scope contains it
+/// sees both persons. Codes nest by prefix (DOMAIN.md): county 6 digits, township 9, village 12,
+/// a group the village code and a suffix.
+pub fn common_unit(a: &str, b: &str) -> String {
+    if b.starts_with(a) {
+        return a.to_string();
+    }
+    if a.starts_with(b) {
+        return b.to_string();
+    }
+    [12, 9, 6]
+        .into_iter()
+        .find_map(|n| match (a.get(..n), b.get(..n)) {
+            (Some(x), Some(y)) if x == y => Some(x.to_string()),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// Records of any type whose person reference points at `person_id`.
@@ -427,4 +460,21 @@ pub fn merge_persons(
             .execute(c)?,
     };
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::common_unit;
+
+    #[test]
+    fn common_unit_is_the_lowest_unit_holding_both() {
+        assert_eq!(common_unit("130131102201", "130131102201"), "130131102201");
+        assert_eq!(
+            common_unit("130131102201G01", "130131102201"),
+            "130131102201"
+        );
+        assert_eq!(common_unit("130131102201", "130131102204G02"), "130131102");
+        assert_eq!(common_unit("130131102201", "130131103201"), "130131");
+        assert_eq!(common_unit("130131102201", "130132102201"), "");
+    }
 }

@@ -136,7 +136,7 @@ pub enum Outcome {
 /// The rules, each documented (with why) on the private function that carries it out:
 /// 1. a record the server does not have: `first_sight`;
 /// 2. a new version exactly when something changed: `bump`;
-/// 3. which base the op is merged against, or `bad_base_version`: `resolve_base`;
+/// 3. which base the op is merged against, or `bad_base_version`: [`base_of`];
 /// 4. a create of an existing record: `create_existing`;
 /// 5. and 6. updates, field by field: `edit` and `settle_field`;
 /// 7. an update of a deleted record: `edit`;
@@ -152,14 +152,72 @@ pub fn merge(
     };
     match op.kind {
         OpKind::Create => create_existing(current, op, policy),
-        OpKind::Update => match resolve_base(current, base, op) {
-            Ok(base) => edit(current, base, op, policy),
+        OpKind::Update | OpKind::Delete => match base_of(current.version, op.base_version, base) {
+            Ok(base) => merge_from(Some(current), base, op, policy),
             Err(rejected) => rejected,
         },
-        OpKind::Delete => match resolve_base(current, base, op) {
-            Ok(base) => delete(current, base),
-            Err(rejected) => rejected,
-        },
+    }
+}
+
+/// The state a device edited from, named by the caller rather than worked out from version
+/// numbers: a redirected op, for one, was made on another record than the one it is merged into,
+/// so no version of the survivor can name what the device saw.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Base<'a> {
+    /// The record's current state: the device saw everything the server holds.
+    Current,
+    /// The fields the device saw (an older version, or the merged-away record's version).
+    Snapshot(&'a Fields),
+    /// Before the record existed (version 0).
+    Empty,
+    /// Not known (no base_version, or its history is gone): every field where device and
+    /// server differ counts as changed by both.
+    Unknown,
+}
+
+/// Rule 3 as a value: the base an op's `base_version` names on a record at `latest`, given the
+/// history's snapshot of that version (None when missing). `bad_base_version` for a version the
+/// record never had.
+pub fn base_of(
+    latest: i64,
+    base_version: Option<i64>,
+    snapshot: Option<&Fields>,
+) -> Result<Base<'_>, Outcome> {
+    match base_version {
+        Some(version) if version < 0 || version > latest => Err(Outcome::Rejected {
+            code: "bad_base_version",
+            message: format!(
+                "base_version {version} is not a version of this record (latest is {latest})"
+            ),
+        }),
+        Some(version) if version == latest => Ok(Base::Current),
+        Some(0) => Ok(Base::Empty),
+        Some(_) => Ok(snapshot.map_or(Base::Unknown, Base::Snapshot)),
+        None => Ok(Base::Unknown),
+    }
+}
+
+/// [`merge`] with the base given explicitly. A create of an existing record is always merged
+/// from [`Base::Empty`] (rule 4), whatever `base` says.
+pub fn merge_from(
+    current: Option<&Current>,
+    base: Base,
+    op: &Op,
+    policy: &dyn Fn(&str) -> Policy,
+) -> Outcome {
+    let Some(current) = current else {
+        return first_sight(op);
+    };
+    let fields = match base {
+        Base::Current => Some(&current.fields),
+        Base::Snapshot(f) => Some(f),
+        Base::Empty => Some(&NO_FIELDS),
+        Base::Unknown => None,
+    };
+    match op.kind {
+        OpKind::Create => create_existing(current, op, policy),
+        OpKind::Update => edit(current, fields, op, policy),
+        OpKind::Delete => delete(current, fields),
     }
 }
 
@@ -231,35 +289,6 @@ fn create_existing(current: &Current, op: &Op, policy: &dyn Fn(&str) -> Policy) 
 fn bump(mut next: Current) -> Current {
     next.version += 1;
     next
-}
-
-/// Rule 3: the fields the device edited from, for an update or a delete of an existing record.
-///
-/// A base newer than the server's version (or below 0) names a state that never existed, so
-/// nothing can be merged against it: `bad_base_version`. A base equal to the server's version is
-/// the current fields themselves, which makes rule 5 the plain case of rule 6. Version 0 is the
-/// empty record before its creation. Otherwise the caller's snapshot is used; when it is None (no
-/// base_version, or its history is gone) the base is unknown, and every field where device and
-/// server differ counts as changed by both: guessing that one side did not change it could drop
-/// the other side's value silently.
-fn resolve_base<'a>(
-    current: &'a Current,
-    base: Option<&'a Fields>,
-    op: &Op,
-) -> Result<Option<&'a Fields>, Outcome> {
-    match op.base_version {
-        Some(version) if version < 0 || version > current.version => Err(Outcome::Rejected {
-            code: "bad_base_version",
-            message: format!(
-                "base_version {version} is not a version of this record (latest is {})",
-                current.version
-            ),
-        }),
-        Some(version) if version == current.version => Ok(Some(&current.fields)),
-        Some(0) => Ok(Some(&NO_FIELDS)),
-        Some(_) => Ok(base),
-        None => Ok(None),
-    }
 }
 
 /// Rules 5, 6 and 7: an update (or a create of an existing record) against `base` (None: unknown).

@@ -3,6 +3,7 @@
 pub mod checks;
 pub mod duplicates;
 pub mod merge;
+pub mod plan;
 pub mod protocol;
 pub mod pull;
 pub mod push;

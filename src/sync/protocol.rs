@@ -83,13 +83,20 @@ pub struct OpResult {
     /// For `redirected`: the surviving record the op was applied to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canonical_id: Option<String>,
+    /// For `applied` (or `redirected`): the record was merged, as a duplicate person, into this
+    /// record in the same transaction. Replace the local id by it everywhere, as for a pulled
+    /// tombstone with `merged_into`. Only ever a record in the device's own scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
     /// Conflicts this op opened or that were settled by policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<ConflictOut>,
     /// Logic checks the record now fails (flagged for the supervisor; never a rejection).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
-    /// For `rejected`: a stable code, e.g. `out_of_scope`, `unknown_entity`, `bad_field_value`.
+    /// For `rejected`: a stable code, e.g. `out_of_scope`, `unknown_entity`, `bad_field_value`,
+    /// `bad_reference` (a reference to a record not in the caller's scope, existing or not),
+    /// `moved_out` (the record was moved out of the device's villages; the op is kept).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -142,6 +149,11 @@ pub struct RecordOut {
     /// Set on a tombstone left by a merge: ops to this id now go to this record.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
+    /// Set on a tombstone that only says the record left the device's scope: `moved` (moved to
+    /// a village or group the device does not hold). Drop the local copy; where it went is not
+    /// said. Such a tombstone has empty `fields`, and its `org_unit` is the unit it left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     #[schema(value_type = Object)]
     pub fields: Value,
     pub change_seq: i64,

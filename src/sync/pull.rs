@@ -8,7 +8,7 @@ use diesel::RunQueryDsl;
 use crate::auth::scope::Scope;
 use crate::db::records::{self, backend_of, JsonRow, RecordRow};
 use crate::db::schema::{devices, sync_state};
-use crate::db::{now_micros, Db, DbConn};
+use crate::db::{now_micros, Backend, Db, DbConn};
 use crate::domain::entities::ENTITIES;
 use crate::error::{AppError, AppResult};
 use crate::sync::protocol::{ConflictOut, PullRequest, RecordOut};
@@ -23,11 +23,15 @@ pub struct Puller {
 /// `org_unit` range predicates for a scope. Codes are checked to be ASCII letters and digits
 /// (org units are validated on insert), so they can be written into the SQL text.
 fn scope_predicate(scope: &Scope) -> String {
+    scope_predicate_on(scope, "org_unit")
+}
+
+fn scope_predicate_on(scope: &Scope, col: &str) -> String {
     let parts: Vec<String> = scope
         .ranges()
         .into_iter()
         .filter(|(lo, _)| lo.bytes().all(|b| b.is_ascii_alphanumeric()))
-        .map(|(lo, hi)| format!("(org_unit >= '{lo}' AND org_unit < '{hi}')"))
+        .map(|(lo, hi)| format!("({col} >= '{lo}' AND {col} < '{hi}')"))
         .collect();
     if parts.is_empty() {
         "1 = 0".into()
@@ -46,6 +50,7 @@ pub fn record_out(r: RecordRow) -> RecordOut {
         version: r.version,
         deleted: r.deleted,
         merged_into: r.merged_into,
+        reason: None,
         fields: serde_json::to_value(r.fields).expect("fields serialise"),
         change_seq: r.change_seq,
     }
@@ -171,7 +176,10 @@ pub fn pull(
 }
 
 /// Records in scope changed after `cursor`, oldest change first, across every record type in
-/// one statement, each as a pull sends it. A fresh snapshot (cursor 0) leaves out tombstones.
+/// one statement, each as a pull sends it, with a `reason: "moved"` tombstone for each record
+/// that was moved out of the scope after `cursor`. A fresh snapshot (cursor 0) leaves out
+/// tombstones, except those of merges: a device may still hold the merged-away id (from a
+/// backup, or an op not yet sent), and the tombstone tells it where that id went.
 pub fn changes(
     conn: &mut DbConn,
     scope: &Scope,
@@ -180,8 +188,12 @@ pub fn changes(
 ) -> AppResult<Vec<JsonRow>> {
     let backend = backend_of(conn);
     let pred = scope_predicate(scope);
-    let live = if cursor == 0 { " AND NOT deleted" } else { "" };
-    let parts: Vec<String> = ENTITIES
+    let live = if cursor == 0 {
+        " AND (NOT deleted OR merged_into IS NOT NULL)"
+    } else {
+        ""
+    };
+    let mut parts: Vec<String> = ENTITIES
         .iter()
         .map(|d| {
             let picked = records::select_wire_limited_sql(
@@ -192,11 +204,43 @@ pub fn changes(
             format!("SELECT * FROM ({picked}) AS s_{}", d.table)
         })
         .collect();
+    if cursor > 0 {
+        parts.push(departures_sql(backend, scope, cursor, limit));
+    }
     let sql = format!(
         "{} ORDER BY change_seq LIMIT {limit}",
         parts.join(" UNION ALL ")
     );
     Ok(diesel::sql_query(sql).load(conn)?)
+}
+
+/// Moves out of the scope after `cursor` (from a unit in it to one outside it), as tombstones in
+/// the wire shape of a record. A move is left out when a later version of the record is in the
+/// scope again (it came back): that version reaches the device itself, later in commit order, so
+/// a record appears once, and the last word on it is its latest state.
+fn departures_sql(backend: Backend, scope: &Scope, cursor: i64, limit: usize) -> String {
+    let from = scope_predicate_on(scope, "d.from_org_unit");
+    let to = scope_predicate_on(scope, "d.to_org_unit");
+    let back = scope_predicate_on(scope, "v.org_unit");
+    let j = match backend {
+        Backend::Sqlite => {
+            "json_object('entity', d.entity, 'id', d.record_id, 'org_unit', d.from_org_unit, \
+             'version', d.version, 'deleted', json('true'), 'reason', 'moved', \
+             'fields', json_object(), 'change_seq', d.change_seq)"
+        }
+        Backend::Postgres => {
+            "jsonb_build_object('entity', d.entity, 'id', d.record_id, 'org_unit', d.from_org_unit, \
+             'version', d.version, 'deleted', true, 'reason', 'moved', \
+             'fields', jsonb_build_object(), 'change_seq', d.change_seq)::text"
+        }
+    };
+    format!(
+        "SELECT * FROM (SELECT d.change_seq, {j} AS j FROM departures d \
+         WHERE {from} AND NOT {to} AND d.change_seq > {cursor} \
+         AND NOT EXISTS (SELECT 1 FROM record_versions v WHERE v.entity = d.entity \
+         AND v.record_id = d.record_id AND v.version > d.version AND {back}) \
+         ORDER BY d.change_seq LIMIT {limit}) AS s_departures"
+    )
 }
 
 fn conflicts(

@@ -5,7 +5,7 @@
 //! records, their versions, conflicts and flags are written together, so an op is either
 //! wholly applied and recorded, or not at all. The answer is sent only after the commit.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::NaiveDate;
 use serde_json::Value;
@@ -17,9 +17,9 @@ use crate::domain::entities::{Entity, FieldPolicy};
 use crate::error::{AppError, AppResult};
 use crate::sync::merge::{self, ConflictDraft, Current, Disposition, Fields, Outcome, Policy};
 use crate::sync::protocol::{ConflictOut, OpResult, PushResponse};
-use crate::sync::store::{self, LedgerEntry, NewConflict, SeqAlloc};
+use crate::sync::store::{self, Departure, LedgerEntry, NewConflict, SeqAlloc};
 use crate::sync::validate::{self, OpHeader, ParsedOp, Refusal};
-use crate::sync::{checks, duplicates};
+use crate::sync::{checks, duplicates, plan};
 
 /// Ops per transaction: big enough to amortise the commit, small enough that a transient failure
 /// late in a large batch keeps the chunks already committed.
@@ -251,6 +251,7 @@ fn rejected(h: &OpHeader, r: &Refusal) -> OpResult {
         id: h.id.clone(),
         version: None,
         canonical_id: None,
+        merged_into: None,
         conflicts: Vec::new(),
         flags: Vec::new(),
         code: Some(r.code.to_string()),
@@ -268,21 +269,64 @@ struct Work {
     /// Every new version made in this chunk, in order.
     versions: Vec<(RecordRow, Option<String>)>,
     conflicts: Vec<NewConflict>,
+    /// Records whose org unit changed in this chunk, for the devices of the unit they left.
+    departures: Vec<Departure>,
+    /// Records, out of the caller's scope now, that left it by a move: an op on one is answered
+    /// `moved_out` rather than `out_of_scope`.
+    left: HashSet<Key>,
+    /// Snapshots of the versions the ops name as their bases, from the history.
+    bases: Bases,
     alloc: SeqAlloc,
     now: i64,
 }
 
+impl plan::Held for RecordRow {
+    fn org_unit(&self) -> &str {
+        &self.org_unit
+    }
+    fn version(&self) -> i64 {
+        self.version
+    }
+    fn merged_into(&self) -> Option<&str> {
+        self.merged_into.as_deref()
+    }
+    fn fields(&self) -> &Fields {
+        &self.fields
+    }
+}
+
+impl plan::State for Work {
+    type Rec = RecordRow;
+    fn record(&self, key: &Key) -> Option<&RecordRow> {
+        self.state.get(key)
+    }
+    /// Made earlier in this chunk (so that an op sees the ops before it in the same batch, as
+    /// it would in a later batch), else from the history.
+    fn snapshot(&self, key: &Key, version: i64) -> Option<&Fields> {
+        self.versions
+            .iter()
+            .rev()
+            .find(|(r, _)| r.entity == key.0 && r.version == version && r.id == key.1)
+            .map(|(r, _)| &r.fields)
+            .or_else(|| self.bases.get(&(key.0, key.1.clone(), version)))
+    }
+    fn left_scope(&self, key: &Key) -> bool {
+        self.left.contains(key)
+    }
+}
+
 impl Work {
-    /// Follows merge redirects from `key` to the record that now holds its data.
-    fn canonical(&self, key: &Key) -> Key {
-        let mut k = key.clone();
-        for _ in 0..8 {
-            match self.state.get(&k).and_then(|r| r.merged_into.clone()) {
-                Some(t) => k = (k.0, t),
-                None => break,
-            }
+    fn new(alloc: SeqAlloc, now: i64) -> Work {
+        Work {
+            state: HashMap::new(),
+            versions: Vec::new(),
+            conflicts: Vec::new(),
+            departures: Vec::new(),
+            left: HashSet::new(),
+            bases: Bases::new(),
+            alloc,
+            now,
         }
-        k
     }
 
     fn push_version(&mut self, row: RecordRow, op_id: Option<String>) {
@@ -347,19 +391,14 @@ fn apply_chunk(
         }
     }
 
-    let mut work = Work {
-        state: HashMap::new(),
-        versions: Vec::new(),
-        conflicts: Vec::new(),
-        alloc,
-        now,
-    };
+    let mut work = Work::new(alloc, now);
     load_state(
         conn,
         &mut work,
+        &caller.scope,
         parsed.iter().filter_map(|(_, p)| p.as_ref().ok()),
     )?;
-    let bases = load_bases(
+    work.bases = load_bases(
         conn,
         &work,
         parsed.iter().filter_map(|(_, p)| p.as_ref().ok()),
@@ -377,7 +416,7 @@ fn apply_chunk(
             }
             Ok(op) => {
                 recorded[*i] = Some(op.recorded_at);
-                let r = apply_op(&mut work, &caller.actor(), op, h, &bases);
+                let r = apply_op(&mut work, &caller.actor(), op, h);
                 if r.status == "rejected" {
                     ledger_payload[*i] = Some(raw);
                 }
@@ -388,15 +427,15 @@ fn apply_chunk(
     }
 
     // Duplicate persons, then logic checks on the final state of every changed record.
-    let merges = duplicates::detect_and_merge(conn, &mut work_view(&mut work), &caller.user_id)?;
+    let merges = duplicates::detect_and_merge(
+        conn,
+        &mut work_view(&mut work),
+        &caller.user_id,
+        &caller.scope,
+    )?;
     let flags = checks::evaluate(conn, &work.state, &changed_keys(&work))?;
     for r in results.iter_mut().flatten() {
-        if let Some(e) = Entity::parse(&r.entity) {
-            let key = (e, r.canonical_id.clone().unwrap_or_else(|| r.id.clone()));
-            if let Some(codes) = flags.get(&key) {
-                r.flags = codes.iter().map(|c| c.to_string()).collect();
-            }
-        }
+        complete_result(&work, &flags, r);
     }
     if merges > 0 {
         tracing::info!(merges, "duplicate persons merged automatically");
@@ -419,6 +458,7 @@ fn apply_chunk(
                     id: h.id.clone(),
                     version: first.as_ref().and_then(|f| f.version),
                     canonical_id: first.as_ref().and_then(|f| f.canonical_id.clone()),
+                    merged_into: first.as_ref().and_then(|f| f.merged_into.clone()),
                     conflicts: Vec::new(),
                     flags: Vec::new(),
                     code: None,
@@ -487,6 +527,7 @@ fn write_work(
         .collect();
     records::insert_versions(conn, &versions)?;
     store::insert_conflicts(conn, &work.conflicts, work.now)?;
+    store::insert_departures(conn, &work.departures)?;
     let flag_rows: Vec<(&str, &str, &str, i64, Vec<&'static str>)> = flags
         .iter()
         .filter_map(|(k, codes)| {
@@ -539,28 +580,32 @@ pub fn apply_direct(conn: &mut DbConn, actor: &Actor, op: &ParsedOp) -> AppResul
             ));
         }
     }
-    let mut work = Work {
-        state: HashMap::new(),
-        versions: Vec::new(),
-        conflicts: Vec::new(),
-        alloc,
-        now,
-    };
-    load_state(conn, &mut work, std::iter::once(op))?;
-    let bases = load_bases(conn, &work, std::iter::once(op))?;
-    let mut result = apply_op(&mut work, actor, op, &h, &bases);
-    duplicates::detect_and_merge(conn, &mut work_view(&mut work), actor.user_id)?;
+    let mut work = Work::new(alloc, now);
+    load_state(conn, &mut work, actor.scope, std::iter::once(op))?;
+    work.bases = load_bases(conn, &work, std::iter::once(op))?;
+    let mut result = apply_op(&mut work, actor, op, &h);
+    duplicates::detect_and_merge(conn, &mut work_view(&mut work), actor.user_id, actor.scope)?;
     let flags = checks::evaluate(conn, &work.state, &changed_keys(&work))?;
-    let key = (
-        op.entity,
-        result.canonical_id.clone().unwrap_or_else(|| op.id.clone()),
-    );
-    if let Some(codes) = flags.get(&key) {
-        result.flags = codes.iter().map(|c| c.to_string()).collect();
-    }
+    complete_result(&work, &flags, &mut result);
     write_work(conn, &work, &flags)?;
     work.alloc.finish(conn)?;
     Ok(result)
+}
+
+/// Adds to an op's result what the rest of the chunk did to its record: the logic checks it
+/// fails, and `merged_into` when a duplicate merge took it away (the device learns it at once).
+fn complete_result(work: &Work, flags: &HashMap<Key, Vec<&'static str>>, r: &mut OpResult) {
+    if !matches!(r.status.as_str(), "applied" | "redirected") {
+        return;
+    }
+    let Some(e) = Entity::parse(&r.entity) else {
+        return;
+    };
+    let key = (e, r.canonical_id.clone().unwrap_or_else(|| r.id.clone()));
+    if let Some(codes) = flags.get(&key) {
+        r.flags = codes.iter().map(|c| c.to_string()).collect();
+    }
+    r.merged_into = work.state.get(&key).and_then(|row| row.merged_into.clone());
 }
 
 fn work_view(work: &mut Work) -> duplicates::WorkSet<'_> {
@@ -604,15 +649,20 @@ fn existing_units(conn: &mut DbConn, units: &BTreeSet<String>) -> AppResult<BTre
     Ok(found.into_iter().collect())
 }
 
-/// Loads every record the ops name, and the targets of merge redirects among them.
+/// Loads every record the ops name or refer to, the targets of merge redirects among them,
+/// and which of those out of `scope` left it by a move.
 fn load_state<'a>(
     conn: &mut DbConn,
     work: &mut Work,
+    scope: &Scope,
     ops: impl Iterator<Item = &'a ParsedOp>,
 ) -> AppResult<()> {
     let mut wanted: HashMap<Entity, BTreeSet<String>> = HashMap::new();
     for op in ops {
         wanted.entry(op.entity).or_default().insert(op.id.clone());
+        for (_, target, id) in plan::references(op) {
+            wanted.entry(target).or_default().insert(id.to_string());
+        }
     }
     for _ in 0..4 {
         if wanted.is_empty() {
@@ -631,6 +681,16 @@ fn load_state<'a>(
             }
         }
         wanted = next;
+    }
+    let outside: Vec<(Entity, &str)> = work
+        .state
+        .values()
+        .filter(|r| !scope.contains(&r.org_unit))
+        .map(|r| (r.entity, r.id.as_str()))
+        .collect();
+    if !outside.is_empty() {
+        let left = store::left_scope(conn, &outside, scope)?;
+        work.left.extend(left);
     }
     Ok(())
 }
@@ -690,57 +750,32 @@ fn wire_name<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
-/// Applies one parsed op to the working set and says what happened.
-fn apply_op(
-    work: &mut Work,
-    caller: &Actor,
-    op: &ParsedOp,
-    h: &OpHeader,
-    bases: &Bases,
-) -> OpResult {
-    let asked = (op.entity, op.id.clone());
-    let key = work.canonical(&asked);
-    let redirected = key != asked;
+/// Applies one parsed op to the working set and says what happened: where it lands and
+/// against which base is planned by `plan::target`, the merge is `merge::merge_from`.
+fn apply_op(work: &mut Work, caller: &Actor, op: &ParsedOp, h: &OpHeader) -> OpResult {
+    let plan::Target {
+        key,
+        redirected,
+        base,
+    } = match plan::target(&*work, caller.scope, op) {
+        Ok(t) => t,
+        Err(refusal) => return rejected(h, &refusal),
+    };
     let current_row = work.state.get(&key).cloned();
-
-    if let Some(cur) = &current_row {
-        if !caller.scope.contains(&cur.org_unit) {
-            return rejected(
-                h,
-                &Refusal {
-                    code: "out_of_scope",
-                    message: "the record belongs to another village".into(),
-                },
-            );
-        }
-    }
     let current = current_row.as_ref().map(|r| Current {
         version: r.version,
         deleted: r.deleted,
         fields: r.fields.clone(),
         stamps: r.stamps.clone(),
     });
-    // The base: the current state when the device saw the latest version, else the history.
-    let base: Option<Fields> = match (op.base_version, &current_row) {
-        (Some(b), Some(cur)) if b == cur.version && !redirected => Some(cur.fields.clone()),
-        (Some(b), _) if b > 0 => bases.get(&(op.entity, op.id.clone(), b)).cloned(),
-        _ => None,
-    };
-    // A redirected op was made against the merged-away record: it is merged into the survivor
-    // three-way against the old record's snapshot, one below the survivor's version so the
-    // engine uses that snapshot rather than taking the op as made on the survivor's latest state.
-    let base_version = match (&current, redirected) {
-        (Some(c), true) => op.base_version.map(|_| c.version - 1),
-        _ => op.base_version,
-    };
     let merge_op = merge::Op {
         kind: op.kind,
-        base_version,
+        base_version: op.base_version,
         set: &op.set,
         recorded_at: op.recorded_at,
     };
     let policy = policy_of(op.entity);
-    let outcome = merge::merge(current.as_ref(), base.as_ref(), &merge_op, &policy);
+    let outcome = merge::merge_from(current.as_ref(), base, &merge_op, &policy);
     let (next, drafts) = match outcome {
         Outcome::Rejected { code, message } => return rejected(h, &Refusal { code, message }),
         Outcome::Applied { next, conflicts } => (next, conflicts),
@@ -756,6 +791,7 @@ fn apply_op(
         .clone()
         .or_else(|| current_row.as_ref().map(|c| c.org_unit.clone()))
         .unwrap_or_default();
+    let moved_from = moved.and(current_row.as_ref()).map(|c| c.org_unit.clone());
     if next.is_some() || moved.is_some() {
         let change_seq = work.alloc.alloc();
         let (fields, stamps, deleted, new_version) = match next {
@@ -785,6 +821,16 @@ fn apply_op(
             updated_device: caller.device_id.map(str::to_string),
         };
         version = row.version;
+        if let Some(from) = moved_from {
+            work.departures.push(Departure {
+                entity: row.entity,
+                record_id: row.id.clone(),
+                version: row.version,
+                from_org_unit: from,
+                to_org_unit: row.org_unit.clone(),
+                change_seq: row.change_seq,
+            });
+        }
         work.push_version(row, Some(op.op_id.clone()));
     }
     let conflicts: Vec<ConflictOut> = drafts
@@ -813,6 +859,7 @@ fn apply_op(
         id: op.id.clone(),
         version: Some(version),
         canonical_id: redirected.then(|| record_id.clone()),
+        merged_into: None,
         conflicts,
         flags: Vec::new(),
         code: None,

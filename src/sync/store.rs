@@ -5,9 +5,11 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use serde_json::{json, Value};
 
+use crate::auth::scope::Scope;
 use crate::db::records::{backend_of, insert_rows, ColType};
-use crate::db::schema::{device_ops, devices, sync_state};
+use crate::db::schema::{departures, device_ops, devices, sync_state};
 use crate::db::{Backend, DbConn};
+use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
 use crate::sync::protocol::{ConflictOut, OpResult};
 
@@ -308,6 +310,63 @@ impl ConflictRow {
 pub const CONFLICT_SELECT: &str =
     "SELECT id, entity, record_id, field, kind, policy, status, winner, \
      base_value, server_value, device_value, change_seq FROM conflicts";
+
+/// A record's move from one org unit to another, kept for the devices of the unit it left.
+pub struct Departure {
+    pub entity: Entity,
+    pub record_id: String,
+    pub version: i64,
+    pub from_org_unit: String,
+    pub to_org_unit: String,
+    pub change_seq: i64,
+}
+
+const DEPARTURE_COLS: &[(&str, ColType)] = &[
+    ("entity", ColType::Text),
+    ("record_id", ColType::Text),
+    ("version", ColType::BigInt),
+    ("from_org_unit", ColType::Text),
+    ("to_org_unit", ColType::Text),
+    ("change_seq", ColType::BigInt),
+];
+
+pub fn insert_departures(conn: &mut DbConn, rows: &[Departure]) -> AppResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|d| {
+            json!({"entity": d.entity.name(), "record_id": d.record_id, "version": d.version,
+                   "from_org_unit": d.from_org_unit, "to_org_unit": d.to_org_unit,
+                   "change_seq": d.change_seq})
+        })
+        .collect();
+    insert_rows(conn, "departures", DEPARTURE_COLS, None, &rows)
+}
+
+/// Of the given records, those that were moved out of an org unit in `scope` at some time.
+pub fn left_scope(
+    conn: &mut DbConn,
+    records: &[(Entity, &str)],
+    scope: &Scope,
+) -> AppResult<Vec<(Entity, String)>> {
+    let ids: Vec<&str> = records.iter().map(|(_, id)| *id).collect();
+    let rows: Vec<(String, String, String)> = departures::table
+        .filter(departures::record_id.eq_any(ids))
+        .select((
+            departures::entity,
+            departures::record_id,
+            departures::from_org_unit,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, _, from)| scope.contains(from))
+        .filter_map(|(e, id, _)| Some((Entity::parse(&e)?, id)))
+        .filter(|(e, id)| records.iter().any(|(re, rid)| re == e && rid == id))
+        .collect())
+}
 
 const FLAG_COLS: &[(&str, ColType)] = &[
     ("entity", ColType::Text),

@@ -12,4 +12,5 @@ mod reports;
 mod simulate;
 mod supervise;
 mod sync;
+mod sync_boundaries;
 mod web;

@@ -1345,7 +1345,9 @@ fn assert_device_learns_merge(
     assert_eq!(rs[0]["canonical_id"], survivor);
     let (recs, _) = w.pull_all(app, 0);
     assert_eq!(recs[survivor]["fields"]["phone"], "13900000001");
-    assert!(!recs.contains_key(merged));
+    // a fresh snapshot keeps the redirect tombstone, never the merged record alive
+    assert_eq!(recs[merged]["deleted"], true);
+    assert_eq!(recs[merged]["merged_into"], survivor);
 }
 
 both!(

@@ -1,0 +1,3 @@
+DROP INDEX departures_record;
+DROP INDEX departures_from;
+DROP TABLE departures;
