@@ -13,3 +13,4 @@ mod simulate;
 mod supervise;
 mod sync;
 mod web;
+mod web_session;
