@@ -208,3 +208,4 @@ macro_rules! browser {
 }
 
 browser!(smoke, "test_smoke.py");
+browser!(console, "test_console.py");
