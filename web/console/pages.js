@@ -109,9 +109,8 @@ function entitySelect(id, selected, withAll = true) {
 async function overview(ctx, main) {
   const month = thisMonth();
   const months = monthsBack(12);
-  const [report, trend, ranking, conflicts, dups, flags, stale] = await Promise.all([
+  const [report, ranking, conflicts, dups, flags, stale] = await Promise.all([
     api.get("/api/v1/reports", { org_unit: ctx.root, period: month, lang: lang() }),
-    Promise.all(months.map((m) => api.get("/api/v1/reports", { org_unit: ctx.root, period: m }))),
     api.get("/api/v1/reports/breakdown", {
       org_unit: ctx.root,
       period: month,
@@ -176,9 +175,19 @@ async function overview(ctx, main) {
       ),
     ),
   );
-  const ec = await echarts();
+  // The trends come after the figures: twelve reports take longer than the page's first answer.
+  const hint = main.querySelector(".hint");
+  drawTrends(ctx, main, months).catch((e) => (hint.textContent = `${t("trend_12")}: ${t("error")} ${e.message}`));
+}
+
+async function drawTrends(ctx, main, months) {
+  const [ec, trend] = await Promise.all([
+    echarts(),
+    Promise.all(months.map((m) => api.get("/api/v1/reports", { org_unit: ctx.root, period: m }))),
+  ]);
   for (const k of KEY_INDICATORS) {
     const el = main.querySelector(`[data-chart="${k}"]`);
+    if (!el || !el.isConnected) return;
     const chart = ec.init(el, null, { renderer: "svg", height: 120 });
     const values = trend.map((r) => r.indicators.find((i) => i.indicator === k).value);
     chart.setOption({
@@ -191,6 +200,7 @@ async function overview(ctx, main) {
     });
     new ResizeObserver(() => chart.resize()).observe(el);
   }
+  main.dataset.trends = "drawn";
 }
 
 // 月报 report -----------------------------------------------------------------------------
@@ -334,7 +344,7 @@ async function report(ctx, main, handoff) {
       ),
     );
   }
-  parts.push(section(t("count"), table([t("indicator"), t("value")], countRows)));
+  parts.push(h("details", { id: "counts" }, h("summary", {}, t("count")), table([t("indicator"), t("value")], countRows)));
   clear(main, parts);
 }
 
