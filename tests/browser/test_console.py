@@ -412,3 +412,33 @@ def test_county_sees_every_township_a_township_only_its_own(context):
     ttoken = login("township")
     status, _ = api("GET", "/api/v1/reports?org_unit=130131102&period=2026-11", ttoken)
     assert status == 404
+
+
+def test_township_revokes_a_device_on_the_devices_page(context):
+    Device(f"w{VILLAGE}", "lost phone")
+    page = sign_in(context, "township")
+    wait_ready(page, "overview")
+    open_page(page, "devices", "devices with phones (township)")
+    row = page.locator("#devices tbody tr", has_text="lost phone")
+    assert row.count() == 1
+    page.once("dialog", lambda d: d.accept())
+    row.locator(".revoke").click()
+    page.wait_for_selector("#devices tbody tr:has-text('lost phone') .revoke", state="detached")
+    _, devices = api("GET", "/api/v1/devices", login("township"))
+    assert [d["status"] for d in devices if d["name"] == "lost phone"] == ["revoked"]
+
+
+def test_admin_manages_users(context):
+    page = sign_in(context, "admin")
+    wait_ready(page, "users")
+    assert page.locator("nav a").all_inner_texts() == ["用户"]
+    assert "township" in page.inner_text("#users")
+    page.fill("#new-username", "zhen2")
+    page.fill("#new-name", "新乡镇用户")
+    page.fill("#new-password", "a long enough password")
+    page.select_option("#new-role", "township_supervisor")
+    page.fill("#new-unit", "130131102")
+    page.click("#user-form button[type=submit]")
+    page.wait_for_selector("#users th:has-text('zhen2')")
+    status, _ = api("POST", "/api/v1/auth/login", body={"username": "zhen2", "password": "a long enough password"})
+    assert status == 200

@@ -5,6 +5,9 @@
 const CSRF = { "X-Fieldsync-Csrf": "1" };
 let access = null;
 let refreshing = null;
+// Aborted at sign-out: a page's requests still in flight (the overview's trends) must not
+// come back as 401s and try to refresh a session that has ended.
+let inflight = new AbortController();
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -55,19 +58,23 @@ function refresh() {
 
 export async function signOut() {
   access = null;
+  inflight.abort();
+  inflight = new AbortController();
   localStorage.removeItem("fieldsync.session");
   await session("logout");
 }
 
 async function call(method, path, body, retried) {
+  if (access === null) throw new ApiError(401, { code: "signed_out", message: "signed out" });
   const headers = { authorization: `Bearer ${access}` };
   if (body !== undefined) headers["content-type"] = "application/json";
   const r = await fetch(path, {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
+    signal: inflight.signal,
   });
-  if (r.status === 401 && !retried) {
+  if (r.status === 401 && !retried && access !== null) {
     await refresh();
     return call(method, path, body, true);
   }

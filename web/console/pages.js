@@ -64,7 +64,11 @@ function pager(load, render) {
     render(page, first);
     more.hidden = !after;
   }
-  more.addEventListener("click", () => next(false));
+  more.addEventListener("click", () =>
+    next(false).catch((e) => {
+      more.textContent = `${t("error")}: ${e.message}`;
+    }),
+  );
   box.append(more);
   return { box, start: () => next(true) };
 }
@@ -1087,8 +1091,12 @@ async function users(ctx, main) {
                       class: "revoke",
                       onclick: async () => {
                         if (!window.confirm(t("confirm_revoke"))) return;
-                        await api.post(`/api/v1/devices/${d.id}/revoke`);
-                        ctx.rerender();
+                        try {
+                          await api.post(`/api/v1/devices/${d.id}/revoke`);
+                          ctx.rerender();
+                        } catch (e) {
+                          msg.textContent = e.message;
+                        }
                       },
                     },
                     t("revoke"),
