@@ -139,6 +139,7 @@ async function overview(ctx, main) {
       h("a", { href: `#/${page}`, class: "count", id }, h("span", { class: "n" }, String(n)), h("span", {}, name)),
     ),
   );
+  labelCache[lang()] = { labels: report.labels };
   const byKey = Object.fromEntries(report.indicators.map((r) => [r.indicator, r]));
   const cards = KEY_INDICATORS.map((k) => {
     const r = byKey[k];
@@ -969,12 +970,22 @@ const INDICATORS = [
 
 const targetState = { unit: null, year: null };
 
+/** The indicators' labels in the current language (`{labels}` of a report), asked once. */
+const labelCache = {};
+async function indicatorLabels(ctx) {
+  const l = lang();
+  if (!labelCache[l]) {
+    const r = await api.get("/api/v1/reports", { org_unit: ctx.root, period: thisMonth(), lang: l });
+    labelCache[l] = { labels: r.labels };
+  }
+  return labelCache[l];
+}
+
 async function targets(ctx, main) {
   const s = targetState;
   if (!s.unit) s.unit = ctx.children.length ? ctx.children[0].code : ctx.root;
   if (!s.year) s.year = new Date().getFullYear();
-  const rep = await api.get("/api/v1/reports", { org_unit: ctx.root, period: String(s.year), lang: lang() });
-  const rows = await api.get("/api/v1/targets", { org_unit: s.unit, year: s.year });
+  const [rep, rows] = await Promise.all([indicatorLabels(ctx), api.get("/api/v1/targets", { org_unit: s.unit, year: s.year })]);
   const unit = h("select", { id: "target-unit", "aria-label": t("unit") }, ctx.children.map((u) => h("option", { value: u.code, selected: u.code === s.unit }, u.name)));
   const year = h("input", { id: "target-year", type: "number", value: s.year, "aria-label": t("year"), size: 6 });
   const ind = h("select", { id: "target-indicator", "aria-label": t("indicator") }, INDICATORS.map((k) => h("option", { value: k }, indicatorName(rep, k))));
