@@ -121,6 +121,9 @@ impl AppError {
             },
             AppError::Forbidden(code) => match *code {
                 "device_revoked" => "this device has been revoked".to_string(),
+                "csrf_check_failed" => {
+                    "send X-Fieldsync-Csrf: 1 from this server's own pages".to_string()
+                }
                 _ => "this role may not do that".to_string(),
             },
             other => other.to_string(),

@@ -153,8 +153,18 @@ pub async fn login(
     req: HttpRequest,
     body: web::Json<LoginRequest>,
 ) -> AppResult<HttpResponse> {
-    let body = body.into_inner();
-    let addr = client_addr(&req, &state.settings.trusted_proxies);
+    let resp = sign_in(&state, &req, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(resp))
+}
+
+/// Checks the password (throttled, audited) and starts a token family: the work of
+/// `POST /api/v1/auth/login`, shared with the browser's sign-in (`web_session`).
+pub async fn sign_in(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    body: LoginRequest,
+) -> AppResult<TokenResponse> {
+    let addr = client_addr(req, &state.settings.trusted_proxies);
     let request_id = current_request_id();
     let username = body.username.trim().to_string();
     // Counts against the account until this request ends, so parallel attempts wait too.
@@ -211,7 +221,7 @@ pub async fn login(
     state.auth.throttle.success(&username);
     let device_id = body.device_id.filter(|d| !d.is_empty());
     let st = state.clone();
-    let resp = web::block(move || {
+    web::block(move || {
         st.db.write(|c| {
             if let Some(d) = &device_id {
                 check_device(c, &user.id, d)?;
@@ -235,8 +245,7 @@ pub async fn login(
             token_response(&st, &view, device_id.as_deref(), refresh)
         })
     })
-    .await??;
-    Ok(HttpResponse::Ok().json(resp))
+    .await?
 }
 
 /// Exchange a refresh token for new tokens. The token is rotated: keep the new one. A retry
@@ -249,7 +258,16 @@ pub async fn refresh(
     state: web::Data<AppState>,
     body: web::Json<RefreshRequest>,
 ) -> AppResult<HttpResponse> {
-    let token = body.into_inner().refresh_token;
+    let resp = rotate_refresh(&state, body.into_inner().refresh_token).await?;
+    Ok(HttpResponse::Ok().json(resp))
+}
+
+/// Rotates a refresh token into new tokens (401 `invalid_token` when it is unknown, expired,
+/// revoked or replayed): shared with the browser's refresh (`web_session`).
+pub async fn rotate_refresh(
+    state: &web::Data<AppState>,
+    token: String,
+) -> AppResult<TokenResponse> {
     let request_id = current_request_id();
     let st = state.clone();
     let resp = web::block(move || {
@@ -276,10 +294,7 @@ pub async fn refresh(
         })
     })
     .await??;
-    match resp {
-        Some(r) => Ok(HttpResponse::Ok().json(r)),
-        None => Err(AppError::Unauthorized("invalid_token")),
-    }
+    resp.ok_or(AppError::Unauthorized("invalid_token"))
 }
 
 /// Sign out: revokes the refresh token's whole family. Always 204.

@@ -14,6 +14,7 @@ pub mod quality;
 pub mod reports;
 pub mod sync;
 pub mod users;
+pub mod web_session;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -80,6 +81,9 @@ routes! {
     post "/api/v1/auth/login" => auth::login, Access::Public;
     post "/api/v1/auth/refresh" => auth::refresh, Access::Public;
     post "/api/v1/auth/logout" => auth::logout, Access::Public;
+    post "/api/v1/auth/web/login" => web_session::login, Access::Public;
+    post "/api/v1/auth/web/refresh" => web_session::refresh, Access::Public;
+    post "/api/v1/auth/web/logout" => web_session::logout, Access::Public;
     get "/api/v1/me" => auth::me, Access::Roles(&Role::ALL);
     post "/api/v1/devices" => devices::register, Access::Roles(&[Role::Worker]);
     get "/api/v1/devices" => devices::list, Access::Roles(MANAGERS);

@@ -45,6 +45,10 @@ const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
     ("post", "/api/v1/auth/logout"),
+    // The console's cookie sessions (src/api/web_session.rs): CSRF header and Origin checked.
+    ("post", "/api/v1/auth/web/login"),
+    ("post", "/api/v1/auth/web/refresh"),
+    ("post", "/api/v1/auth/web/logout"),
     // The browser side: static files, no data (each page asks the API with its own token).
     ("get", "/"),
     ("get", "/console/{file:.*}"),

@@ -14,3 +14,4 @@ mod supervise;
 mod sync;
 mod sync_boundaries;
 mod web;
+mod web_session;

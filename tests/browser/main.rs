@@ -209,6 +209,7 @@ macro_rules! browser {
 
 browser!(smoke, "test_smoke.py");
 browser!(field, "test_field.py");
+browser!(console, "test_console.py");
 
 /// The JavaScript client's and the field app's unit tests (`node --test`, no browser): the op
 /// log, batches, answers and pull pages against an in-memory server, and the phone's checks.
