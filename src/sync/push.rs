@@ -454,6 +454,7 @@ fn apply_chunk(
     }
 
     write_work(conn, &work, &flags)?;
+    checks::recheck_related(conn, &work.state, &changed_keys(&work), now)?;
     store::write_ledger(conn, &caller.device_id, &ledger, now)?;
     if last_seq != dev.last_seq {
         store::advance_device(conn, &caller.device_id, last_seq, now)?;
@@ -559,6 +560,7 @@ pub fn apply_direct(conn: &mut DbConn, actor: &Actor, op: &ParsedOp) -> AppResul
         result.flags = codes.iter().map(|c| c.to_string()).collect();
     }
     write_work(conn, &work, &flags)?;
+    checks::recheck_related(conn, &work.state, &changed_keys(&work), now)?;
     work.alloc.finish(conn)?;
     Ok(result)
 }

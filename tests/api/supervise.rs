@@ -827,7 +827,7 @@ both!(data_quality_flags_and_summary, |b| {
         .find(|c| c["check"] == "id_check_digit")
         .unwrap();
     assert_eq!(c["count"], 2);
-    assert_eq!(c["zh"], "身份证号校验码错误或格式不符");
+    assert_eq!(c["zh"], "身份证号校验码错误");
     // another township sees only its own
     let theirs = get_ok(&app, "/api/v1/supervise/flags", &other);
     assert!(theirs["items"]
