@@ -54,6 +54,13 @@
 //!   out-records of women married and of childbearing age at period end; certified when the
 //!   record has a certificate number. In-migrants checked: in-records with
 //!   `certificate_checked`.
+//! - **Persons away at period end** (a stock, as the seeds report 流出人口 and 办证率): persons
+//!   born and alive at period end whose latest migration record dated by then is `out`, counted
+//!   in the village keeping that record, by its destination (`place`: 省内 within the province,
+//!   省外 outside it; a record without a destination counts in neither). Of them, the married
+//!   women of childbearing age at period end, and those whose latest out-record carries a
+//!   marriage-and-childbearing certificate number: the 办证率. (`moved_out_end` also counts
+//!   persons away by their status alone, without a dated record.)
 //! - **Supplies**: quantities handed out in the period, and their distinct recipients.
 //! - **Benefits** are yearly: records of the years the period touches, recipients and yuan.
 //!
@@ -195,6 +202,26 @@ pub const COUNTS: &[CountDef] = &[
         "of whom with a certificate",
     ),
     d("certificates_issued", "办理婚育证明", "certificates issued"),
+    d(
+        "away_end_within_province",
+        "期末流出(省内)",
+        "away at end, within the province",
+    ),
+    d(
+        "away_end_outside_province",
+        "期末流出(省外)",
+        "away at end, outside the province",
+    ),
+    d(
+        "away_married_women_end",
+        "期末流出已婚育龄妇女",
+        "married women of childbearing age away at end",
+    ),
+    d(
+        "away_married_women_certified_end",
+        "期末流出已婚育龄妇女办证",
+        "of whom with a certificate",
+    ),
     d("in_checked", "流入人员查证", "in-migrants checked"),
     d("supply_condoms", "避孕套(只)", "condoms (pieces)"),
     d(
@@ -701,6 +728,43 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
             (
                 "in_checked",
                 when("x.direction = 'in' AND x.certificate_checked"),
+            ),
+        ],
+        adds: false,
+        hash_joins: false,
+    });
+
+    // Persons away at period end: the latest migration record of each person dated by then
+    // (by the key of the population rule), when it is an `out`.
+    let latest_key = MIGRATION_KEY.replace("m.", "x.");
+    out.push(Stmt {
+        with: None,
+        from: format!(
+            "(SELECT m.person_id AS pid, MAX({MIGRATION_KEY}) AS k FROM migrations_log m \
+               WHERE {} AND m.moved_on <= :e GROUP BY m.person_id) l \
+             CROSS JOIN migrations_log x CROSS JOIN persons p \
+             LEFT JOIN (SELECT d.person_id AS pid, MIN(d.death_date) AS dd \
+               FROM deaths d WHERE {} GROUP BY d.person_id) dt ON dt.pid = p.id \
+             WHERE x.person_id = l.pid AND {latest_key} = l.k AND {} \
+               AND p.id = l.pid AND NOT p.deleted AND p.birth_date <= :e AND x.direction = 'out' \
+               AND (dt.dd > :e OR (dt.dd IS NULL AND (p.alive IS NULL OR p.alive)))",
+            range("m"),
+            range("d"),
+            range("x")
+        ),
+        aggs: vec![
+            (
+                "away_end_within_province",
+                when("x.place = 'within_province'"),
+            ),
+            (
+                "away_end_outside_province",
+                when("x.place = 'outside_province'"),
+            ),
+            ("away_married_women_end", when(&wcba_at_end)),
+            (
+                "away_married_women_certified_end",
+                when(&format!("{wcba_at_end} AND {certified}")),
             ),
         ],
         adds: false,

@@ -148,10 +148,12 @@ pub fn follow_up_rate(done: i64, due: i64) -> Rate {
     percent(done, due)
 }
 
-/// 办证率 %: out-migrant married women with a marriage-and-childbearing certificate /
-/// out-migrant married women.
-pub fn certificate_rate(with_certificate: i64, out_migrant_married_women: i64) -> Rate {
-    percent(with_certificate, out_migrant_married_women)
+/// 办证率 %: married women of childbearing age away (流出) at period end with a
+/// marriage-and-childbearing certificate (婚育证明) / married women of childbearing age away at
+/// period end. A stock at the report date, as the seeds count it ("流出已婚育龄妇女59人，办证59
+/// 人，办证率100%"), not the flow of the period.
+pub fn certificate_rate(with_certificate: i64, married_women_away: i64) -> Rate {
+    percent(with_certificate, married_women_away)
 }
 
 /// 查证率 %: in-migrants whose certificate was checked / in-migrants.

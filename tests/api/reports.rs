@@ -296,7 +296,7 @@ fn build(app: &TestApp) -> BTreeMap<&'static str, String> {
         Some("2026-10-02"),
     );
     // Migrations.
-    f.add(Entity::Migration, &a, json!({"person_id": w5, "direction": "out", "moved_on": "2026-10-03", "certificate_no": "HY001"}));
+    f.add(Entity::Migration, &a, json!({"person_id": w5, "direction": "out", "moved_on": "2026-10-03", "certificate_no": "HY001", "place": "outside_province"}));
     f.add(Entity::Migration, &a, json!({"person_id": w4, "direction": "out", "moved_on": "2026-10-09", "certificate_no": "HY002"}));
     f.add(Entity::Migration, &a, json!({"person_id": po, "direction": "in", "moved_on": "2026-10-11", "certificate_checked": true}));
     f.add(
@@ -343,6 +343,10 @@ fn build(app: &TestApp) -> BTreeMap<&'static str, String> {
     f.add(Entity::Visit, &b, json!({"person_id": wb1, "kind": "iud_check", "due_date": "2026-10-12", "visit_date": "2026-10-12"}));
 
     // Village C (the county's other township).
+    // MC7 works in the provincial capital since May 2025: away at every period end, never in
+    // the population of 2026.
+    let mc7 = f.person("MC7", &c, p("male", "1980-07-07", json!({"marital_status": "first_marriage", "residence": "moved_out", "relation": "other"})));
+    f.add(Entity::Migration, &c, json!({"person_id": mc7, "direction": "out", "moved_on": "2025-05-01", "place": "within_province"}));
     let wc1 = f.person("WC1", &c, p("female", "1991-04-04", json!({"marital_status": "first_marriage", "residence": "moved_in", "relation": "head"})));
     measure(&mut f, &c, &wc1, "pills", "2026-10-05", None);
     birth(&mut f, &c, &wc1, None, "2026-09-15", "male", 1, true);
@@ -454,6 +458,10 @@ fn village_a_october() -> Counts {
         ("population_end_male", 3),
         ("population_end_female", 5),
         ("moved_out_end", 1),
+        // W5, away since 3 October (outside the province, with her certificate); W4 came back.
+        ("away_end_outside_province", 1),
+        ("away_married_women_end", 1),
+        ("away_married_women_certified_end", 1),
         ("births", 2),
         ("births_male", 1),
         ("births_female", 1),
@@ -531,6 +539,9 @@ fn village_c_october() -> Counts {
         ("population_end_male", 1),
         ("population_end_female", 6),
         ("moved_in_end", 1),
+        // MC7, away in the province since May 2025.
+        ("moved_out_end", 1),
+        ("away_end_within_province", 1),
         ("married_wcba", 6),
         // WC3-WC6 have no child; WC1 her September birth; WC2 three.
         ("wcba_children_0", 4),
@@ -2522,3 +2533,217 @@ fn worked_examples_through_the_report() {
         Some(98.68)
     );
 }
+
+// A total row (合计) is the report's figure, never a sum of distinct-person counts over its
+// children: a woman checked in two villages is one woman due a check in the township.
+both!(
+    total_rows_equal_the_report_for_a_woman_in_two_villages,
+    |b| {
+        let app = spawn_app(b);
+        seed_tree(&app);
+        add_user(&app, "cs", Role::CountySupervisor, Some(COUNTY), &[]);
+        add_user(
+            &app,
+            "ts",
+            Role::TownshipSupervisor,
+            Some(&township(0, 0)),
+            &[],
+        );
+        let (a, vb) = (va(), vb());
+        let mut f = Fixture::new();
+        let w = f.person("W", &a, p("female", "1990-01-01", json!({})));
+        let x = f.person("X", &a, p("female", "1992-01-01", json!({})));
+        // W: checked in her village A on the 6th and in village B on the 11th; X: due in A, not seen.
+        for (org, who, kind, due, done) in [
+            (&a, &w, "iud_check", "2026-10-05", Some("2026-10-06")),
+            (&vb, &w, "pregnancy_check", "2026-10-10", Some("2026-10-11")),
+            (&a, &x, "iud_check", "2026-10-20", None),
+        ] {
+            let mut v = json!({"person_id": who, "kind": kind, "due_date": due});
+            if let Some(d) = done {
+                v["visit_date"] = json!(d);
+            }
+            f.add(Entity::Visit, org, v);
+        }
+        f.store(&app);
+        let (ts, county) = (session(&app, "ts").access, session(&app, "cs").access);
+        // (women due, women checked): village A 2/1, village B 1/1, the township and county 2/1.
+        let pair = |c: &Value| {
+            (
+                c["check_women_due"].as_i64().unwrap(),
+                c["check_women_checked"].as_i64().unwrap(),
+            )
+        };
+        for (token, unit) in [(&ts, township(0, 0)), (&county, COUNTY.to_string())] {
+            for period in ["2026-10", "2026"] {
+                let q = format!("period={period}&org_unit={unit}");
+                let r = app.get(&format!("/api/v1/reports?{q}"), Some(token));
+                assert_eq!(r.status, 200, "{:?}", r.body);
+                assert_eq!(pair(&r.body["counts"]), (2, 1), "{q}");
+                assert_eq!(indicator(&r.body, "check_coverage")["value"], 50.0);
+                let bd = app.get(&format!("/api/v1/reports/breakdown?{q}"), Some(token));
+                assert_eq!(bd.status, 200, "{:?}", bd.body);
+                assert_eq!(pair(&bd.body["total"]["counts"]), (2, 1), "{q}");
+                assert_eq!(
+                    indicator(&bd.body["total"], "check_coverage")["value"],
+                    50.0
+                );
+                if unit != COUNTY {
+                    let rows: Vec<(String, (i64, i64))> = bd.body["rows"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|r| r["counts"]["check_women_due"] != 0)
+                        .map(|r| {
+                            (
+                                r["org_unit"]["code"].as_str().unwrap().to_string(),
+                                pair(&r["counts"]),
+                            )
+                        })
+                        .collect();
+                    assert_eq!(rows, [(a.clone(), (2, 1)), (vb.clone(), (1, 1))]);
+                }
+                for ext in ["csv", "xlsx"] {
+                    let (status, _, data) =
+                        app.get_bytes(&format!("/api/v1/exports/report.{ext}?{q}"), token);
+                    assert_eq!(status, 200);
+                    let rows = if ext == "csv" {
+                        csv_rows(&data)
+                    } else {
+                        xlsx_rows(data, Some("分单位报表"))
+                    };
+                    let col = |h: &str| rows[0].iter().position(|x| x == h).unwrap();
+                    let total = rows.iter().find(|r| r[1] == "合计").expect("total row");
+                    assert_eq!(total[col("应查人数")], "2", "{ext} {q}");
+                    assert_eq!(total[col("实查人数")], "1", "{ext} {q}");
+                }
+            }
+        }
+    }
+);
+
+// Persons away (流出) at period end by destination, and the 办证率 over the married women of
+// childbearing age away at period end: stocks at the report date, not the period's flows.
+both!(
+    persons_away_and_certificate_rate_are_stocks_at_period_end,
+    |b| {
+        let app = spawn_app(b);
+        seed_tree(&app);
+        add_user(&app, "cs", Role::CountySupervisor, Some(COUNTY), &[]);
+        let (a, vb, c) = (va(), vb(), vc());
+        let mut f = Fixture::new();
+        let married =
+            |sex: &str, born: &str| p(sex, born, json!({"marital_status": "first_marriage"}));
+        let out = |f: &mut Fixture, org: &str, who: &str, on: &str, place: &str, cert: bool| {
+            let mut v =
+                json!({"person_id": who, "direction": "out", "moved_on": on, "place": place});
+            if cert {
+                v["certificate_no"] = json!("HY");
+            }
+            f.add(Entity::Migration, org, v);
+        };
+        // Village A: P1 away since 2025 (in the province, certificate); P2 left on 15 October
+        // (outside, none) and comes back on 10 November; P3, a man, away outside since March; P4
+        // left in February and came back in September.
+        let p1 = f.person("P1", &a, married("female", "1990-01-01"));
+        out(&mut f, &a, &p1, "2025-06-01", "within_province", true);
+        let p2 = f.person("P2", &a, married("female", "1988-01-01"));
+        out(&mut f, &a, &p2, "2026-10-15", "outside_province", false);
+        f.add(
+            Entity::Migration,
+            &a,
+            json!({"person_id": p2, "direction": "in", "moved_on": "2026-11-10"}),
+        );
+        let p3 = f.person("P3", &a, married("male", "1985-01-01"));
+        out(&mut f, &a, &p3, "2026-03-01", "outside_province", false);
+        let p4 = f.person("P4", &a, married("female", "1991-01-01"));
+        out(&mut f, &a, &p4, "2026-02-01", "within_province", true);
+        f.add(
+            Entity::Migration,
+            &a,
+            json!({"person_id": p4, "direction": "in", "moved_on": "2026-09-01"}),
+        );
+        // Village B: P5 left on 20 October (outside, certificate); P6 unmarried, in the province.
+        let p5 = f.person("P5", &vb, married("female", "1995-01-01"));
+        out(&mut f, &vb, &p5, "2026-10-20", "outside_province", true);
+        let p6 = f.person(
+            "P6",
+            &vb,
+            p(
+                "female",
+                "2000-01-01",
+                json!({"marital_status": "unmarried"}),
+            ),
+        );
+        out(&mut f, &vb, &p6, "2026-05-01", "within_province", false);
+        // Village C (the other township): P7 away outside since 2024 without a certificate; P8,
+        // 56, away outside with one; P9 left in January and died in August.
+        let p7 = f.person("P7", &c, married("female", "1980-03-01"));
+        out(&mut f, &c, &p7, "2024-01-01", "outside_province", false);
+        let p8 = f.person("P8", &c, married("female", "1970-01-01"));
+        out(&mut f, &c, &p8, "2025-01-01", "outside_province", true);
+        let p9 = f.person("P9", &c, married("female", "1990-01-01"));
+        out(&mut f, &c, &p9, "2026-01-01", "within_province", true);
+        f.add(
+            Entity::Death,
+            &c,
+            json!({"person_id": p9, "death_date": "2026-08-01"}),
+        );
+        f.store(&app);
+        let county = session(&app, "cs").access;
+
+        // (within the province, outside, married women away, of whom certified), 办证率.
+        let t0 = township(0, 0);
+        let cases: [(&str, &str, [i64; 4], Option<f64>); 10] = [
+            ("2026-10", a.as_str(), [1, 2, 2, 1], Some(50.0)),
+            ("2026-10", vb.as_str(), [1, 1, 1, 1], Some(100.0)),
+            ("2026-10", t0.as_str(), [2, 3, 3, 2], Some(66.67)),
+            ("2026-10", c.as_str(), [0, 2, 1, 0], Some(0.0)),
+            ("2026-10", COUNTY, [2, 5, 4, 2], Some(50.0)),
+            // 31 December: P2 is back.
+            ("2026", a.as_str(), [1, 1, 1, 1], Some(100.0)),
+            ("2026", t0.as_str(), [2, 2, 2, 2], Some(100.0)),
+            ("2026", COUNTY, [2, 4, 3, 2], Some(66.67)),
+            // 31 August: P4 still away (back on 1 September), P6 away, P9 dead, P2 and P5 not
+            // yet gone.
+            ("2026-08", t0.as_str(), [3, 1, 2, 2], Some(100.0)),
+            ("2026-08", COUNTY, [3, 3, 3, 2], Some(66.67)),
+        ];
+        for (period, unit, n, rate) in cases {
+            let r = app.get(
+                &format!("/api/v1/reports?period={period}&org_unit={unit}"),
+                Some(&county),
+            );
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            let k = &r.body["counts"];
+            let got = [
+                "away_end_within_province",
+                "away_end_outside_province",
+                "away_married_women_end",
+                "away_married_women_certified_end",
+            ]
+            .map(|key| k[key].as_i64().unwrap());
+            assert_eq!(got, n, "{period} {unit}");
+            let cr = indicator(&r.body, "certificate_rate");
+            assert_eq!(
+                (
+                    cr["numerator"].as_i64(),
+                    cr["denominator"].as_i64(),
+                    cr["value"].as_f64()
+                ),
+                (Some(n[3]), Some(n[2]), rate),
+                "{period} {unit}"
+            );
+        }
+        // The county's October file: the total row carries the same stock.
+        let (status, _, data) = app.get_bytes("/api/v1/exports/report.csv?period=2026-10", &county);
+        assert_eq!(status, 200);
+        let rows = csv_rows(&data);
+        let col = |h: &str| rows[0].iter().position(|x| x == h).expect(h);
+        let total = rows.iter().find(|r| r[1] == "合计").unwrap();
+        assert_eq!(total[col("期末流出(省内)")], "2");
+        assert_eq!(total[col("期末流出(省外)")], "5");
+        assert_eq!(total[col("期末流出已婚育龄妇女")], "4");
+        assert_eq!(total[col("期末流出已婚育龄妇女办证")], "2");
+    }
+);
