@@ -36,7 +36,8 @@
 //!   population nor away); or no migration at all and the current status is moved out. **Moved in at end**: persons in the population at period end
 //!   whose residence status is moved in (流入).
 //! - **Married women of childbearing age** (已婚育龄妇女): in the population at period end (the
-//!   rule above), female, of a married status, aged 15-49 at period end (birth-date bounds from
+//!   rule above), female, married at period end (a married status, and a marriage date, when
+//!   recorded, on or before the end: [`indicators::married_on`]), aged 15-49 at period end (birth-date bounds from
 //!   [`indicators::wcba_birth_date_bounds`]). Their **living children**: live birth records with
 //!   them as mother, born by period end, whose child is alive at period end by the rule above.
 //! - A **current measure** at period end: started on or before the end, not ended by then, not
@@ -76,7 +77,7 @@ use diesel::sql_types::Text;
 use crate::db::DbConn;
 use crate::domain::orgunit::subtree_range;
 use crate::error::{AppError, AppResult};
-use crate::report::indicators::{self, LONG_ACTING_METHODS, MARRIED_STATUSES, THREE_CHECKS};
+use crate::report::indicators::{self, LONG_ACTING_METHODS, THREE_CHECKS};
 
 /// Counts by key (see [`COUNTS`]).
 pub type Counts = BTreeMap<String, i64>;
@@ -456,7 +457,8 @@ impl PopulationRule {
 }
 
 fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
-    let married = list(MARRIED_STATUSES);
+    // Married at period end: by status and marriage date (one rule, `indicators::married_on`).
+    let married = indicators::married_on_sql("p", ":e");
     let three = list(THREE_CHECKS);
     let long = list(LONG_ACTING_METHODS);
     let rank = method_rank();
@@ -550,7 +552,7 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
                WHERE y.hh IS NOT NULL GROUP BY y.hh) hm \
                ON hm.hh = p.household_id AND p.relation IN ('head', 'spouse') \
              WHERE {prange} AND {at_end} AND p.sex = 'female' \
-               AND p.marital_status IN ({married}) AND p.birth_date >= :wlo AND p.birth_date <= :whi",
+               AND {married} AND p.birth_date >= :wlo AND p.birth_date <= :whi",
             joins = dated_status_joins(),
             prange = range("p"),
             at_end = dated.at_end(),
@@ -697,9 +699,8 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
         hash_joins: false,
     });
 
-    let wcba_at_end = format!(
-        "p.sex = 'female' AND p.marital_status IN ({married}) AND p.birth_date >= :wlo AND p.birth_date <= :whi"
-    );
+    let wcba_at_end =
+        format!("p.sex = 'female' AND {married} AND p.birth_date >= :wlo AND p.birth_date <= :whi");
     let certified = "x.certificate_no IS NOT NULL AND x.certificate_no <> ''";
     out.push(Stmt {
         with: None,

@@ -173,17 +173,35 @@ pub fn age_on(birth: NaiveDate, at: NaiveDate) -> i32 {
     at.year() - birth.year() - i32::from(before_birthday)
 }
 
+/// Whether a person was married on `at` (the period end): of a married status
+/// ([`MARRIED_STATUSES`]) and married by then, so that a wedding recorded after a period does
+/// not change that period's report. Without a marriage date the status alone decides.
+pub fn married_on(marital_status: &str, marriage_date: Option<NaiveDate>, at: NaiveDate) -> bool {
+    MARRIED_STATUSES.contains(&marital_status) && marriage_date.is_none_or(|d| d <= at)
+}
+
+/// [`married_on`] as SQL over a person row `alias`, the date being the parameter `at` (e.g.
+/// `:e`): the report counts with this, the rule above is what it must agree with.
+pub fn married_on_sql(alias: &str, at: &str) -> String {
+    let statuses: Vec<String> = MARRIED_STATUSES.iter().map(|v| format!("'{v}'")).collect();
+    format!(
+        "({alias}.marital_status IN ({}) AND ({alias}.marriage_date IS NULL OR {alias}.marriage_date <= {at}))",
+        statuses.join(", ")
+    )
+}
+
 /// Whether a person is a married woman of childbearing age (已婚育龄妇女) on `at`, the
-/// period end: female, married ([`MARRIED_STATUSES`]) and aged
+/// period end: female, married on `at` ([`married_on`]) and aged
 /// [`WCBA_MIN_AGE`]..=[`WCBA_MAX_AGE`].
 pub fn is_married_woman_of_childbearing_age(
     sex: &str,
     marital_status: &str,
+    marriage_date: Option<NaiveDate>,
     birth_date: NaiveDate,
     at: NaiveDate,
 ) -> bool {
     sex == "female"
-        && MARRIED_STATUSES.contains(&marital_status)
+        && married_on(marital_status, marriage_date, at)
         && (WCBA_MIN_AGE..=WCBA_MAX_AGE).contains(&age_on(birth_date, at))
 }
 
@@ -561,7 +579,8 @@ mod tests {
     #[test]
     fn married_woman_of_childbearing_age() {
         let at = date(2024, 12, 31);
-        let ok = |sex, status, birth| is_married_woman_of_childbearing_age(sex, status, birth, at);
+        let ok =
+            |sex, status, birth| is_married_woman_of_childbearing_age(sex, status, None, birth, at);
         assert!(ok("female", "first_marriage", date(1990, 1, 1)));
         assert!(ok("female", "remarried", date(1975, 1, 1)));
         assert!(ok("female", "first_marriage", date(2009, 12, 31))); // 15 today
@@ -572,6 +591,18 @@ mod tests {
         for status in ["unmarried", "divorced", "widowed", ""] {
             assert!(!ok("female", status, date(1990, 1, 1)));
         }
+        // Married after the period end: not yet married on it.
+        let wed = |d| {
+            is_married_woman_of_childbearing_age(
+                "female",
+                "first_marriage",
+                Some(d),
+                date(1990, 1, 1),
+                at,
+            )
+        };
+        assert!(wed(date(2024, 12, 31)));
+        assert!(!wed(date(2025, 1, 1)));
     }
 
     #[test]

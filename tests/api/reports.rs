@@ -2747,3 +2747,77 @@ both!(
         assert_eq!(total[col("期末流出已婚育龄妇女办证")], "2");
     }
 );
+
+// A past period's report is taken as of its end: a wedding, a departure and a death recorded
+// after October leave October's report as it was, and show in November's.
+both!(a_past_period_is_unchanged_by_later_status_changes, |b| {
+    let w = world(b);
+    let units = [va(), township(0, 0), COUNTY.to_string()];
+    let snapshot = |period: &str| -> Vec<Value> {
+        units
+            .iter()
+            .map(|u| {
+                let r = report(&w, &w.county, &format!("period={period}&org_unit={u}"));
+                json!([r["counts"], r["indicators"]])
+            })
+            .collect()
+    };
+    let october = snapshot("2026-10");
+    let november = report(&w, &w.county, &format!("period=2026-11&org_unit={}", va()));
+    {
+        let mut c = w.app.conn();
+        let mut edit = |id: &str, entity: Entity, set: Value| {
+            let mut row = records::load_one(&mut c, entity, id).unwrap().unwrap();
+            for (k, v) in set.as_object().unwrap() {
+                row.fields.insert(k.clone(), v.clone());
+            }
+            row.version += 1;
+            row.change_seq += 10_000;
+            records::upsert(&mut c, &[row]).unwrap();
+        };
+        // W4 (divorced) remarries on 20 November.
+        edit(
+            &w.ids["W4"],
+            Entity::Person,
+            json!({"marital_status": "remarried", "marriage_date": "2026-11-20"}),
+        );
+        // W1 leaves on 5 November; M1 dies on 3 November.
+        edit(
+            &w.ids["W1"],
+            Entity::Person,
+            json!({"residence": "moved_out"}),
+        );
+        edit(&w.ids["M1"], Entity::Person, json!({"alive": false}));
+    }
+    let mut f = Fixture::new();
+    f.seq = 20_000;
+    f.add(
+        Entity::Migration,
+        &va(),
+        json!({"person_id": w.ids["W1"], "direction": "out", "moved_on": "2026-11-05"}),
+    );
+    f.add(
+        Entity::Death,
+        &va(),
+        json!({"person_id": w.ids["M1"], "death_date": "2026-11-03"}),
+    );
+    f.store(&w.app);
+    assert_eq!(snapshot("2026-10"), october);
+    // November sees all three: W4 married and W1 away (still married women: W1 out, W4 in).
+    let after = report(&w, &w.county, &format!("period=2026-11&org_unit={}", va()));
+    let n = |r: &Value, k: &str| r["counts"][k].as_i64().unwrap();
+    assert_eq!(
+        n(&after, "population_end"),
+        n(&november, "population_end") - 2
+    );
+    assert_eq!(
+        n(&after, "moved_out_end"),
+        n(&november, "moved_out_end") + 1
+    );
+    assert_eq!(n(&after, "deaths"), n(&november, "deaths") + 1);
+    assert_eq!(n(&after, "married_wcba"), n(&november, "married_wcba"));
+    assert_eq!(
+        n(&after, "away_married_women_end"),
+        n(&november, "away_married_women_end") + 1
+    );
+});

@@ -2319,7 +2319,7 @@ both!(flag_summary_counts_per_village_exactly, |b| {
     assert_eq!(
         s["checks"],
         json!([
-            {"check": "id_check_digit", "zh": "身份证号校验码错误或格式不符", "en": "the ID number's check digit is wrong or the number is malformed", "count": 5},
+            {"check": "id_check_digit", "zh": "身份证号校验码错误", "en": "the ID number's check digit is wrong", "count": 5},
             {"check": "method_sex", "zh": "节育措施与性别不符", "en": "the contraceptive method does not fit the person's sex", "count": 1},
         ])
     );
