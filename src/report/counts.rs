@@ -46,6 +46,8 @@
 //!   A woman with several counts once, under the first of [`METHOD_PRIORITY`].
 //! - **Long-acting measure rate**: mothers of the births in the period, with a current measure
 //!   of [`indicators::LONG_ACTING_METHODS`] (hers, or her husband's vasectomy) at period end.
+//! - **Births in a facility** (住院分娩): births of the period whose place is one of
+//!   [`indicators::FACILITY_BIRTH_PLACES`]; a birth without a recorded place is not one.
 //! - **Four operations** (四术) in the period: IUD insertions, IUD removals and sterilisations by
 //!   their `started_on`, induced abortions by the pregnancy's `outcome_date`.
 //! - **Checks** (三查): women with a check of [`indicators::THREE_CHECKS`] due in the period
@@ -77,7 +79,7 @@ use diesel::sql_types::Text;
 use crate::db::DbConn;
 use crate::domain::orgunit::subtree_range;
 use crate::error::{AppError, AppResult};
-use crate::report::indicators::{self, LONG_ACTING_METHODS, THREE_CHECKS};
+use crate::report::indicators::{self, FACILITY_BIRTH_PLACES, LONG_ACTING_METHODS, THREE_CHECKS};
 
 /// Counts by key (see [`COUNTS`]).
 pub type Counts = BTreeMap<String, i64>;
@@ -127,6 +129,11 @@ pub const COUNTS: &[CountDef] = &[
     d("births_parity_1", "一孩", "first births"),
     d("births_parity_2", "二孩", "second births"),
     d("births_parity_3plus", "多孩", "third or later births"),
+    d(
+        "births_in_facility",
+        "住院分娩数",
+        "births in a hospital or township clinic",
+    ),
     d(
         "births_within_policy",
         "符合政策出生",
@@ -601,6 +608,10 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
             ("births_parity_2", when("x.parity = 2")),
             ("births_parity_3plus", when("x.parity >= 3")),
             ("births_within_policy", when("x.within_policy")),
+            (
+                "births_in_facility",
+                when(&format!("x.place IN ({})", list(FACILITY_BIRTH_PLACES))),
+            ),
             (
                 "births_within_policy_1",
                 when("x.within_policy AND x.parity = 1"),

@@ -23,6 +23,10 @@ pub const LONG_ACTING_METHODS: &[&str] =
 /// Visit kinds (`entities::VISIT_KIND`) of the 'three checks' (三查) behind the check coverage.
 pub const THREE_CHECKS: &[&str] = &["iud_check", "pregnancy_check", "disease_check"];
 
+/// Birth places (`entities::BIRTH_PLACE`) that count as a delivery in a medical facility (住院
+/// 分娩): a county or higher hospital and a township clinic (乡镇卫生院).
+pub const FACILITY_BIRTH_PLACES: &[&str] = &["hospital", "township_clinic"];
+
 /// Decimal places kept in every reported value.
 const DECIMALS: i32 = 2;
 
@@ -156,6 +160,12 @@ pub fn certificate_rate(with_certificate: i64, married_women_away: i64) -> Rate 
     percent(with_certificate, married_women_away)
 }
 
+/// 住院分娩率 %: births of the period in a medical facility ([`FACILITY_BIRTH_PLACES`]) /
+/// births of the period.
+pub fn hospital_delivery_rate(births_in_facility: i64, births: i64) -> Rate {
+    percent(births_in_facility, births)
+}
+
 /// 查证率 %: in-migrants whose certificate was checked / in-migrants.
 pub fn check_rate(checked: i64, in_migrants: i64) -> Rate {
     percent(checked, in_migrants)
@@ -250,11 +260,12 @@ pub enum Indicator {
     CertificateRate,
     CheckRate,
     FirstChildShare,
+    HospitalDeliveryRate,
 }
 
 impl Indicator {
     /// Every indicator, in the order of the report.
-    pub const ALL: [Indicator; 12] = [
+    pub const ALL: [Indicator; 13] = [
         Indicator::CrudeBirthRate,
         Indicator::CrudeDeathRate,
         Indicator::NaturalGrowthRate,
@@ -267,6 +278,7 @@ impl Indicator {
         Indicator::CertificateRate,
         Indicator::CheckRate,
         Indicator::FirstChildShare,
+        Indicator::HospitalDeliveryRate,
     ];
 
     /// Stable code, as serialised and stored with targets.
@@ -284,6 +296,7 @@ impl Indicator {
             Indicator::CertificateRate => "certificate_rate",
             Indicator::CheckRate => "check_rate",
             Indicator::FirstChildShare => "first_child_share",
+            Indicator::HospitalDeliveryRate => "hospital_delivery_rate",
         }
     }
 
@@ -305,6 +318,7 @@ impl Indicator {
             Indicator::CertificateRate => "办证率",
             Indicator::CheckRate => "查证率",
             Indicator::FirstChildShare => "一孩率",
+            Indicator::HospitalDeliveryRate => "住院分娩率",
         }
     }
 
@@ -322,6 +336,7 @@ impl Indicator {
             Indicator::CertificateRate => "certificate rate (out-migrants)",
             Indicator::CheckRate => "certificate check rate (in-migrants)",
             Indicator::FirstChildShare => "first-child share",
+            Indicator::HospitalDeliveryRate => "hospital delivery rate",
         }
     }
 

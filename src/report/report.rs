@@ -245,6 +245,9 @@ pub fn rates(c: &Counts, period: &Period) -> Vec<(Indicator, Rate)> {
                 Indicator::FirstChildShare => {
                     ind::first_child_share(g("births_parity_1"), g("births"))
                 }
+                Indicator::HospitalDeliveryRate => {
+                    ind::hospital_delivery_rate(g("births_in_facility"), g("births"))
+                }
             };
             (i, r)
         })

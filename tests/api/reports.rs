@@ -198,6 +198,13 @@ fn build(app: &TestApp) -> BTreeMap<&'static str, String> {
     );
     let po = f.person("PO", &a, p("male", "1960-02-02", json!({})));
     // Births.
+    // Where the birth just added took place: K1 in hospital and W2's first in the township
+    // clinic (住院分娩), WB1's at home; the others not recorded.
+    let place = |f: &mut Fixture, at: &str| {
+        let row = f.rows.last_mut().unwrap();
+        assert_eq!(row.entity, Entity::Birth);
+        row.fields.insert("place".into(), json!(at));
+    };
     let birth = |f: &mut Fixture,
                  org: &str,
                  mother: &str,
@@ -213,8 +220,10 @@ fn build(app: &TestApp) -> BTreeMap<&'static str, String> {
         f.add(Entity::Birth, org, v)
     };
     birth(&mut f, &a, &w1, Some(&k1), "2026-10-05", "male", 2, true);
+    place(&mut f, "hospital");
     birth(&mut f, &a, &w1, Some(&k2), "2020-01-01", "female", 1, true);
     birth(&mut f, &a, &w2, None, "2026-10-20", "female", 1, true);
+    place(&mut f, "township_clinic");
     birth(&mut f, &a, &w2, Some(&n1), "2026-12-10", "female", 2, false);
     birth(&mut f, &a, &w3, Some(&c3), "2001-06-01", "female", 1, true);
     f.add_full(
@@ -340,6 +349,7 @@ fn build(app: &TestApp) -> BTreeMap<&'static str, String> {
     f.person("MB2", &b, p("male", "2000-01-01", json!({"marital_status": "unmarried", "residence": res, "household_id": hh[4], "relation": "child"})));
     measure(&mut f, &b, &wb1, "tubal_ligation", "2015-01-01", None);
     birth(&mut f, &b, &wb1, None, "2026-10-15", "female", 3, false);
+    place(&mut f, "home");
     f.add(Entity::Visit, &b, json!({"person_id": wb1, "kind": "iud_check", "due_date": "2026-10-12", "visit_date": "2026-10-12"}));
 
     // Village C (the county's other township).
@@ -466,6 +476,8 @@ fn village_a_october() -> Counts {
         ("births_male", 1),
         ("births_female", 1),
         ("births_parity_1", 1),
+        // K1 in hospital, W2's first in the township clinic.
+        ("births_in_facility", 2),
         ("births_parity_2", 1),
         ("births_within_policy", 2),
         ("births_within_policy_1", 1),
@@ -663,8 +675,9 @@ fn village_a(k: Kind) -> Counts {
             &[
                 // Not resident on 5 October and alive: W5, and PO (who comes only later).
                 ("moved_out_end", 2),
-                // K1 only: male, second, within policy.
+                // K1 only: male, second, within policy, in hospital.
                 ("births", 1),
+                ("births_in_facility", 1),
                 ("births_female", 0),
                 ("births_parity_1", 0),
                 ("births_within_policy", 1),
@@ -788,7 +801,7 @@ enum Unit {
 }
 
 /// Indicator codes in report order.
-const INDICATORS: [&str; 12] = [
+const INDICATORS: [&str; 13] = [
     "crude_birth_rate",
     "crude_death_rate",
     "natural_growth_rate",
@@ -801,13 +814,14 @@ const INDICATORS: [&str; 12] = [
     "certificate_rate",
     "check_rate",
     "first_child_share",
+    "hospital_delivery_rate",
 ];
 
 /// (numerator, denominator, value) of each indicator of [`INDICATORS`], worked out from the
 /// counts above. Per-mille rates: count / average population x 1000 x days of 2026 / days of
 /// the period, the denominator being the average rounded; the growth rate is the difference
 /// of the two rounded rates. A `None` is a zero denominator: not applicable.
-type Expected = [(i64, i64, Option<f64>); 12];
+type Expected = [(i64, i64, Option<f64>); 13];
 
 fn expected_indicators(k: Kind, u: Unit) -> Expected {
     match (k, u) {
@@ -824,6 +838,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (1, 2, Some(50.0)),    // checked / in-migrants
             (1, 2, Some(50.0)),    // first births / births
+            (2, 2, Some(100.0)),   // births in a facility / births
         ],
         (Kind::Month, Unit::B) => [
             (1, 3, Some(3924.73)), // births / avg (3 + 3) / 2 x 1000 x 365/31
@@ -838,6 +853,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),          // certified / out-migrant married women
             (0, 0, None),          // checked / in-migrants
             (0, 1, Some(0.0)),     // first births / births
+            (0, 1, Some(0.0)),     // births in a facility / births
         ],
         (Kind::Month, Unit::C) => [
             (0, 7, Some(0.0)),   // births / avg (7 + 7) / 2 x 1000 x 365/31
@@ -852,6 +868,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),        // certified / out-migrant married women
             (0, 0, None),        // checked / in-migrants
             (0, 0, None),        // first births / births
+            (0, 0, None),        // births in a facility / births
         ],
         (Kind::Month, Unit::T1) => [
             (3, 11, Some(3211.14)), // births / avg (11 + 11) / 2 x 1000 x 365/31
@@ -866,6 +883,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),    // certified / out-migrant married women
             (1, 2, Some(50.0)),     // checked / in-migrants
             (1, 3, Some(33.33)),    // first births / births
+            (2, 3, Some(66.67)),    // births in a facility / births
         ],
         (Kind::Month, Unit::County) => [
             (3, 18, Some(1962.37)), // births / avg (18 + 18) / 2 x 1000 x 365/31
@@ -880,6 +898,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),    // certified / out-migrant married women
             (1, 2, Some(50.0)),     // checked / in-migrants
             (1, 3, Some(33.33)),    // first births / births
+            (2, 3, Some(66.67)),    // births in a facility / births
         ],
         (Kind::Quarter, Unit::A) => [
             (3, 9, Some(1400.26)), // births / avg (8 + 9) / 2 x 1000 x 365/92
@@ -894,6 +913,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (1, 2, Some(50.0)),    // checked / in-migrants
             (1, 3, Some(33.33)),   // first births / births
+            (2, 3, Some(66.67)),   // births in a facility / births
         ],
         (Kind::Quarter, Unit::B) => [
             (1, 3, Some(1322.46)), // births / avg (3 + 3) / 2 x 1000 x 365/92
@@ -908,6 +928,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),          // certified / out-migrant married women
             (0, 0, None),          // checked / in-migrants
             (0, 1, Some(0.0)),     // first births / births
+            (0, 1, Some(0.0)),     // births in a facility / births
         ],
         (Kind::Quarter, Unit::C) => [
             (0, 7, Some(0.0)),   // births / avg (7 + 7) / 2 x 1000 x 365/92
@@ -922,6 +943,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),        // certified / out-migrant married women
             (0, 0, None),        // checked / in-migrants
             (0, 0, None),        // first births / births
+            (0, 0, None),        // births in a facility / births
         ],
         (Kind::Quarter, Unit::T1) => [
             (4, 12, Some(1379.96)), // births / avg (11 + 12) / 2 x 1000 x 365/92
@@ -936,6 +958,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),    // certified / out-migrant married women
             (1, 2, Some(50.0)),     // checked / in-migrants
             (1, 4, Some(25.0)),     // first births / births
+            (2, 4, Some(50.0)),     // births in a facility / births
         ],
         (Kind::Quarter, Unit::County) => [
             (4, 19, Some(857.81)), // births / avg (18 + 19) / 2 x 1000 x 365/92
@@ -950,6 +973,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (1, 2, Some(50.0)),    // checked / in-migrants
             (1, 4, Some(25.0)),    // first births / births
+            (2, 4, Some(50.0)),    // births in a facility / births
         ],
         (Kind::Ytd, Unit::A) => [
             (2, 8, Some(300.16)), // births / avg (8 + 8) / 2 x 1000 x 365/304
@@ -964,6 +988,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),  // certified / out-migrant married women
             (1, 2, Some(50.0)),   // checked / in-migrants
             (1, 2, Some(50.0)),   // first births / births
+            (2, 2, Some(100.0)),  // births in a facility / births
         ],
         (Kind::Ytd, Unit::B) => [
             (1, 3, Some(400.22)), // births / avg (3 + 3) / 2 x 1000 x 365/304
@@ -978,6 +1003,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),         // certified / out-migrant married women
             (0, 0, None),         // checked / in-migrants
             (0, 1, Some(0.0)),    // first births / births
+            (0, 1, Some(0.0)),    // births in a facility / births
         ],
         (Kind::Ytd, Unit::C) => [
             (2, 7, Some(343.05)), // births / avg (7 + 7) / 2 x 1000 x 365/304
@@ -992,6 +1018,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),         // certified / out-migrant married women
             (0, 0, None),         // checked / in-migrants
             (1, 2, Some(50.0)),   // first births / births
+            (0, 2, Some(0.0)),    // births in a facility / births
         ],
         (Kind::Ytd, Unit::T1) => [
             (3, 11, Some(327.45)), // births / avg (11 + 11) / 2 x 1000 x 365/304
@@ -1006,6 +1033,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (1, 2, Some(50.0)),    // checked / in-migrants
             (1, 3, Some(33.33)),   // first births / births
+            (2, 3, Some(66.67)),   // births in a facility / births
         ],
         (Kind::Ytd, Unit::County) => [
             (5, 18, Some(333.52)), // births / avg (18 + 18) / 2 x 1000 x 365/304
@@ -1020,6 +1048,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (1, 2, Some(50.0)),    // checked / in-migrants
             (2, 5, Some(40.0)),    // first births / births
+            (2, 5, Some(40.0)),    // births in a facility / births
         ],
         (Kind::Year, Unit::A) => [
             (3, 9, Some(352.94)), // births / avg (8 + 9) / 2 x 1000
@@ -1034,6 +1063,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),  // certified / out-migrant married women
             (1, 2, Some(50.0)),   // checked / in-migrants
             (1, 3, Some(33.33)),  // first births / births
+            (2, 3, Some(66.67)),  // births in a facility / births
         ],
         (Kind::Year, Unit::B) => [
             (1, 3, Some(333.33)), // births / avg (3 + 3) / 2 x 1000
@@ -1048,6 +1078,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),         // certified / out-migrant married women
             (0, 0, None),         // checked / in-migrants
             (0, 1, Some(0.0)),    // first births / births
+            (0, 1, Some(0.0)),    // births in a facility / births
         ],
         (Kind::Year, Unit::C) => [
             (2, 7, Some(285.71)), // births / avg (7 + 7) / 2 x 1000
@@ -1062,6 +1093,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),         // certified / out-migrant married women
             (0, 0, None),         // checked / in-migrants
             (1, 2, Some(50.0)),   // first births / births
+            (0, 2, Some(0.0)),    // births in a facility / births
         ],
         (Kind::Year, Unit::T1) => [
             (4, 12, Some(347.83)), // births / avg (11 + 12) / 2 x 1000
@@ -1076,6 +1108,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (1, 2, Some(50.0)),    // checked / in-migrants
             (1, 4, Some(25.0)),    // first births / births
+            (2, 4, Some(50.0)),    // births in a facility / births
         ],
         (Kind::Year, Unit::County) => [
             (6, 19, Some(324.32)), // births / avg (18 + 19) / 2 x 1000
@@ -1090,6 +1123,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (1, 2, Some(50.0)),    // checked / in-migrants
             (2, 6, Some(33.33)),   // first births / births
+            (2, 6, Some(33.33)),   // births in a facility / births
         ],
         (Kind::Range, Unit::A) => [
             (1, 8, Some(2172.62)), // births / avg (8 + 8) / 2 x 1000 x 365/21
@@ -1104,6 +1138,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (0, 0, None),          // checked / in-migrants
             (0, 1, Some(0.0)),     // first births / births
+            (1, 1, Some(100.0)),   // births in a facility / births
         ],
         (Kind::Range, Unit::B) => [
             (0, 3, Some(0.0)),   // births / avg (3 + 3) / 2 x 1000 x 365/21
@@ -1118,6 +1153,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),        // certified / out-migrant married women
             (0, 0, None),        // checked / in-migrants
             (0, 0, None),        // first births / births
+            (0, 0, None),        // births in a facility / births
         ],
         (Kind::Range, Unit::C) => [
             (1, 7, Some(2482.99)), // births / avg (7 + 7) / 2 x 1000 x 365/21
@@ -1132,6 +1168,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),          // certified / out-migrant married women
             (0, 0, None),          // checked / in-migrants
             (1, 1, Some(100.0)),   // first births / births
+            (0, 1, Some(0.0)),     // births in a facility / births
         ],
         (Kind::Range, Unit::T1) => [
             (1, 11, Some(1580.09)), // births / avg (11 + 11) / 2 x 1000 x 365/21
@@ -1146,6 +1183,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),    // certified / out-migrant married women
             (0, 0, None),           // checked / in-migrants
             (0, 1, Some(0.0)),      // first births / births
+            (1, 1, Some(100.0)),    // births in a facility / births
         ],
         (Kind::Range, Unit::County) => [
             (2, 18, Some(1931.22)), // births / avg (18 + 18) / 2 x 1000 x 365/21
@@ -1160,6 +1198,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),    // certified / out-migrant married women
             (0, 0, None),           // checked / in-migrants
             (1, 2, Some(50.0)),     // first births / births
+            (1, 2, Some(50.0)),     // births in a facility / births
         ],
     }
 }
@@ -1181,7 +1220,7 @@ fn body_counts(v: &Value) -> Counts {
 /// Every indicator of the answer: code, numerator, denominator and value.
 fn assert_indicators(v: &Value, expected: &Expected, what: &str) {
     let rows = v["indicators"].as_array().unwrap();
-    assert_eq!(rows.len(), 12);
+    assert_eq!(rows.len(), 13);
     for ((row, code), (n, d, value)) in rows.iter().zip(INDICATORS).zip(expected) {
         assert_eq!(row["indicator"], code, "{what}");
         assert_eq!(
@@ -1887,7 +1926,7 @@ both!(
             ind[0][..5],
             ["指标", "单位", "分子", "分母", "数值"].map(String::from)
         );
-        assert_eq!(ind.len(), 13);
+        assert_eq!(ind.len(), 14);
         // One counting pass gives both sheets: the indicator sheet is the report's figures.
         let v = report(&w, &w.county, "period=2026-10");
         for (row, i) in ind[1..].iter().zip(v["indicators"].as_array().unwrap()) {
@@ -1989,7 +2028,7 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
             v["labels"]["counts"].as_object().unwrap().len(),
             COUNTS.len()
         );
-        assert_eq!(v["labels"]["indicators"].as_object().unwrap().len(), 12);
+        assert_eq!(v["labels"]["indicators"].as_object().unwrap().len(), 13);
     }
     assert_eq!(zh["counts"], en["counts"]);
     assert_eq!(zh["indicators"], en["indicators"]);
@@ -2090,7 +2129,7 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
         .map(String::from)
     );
     assert_eq!(ind[1][0], "crude birth rate");
-    assert_eq!(ind.len(), 13);
+    assert_eq!(ind.len(), 14);
 
     // Ledgers: English headers and coded values; Chinese by default.
     let (status, _, data) = app.get_bytes("/api/v1/exports/ledger/person.csv?lang=en", &w.ts);
@@ -2287,7 +2326,7 @@ both!(report_cli_writes_report_and_ledger_files, |b| {
     assert_eq!(&sheet[0][..3], ["org unit code", "org unit name", "period"]);
     let en_births = sheet[0].iter().position(|h| h == "births").unwrap();
     assert_eq!(col(&sheet, en_births), ["3", "0", "3"]);
-    assert_eq!(xlsx_rows(data, Some("indicators")).len(), 13);
+    assert_eq!(xlsx_rows(data, Some("indicators")).len(), 14);
     // A date range: 15 September to 5 October. Township 1: K1 (5 October); township 2: WC1's
     // child (15 September).
     run(&[
