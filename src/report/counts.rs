@@ -65,6 +65,8 @@
 //!   marriage-and-childbearing certificate number: the 办证率. (`moved_out_end` also counts
 //!   persons away by their status alone, without a dated record.)
 //! - **Supplies**: quantities handed out in the period, and their distinct recipients.
+//! - **Households** (独生子女户, 双女户): live households of the subtree flagged so in the
+//!   register today; the flags have no date, so these follow the current register.
 //! - **Benefits** are yearly: records of the years the period touches, recipients and yuan.
 //!
 //! Distinct-person counts (mothers, women checked) are distinct within an org unit row; a
@@ -243,6 +245,12 @@ pub const COUNTS: &[CountDef] = &[
         "short-acting pills (strips)",
     ),
     d("supply_recipients", "药具领取人数", "supply recipients"),
+    d("households_one_child", "独生子女户", "one-child households"),
+    d(
+        "households_two_daughters",
+        "双女户",
+        "two-daughter households",
+    ),
     d(
         "benefit_one_child_certificate",
         "独生子女父母光荣证(人)",
@@ -831,6 +839,18 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
             end.year()
         ),
         aggs,
+        adds: false,
+        hash_joins: false,
+    });
+    // Households flagged in the register (户底册). The flags carry no date: the current
+    // register, whatever the period.
+    out.push(Stmt {
+        with: None,
+        from: format!("households x WHERE {}", range("x")),
+        aggs: vec![
+            ("households_one_child", when("x.one_child")),
+            ("households_two_daughters", when("x.two_daughters")),
+        ],
         adds: false,
         hash_joins: false,
     });

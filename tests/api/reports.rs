@@ -136,7 +136,9 @@ fn build(app: &TestApp) -> BTreeMap<&'static str, String> {
             f.add(
                 Entity::Household,
                 if i < 4 { &a } else { &b },
-                json!({"household_no": format!("H{i}")}),
+                // H1 is a one-child household (its parents hold the certificate), H4 one of
+                // two daughters.
+                json!({"household_no": format!("H{i}"), "one_child": i == 1, "two_daughters": i == 4}),
             )
         })
         .collect();
@@ -475,6 +477,7 @@ fn village_a_october() -> Counts {
         ("births", 2),
         ("births_male", 1),
         ("births_female", 1),
+        ("households_one_child", 1),
         ("births_parity_1", 1),
         // K1 in hospital, W2's first in the township clinic.
         ("births_in_facility", 2),
@@ -523,6 +526,7 @@ fn village_a_october() -> Counts {
 
 fn village_b_october() -> Counts {
     counts_of(&[
+        ("households_two_daughters", 1),
         ("population_start", 3),
         ("population_end", 3),
         ("population_end_male", 2),
