@@ -1581,6 +1581,9 @@ mod tests {
                 crate::report::indicators::is_married_woman_of_childbearing_age(
                     s(p, "sex"),
                     s(p, "marital_status"),
+                    p.fields
+                        .get("marriage_date")
+                        .and_then(|d| d.as_str()?.parse().ok()),
                     s(p, "birth_date").parse().unwrap(),
                     reference_date(),
                 )

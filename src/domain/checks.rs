@@ -70,9 +70,12 @@ macro_rules! checks {
 }
 
 checks! {
+    id_format:
+        "身份证号格式不符(应为17位数字加1位数字或X)",
+        "the ID number is malformed (it should be 17 digits and a digit or X)";
     id_check_digit:
-        "身份证号校验码错误或格式不符",
-        "the ID number's check digit is wrong or the number is malformed";
+        "身份证号校验码错误",
+        "the ID number's check digit is wrong";
     id_birth_date:
         "身份证号中的出生日期与出生日期不符",
         "the birth date in the ID number differs from the birth date";
@@ -103,6 +106,9 @@ checks! {
     marriage_before_birth:
         "婚姻变动日期早于出生日期",
         "the marriage date is before the birth date";
+    mother_dead_without_record:
+        "母亲已标记为死亡但无死亡记录",
+        "the mother is marked as dead but has no death record";
 }
 
 /// The checks this record fails, in the order of [`CHECKS`].
@@ -146,12 +152,21 @@ fn id_number(input: &CheckInput) -> Option<Result<ResidentId, IdError>> {
     text(input.fields, "id_number").map(ResidentId::parse)
 }
 
+/// A number of the wrong length or with characters other than digits (and a final `X`). Such a
+/// number is stored as typed, so the worker can correct it, but never matched as a duplicate.
+fn id_format(input: &CheckInput) -> bool {
+    matches!(
+        id_number(input),
+        Some(Err(IdError::Length | IdError::Characters))
+    )
+}
+
 fn id_check_digit(input: &CheckInput) -> bool {
-    matches!(id_number(input), Some(Err(_)))
+    matches!(id_number(input), Some(Err(IdError::CheckDigit)))
 }
 
 /// Only for a valid number: when the check digit fails, any digit may be the wrong one, and
-/// `id_check_digit` already flags the number.
+/// `id_check_digit` (or `id_format`) already flags the number.
 fn id_birth_date(input: &CheckInput) -> bool {
     let (Some(Ok(id)), Some(birth)) = (id_number(input), date(input.fields, "birth_date")) else {
         return false;
@@ -269,6 +284,19 @@ fn marriage_before_birth(input: &CheckInput) -> bool {
     )
 }
 
+/// A birth to a woman recorded as `alive = false` while no death record says when she died:
+/// either the flag or the birth is wrong, and without a date `after_death` cannot tell. With a
+/// death record, `after_death` judges the dates instead.
+fn mother_dead_without_record(input: &CheckInput) -> bool {
+    input.entity == Entity::Birth
+        && input.subject_death_date.is_none()
+        && input
+            .subject
+            .and_then(|m| m.get("alive"))
+            .and_then(Value::as_bool)
+            == Some(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,12 +389,21 @@ mod tests {
         for good in ["11010519491231002X", "11010519491231002x"] {
             assert_check(&input(Entity::Person, &id(good)), "id_check_digit", false);
         }
+        assert_check(
+            &input(Entity::Person, &id("110105194912310021")),
+            "id_check_digit",
+            true,
+        );
+        // Malformed numbers are flagged id_format only: there is no check digit to compare.
         for bad in [
-            "110105194912310021",
             "1101051949123100",
+            "11010519491231002",
             "11010519491231002Y",
+            "1101051949123100211",
+            "11010519491231002Ｘ",
         ] {
-            assert_check(&input(Entity::Person, &id(bad)), "id_check_digit", true);
+            let p = id(bad);
+            assert_eq!(codes(&input(Entity::Person, &p)), ["id_format"], "{bad}");
         }
         // No number, a blank one, or one on another record type: nothing to check.
         assert_check(&input(Entity::Person, &woman()), "id_check_digit", false);
@@ -619,6 +656,33 @@ mod tests {
         );
     }
 
+    #[test]
+    fn mother_dead_without_record() {
+        let b = fields(json!({"birth_date": "2024-03-01", "sex": "female", "parity": 1}));
+        let mut dead = woman();
+        dead.insert("alive".into(), json!(false));
+        let mut alive = woman();
+        alive.insert("alive".into(), json!(true));
+        let with = |subject: &'_ Fields, death: Option<NaiveDate>| {
+            codes(&CheckInput {
+                subject: Some(subject),
+                subject_death_date: death,
+                ..input(Entity::Birth, &b)
+            })
+            .contains(&"mother_dead_without_record")
+        };
+        assert!(with(&dead, None));
+        assert!(!with(&alive, None));
+        assert!(!with(&woman(), None), "alive not recorded: no flag");
+        // With a death record the dates decide (after_death), not the flag.
+        assert!(!with(&dead, Some(day("2024-06-01"))));
+        let i = CheckInput {
+            subject: Some(&dead),
+            ..input(Entity::Visit, &b)
+        };
+        assert_check(&i, "mother_dead_without_record", false);
+    }
+
     /// Every field of every record type, absent or given any JSON type, never panics and never
     /// flags a check on its own.
     #[test]
@@ -649,7 +713,7 @@ mod tests {
                     // The only flag a lone odd value may raise is a malformed ID number.
                     assert!(
                         flagged.is_empty()
-                            || (field.name == "id_number" && flagged == ["id_check_digit"]),
+                            || (field.name == "id_number" && flagged == ["id_format"]),
                         "{}.{} = {value}: {flagged:?}",
                         def.name,
                         field.name

@@ -45,7 +45,9 @@ pub enum FieldType {
     Enum(&'static [Choice]),
     /// The id of another record (a UUID), e.g. a pregnancy's woman.
     Ref(Entity),
-    /// A resident ID number (身份证号): 18 characters; its check digit is a logic check, not a type error.
+    /// A resident ID number (身份证号) as typed, up to [`crate::domain::resident_id::MAX_TYPED_LEN`]
+    /// characters: its shape and check digit are logic checks (`id_format`, `id_check_digit`),
+    /// not type errors, so a mistyped number is stored and flagged rather than lost.
     ResidentId,
 }
 

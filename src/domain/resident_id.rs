@@ -14,6 +14,10 @@ use chrono::{Datelike, NaiveDate};
 /// Length of a resident ID number, check character included.
 pub const LEN: usize = 18;
 
+/// Longest ID number field a record may carry: room for a mistyped number (a digit too many,
+/// a space) to be stored and flagged, while a long string is still a type error.
+pub const MAX_TYPED_LEN: usize = 24;
+
 /// MOD 11-2 weights of the first 17 digits (2^(18-i) mod 11 for position i, 1-based).
 const WEIGHTS: [u32; LEN - 1] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 

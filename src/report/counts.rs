@@ -36,7 +36,8 @@
 //!   population nor away); or no migration at all and the current status is moved out. **Moved in at end**: persons in the population at period end
 //!   whose residence status is moved in (流入).
 //! - **Married women of childbearing age** (已婚育龄妇女): in the population at period end (the
-//!   rule above), female, of a married status, aged 15-49 at period end (birth-date bounds from
+//!   rule above), female, married at period end (a married status, and a marriage date, when
+//!   recorded, on or before the end: [`indicators::married_on`]), aged 15-49 at period end (birth-date bounds from
 //!   [`indicators::wcba_birth_date_bounds`]). Their **living children**: live birth records with
 //!   them as mother, born by period end, whose child is alive at period end by the rule above.
 //! - A **current measure** at period end: started on or before the end, not ended by then, not
@@ -45,6 +46,8 @@
 //!   A woman with several counts once, under the first of [`METHOD_PRIORITY`].
 //! - **Long-acting measure rate**: mothers of the births in the period, with a current measure
 //!   of [`indicators::LONG_ACTING_METHODS`] (hers, or her husband's vasectomy) at period end.
+//! - **Births in a facility** (住院分娩): births of the period whose place is one of
+//!   [`indicators::FACILITY_BIRTH_PLACES`]; a birth without a recorded place is not one.
 //! - **Four operations** (四术) in the period: IUD insertions, IUD removals and sterilisations by
 //!   their `started_on`, induced abortions by the pregnancy's `outcome_date`.
 //! - **Checks** (三查): women with a check of [`indicators::THREE_CHECKS`] due in the period
@@ -54,7 +57,16 @@
 //!   out-records of women married and of childbearing age at period end; certified when the
 //!   record has a certificate number. In-migrants checked: in-records with
 //!   `certificate_checked`.
+//! - **Persons away at period end** (a stock, as the seeds report 流出人口 and 办证率): persons
+//!   born and alive at period end whose latest migration record dated by then is `out`, counted
+//!   in the village keeping that record, by its destination (`place`: 省内 within the province,
+//!   省外 outside it; a record without a destination counts in neither). Of them, the married
+//!   women of childbearing age at period end, and those whose latest out-record carries a
+//!   marriage-and-childbearing certificate number: the 办证率. (`moved_out_end` also counts
+//!   persons away by their status alone, without a dated record.)
 //! - **Supplies**: quantities handed out in the period, and their distinct recipients.
+//! - **Households** (独生子女户, 双女户): live households of the subtree flagged so in the
+//!   register today; the flags have no date, so these follow the current register.
 //! - **Benefits** are yearly: records of the years the period touches, recipients and yuan.
 //!
 //! Distinct-person counts (mothers, women checked) are distinct within an org unit row; a
@@ -69,7 +81,7 @@ use diesel::sql_types::Text;
 use crate::db::DbConn;
 use crate::domain::orgunit::subtree_range;
 use crate::error::{AppError, AppResult};
-use crate::report::indicators::{self, LONG_ACTING_METHODS, MARRIED_STATUSES, THREE_CHECKS};
+use crate::report::indicators::{self, FACILITY_BIRTH_PLACES, LONG_ACTING_METHODS, THREE_CHECKS};
 
 /// Counts by key (see [`COUNTS`]).
 pub type Counts = BTreeMap<String, i64>;
@@ -119,6 +131,11 @@ pub const COUNTS: &[CountDef] = &[
     d("births_parity_1", "一孩", "first births"),
     d("births_parity_2", "二孩", "second births"),
     d("births_parity_3plus", "多孩", "third or later births"),
+    d(
+        "births_in_facility",
+        "住院分娩数",
+        "births in a hospital or township clinic",
+    ),
     d(
         "births_within_policy",
         "符合政策出生",
@@ -195,6 +212,26 @@ pub const COUNTS: &[CountDef] = &[
         "of whom with a certificate",
     ),
     d("certificates_issued", "办理婚育证明", "certificates issued"),
+    d(
+        "away_end_within_province",
+        "期末流出(省内)",
+        "away at end, within the province",
+    ),
+    d(
+        "away_end_outside_province",
+        "期末流出(省外)",
+        "away at end, outside the province",
+    ),
+    d(
+        "away_married_women_end",
+        "期末流出已婚育龄妇女",
+        "married women of childbearing age away at end",
+    ),
+    d(
+        "away_married_women_certified_end",
+        "期末流出已婚育龄妇女办证",
+        "of whom with a certificate",
+    ),
     d("in_checked", "流入人员查证", "in-migrants checked"),
     d("supply_condoms", "避孕套(只)", "condoms (pieces)"),
     d(
@@ -208,6 +245,12 @@ pub const COUNTS: &[CountDef] = &[
         "short-acting pills (strips)",
     ),
     d("supply_recipients", "药具领取人数", "supply recipients"),
+    d("households_one_child", "独生子女户", "one-child households"),
+    d(
+        "households_two_daughters",
+        "双女户",
+        "two-daughter households",
+    ),
     d(
         "benefit_one_child_certificate",
         "独生子女父母光荣证(人)",
@@ -429,7 +472,8 @@ impl PopulationRule {
 }
 
 fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
-    let married = list(MARRIED_STATUSES);
+    // Married at period end: by status and marriage date (one rule, `indicators::married_on`).
+    let married = indicators::married_on_sql("p", ":e");
     let three = list(THREE_CHECKS);
     let long = list(LONG_ACTING_METHODS);
     let rank = method_rank();
@@ -523,7 +567,7 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
                WHERE y.hh IS NOT NULL GROUP BY y.hh) hm \
                ON hm.hh = p.household_id AND p.relation IN ('head', 'spouse') \
              WHERE {prange} AND {at_end} AND p.sex = 'female' \
-               AND p.marital_status IN ({married}) AND p.birth_date >= :wlo AND p.birth_date <= :whi",
+               AND {married} AND p.birth_date >= :wlo AND p.birth_date <= :whi",
             joins = dated_status_joins(),
             prange = range("p"),
             at_end = dated.at_end(),
@@ -572,6 +616,10 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
             ("births_parity_2", when("x.parity = 2")),
             ("births_parity_3plus", when("x.parity >= 3")),
             ("births_within_policy", when("x.within_policy")),
+            (
+                "births_in_facility",
+                when(&format!("x.place IN ({})", list(FACILITY_BIRTH_PLACES))),
+            ),
             (
                 "births_within_policy_1",
                 when("x.within_policy AND x.parity = 1"),
@@ -670,9 +718,8 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
         hash_joins: false,
     });
 
-    let wcba_at_end = format!(
-        "p.sex = 'female' AND p.marital_status IN ({married}) AND p.birth_date >= :wlo AND p.birth_date <= :whi"
-    );
+    let wcba_at_end =
+        format!("p.sex = 'female' AND {married} AND p.birth_date >= :wlo AND p.birth_date <= :whi");
     let certified = "x.certificate_no IS NOT NULL AND x.certificate_no <> ''";
     out.push(Stmt {
         with: None,
@@ -701,6 +748,43 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
             (
                 "in_checked",
                 when("x.direction = 'in' AND x.certificate_checked"),
+            ),
+        ],
+        adds: false,
+        hash_joins: false,
+    });
+
+    // Persons away at period end: the latest migration record of each person dated by then
+    // (by the key of the population rule), when it is an `out`.
+    let latest_key = MIGRATION_KEY.replace("m.", "x.");
+    out.push(Stmt {
+        with: None,
+        from: format!(
+            "(SELECT m.person_id AS pid, MAX({MIGRATION_KEY}) AS k FROM migrations_log m \
+               WHERE {} AND m.moved_on <= :e GROUP BY m.person_id) l \
+             CROSS JOIN migrations_log x CROSS JOIN persons p \
+             LEFT JOIN (SELECT d.person_id AS pid, MIN(d.death_date) AS dd \
+               FROM deaths d WHERE {} GROUP BY d.person_id) dt ON dt.pid = p.id \
+             WHERE x.person_id = l.pid AND {latest_key} = l.k AND {} \
+               AND p.id = l.pid AND NOT p.deleted AND p.birth_date <= :e AND x.direction = 'out' \
+               AND (dt.dd > :e OR (dt.dd IS NULL AND (p.alive IS NULL OR p.alive)))",
+            range("m"),
+            range("d"),
+            range("x")
+        ),
+        aggs: vec![
+            (
+                "away_end_within_province",
+                when("x.place = 'within_province'"),
+            ),
+            (
+                "away_end_outside_province",
+                when("x.place = 'outside_province'"),
+            ),
+            ("away_married_women_end", when(&wcba_at_end)),
+            (
+                "away_married_women_certified_end",
+                when(&format!("{wcba_at_end} AND {certified}")),
             ),
         ],
         adds: false,
@@ -755,6 +839,18 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
             end.year()
         ),
         aggs,
+        adds: false,
+        hash_joins: false,
+    });
+    // Households flagged in the register (户底册). The flags carry no date: the current
+    // register, whatever the period.
+    out.push(Stmt {
+        with: None,
+        from: format!("households x WHERE {}", range("x")),
+        aggs: vec![
+            ("households_one_child", when("x.one_child")),
+            ("households_two_daughters", when("x.two_daughters")),
+        ],
         adds: false,
         hash_joins: false,
     });

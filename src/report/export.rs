@@ -586,9 +586,10 @@ mod tests {
     #[test]
     fn headers_are_chinese_and_complete() {
         let h = breakdown_headers(Lang::Zh);
-        assert_eq!(h.len(), 3 + 12 + COUNTS.len());
+        assert_eq!(h.len(), 3 + 13 + COUNTS.len());
         assert!(h.contains(&"人口出生率(‰)".to_string()));
         assert!(h.contains(&"出生人口性别比".to_string()));
+        assert!(h.contains(&"住院分娩率(%)".to_string()));
         assert_eq!(ledger_headers(Entity::Person, Lang::Zh)[2], "所属户");
         let h = breakdown_headers(Lang::En);
         assert!(h.contains(&"crude birth rate (‰)".to_string()));

@@ -23,6 +23,10 @@ pub const LONG_ACTING_METHODS: &[&str] =
 /// Visit kinds (`entities::VISIT_KIND`) of the 'three checks' (三查) behind the check coverage.
 pub const THREE_CHECKS: &[&str] = &["iud_check", "pregnancy_check", "disease_check"];
 
+/// Birth places (`entities::BIRTH_PLACE`) that count as a delivery in a medical facility (住院
+/// 分娩): a county or higher hospital and a township clinic (乡镇卫生院).
+pub const FACILITY_BIRTH_PLACES: &[&str] = &["hospital", "township_clinic"];
+
 /// Decimal places kept in every reported value.
 const DECIMALS: i32 = 2;
 
@@ -148,10 +152,18 @@ pub fn follow_up_rate(done: i64, due: i64) -> Rate {
     percent(done, due)
 }
 
-/// 办证率 %: out-migrant married women with a marriage-and-childbearing certificate /
-/// out-migrant married women.
-pub fn certificate_rate(with_certificate: i64, out_migrant_married_women: i64) -> Rate {
-    percent(with_certificate, out_migrant_married_women)
+/// 办证率 %: married women of childbearing age away (流出) at period end with a
+/// marriage-and-childbearing certificate (婚育证明) / married women of childbearing age away at
+/// period end. A stock at the report date, as the seeds count it ("流出已婚育龄妇女59人，办证59
+/// 人，办证率100%"), not the flow of the period.
+pub fn certificate_rate(with_certificate: i64, married_women_away: i64) -> Rate {
+    percent(with_certificate, married_women_away)
+}
+
+/// 住院分娩率 %: births of the period in a medical facility ([`FACILITY_BIRTH_PLACES`]) /
+/// births of the period.
+pub fn hospital_delivery_rate(births_in_facility: i64, births: i64) -> Rate {
+    percent(births_in_facility, births)
 }
 
 /// 查证率 %: in-migrants whose certificate was checked / in-migrants.
@@ -171,17 +183,35 @@ pub fn age_on(birth: NaiveDate, at: NaiveDate) -> i32 {
     at.year() - birth.year() - i32::from(before_birthday)
 }
 
+/// Whether a person was married on `at` (the period end): of a married status
+/// ([`MARRIED_STATUSES`]) and married by then, so that a wedding recorded after a period does
+/// not change that period's report. Without a marriage date the status alone decides.
+pub fn married_on(marital_status: &str, marriage_date: Option<NaiveDate>, at: NaiveDate) -> bool {
+    MARRIED_STATUSES.contains(&marital_status) && marriage_date.is_none_or(|d| d <= at)
+}
+
+/// [`married_on`] as SQL over a person row `alias`, the date being the parameter `at` (e.g.
+/// `:e`): the report counts with this, the rule above is what it must agree with.
+pub fn married_on_sql(alias: &str, at: &str) -> String {
+    let statuses: Vec<String> = MARRIED_STATUSES.iter().map(|v| format!("'{v}'")).collect();
+    format!(
+        "({alias}.marital_status IN ({}) AND ({alias}.marriage_date IS NULL OR {alias}.marriage_date <= {at}))",
+        statuses.join(", ")
+    )
+}
+
 /// Whether a person is a married woman of childbearing age (已婚育龄妇女) on `at`, the
-/// period end: female, married ([`MARRIED_STATUSES`]) and aged
+/// period end: female, married on `at` ([`married_on`]) and aged
 /// [`WCBA_MIN_AGE`]..=[`WCBA_MAX_AGE`].
 pub fn is_married_woman_of_childbearing_age(
     sex: &str,
     marital_status: &str,
+    marriage_date: Option<NaiveDate>,
     birth_date: NaiveDate,
     at: NaiveDate,
 ) -> bool {
     sex == "female"
-        && MARRIED_STATUSES.contains(&marital_status)
+        && married_on(marital_status, marriage_date, at)
         && (WCBA_MIN_AGE..=WCBA_MAX_AGE).contains(&age_on(birth_date, at))
 }
 
@@ -230,11 +260,12 @@ pub enum Indicator {
     CertificateRate,
     CheckRate,
     FirstChildShare,
+    HospitalDeliveryRate,
 }
 
 impl Indicator {
     /// Every indicator, in the order of the report.
-    pub const ALL: [Indicator; 12] = [
+    pub const ALL: [Indicator; 13] = [
         Indicator::CrudeBirthRate,
         Indicator::CrudeDeathRate,
         Indicator::NaturalGrowthRate,
@@ -247,6 +278,7 @@ impl Indicator {
         Indicator::CertificateRate,
         Indicator::CheckRate,
         Indicator::FirstChildShare,
+        Indicator::HospitalDeliveryRate,
     ];
 
     /// Stable code, as serialised and stored with targets.
@@ -264,6 +296,7 @@ impl Indicator {
             Indicator::CertificateRate => "certificate_rate",
             Indicator::CheckRate => "check_rate",
             Indicator::FirstChildShare => "first_child_share",
+            Indicator::HospitalDeliveryRate => "hospital_delivery_rate",
         }
     }
 
@@ -285,6 +318,7 @@ impl Indicator {
             Indicator::CertificateRate => "办证率",
             Indicator::CheckRate => "查证率",
             Indicator::FirstChildShare => "一孩率",
+            Indicator::HospitalDeliveryRate => "住院分娩率",
         }
     }
 
@@ -302,6 +336,7 @@ impl Indicator {
             Indicator::CertificateRate => "certificate rate (out-migrants)",
             Indicator::CheckRate => "certificate check rate (in-migrants)",
             Indicator::FirstChildShare => "first-child share",
+            Indicator::HospitalDeliveryRate => "hospital delivery rate",
         }
     }
 
@@ -559,7 +594,8 @@ mod tests {
     #[test]
     fn married_woman_of_childbearing_age() {
         let at = date(2024, 12, 31);
-        let ok = |sex, status, birth| is_married_woman_of_childbearing_age(sex, status, birth, at);
+        let ok =
+            |sex, status, birth| is_married_woman_of_childbearing_age(sex, status, None, birth, at);
         assert!(ok("female", "first_marriage", date(1990, 1, 1)));
         assert!(ok("female", "remarried", date(1975, 1, 1)));
         assert!(ok("female", "first_marriage", date(2009, 12, 31))); // 15 today
@@ -570,6 +606,18 @@ mod tests {
         for status in ["unmarried", "divorced", "widowed", ""] {
             assert!(!ok("female", status, date(1990, 1, 1)));
         }
+        // Married after the period end: not yet married on it.
+        let wed = |d| {
+            is_married_woman_of_childbearing_age(
+                "female",
+                "first_marriage",
+                Some(d),
+                date(1990, 1, 1),
+                at,
+            )
+        };
+        assert!(wed(date(2024, 12, 31)));
+        assert!(!wed(date(2025, 1, 1)));
     }
 
     #[test]

@@ -237,12 +237,16 @@ pub fn rates(c: &Counts, period: &Period) -> Vec<(Indicator, Rate)> {
                 Indicator::FollowUpRate => {
                     ind::follow_up_rate(g("follow_ups_done"), g("follow_ups_due"))
                 }
-                Indicator::CertificateRate => {
-                    ind::certificate_rate(g("out_married_women_certified"), g("out_married_women"))
-                }
+                Indicator::CertificateRate => ind::certificate_rate(
+                    g("away_married_women_certified_end"),
+                    g("away_married_women_end"),
+                ),
                 Indicator::CheckRate => ind::check_rate(g("in_checked"), g("migrants_in")),
                 Indicator::FirstChildShare => {
                     ind::first_child_share(g("births_parity_1"), g("births"))
+                }
+                Indicator::HospitalDeliveryRate => {
+                    ind::hospital_delivery_rate(g("births_in_facility"), g("births"))
                 }
             };
             (i, r)
@@ -412,11 +416,12 @@ fn grouped(
     Ok((out, Some(state)))
 }
 
-/// The counts of `org_unit` whose live value differs from the approved (frozen) one.
+/// The counts of `org_unit` whose live value differs from the approved (frozen) one. A count
+/// the report did not have when the month was approved is no change to that month's data.
 fn count_changes(org_unit: &str, frozen: &Counts, live: &Counts) -> Vec<CountChange> {
     live.iter()
         .filter_map(|(k, v)| {
-            let a = frozen.get(k).copied().unwrap_or(0);
+            let a = *frozen.get(k)?;
             (a != *v).then(|| CountChange {
                 org_unit: org_unit.to_string(),
                 key: k.clone(),
@@ -487,7 +492,9 @@ pub fn breakdown(
     order: Option<Order>,
 ) -> AppResult<Breakdown> {
     let (grouped_counts, _) = grouped(conn, unit, period, breakdown_key(unit))?;
-    breakdown_of(conn, unit, period, sort, order, grouped_counts)
+    let (mut whole, _) = grouped(conn, unit, period, KeyBy::Total)?;
+    let total = whole.remove("").unwrap_or_else(counts::zero);
+    breakdown_of(conn, unit, period, sort, order, grouped_counts, total)
 }
 
 /// How a breakdown of `unit` groups: townships of a county, villages of a township, groups of
@@ -500,10 +507,10 @@ fn breakdown_key(unit: &OrgUnit) -> KeyBy {
     }
 }
 
-/// The report and its breakdown from one counting pass (the exports): the counts grouped by
-/// child unit, the report's counts their total (合计). The report is then the breakdown's total
-/// row, as in the file's two sheets; a distinct-person count (mothers, women checked, supply
-/// recipients) is the sum over children, as a roll-up of locked villages is.
+/// The report and its breakdown (the exports). The breakdown's total row (合计) is the
+/// report's figure, not a sum over the children: a distinct-person count (mothers, women
+/// checked, supply recipients) counts a woman with records in two villages once in the unit,
+/// and once in each village's row.
 pub fn report_and_breakdown(
     conn: &mut DbConn,
     unit: &OrgUnit,
@@ -511,21 +518,17 @@ pub fn report_and_breakdown(
     sort: Option<Indicator>,
     order: Option<Order>,
 ) -> AppResult<(Report, Breakdown)> {
-    let by = breakdown_key(unit);
-    let (grouped_counts, mut approval) = grouped(conn, unit, period, by)?;
-    let b = breakdown_of(conn, unit, period, sort, order, grouped_counts)?;
-    let mut total = b.total.counts.clone();
-    // A village's groups are never frozen, but its own report of a locked month is: the
-    // approved figures, as `report` gives them.
-    if let Some(state) = approval.as_mut().filter(|_| by == KeyBy::Unit) {
-        if let Some(s) = state.submission.clone().filter(|s| s.status == "locked") {
-            let frozen = s.frozen_counts();
-            state.count_changes = count_changes(&s.org_unit, &frozen, &total);
-            state.locked_villages.push(s.org_unit);
-            total = frozen;
-        }
-    }
-    let report = report_of(conn, unit, period, total, approval)?;
+    let report = report(conn, unit, period)?;
+    let (grouped_counts, _) = grouped(conn, unit, period, breakdown_key(unit))?;
+    let b = breakdown_of(
+        conn,
+        unit,
+        period,
+        sort,
+        order,
+        grouped_counts,
+        report.counts.clone(),
+    )?;
     Ok((report, b))
 }
 
@@ -536,15 +539,14 @@ fn breakdown_of(
     sort: Option<Indicator>,
     order: Option<Order>,
     mut grouped_counts: BTreeMap<String, Counts>,
+    total: Counts,
 ) -> AppResult<Breakdown> {
     let children = orgunits::children(conn, &unit.code)?;
     let year = period.end.year();
     let all_targets = targets::in_subtree(conn, &unit.code, year)?;
     let none: Vec<Target> = Vec::new();
     let mut rows = Vec::new();
-    let mut total = counts::zero();
-    let row_of = |u: UnitRef, c: Counts, total: &mut Counts| {
-        counts::add(total, &c);
+    let row_of = |u: UnitRef, c: Counts| {
         let t = all_targets.get(&u.code).unwrap_or(&none);
         BreakdownRow {
             indicators: indicator_rows(&c, period, t),
@@ -557,11 +559,11 @@ fn breakdown_of(
         let c = grouped_counts
             .remove(&child.code)
             .unwrap_or_else(counts::zero);
-        rows.push(row_of(child.into(), c, &mut total));
+        rows.push(row_of(child.into(), c));
     }
     // Records kept on the unit itself (a village's own rows beside its groups).
     if let Some(c) = grouped_counts.remove(&unit.code) {
-        rows.push(row_of(unit.into(), c, &mut total));
+        rows.push(row_of(unit.into(), c));
     }
     if let Some(ind) = sort {
         let pos = Indicator::ALL

@@ -1,5 +1,7 @@
 //! Runs the logic checks of `domain::checks` on the records a push changed, loading what the
-//! checks need to know about related persons (the subject, a death, earlier births).
+//! checks need to know about related persons (the subject, a death, earlier births), and then
+//! on the records whose checks depend on the changed ones ([`recheck_related`]), so that a flag
+//! follows the data whichever record arrives first.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -16,11 +18,21 @@ use crate::error::AppResult;
 
 type Key = (Entity, String);
 
+/// The field naming the person a record's checks look at (see `CheckInput::subject`): a
+/// birth's mother, any other record's `person_id`. A person is its own subject.
+fn subject_field(entity: Entity) -> Option<&'static str> {
+    match entity {
+        Entity::Person => None,
+        Entity::Birth => Some("mother_id"),
+        e => e.def().field("person_id").map(|f| f.name),
+    }
+}
+
 fn subject_id(row: &RecordRow) -> Option<String> {
-    match row.entity {
-        Entity::Person => Some(row.id.clone()),
-        Entity::Birth => row.fields.get("mother_id")?.as_str().map(str::to_string),
-        _ => row.fields.get("person_id")?.as_str().map(str::to_string),
+    match subject_field(row.entity) {
+        None if row.entity == Entity::Person => Some(row.id.clone()),
+        None => None,
+        Some(f) => row.fields.get(f)?.as_str().map(str::to_string),
     }
 }
 
@@ -50,8 +62,18 @@ pub fn evaluate(
     state: &HashMap<Key, RecordRow>,
     keys: &[Key],
 ) -> AppResult<HashMap<Key, Vec<&'static str>>> {
-    let today = chrono::Utc::now().date_naive();
     let rows: Vec<&RecordRow> = keys.iter().filter_map(|k| state.get(k)).collect();
+    evaluate_rows(conn, state, rows)
+}
+
+/// The failing checks of each of `rows`; `state` holds the records changed in this
+/// transaction, which take precedence over the stored ones.
+fn evaluate_rows(
+    conn: &mut DbConn,
+    state: &HashMap<Key, RecordRow>,
+    rows: Vec<&RecordRow>,
+) -> AppResult<HashMap<Key, Vec<&'static str>>> {
+    let today = chrono::Utc::now().date_naive();
     let subject_ids: BTreeSet<String> = rows.iter().filter_map(|r| subject_id(r)).collect();
 
     let missing: Vec<&str> = subject_ids
@@ -198,4 +220,124 @@ fn earlier_births(
         })
         .count() as i64;
     Ok(Some(stored + batch))
+}
+
+/// Re-runs the checks of the stored records that depend on the records changed in this
+/// transaction (`changed`, already evaluated by [`evaluate`] and written), and updates the flags
+/// of those whose result changed: raises new ones and closes the ones that no longer hold.
+///
+/// What a check reads about other records is the subject person (sex, birth date, alive), the
+/// subject's death record, and a mother's earlier births. So a changed person, a changed death
+/// (of its person) or a changed birth (of its mother) makes that person and every live record
+/// about them (visits, measures, pregnancies, births as the mother ...) be checked again. Call
+/// it after the transaction's records are written: it reads them from the store.
+pub fn recheck_related(
+    conn: &mut DbConn,
+    state: &HashMap<Key, RecordRow>,
+    changed: &[Key],
+    now: i64,
+) -> AppResult<()> {
+    let persons: BTreeSet<String> = changed
+        .iter()
+        .filter_map(|k| state.get(k))
+        .filter(|r| matches!(r.entity, Entity::Person | Entity::Death | Entity::Birth))
+        .filter_map(subject_id)
+        .collect();
+    if persons.is_empty() {
+        return Ok(());
+    }
+    let done: BTreeSet<&Key> = changed.iter().collect();
+    let ids: Vec<&str> = persons.iter().map(String::as_str).collect();
+    let param = serde_json::to_string(&ids).expect("ids serialise");
+    let mut related: Vec<RecordRow> = records::load(conn, Entity::Person, &ids)?;
+    for def in crate::domain::entities::ENTITIES {
+        let Some(field) = subject_field(def.entity) else {
+            continue;
+        };
+        let base = records::select_json_sql(backend_of(conn), def.entity);
+        // `field` comes from the record-type table, never from input.
+        let sql = match backend_of(conn) {
+            Backend::Sqlite => format!(
+                "{base} WHERE NOT deleted AND {field} IN (SELECT value FROM json_each(?))"
+            ),
+            Backend::Postgres => format!(
+                "{base} WHERE NOT deleted AND {field} IN (SELECT jsonb_array_elements_text($1::jsonb))"
+            ),
+        };
+        let rows: Vec<records::JsonRow> = match conn {
+            DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
+            DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
+        };
+        for r in rows {
+            related.push(RecordRow::from_json(&r.j)?);
+        }
+    }
+    related.retain(|r| !r.deleted && !done.contains(&(r.entity, r.id.clone())));
+    if related.is_empty() {
+        return Ok(());
+    }
+    let fresh = evaluate_rows(conn, state, related.iter().collect())?;
+    let open = active_flags(conn, &related)?;
+    let mut updates: Vec<(&str, &str, &str, i64, Vec<&'static str>)> = Vec::new();
+    for row in &related {
+        let key = (row.entity, row.id.clone());
+        let codes = fresh.get(&key).cloned().unwrap_or_default();
+        let now_open: BTreeSet<&str> = codes.iter().copied().collect();
+        let was_open: BTreeSet<&str> = open
+            .get(&key)
+            .map(|s| s.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        if now_open != was_open {
+            updates.push((
+                row.entity.name(),
+                row.id.as_str(),
+                row.org_unit.as_str(),
+                row.version,
+                codes,
+            ));
+        }
+    }
+    crate::sync::store::set_flags(conn, &updates, now)
+}
+
+#[derive(QueryableByName)]
+struct FlagRow {
+    #[diesel(sql_type = Text)]
+    entity: String,
+    #[diesel(sql_type = Text)]
+    record_id: String,
+    #[diesel(sql_type = Text)]
+    check_code: String,
+}
+
+/// The open flags of `rows`, by record.
+fn active_flags(
+    conn: &mut DbConn,
+    rows: &[RecordRow],
+) -> AppResult<HashMap<Key, BTreeSet<String>>> {
+    let keys: Vec<Value> = rows
+        .iter()
+        .map(|r| serde_json::json!([r.entity.name(), r.id]))
+        .collect();
+    let param = Value::Array(keys).to_string();
+    // Looked up by primary key, as `store::set_flags` clears them.
+    let sql = match backend_of(conn) {
+        Backend::Sqlite => "SELECT entity, record_id, check_code FROM flags WHERE active AND (entity, record_id) IN \
+                            (SELECT k.value ->> 0, k.value ->> 1 FROM json_each(?) k)",
+        Backend::Postgres => "SELECT entity, record_id, check_code FROM flags WHERE active AND EXISTS \
+                              (SELECT 1 FROM jsonb_array_elements($1::jsonb) k WHERE flags.entity = k ->> 0 AND flags.record_id = k ->> 1)",
+    };
+    let found: Vec<FlagRow> = match conn {
+        DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
+        DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
+    };
+    let mut out: HashMap<Key, BTreeSet<String>> = HashMap::new();
+    for f in found {
+        if let Some(e) = Entity::parse(&f.entity) {
+            out.entry((e, f.record_id))
+                .or_default()
+                .insert(f.check_code);
+        }
+    }
+    Ok(out)
 }

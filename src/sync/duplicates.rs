@@ -15,6 +15,7 @@ use crate::auth::scope::Scope;
 use crate::db::records::{self, backend_of, insert_rows, ColType, JsonRow, RecordRow};
 use crate::db::{Backend, DbConn};
 use crate::domain::entities::{Entity, ENTITIES};
+use crate::domain::resident_id::{IdError, ResidentId};
 use crate::error::{AppError, AppResult};
 use crate::sync::store::SeqAlloc;
 
@@ -47,6 +48,13 @@ pub fn disagreements(a: &RecordRow, b: &RecordRow) -> Vec<String> {
         .filter(|(k, v)| b.fields.get(*k).is_some_and(|w| w != *v))
         .map(|(k, _)| k.clone())
         .collect()
+}
+
+/// Whether a stored ID number can name a person: a malformed one (flagged `id_format`) is a
+/// typo, and two persons sharing the same typo are not the same person. A well-formed number
+/// with a wrong check digit still matches: it is usually the same number copied twice.
+fn matchable(number: &str) -> bool {
+    matches!(ResidentId::parse(number), Ok(_) | Err(IdError::CheckDigit))
 }
 
 fn live(r: &RecordRow) -> bool {
@@ -83,7 +91,9 @@ pub fn detect_and_merge(
             .filter(|r| live(r))
         {
             if let Some(n) = r.fields.get("id_number").and_then(Value::as_str) {
-                numbers.insert(n.to_string());
+                if matchable(n) {
+                    numbers.insert(n.to_string());
+                }
             }
         }
     }

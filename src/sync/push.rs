@@ -494,6 +494,7 @@ fn apply_chunk(
     }
 
     write_work(conn, &work, &flags)?;
+    checks::recheck_related(conn, &work.state, &changed_keys(&work), now)?;
     store::write_ledger(conn, &caller.device_id, &ledger, now)?;
     if last_seq != dev.last_seq {
         store::advance_device(conn, &caller.device_id, last_seq, now)?;
@@ -588,6 +589,7 @@ pub fn apply_direct(conn: &mut DbConn, actor: &Actor, op: &ParsedOp) -> AppResul
     let flags = checks::evaluate(conn, &work.state, &changed_keys(&work))?;
     complete_result(&work, &flags, &mut result);
     write_work(conn, &work, &flags)?;
+    checks::recheck_related(conn, &work.state, &changed_keys(&work), now)?;
     work.alloc.finish(conn)?;
     Ok(result)
 }

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::domain::entities::{Entity, FieldType, SERVER_OWNED};
 use crate::domain::orgunit::level_of;
+use crate::domain::resident_id::MAX_TYPED_LEN;
 use crate::error::AppError;
 use crate::sync::merge::{Fields, OpKind};
 
@@ -256,12 +257,10 @@ fn check_value(ty: FieldType, v: &Value) -> Option<Value> {
         }
         FieldType::Ref(_) => v.as_str().and_then(parse_uuid).map(Value::String),
         FieldType::ResidentId => {
-            // The shape is a type rule; the check digit is a logic check (flagged, not refused).
+            // Shape and check digit are logic checks (flagged, not refused): offline work is
+            // never rejected for a typo. Only the length bounds what is stored.
             let s = v.as_str()?.to_ascii_uppercase();
-            let ok = s.len() == 18
-                && s[..17].bytes().all(|b| b.is_ascii_digit())
-                && matches!(s.as_bytes()[17], b'0'..=b'9' | b'X');
-            ok.then_some(Value::String(s))
+            (s.chars().count() <= MAX_TYPED_LEN && !s.contains('\0')).then_some(Value::String(s))
         }
     }
 }
@@ -310,11 +309,30 @@ mod tests {
         assert_eq!(with("org_unit", json!("130131102")), "bad_org_unit");
         assert_eq!(with("name", json!("长".repeat(51))), "bad_field_value");
         assert_eq!(with("name", Value::Null), "required_field");
+        assert_eq!(
+            with("id_number", json!("1".repeat(MAX_TYPED_LEN + 1))),
+            "bad_field_value"
+        );
+        assert_eq!(with("id_number", json!(11010519)), "bad_field_value");
         let mut op =
             person_create(json!({"org_unit": "130131102201", "name": "王芳", "sex": "female"}));
         assert_eq!(run(op.clone()).unwrap_err().code, "required_field");
         op["entity"] = json!("spaceship");
         assert_eq!(run(op).unwrap_err().code, "unknown_entity");
+    }
+
+    #[test]
+    fn malformed_id_numbers_are_kept_for_the_checks() {
+        for typed in [
+            "13013119900203002",
+            "13013119900203002x",
+            "1301311990020300251",
+        ] {
+            let op = person_create(json!({"org_unit": "130131102201", "name": "王芳",
+                "sex": "female", "birth_date": "1990-02-03", "id_number": typed}));
+            let p = run(op).unwrap();
+            assert_eq!(p.set["id_number"], json!(typed.to_ascii_uppercase()));
+        }
     }
 
     #[test]

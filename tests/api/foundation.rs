@@ -269,7 +269,10 @@ both!(the_database_refuses_bad_values, |b| {
                 FieldType::Date => json!("15/03/2024"),
                 FieldType::Int { max, .. } => json!(max + 1),
                 FieldType::Text { max_len } => json!("长".repeat(max_len + 1)),
-                FieldType::ResidentId => json!("123"),
+                // A typed number is kept even when malformed (flagged), up to a bound.
+                FieldType::ResidentId => {
+                    json!("1".repeat(fieldsync::domain::resident_id::MAX_TYPED_LEN + 1))
+                }
                 FieldType::Ref(_) => json!("short"),
                 FieldType::Bool => continue,
             };

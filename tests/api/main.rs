@@ -5,6 +5,7 @@ mod helpers;
 
 mod access;
 mod auth;
+mod checks;
 mod cli;
 mod demo;
 mod foundation;

@@ -136,7 +136,9 @@ fn build(app: &TestApp) -> BTreeMap<&'static str, String> {
             f.add(
                 Entity::Household,
                 if i < 4 { &a } else { &b },
-                json!({"household_no": format!("H{i}")}),
+                // H1 is a one-child household (its parents hold the certificate), H4 one of
+                // two daughters.
+                json!({"household_no": format!("H{i}"), "one_child": i == 1, "two_daughters": i == 4}),
             )
         })
         .collect();
@@ -198,6 +200,13 @@ fn build(app: &TestApp) -> BTreeMap<&'static str, String> {
     );
     let po = f.person("PO", &a, p("male", "1960-02-02", json!({})));
     // Births.
+    // Where the birth just added took place: K1 in hospital and W2's first in the township
+    // clinic (住院分娩), WB1's at home; the others not recorded.
+    let place = |f: &mut Fixture, at: &str| {
+        let row = f.rows.last_mut().unwrap();
+        assert_eq!(row.entity, Entity::Birth);
+        row.fields.insert("place".into(), json!(at));
+    };
     let birth = |f: &mut Fixture,
                  org: &str,
                  mother: &str,
@@ -213,8 +222,10 @@ fn build(app: &TestApp) -> BTreeMap<&'static str, String> {
         f.add(Entity::Birth, org, v)
     };
     birth(&mut f, &a, &w1, Some(&k1), "2026-10-05", "male", 2, true);
+    place(&mut f, "hospital");
     birth(&mut f, &a, &w1, Some(&k2), "2020-01-01", "female", 1, true);
     birth(&mut f, &a, &w2, None, "2026-10-20", "female", 1, true);
+    place(&mut f, "township_clinic");
     birth(&mut f, &a, &w2, Some(&n1), "2026-12-10", "female", 2, false);
     birth(&mut f, &a, &w3, Some(&c3), "2001-06-01", "female", 1, true);
     f.add_full(
@@ -296,7 +307,7 @@ fn build(app: &TestApp) -> BTreeMap<&'static str, String> {
         Some("2026-10-02"),
     );
     // Migrations.
-    f.add(Entity::Migration, &a, json!({"person_id": w5, "direction": "out", "moved_on": "2026-10-03", "certificate_no": "HY001"}));
+    f.add(Entity::Migration, &a, json!({"person_id": w5, "direction": "out", "moved_on": "2026-10-03", "certificate_no": "HY001", "place": "outside_province"}));
     f.add(Entity::Migration, &a, json!({"person_id": w4, "direction": "out", "moved_on": "2026-10-09", "certificate_no": "HY002"}));
     f.add(Entity::Migration, &a, json!({"person_id": po, "direction": "in", "moved_on": "2026-10-11", "certificate_checked": true}));
     f.add(
@@ -340,9 +351,14 @@ fn build(app: &TestApp) -> BTreeMap<&'static str, String> {
     f.person("MB2", &b, p("male", "2000-01-01", json!({"marital_status": "unmarried", "residence": res, "household_id": hh[4], "relation": "child"})));
     measure(&mut f, &b, &wb1, "tubal_ligation", "2015-01-01", None);
     birth(&mut f, &b, &wb1, None, "2026-10-15", "female", 3, false);
+    place(&mut f, "home");
     f.add(Entity::Visit, &b, json!({"person_id": wb1, "kind": "iud_check", "due_date": "2026-10-12", "visit_date": "2026-10-12"}));
 
     // Village C (the county's other township).
+    // MC7 works in the provincial capital since May 2025: away at every period end, never in
+    // the population of 2026.
+    let mc7 = f.person("MC7", &c, p("male", "1980-07-07", json!({"marital_status": "first_marriage", "residence": "moved_out", "relation": "other"})));
+    f.add(Entity::Migration, &c, json!({"person_id": mc7, "direction": "out", "moved_on": "2025-05-01", "place": "within_province"}));
     let wc1 = f.person("WC1", &c, p("female", "1991-04-04", json!({"marital_status": "first_marriage", "residence": "moved_in", "relation": "head"})));
     measure(&mut f, &c, &wc1, "pills", "2026-10-05", None);
     birth(&mut f, &c, &wc1, None, "2026-09-15", "male", 1, true);
@@ -454,10 +470,17 @@ fn village_a_october() -> Counts {
         ("population_end_male", 3),
         ("population_end_female", 5),
         ("moved_out_end", 1),
+        // W5, away since 3 October (outside the province, with her certificate); W4 came back.
+        ("away_end_outside_province", 1),
+        ("away_married_women_end", 1),
+        ("away_married_women_certified_end", 1),
         ("births", 2),
         ("births_male", 1),
         ("births_female", 1),
+        ("households_one_child", 1),
         ("births_parity_1", 1),
+        // K1 in hospital, W2's first in the township clinic.
+        ("births_in_facility", 2),
         ("births_parity_2", 1),
         ("births_within_policy", 2),
         ("births_within_policy_1", 1),
@@ -503,6 +526,7 @@ fn village_a_october() -> Counts {
 
 fn village_b_october() -> Counts {
     counts_of(&[
+        ("households_two_daughters", 1),
         ("population_start", 3),
         ("population_end", 3),
         ("population_end_male", 2),
@@ -531,6 +555,9 @@ fn village_c_october() -> Counts {
         ("population_end_male", 1),
         ("population_end_female", 6),
         ("moved_in_end", 1),
+        // MC7, away in the province since May 2025.
+        ("moved_out_end", 1),
+        ("away_end_within_province", 1),
         ("married_wcba", 6),
         // WC3-WC6 have no child; WC1 her September birth; WC2 three.
         ("wcba_children_0", 4),
@@ -652,8 +679,9 @@ fn village_a(k: Kind) -> Counts {
             &[
                 // Not resident on 5 October and alive: W5, and PO (who comes only later).
                 ("moved_out_end", 2),
-                // K1 only: male, second, within policy.
+                // K1 only: male, second, within policy, in hospital.
                 ("births", 1),
+                ("births_in_facility", 1),
                 ("births_female", 0),
                 ("births_parity_1", 0),
                 ("births_within_policy", 1),
@@ -777,7 +805,7 @@ enum Unit {
 }
 
 /// Indicator codes in report order.
-const INDICATORS: [&str; 12] = [
+const INDICATORS: [&str; 13] = [
     "crude_birth_rate",
     "crude_death_rate",
     "natural_growth_rate",
@@ -790,13 +818,14 @@ const INDICATORS: [&str; 12] = [
     "certificate_rate",
     "check_rate",
     "first_child_share",
+    "hospital_delivery_rate",
 ];
 
 /// (numerator, denominator, value) of each indicator of [`INDICATORS`], worked out from the
 /// counts above. Per-mille rates: count / average population x 1000 x days of 2026 / days of
 /// the period, the denominator being the average rounded; the growth rate is the difference
 /// of the two rounded rates. A `None` is a zero denominator: not applicable.
-type Expected = [(i64, i64, Option<f64>); 12];
+type Expected = [(i64, i64, Option<f64>); 13];
 
 fn expected_indicators(k: Kind, u: Unit) -> Expected {
     match (k, u) {
@@ -813,6 +842,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (1, 2, Some(50.0)),    // checked / in-migrants
             (1, 2, Some(50.0)),    // first births / births
+            (2, 2, Some(100.0)),   // births in a facility / births
         ],
         (Kind::Month, Unit::B) => [
             (1, 3, Some(3924.73)), // births / avg (3 + 3) / 2 x 1000 x 365/31
@@ -827,6 +857,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),          // certified / out-migrant married women
             (0, 0, None),          // checked / in-migrants
             (0, 1, Some(0.0)),     // first births / births
+            (0, 1, Some(0.0)),     // births in a facility / births
         ],
         (Kind::Month, Unit::C) => [
             (0, 7, Some(0.0)),   // births / avg (7 + 7) / 2 x 1000 x 365/31
@@ -841,6 +872,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),        // certified / out-migrant married women
             (0, 0, None),        // checked / in-migrants
             (0, 0, None),        // first births / births
+            (0, 0, None),        // births in a facility / births
         ],
         (Kind::Month, Unit::T1) => [
             (3, 11, Some(3211.14)), // births / avg (11 + 11) / 2 x 1000 x 365/31
@@ -855,6 +887,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),    // certified / out-migrant married women
             (1, 2, Some(50.0)),     // checked / in-migrants
             (1, 3, Some(33.33)),    // first births / births
+            (2, 3, Some(66.67)),    // births in a facility / births
         ],
         (Kind::Month, Unit::County) => [
             (3, 18, Some(1962.37)), // births / avg (18 + 18) / 2 x 1000 x 365/31
@@ -869,6 +902,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),    // certified / out-migrant married women
             (1, 2, Some(50.0)),     // checked / in-migrants
             (1, 3, Some(33.33)),    // first births / births
+            (2, 3, Some(66.67)),    // births in a facility / births
         ],
         (Kind::Quarter, Unit::A) => [
             (3, 9, Some(1400.26)), // births / avg (8 + 9) / 2 x 1000 x 365/92
@@ -883,6 +917,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (1, 2, Some(50.0)),    // checked / in-migrants
             (1, 3, Some(33.33)),   // first births / births
+            (2, 3, Some(66.67)),   // births in a facility / births
         ],
         (Kind::Quarter, Unit::B) => [
             (1, 3, Some(1322.46)), // births / avg (3 + 3) / 2 x 1000 x 365/92
@@ -897,6 +932,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),          // certified / out-migrant married women
             (0, 0, None),          // checked / in-migrants
             (0, 1, Some(0.0)),     // first births / births
+            (0, 1, Some(0.0)),     // births in a facility / births
         ],
         (Kind::Quarter, Unit::C) => [
             (0, 7, Some(0.0)),   // births / avg (7 + 7) / 2 x 1000 x 365/92
@@ -911,6 +947,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),        // certified / out-migrant married women
             (0, 0, None),        // checked / in-migrants
             (0, 0, None),        // first births / births
+            (0, 0, None),        // births in a facility / births
         ],
         (Kind::Quarter, Unit::T1) => [
             (4, 12, Some(1379.96)), // births / avg (11 + 12) / 2 x 1000 x 365/92
@@ -925,6 +962,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),    // certified / out-migrant married women
             (1, 2, Some(50.0)),     // checked / in-migrants
             (1, 4, Some(25.0)),     // first births / births
+            (2, 4, Some(50.0)),     // births in a facility / births
         ],
         (Kind::Quarter, Unit::County) => [
             (4, 19, Some(857.81)), // births / avg (18 + 19) / 2 x 1000 x 365/92
@@ -939,6 +977,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (1, 2, Some(50.0)),    // checked / in-migrants
             (1, 4, Some(25.0)),    // first births / births
+            (2, 4, Some(50.0)),    // births in a facility / births
         ],
         (Kind::Ytd, Unit::A) => [
             (2, 8, Some(300.16)), // births / avg (8 + 8) / 2 x 1000 x 365/304
@@ -953,6 +992,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),  // certified / out-migrant married women
             (1, 2, Some(50.0)),   // checked / in-migrants
             (1, 2, Some(50.0)),   // first births / births
+            (2, 2, Some(100.0)),  // births in a facility / births
         ],
         (Kind::Ytd, Unit::B) => [
             (1, 3, Some(400.22)), // births / avg (3 + 3) / 2 x 1000 x 365/304
@@ -967,6 +1007,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),         // certified / out-migrant married women
             (0, 0, None),         // checked / in-migrants
             (0, 1, Some(0.0)),    // first births / births
+            (0, 1, Some(0.0)),    // births in a facility / births
         ],
         (Kind::Ytd, Unit::C) => [
             (2, 7, Some(343.05)), // births / avg (7 + 7) / 2 x 1000 x 365/304
@@ -981,6 +1022,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),         // certified / out-migrant married women
             (0, 0, None),         // checked / in-migrants
             (1, 2, Some(50.0)),   // first births / births
+            (0, 2, Some(0.0)),    // births in a facility / births
         ],
         (Kind::Ytd, Unit::T1) => [
             (3, 11, Some(327.45)), // births / avg (11 + 11) / 2 x 1000 x 365/304
@@ -995,6 +1037,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (1, 2, Some(50.0)),    // checked / in-migrants
             (1, 3, Some(33.33)),   // first births / births
+            (2, 3, Some(66.67)),   // births in a facility / births
         ],
         (Kind::Ytd, Unit::County) => [
             (5, 18, Some(333.52)), // births / avg (18 + 18) / 2 x 1000 x 365/304
@@ -1009,6 +1052,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (1, 2, Some(50.0)),    // checked / in-migrants
             (2, 5, Some(40.0)),    // first births / births
+            (2, 5, Some(40.0)),    // births in a facility / births
         ],
         (Kind::Year, Unit::A) => [
             (3, 9, Some(352.94)), // births / avg (8 + 9) / 2 x 1000
@@ -1023,6 +1067,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),  // certified / out-migrant married women
             (1, 2, Some(50.0)),   // checked / in-migrants
             (1, 3, Some(33.33)),  // first births / births
+            (2, 3, Some(66.67)),  // births in a facility / births
         ],
         (Kind::Year, Unit::B) => [
             (1, 3, Some(333.33)), // births / avg (3 + 3) / 2 x 1000
@@ -1037,6 +1082,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),         // certified / out-migrant married women
             (0, 0, None),         // checked / in-migrants
             (0, 1, Some(0.0)),    // first births / births
+            (0, 1, Some(0.0)),    // births in a facility / births
         ],
         (Kind::Year, Unit::C) => [
             (2, 7, Some(285.71)), // births / avg (7 + 7) / 2 x 1000
@@ -1051,6 +1097,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),         // certified / out-migrant married women
             (0, 0, None),         // checked / in-migrants
             (1, 2, Some(50.0)),   // first births / births
+            (0, 2, Some(0.0)),    // births in a facility / births
         ],
         (Kind::Year, Unit::T1) => [
             (4, 12, Some(347.83)), // births / avg (11 + 12) / 2 x 1000
@@ -1065,6 +1112,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (1, 2, Some(50.0)),    // checked / in-migrants
             (1, 4, Some(25.0)),    // first births / births
+            (2, 4, Some(50.0)),    // births in a facility / births
         ],
         (Kind::Year, Unit::County) => [
             (6, 19, Some(324.32)), // births / avg (18 + 19) / 2 x 1000
@@ -1079,6 +1127,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (1, 2, Some(50.0)),    // checked / in-migrants
             (2, 6, Some(33.33)),   // first births / births
+            (2, 6, Some(33.33)),   // births in a facility / births
         ],
         (Kind::Range, Unit::A) => [
             (1, 8, Some(2172.62)), // births / avg (8 + 8) / 2 x 1000 x 365/21
@@ -1093,6 +1142,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),   // certified / out-migrant married women
             (0, 0, None),          // checked / in-migrants
             (0, 1, Some(0.0)),     // first births / births
+            (1, 1, Some(100.0)),   // births in a facility / births
         ],
         (Kind::Range, Unit::B) => [
             (0, 3, Some(0.0)),   // births / avg (3 + 3) / 2 x 1000 x 365/21
@@ -1107,6 +1157,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),        // certified / out-migrant married women
             (0, 0, None),        // checked / in-migrants
             (0, 0, None),        // first births / births
+            (0, 0, None),        // births in a facility / births
         ],
         (Kind::Range, Unit::C) => [
             (1, 7, Some(2482.99)), // births / avg (7 + 7) / 2 x 1000 x 365/21
@@ -1121,6 +1172,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (0, 0, None),          // certified / out-migrant married women
             (0, 0, None),          // checked / in-migrants
             (1, 1, Some(100.0)),   // first births / births
+            (0, 1, Some(0.0)),     // births in a facility / births
         ],
         (Kind::Range, Unit::T1) => [
             (1, 11, Some(1580.09)), // births / avg (11 + 11) / 2 x 1000 x 365/21
@@ -1135,6 +1187,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),    // certified / out-migrant married women
             (0, 0, None),           // checked / in-migrants
             (0, 1, Some(0.0)),      // first births / births
+            (1, 1, Some(100.0)),    // births in a facility / births
         ],
         (Kind::Range, Unit::County) => [
             (2, 18, Some(1931.22)), // births / avg (18 + 18) / 2 x 1000 x 365/21
@@ -1149,6 +1202,7 @@ fn expected_indicators(k: Kind, u: Unit) -> Expected {
             (1, 1, Some(100.0)),    // certified / out-migrant married women
             (0, 0, None),           // checked / in-migrants
             (1, 2, Some(50.0)),     // first births / births
+            (1, 2, Some(50.0)),     // births in a facility / births
         ],
     }
 }
@@ -1170,7 +1224,7 @@ fn body_counts(v: &Value) -> Counts {
 /// Every indicator of the answer: code, numerator, denominator and value.
 fn assert_indicators(v: &Value, expected: &Expected, what: &str) {
     let rows = v["indicators"].as_array().unwrap();
-    assert_eq!(rows.len(), 12);
+    assert_eq!(rows.len(), 13);
     for ((row, code), (n, d, value)) in rows.iter().zip(INDICATORS).zip(expected) {
         assert_eq!(row["indicator"], code, "{what}");
         assert_eq!(
@@ -1876,7 +1930,7 @@ both!(
             ind[0][..5],
             ["指标", "单位", "分子", "分母", "数值"].map(String::from)
         );
-        assert_eq!(ind.len(), 13);
+        assert_eq!(ind.len(), 14);
         // One counting pass gives both sheets: the indicator sheet is the report's figures.
         let v = report(&w, &w.county, "period=2026-10");
         for (row, i) in ind[1..].iter().zip(v["indicators"].as_array().unwrap()) {
@@ -1978,7 +2032,7 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
             v["labels"]["counts"].as_object().unwrap().len(),
             COUNTS.len()
         );
-        assert_eq!(v["labels"]["indicators"].as_object().unwrap().len(), 12);
+        assert_eq!(v["labels"]["indicators"].as_object().unwrap().len(), 13);
     }
     assert_eq!(zh["counts"], en["counts"]);
     assert_eq!(zh["indicators"], en["indicators"]);
@@ -2079,7 +2133,7 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
         .map(String::from)
     );
     assert_eq!(ind[1][0], "crude birth rate");
-    assert_eq!(ind.len(), 13);
+    assert_eq!(ind.len(), 14);
 
     // Ledgers: English headers and coded values; Chinese by default.
     let (status, _, data) = app.get_bytes("/api/v1/exports/ledger/person.csv?lang=en", &w.ts);
@@ -2276,7 +2330,7 @@ both!(report_cli_writes_report_and_ledger_files, |b| {
     assert_eq!(&sheet[0][..3], ["org unit code", "org unit name", "period"]);
     let en_births = sheet[0].iter().position(|h| h == "births").unwrap();
     assert_eq!(col(&sheet, en_births), ["3", "0", "3"]);
-    assert_eq!(xlsx_rows(data, Some("indicators")).len(), 13);
+    assert_eq!(xlsx_rows(data, Some("indicators")).len(), 14);
     // A date range: 15 September to 5 October. Township 1: K1 (5 October); township 2: WC1's
     // child (15 September).
     run(&[
@@ -2522,3 +2576,291 @@ fn worked_examples_through_the_report() {
         Some(98.68)
     );
 }
+
+// A total row (合计) is the report's figure, never a sum of distinct-person counts over its
+// children: a woman checked in two villages is one woman due a check in the township.
+both!(
+    total_rows_equal_the_report_for_a_woman_in_two_villages,
+    |b| {
+        let app = spawn_app(b);
+        seed_tree(&app);
+        add_user(&app, "cs", Role::CountySupervisor, Some(COUNTY), &[]);
+        add_user(
+            &app,
+            "ts",
+            Role::TownshipSupervisor,
+            Some(&township(0, 0)),
+            &[],
+        );
+        let (a, vb) = (va(), vb());
+        let mut f = Fixture::new();
+        let w = f.person("W", &a, p("female", "1990-01-01", json!({})));
+        let x = f.person("X", &a, p("female", "1992-01-01", json!({})));
+        // W: checked in her village A on the 6th and in village B on the 11th; X: due in A, not seen.
+        for (org, who, kind, due, done) in [
+            (&a, &w, "iud_check", "2026-10-05", Some("2026-10-06")),
+            (&vb, &w, "pregnancy_check", "2026-10-10", Some("2026-10-11")),
+            (&a, &x, "iud_check", "2026-10-20", None),
+        ] {
+            let mut v = json!({"person_id": who, "kind": kind, "due_date": due});
+            if let Some(d) = done {
+                v["visit_date"] = json!(d);
+            }
+            f.add(Entity::Visit, org, v);
+        }
+        f.store(&app);
+        let (ts, county) = (session(&app, "ts").access, session(&app, "cs").access);
+        // (women due, women checked): village A 2/1, village B 1/1, the township and county 2/1.
+        let pair = |c: &Value| {
+            (
+                c["check_women_due"].as_i64().unwrap(),
+                c["check_women_checked"].as_i64().unwrap(),
+            )
+        };
+        for (token, unit) in [(&ts, township(0, 0)), (&county, COUNTY.to_string())] {
+            for period in ["2026-10", "2026"] {
+                let q = format!("period={period}&org_unit={unit}");
+                let r = app.get(&format!("/api/v1/reports?{q}"), Some(token));
+                assert_eq!(r.status, 200, "{:?}", r.body);
+                assert_eq!(pair(&r.body["counts"]), (2, 1), "{q}");
+                assert_eq!(indicator(&r.body, "check_coverage")["value"], 50.0);
+                let bd = app.get(&format!("/api/v1/reports/breakdown?{q}"), Some(token));
+                assert_eq!(bd.status, 200, "{:?}", bd.body);
+                assert_eq!(pair(&bd.body["total"]["counts"]), (2, 1), "{q}");
+                assert_eq!(
+                    indicator(&bd.body["total"], "check_coverage")["value"],
+                    50.0
+                );
+                if unit != COUNTY {
+                    let rows: Vec<(String, (i64, i64))> = bd.body["rows"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|r| r["counts"]["check_women_due"] != 0)
+                        .map(|r| {
+                            (
+                                r["org_unit"]["code"].as_str().unwrap().to_string(),
+                                pair(&r["counts"]),
+                            )
+                        })
+                        .collect();
+                    assert_eq!(rows, [(a.clone(), (2, 1)), (vb.clone(), (1, 1))]);
+                }
+                for ext in ["csv", "xlsx"] {
+                    let (status, _, data) =
+                        app.get_bytes(&format!("/api/v1/exports/report.{ext}?{q}"), token);
+                    assert_eq!(status, 200);
+                    let rows = if ext == "csv" {
+                        csv_rows(&data)
+                    } else {
+                        xlsx_rows(data, Some("分单位报表"))
+                    };
+                    let col = |h: &str| rows[0].iter().position(|x| x == h).unwrap();
+                    let total = rows.iter().find(|r| r[1] == "合计").expect("total row");
+                    assert_eq!(total[col("应查人数")], "2", "{ext} {q}");
+                    assert_eq!(total[col("实查人数")], "1", "{ext} {q}");
+                }
+            }
+        }
+    }
+);
+
+// Persons away (流出) at period end by destination, and the 办证率 over the married women of
+// childbearing age away at period end: stocks at the report date, not the period's flows.
+both!(
+    persons_away_and_certificate_rate_are_stocks_at_period_end,
+    |b| {
+        let app = spawn_app(b);
+        seed_tree(&app);
+        add_user(&app, "cs", Role::CountySupervisor, Some(COUNTY), &[]);
+        let (a, vb, c) = (va(), vb(), vc());
+        let mut f = Fixture::new();
+        let married =
+            |sex: &str, born: &str| p(sex, born, json!({"marital_status": "first_marriage"}));
+        let out = |f: &mut Fixture, org: &str, who: &str, on: &str, place: &str, cert: bool| {
+            let mut v =
+                json!({"person_id": who, "direction": "out", "moved_on": on, "place": place});
+            if cert {
+                v["certificate_no"] = json!("HY");
+            }
+            f.add(Entity::Migration, org, v);
+        };
+        // Village A: P1 away since 2025 (in the province, certificate); P2 left on 15 October
+        // (outside, none) and comes back on 10 November; P3, a man, away outside since March; P4
+        // left in February and came back in September.
+        let p1 = f.person("P1", &a, married("female", "1990-01-01"));
+        out(&mut f, &a, &p1, "2025-06-01", "within_province", true);
+        let p2 = f.person("P2", &a, married("female", "1988-01-01"));
+        out(&mut f, &a, &p2, "2026-10-15", "outside_province", false);
+        f.add(
+            Entity::Migration,
+            &a,
+            json!({"person_id": p2, "direction": "in", "moved_on": "2026-11-10"}),
+        );
+        let p3 = f.person("P3", &a, married("male", "1985-01-01"));
+        out(&mut f, &a, &p3, "2026-03-01", "outside_province", false);
+        let p4 = f.person("P4", &a, married("female", "1991-01-01"));
+        out(&mut f, &a, &p4, "2026-02-01", "within_province", true);
+        f.add(
+            Entity::Migration,
+            &a,
+            json!({"person_id": p4, "direction": "in", "moved_on": "2026-09-01"}),
+        );
+        // Village B: P5 left on 20 October (outside, certificate); P6 unmarried, in the province.
+        let p5 = f.person("P5", &vb, married("female", "1995-01-01"));
+        out(&mut f, &vb, &p5, "2026-10-20", "outside_province", true);
+        let p6 = f.person(
+            "P6",
+            &vb,
+            p(
+                "female",
+                "2000-01-01",
+                json!({"marital_status": "unmarried"}),
+            ),
+        );
+        out(&mut f, &vb, &p6, "2026-05-01", "within_province", false);
+        // Village C (the other township): P7 away outside since 2024 without a certificate; P8,
+        // 56, away outside with one; P9 left in January and died in August.
+        let p7 = f.person("P7", &c, married("female", "1980-03-01"));
+        out(&mut f, &c, &p7, "2024-01-01", "outside_province", false);
+        let p8 = f.person("P8", &c, married("female", "1970-01-01"));
+        out(&mut f, &c, &p8, "2025-01-01", "outside_province", true);
+        let p9 = f.person("P9", &c, married("female", "1990-01-01"));
+        out(&mut f, &c, &p9, "2026-01-01", "within_province", true);
+        f.add(
+            Entity::Death,
+            &c,
+            json!({"person_id": p9, "death_date": "2026-08-01"}),
+        );
+        f.store(&app);
+        let county = session(&app, "cs").access;
+
+        // (within the province, outside, married women away, of whom certified), 办证率.
+        let t0 = township(0, 0);
+        let cases: [(&str, &str, [i64; 4], Option<f64>); 10] = [
+            ("2026-10", a.as_str(), [1, 2, 2, 1], Some(50.0)),
+            ("2026-10", vb.as_str(), [1, 1, 1, 1], Some(100.0)),
+            ("2026-10", t0.as_str(), [2, 3, 3, 2], Some(66.67)),
+            ("2026-10", c.as_str(), [0, 2, 1, 0], Some(0.0)),
+            ("2026-10", COUNTY, [2, 5, 4, 2], Some(50.0)),
+            // 31 December: P2 is back.
+            ("2026", a.as_str(), [1, 1, 1, 1], Some(100.0)),
+            ("2026", t0.as_str(), [2, 2, 2, 2], Some(100.0)),
+            ("2026", COUNTY, [2, 4, 3, 2], Some(66.67)),
+            // 31 August: P4 still away (back on 1 September), P6 away, P9 dead, P2 and P5 not
+            // yet gone.
+            ("2026-08", t0.as_str(), [3, 1, 2, 2], Some(100.0)),
+            ("2026-08", COUNTY, [3, 3, 3, 2], Some(66.67)),
+        ];
+        for (period, unit, n, rate) in cases {
+            let r = app.get(
+                &format!("/api/v1/reports?period={period}&org_unit={unit}"),
+                Some(&county),
+            );
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            let k = &r.body["counts"];
+            let got = [
+                "away_end_within_province",
+                "away_end_outside_province",
+                "away_married_women_end",
+                "away_married_women_certified_end",
+            ]
+            .map(|key| k[key].as_i64().unwrap());
+            assert_eq!(got, n, "{period} {unit}");
+            let cr = indicator(&r.body, "certificate_rate");
+            assert_eq!(
+                (
+                    cr["numerator"].as_i64(),
+                    cr["denominator"].as_i64(),
+                    cr["value"].as_f64()
+                ),
+                (Some(n[3]), Some(n[2]), rate),
+                "{period} {unit}"
+            );
+        }
+        // The county's October file: the total row carries the same stock.
+        let (status, _, data) = app.get_bytes("/api/v1/exports/report.csv?period=2026-10", &county);
+        assert_eq!(status, 200);
+        let rows = csv_rows(&data);
+        let col = |h: &str| rows[0].iter().position(|x| x == h).expect(h);
+        let total = rows.iter().find(|r| r[1] == "合计").unwrap();
+        assert_eq!(total[col("期末流出(省内)")], "2");
+        assert_eq!(total[col("期末流出(省外)")], "5");
+        assert_eq!(total[col("期末流出已婚育龄妇女")], "4");
+        assert_eq!(total[col("期末流出已婚育龄妇女办证")], "2");
+    }
+);
+
+// A past period's report is taken as of its end: a wedding, a departure and a death recorded
+// after October leave October's report as it was, and show in November's.
+both!(a_past_period_is_unchanged_by_later_status_changes, |b| {
+    let w = world(b);
+    let units = [va(), township(0, 0), COUNTY.to_string()];
+    let snapshot = |period: &str| -> Vec<Value> {
+        units
+            .iter()
+            .map(|u| {
+                let r = report(&w, &w.county, &format!("period={period}&org_unit={u}"));
+                json!([r["counts"], r["indicators"]])
+            })
+            .collect()
+    };
+    let october = snapshot("2026-10");
+    let november = report(&w, &w.county, &format!("period=2026-11&org_unit={}", va()));
+    {
+        let mut c = w.app.conn();
+        let mut edit = |id: &str, entity: Entity, set: Value| {
+            let mut row = records::load_one(&mut c, entity, id).unwrap().unwrap();
+            for (k, v) in set.as_object().unwrap() {
+                row.fields.insert(k.clone(), v.clone());
+            }
+            row.version += 1;
+            row.change_seq += 10_000;
+            records::upsert(&mut c, &[row]).unwrap();
+        };
+        // W4 (divorced) remarries on 20 November.
+        edit(
+            &w.ids["W4"],
+            Entity::Person,
+            json!({"marital_status": "remarried", "marriage_date": "2026-11-20"}),
+        );
+        // W1 leaves on 5 November; M1 dies on 3 November.
+        edit(
+            &w.ids["W1"],
+            Entity::Person,
+            json!({"residence": "moved_out"}),
+        );
+        edit(&w.ids["M1"], Entity::Person, json!({"alive": false}));
+    }
+    let mut f = Fixture::new();
+    f.seq = 20_000;
+    f.add(
+        Entity::Migration,
+        &va(),
+        json!({"person_id": w.ids["W1"], "direction": "out", "moved_on": "2026-11-05"}),
+    );
+    f.add(
+        Entity::Death,
+        &va(),
+        json!({"person_id": w.ids["M1"], "death_date": "2026-11-03"}),
+    );
+    f.store(&w.app);
+    assert_eq!(snapshot("2026-10"), october);
+    // November sees all three: W4 married and W1 away (still married women: W1 out, W4 in).
+    let after = report(&w, &w.county, &format!("period=2026-11&org_unit={}", va()));
+    let n = |r: &Value, k: &str| r["counts"][k].as_i64().unwrap();
+    assert_eq!(
+        n(&after, "population_end"),
+        n(&november, "population_end") - 2
+    );
+    assert_eq!(
+        n(&after, "moved_out_end"),
+        n(&november, "moved_out_end") + 1
+    );
+    assert_eq!(n(&after, "deaths"), n(&november, "deaths") + 1);
+    assert_eq!(n(&after, "married_wcba"), n(&november, "married_wcba"));
+    assert_eq!(
+        n(&after, "away_married_women_end"),
+        n(&november, "away_married_women_end") + 1
+    );
+});

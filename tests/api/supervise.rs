@@ -827,7 +827,7 @@ both!(data_quality_flags_and_summary, |b| {
         .find(|c| c["check"] == "id_check_digit")
         .unwrap();
     assert_eq!(c["count"], 2);
-    assert_eq!(c["zh"], "身份证号校验码错误或格式不符");
+    assert_eq!(c["zh"], "身份证号校验码错误");
     // another township sees only its own
     let theirs = get_ok(&app, "/api/v1/supervise/flags", &other);
     assert!(theirs["items"]
@@ -2319,7 +2319,7 @@ both!(flag_summary_counts_per_village_exactly, |b| {
     assert_eq!(
         s["checks"],
         json!([
-            {"check": "id_check_digit", "zh": "身份证号校验码错误或格式不符", "en": "the ID number's check digit is wrong or the number is malformed", "count": 5},
+            {"check": "id_check_digit", "zh": "身份证号校验码错误", "en": "the ID number's check digit is wrong", "count": 5},
             {"check": "method_sex", "zh": "节育措施与性别不符", "en": "the contraceptive method does not fit the person's sex", "count": 1},
         ])
     );
