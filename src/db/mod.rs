@@ -4,6 +4,7 @@
 pub mod records;
 pub mod schema;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -106,6 +107,31 @@ pub struct Manager {
     url: String,
     backend: Backend,
     sqlite_synchronous: String,
+    /// Set by the pool's error handler at the first failed connection of an outage.
+    outage: Arc<AtomicBool>,
+}
+
+/// How long a request waits for a connection while the database is known to be away: it
+/// answers 503 at once instead of holding its worker for the pool's whole timeout.
+const OUTAGE_WAIT: Duration = Duration::from_millis(300);
+
+/// `/ready` waits at most this for a connection, so a probe never hangs.
+const READY_WAIT: Duration = Duration::from_millis(800);
+
+/// The pool's error handler: one line when connections start failing, not one per attempt
+/// (r2d2 retries in the background with backoff); `Manager::connect` logs the recovery.
+#[derive(Debug)]
+struct OutageLog(Arc<AtomicBool>);
+
+impl r2d2::HandleError<DbError> for OutageLog {
+    fn handle_error(&self, error: DbError) {
+        if !self.0.swap(true, Ordering::SeqCst) {
+            tracing::error!(
+                error = %error,
+                "database connection failed; answering 503 until it is back (logged once per outage)"
+            );
+        }
+    }
 }
 
 impl ManageConnection for Manager {
@@ -113,6 +139,24 @@ impl ManageConnection for Manager {
     type Error = DbError;
 
     fn connect(&self) -> Result<DbConn, DbError> {
+        let conn = self.establish()?;
+        if self.outage.swap(false, Ordering::SeqCst) {
+            tracing::info!("database connection restored");
+        }
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), DbError> {
+        conn.batch_execute("SELECT 1").map_err(DbError::Query)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+impl Manager {
+    fn establish(&self) -> Result<DbConn, DbError> {
         match self.backend {
             Backend::Sqlite => {
                 let mut c = diesel::SqliteConnection::establish(sqlite_path(&self.url))
@@ -136,14 +180,6 @@ impl ManageConnection for Manager {
                 .map_err(|e| DbError::Connect(e.to_string())),
         }
     }
-
-    fn is_valid(&self, conn: &mut DbConn) -> Result<(), DbError> {
-        conn.batch_execute("SELECT 1").map_err(DbError::Query)
-    }
-
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
-    }
 }
 
 pub type Pool = r2d2::Pool<Manager>;
@@ -159,6 +195,11 @@ pub struct Db {
     writer: Arc<Mutex<()>>,
     /// SQLite: stops the background checkpointer when the last handle goes.
     _checkpointer: Option<Arc<Checkpointer>>,
+    /// Set when a write failed for lack of space, cleared by the next write that commits:
+    /// `/ready` answers `storage_full` meanwhile.
+    storage_full: Arc<AtomicBool>,
+    /// The database is away (a connection attempt failed and none has succeeded since).
+    outage: Arc<AtomicBool>,
 }
 
 /// SQLite's WAL checkpoints on a thread of their own. Left to SQLite, the writer that commits
@@ -201,10 +242,12 @@ pub struct DbOptions {
 impl Db {
     pub fn connect(opts: &DbOptions) -> Result<Db, DbError> {
         let backend = Backend::from_url(&opts.url)?;
+        let outage = Arc::new(AtomicBool::new(false));
         let manager = Manager {
             url: opts.url.clone(),
             backend,
             sqlite_synchronous: opts.sqlite_synchronous.clone(),
+            outage: outage.clone(),
         };
         // Check one connection first so that a bad URL or a server that is down reports its
         // own error instead of the pool's timeout.
@@ -215,6 +258,7 @@ impl Db {
             .max_size(opts.pool_size.max(2))
             .min_idle(Some(1))
             .connection_timeout(opts.connect_timeout)
+            .error_handler(Box::new(OutageLog(outage.clone())))
             .build(manager)
             .map_err(|e| DbError::Pool(e.to_string()))?;
         let checkpointer = (backend == Backend::Sqlite).then(|| Checkpointer::start(pool.clone()));
@@ -223,6 +267,8 @@ impl Db {
             backend,
             writer: Arc::new(Mutex::new(())),
             _checkpointer: checkpointer,
+            storage_full: Arc::default(),
+            outage,
         })
     }
 
@@ -237,7 +283,16 @@ impl Db {
     }
 
     pub fn conn(&self) -> Result<PooledConn, AppError> {
+        if self.outage.load(Ordering::SeqCst) {
+            return self.conn_within(OUTAGE_WAIT);
+        }
         self.pool.get().map_err(|_| AppError::Unavailable)
+    }
+
+    fn conn_within(&self, wait: Duration) -> Result<PooledConn, AppError> {
+        self.pool
+            .get_timeout(wait)
+            .map_err(|_| AppError::Unavailable)
     }
 
     /// Runs `f` in a read transaction: one snapshot for everything it reads.
@@ -259,7 +314,49 @@ impl Db {
             Backend::Sqlite => Some(self.writer.lock().unwrap_or_else(|p| p.into_inner())),
             Backend::Postgres => None,
         };
-        DbConn::transaction(&mut conn, f)
+        let result = DbConn::transaction(&mut conn, f);
+        self.note_storage(&result);
+        result
+    }
+
+    /// Remembers whether the last write failed for lack of space, and logs when space is back.
+    fn note_storage<T>(&self, result: &Result<T, AppError>) {
+        match result {
+            Err(AppError::StorageFull) => self.storage_full.store(true, Ordering::SeqCst),
+            Ok(_) => {
+                if self.storage_full.swap(false, Ordering::SeqCst) {
+                    tracing::info!("storage writable again");
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Whether writes fail for lack of space. While the last write failed so, a probe write
+    /// (64 KiB in, then out again, committed) tells whether there is room again, so the
+    /// service turns ready again by itself even when no device pushes.
+    pub fn storage_full(&self) -> bool {
+        if !self.storage_full.load(Ordering::SeqCst) {
+            return false;
+        }
+        let probe = self.write(|c| {
+            let blob = "0".repeat(64 * 1024);
+            match c {
+                DbConn::Sqlite(c) => {
+                    diesel::sql_query("INSERT INTO storage_probe (filler) VALUES (?)")
+                        .bind::<Text, _>(&blob)
+                        .execute(c)?
+                }
+                DbConn::Postgres(c) => {
+                    diesel::sql_query("INSERT INTO storage_probe (filler) VALUES ($1)")
+                        .bind::<Text, _>(&blob)
+                        .execute(c)?
+                }
+            };
+            diesel::sql_query("DELETE FROM storage_probe").execute(c)?;
+            Ok(())
+        });
+        matches!(probe, Err(AppError::StorageFull))
     }
 
     pub fn run_migrations(&self) -> Result<usize, DbError> {
@@ -276,8 +373,9 @@ impl Db {
         run_migrations_reporting(&mut conn, report)
     }
 
+    /// Pending migrations, on a connection waited for briefly (this is `/ready`'s probe).
     pub fn pending_migrations(&self) -> Result<usize, AppError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn_within(READY_WAIT)?;
         let n = match &mut *conn {
             DbConn::Sqlite(c) => c.pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
             DbConn::Postgres(c) => c.pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
