@@ -115,6 +115,9 @@ pub struct Manager {
 /// answers 503 at once instead of holding its worker for the pool's whole timeout.
 const OUTAGE_WAIT: Duration = Duration::from_millis(300);
 
+/// Free bytes under which a SQLite store whose writes failed for lack of space is still full.
+const STORAGE_ROOM: u64 = 1024 * 1024;
+
 /// `/ready` waits at most this for a connection, so a probe never hangs.
 const READY_WAIT: Duration = Duration::from_millis(800);
 
@@ -198,6 +201,8 @@ pub struct Db {
     /// Set when a write failed for lack of space, cleared by the next write that commits:
     /// `/ready` answers `storage_full` meanwhile.
     storage_full: Arc<AtomicBool>,
+    /// SQLite: the database file, whose filesystem's free space tells when there is room again.
+    sqlite_file: Option<std::path::PathBuf>,
     /// The database is away (a connection attempt failed and none has succeeded since).
     outage: Arc<AtomicBool>,
 }
@@ -268,6 +273,7 @@ impl Db {
             writer: Arc::new(Mutex::new(())),
             _checkpointer: checkpointer,
             storage_full: Arc::default(),
+            sqlite_file: (backend == Backend::Sqlite).then(|| sqlite_path(&opts.url).into()),
             outage,
         })
     }
@@ -332,14 +338,34 @@ impl Db {
         }
     }
 
-    /// Whether writes fail for lack of space. While the last write failed so, a probe write
-    /// (64 KiB in, then out again, committed) tells whether there is room again, so the
-    /// service turns ready again by itself even when no device pushes.
+    /// Whether writes fail for lack of space: the last write failed so, and there is still no
+    /// room (SQLite: less than `STORAGE_ROOM` free on the file's filesystem; PostgreSQL, whose
+    /// disk may be another host's: a probe write of 64 KiB, in and out again, still fails). So
+    /// the service turns ready again by itself when space is freed, even when no device pushes.
     pub fn storage_full(&self) -> bool {
         if !self.storage_full.load(Ordering::SeqCst) {
             return false;
         }
-        let probe = self.write(|c| {
+        let free = self.sqlite_file.as_deref().and_then(|file| {
+            let dir = file
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let st = rustix::fs::statvfs(dir).ok()?;
+            Some(st.f_bavail.saturating_mul(st.f_frsize))
+        });
+        let room = match free {
+            Some(bytes) => bytes >= STORAGE_ROOM,
+            None => !matches!(self.probe_write(), Err(AppError::StorageFull)),
+        };
+        if room && self.storage_full.swap(false, Ordering::SeqCst) {
+            tracing::info!("storage writable again");
+        }
+        !room
+    }
+
+    fn probe_write(&self) -> Result<(), AppError> {
+        self.write(|c| {
             let blob = "0".repeat(64 * 1024);
             match c {
                 DbConn::Sqlite(c) => {
@@ -355,8 +381,7 @@ impl Db {
             };
             diesel::sql_query("DELETE FROM storage_probe").execute(c)?;
             Ok(())
-        });
-        matches!(probe, Err(AppError::StorageFull))
+        })
     }
 
     pub fn run_migrations(&self) -> Result<usize, DbError> {
