@@ -64,6 +64,10 @@ pub struct DuplicatePage {
 /// Computed pairs (same name, birth date and village) are counted up to this many.
 pub const COMPUTED_PAIRS_COUNT_CAP: i64 = 1000;
 
+/// More persons than this sharing name, birth date and village are not paired: they are no
+/// plausible duplicates, and pairing them would cost the square of their number.
+pub const MAX_NAMESAKES: i64 = 50;
+
 #[derive(diesel::QueryableByName)]
 struct PairRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -135,8 +139,22 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
                 "NOT EXISTS (SELECT 1 FROM duplicate_dismissals x WHERE x.person_a = a.id \
                  AND x.person_b = b.id)",
             );
-        let from = "FROM persons a JOIN persons b ON a.org_unit = b.org_unit \
-                    AND a.birth_date = b.birth_date AND a.name = b.name";
+        // Groups first (one pass over the index), pairs only within groups of at most
+        // `MAX_NAMESAKES`: the pairs a request can build stay bounded whatever a village holds.
+        let mut groups = vec![
+            scope_cond(&scope, "org_unit"),
+            "NOT deleted AND merged_into IS NULL".to_string(),
+        ];
+        if let Some(v) = &f.village {
+            groups.push(prefix_cond(v, "org_unit")?);
+        }
+        let from = format!(
+            "FROM (SELECT org_unit, birth_date, name FROM persons WHERE {} \
+             GROUP BY org_unit, birth_date, name HAVING COUNT(*) BETWEEN 2 AND {MAX_NAMESAKES}) g \
+             JOIN persons a ON a.org_unit = g.org_unit AND a.birth_date = g.birth_date AND a.name = g.name \
+             JOIN persons b ON b.org_unit = g.org_unit AND b.birth_date = g.birth_date AND b.name = g.name",
+            groups.join(" AND ")
+        );
         let weak_total: Vec<CountRow> = w.load(
             conn,
             &format!(

@@ -2731,19 +2731,19 @@ both!(rejected_ops_page_and_person_reads_are_audited, |b| {
 
 // Issue 13 item 8: the computed duplicate pairs (same name, birth date and village) were all
 // built and counted on every call (11-16 s once a village held ~9,000 persons sharing a birth
-// date). They are now read a page at a time through an index and counted up to a cap: 60
-// persons sharing name and birth date make 1,770 pairs, counted as "at least 1,000", and paging
-// still yields every pair once, in key order.
+// date). They are now built only within groups of at most MAX_NAMESAKES, read a page at a time
+// and counted up to a cap: two groups of 45 make 1,980 pairs, counted as "at least 1,000", paging
+// still yields every pair once in key order, and a larger group makes no pairs.
 both!(
     computed_duplicate_pairs_are_paged_and_counted_up_to_a_cap,
     |b| {
         use fieldsync::db::records::{self, RecordRow};
         use fieldsync::domain::entities::Entity;
-        use fieldsync::supervise::duplicates::COMPUTED_PAIRS_COUNT_CAP;
+        use fieldsync::supervise::duplicates::{COMPUTED_PAIRS_COUNT_CAP, MAX_NAMESAKES};
         let app = spawn_app(b);
         crate::sync::seed_units(&app);
         let ts = supervisor(&app, "dup_cap_ts", Role::TownshipSupervisor, "130131102");
-        let namesake = |i: i64, name: &str| {
+        let namesake = |i: i64, village: &str, name: &str| {
             let fields = [
                 ("name", json!(name)),
                 ("sex", json!("female")),
@@ -2755,7 +2755,7 @@ both!(
             RecordRow {
                 entity: Entity::Person,
                 id: uuid::Uuid::now_v7().to_string(),
-                org_unit: crate::sync::V1.into(),
+                org_unit: village.into(),
                 version: 1,
                 change_seq: i,
                 deleted: false,
@@ -2770,11 +2770,15 @@ both!(
                 updated_device: None,
             }
         };
-        // 60 namesakes, and 300 others sharing only the birth date (no pairs).
-        let mut rows: Vec<RecordRow> = (1..=60).map(|i| namesake(i, "同名")).collect();
-        rows.extend((61..=360).map(|i| namesake(i, &format!("别名{i}"))));
+        // 45 namesakes in each of two villages, 300 others sharing only the birth date (no
+        // pairs), and a crowd of more namesakes than are paired.
+        use crate::sync::{V1, V2};
+        let mut rows: Vec<RecordRow> = (1..=45).map(|i| namesake(i, V1, "同名")).collect();
+        rows.extend((46..=90).map(|i| namesake(i, V2, "同名")));
+        rows.extend((91..=390).map(|i| namesake(i, V1, &format!("别名{i}"))));
+        rows.extend((391..=391 + MAX_NAMESAKES).map(|i| namesake(i, V1, "众名")));
         records::upsert(&mut app.conn(), &rows).unwrap();
-        let n = 60 * 59 / 2;
+        let n = 2 * (45 * 44 / 2);
         assert!(n > COMPUTED_PAIRS_COUNT_CAP as usize);
 
         let mut keys: Vec<String> = Vec::new();
