@@ -64,6 +64,9 @@ pub enum AppError {
     MigrationsPending,
     #[error("storage is full")]
     StorageFull,
+    /// `/ready` only: the service cannot take writes now (`storage_full`).
+    #[error("not ready: storage is full; writes are refused until space is freed")]
+    NotReady(&'static str),
     #[error("internal error")]
     Internal(String),
 }
@@ -85,6 +88,7 @@ impl AppError {
             AppError::Unavailable => "unavailable",
             AppError::MigrationsPending => "migrations_pending",
             AppError::StorageFull => "storage_full",
+            AppError::NotReady(code) => code,
             AppError::Internal(_) => "internal",
         }
     }
@@ -106,7 +110,10 @@ impl AppError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             AppError::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
-            AppError::Unavailable | AppError::MigrationsPending | AppError::StorageFull => Some(5),
+            AppError::Unavailable
+            | AppError::MigrationsPending
+            | AppError::StorageFull
+            | AppError::NotReady(_) => Some(5),
             _ => None,
         }
     }
@@ -117,6 +124,10 @@ impl AppError {
             AppError::Unauthorized(code) => match *code {
                 "token_expired" => "the access token has expired; refresh it".to_string(),
                 "invalid_credentials" => "wrong username or password".to_string(),
+                "session_ended" => {
+                    "the session has ended (signed out, device revoked or password changed); sign in again"
+                        .to_string()
+                }
                 _ => "missing or invalid credentials".to_string(),
             },
             AppError::Forbidden(code) => match *code {
@@ -144,7 +155,9 @@ impl ResponseError for AppError {
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable | AppError::MigrationsPending => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable | AppError::MigrationsPending | AppError::NotReady(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -201,6 +214,7 @@ pub fn classify_db_error(e: &diesel::result::Error) -> AppError {
                 || msg.contains("could not extend file")
                 || msg.contains("could not write")
             {
+                warn_storage_full(&format!("{kind:?}: {msg}"));
                 AppError::StorageFull
             } else if matches!(
                 kind,
@@ -220,6 +234,19 @@ pub fn classify_db_error(e: &diesel::result::Error) -> AppError {
         }
         Error::BrokenTransactionManager => AppError::Unavailable,
         other => AppError::Internal(format!("database: {other}")),
+    }
+}
+
+/// Logs why writes fail for lack of space, at most once a minute however many requests get
+/// 507 (the database's message names a file or the disk, never a value a client sent).
+fn warn_storage_full(cause: &str) {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+        *last = Some(Instant::now());
+        tracing::warn!(cause = %cause, "storage full: writes answer 507 (logged at most once a minute)");
     }
 }
 

@@ -98,6 +98,7 @@ impl Application {
                 .app_data(api::json_config(body_limit))
                 .app_data(api::query_config())
                 .app_data(api::path_config())
+                .wrap(from_fn(api::limit_json_depth))
                 .wrap(from_fn(api::refuse_nul))
                 .wrap(from_fn(telemetry::request_id))
                 .configure(api::configure)

@@ -213,6 +213,10 @@ fn main() -> anyhow::Result<()> {
     } else {
         fieldsync::telemetry::init(&settings.log_format);
     }
+    for name in &settings.ignored_env {
+        // The name only: a value could be a secret of whatever tool set it.
+        tracing::warn!(variable = %name, "ignoring an environment variable that names no setting");
+    }
 
     match cli.command {
         Command::Serve { demo, .. } => serve(settings, demo),

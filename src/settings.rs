@@ -57,6 +57,10 @@ pub struct Settings {
     /// `X-Forwarded-For` (the nearest address that is not a trusted proxy); from anyone else the
     /// header is ignored, so it cannot be forged to dodge the per-address login throttle.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `FIELDSYNC_*` environment variables that name no setting: ignored with a warning
+    /// (deployment tools set their own), where an unknown key in the file is an error.
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -124,6 +128,7 @@ impl Default for Settings {
             },
             metrics_token: Secret::default(),
             trusted_proxies: Vec::new(),
+            ignored_env: Vec::new(),
         }
     }
 }
@@ -170,6 +175,7 @@ impl Settings {
             let v = serde_json::to_value(t).map_err(|e| SettingsError::Invalid(e.to_string()))?;
             overlay(&mut merged, v);
         }
+        let mut ignored_env = Vec::new();
         for (key, raw) in env {
             let Some(rest) = key.strip_prefix("FIELDSYNC_") else {
                 continue;
@@ -179,15 +185,21 @@ impl Settings {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            if !names_setting(&merged, &path) {
+                ignored_env.push(key.clone());
+                continue;
+            }
             set_path(&mut merged, &path, parse_scalar(raw));
         }
         for (key, value) in flags {
             let path: Vec<String> = key.split('.').map(str::to_string).collect();
             set_path(&mut merged, &path, value.clone());
         }
-        let s: Settings =
+        let mut s: Settings =
             serde_json::from_value(merged).map_err(|e| SettingsError::Invalid(e.to_string()))?;
         s.validate()?;
+        ignored_env.sort();
+        s.ignored_env = ignored_env;
         Ok(s)
     }
 
@@ -226,6 +238,18 @@ fn parse_scalar(raw: &str) -> Value {
         "false" => Value::Bool(false),
         _ => Value::String(raw.to_string()),
     }
+}
+
+/// Whether `path` leads to a setting: every settings key has a value in the defaults.
+fn names_setting(defaults: &Value, path: &[String]) -> bool {
+    let mut cur = defaults;
+    for key in path {
+        match cur.get(key) {
+            Some(next) => cur = next,
+            None => return false,
+        }
+    }
+    !path.is_empty()
 }
 
 fn overlay(base: &mut Value, top: Value) {
@@ -427,7 +451,23 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
-        let env = vec![("FIELDSYNC_NO_SUCH_KEY".to_string(), "1".to_string())];
+        // Issue 13 item 8: an environment variable that names no setting is ignored and
+        // reported (it stopped the binary); the file stays strict (above).
+        let env = vec![
+            ("FIELDSYNC_NO_SUCH_KEY".to_string(), "1".to_string()),
+            (
+                "FIELDSYNC_LIMITS__NO_SUCH_LIMIT".to_string(),
+                "1".to_string(),
+            ),
+            ("FIELDSYNC_POOL_SIZE".to_string(), "3".to_string()),
+        ];
+        let s = Settings::load_from(None, &env, &[]).unwrap();
+        assert_eq!(
+            s.ignored_env,
+            ["FIELDSYNC_LIMITS__NO_SUCH_LIMIT", "FIELDSYNC_NO_SUCH_KEY"]
+        );
+        assert_eq!(s.pool_size, 3);
+        let env = vec![("FIELDSYNC_POOL_SIZE".to_string(), "many".to_string())];
         assert!(Settings::load_from(None, &env, &[]).is_err());
         let env = vec![(
             "FIELDSYNC_LIMITS__MAX_OPS_PER_BATCH".to_string(),

@@ -76,6 +76,7 @@ pub fn token_response(
     state: &AppState,
     user: &UserView,
     device_id: Option<&str>,
+    session_id: &str,
     refresh_token: String,
 ) -> AppResult<TokenResponse> {
     let access = tokens::issue_access(
@@ -84,6 +85,7 @@ pub fn token_response(
         &user.id,
         user.role,
         device_id,
+        session_id,
     )?;
     Ok(TokenResponse {
         access_token: access,
@@ -226,7 +228,7 @@ pub async fn sign_in(
             if let Some(d) = &device_id {
                 check_device(c, &user.id, d)?;
             }
-            let refresh =
+            let family =
                 tokens::start_family(c, &st.settings.auth, &user.id, device_id.as_deref())?;
             audit::record(
                 c,
@@ -242,7 +244,7 @@ pub async fn sign_in(
             )?;
             let view =
                 users::get(c, &user.id)?.ok_or(AppError::Unauthorized("invalid_credentials"))?;
-            token_response(&st, &view, device_id.as_deref(), refresh)
+            token_response(&st, &view, device_id.as_deref(), &family.id, family.token)
         })
     })
     .await?
@@ -253,7 +255,8 @@ pub async fn sign_in(
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, body = TokenResponse),
-        (status = 401, description = "unknown, expired, revoked or replayed refresh token", body = Problem)))]
+        (status = 401, description = "unknown, expired, revoked or replayed refresh token", body = Problem),
+        (status = 403, description = "`device_revoked`: the token's device is revoked", body = Problem)))]
 pub async fn refresh(
     state: web::Data<AppState>,
     body: web::Json<RefreshRequest>,
@@ -275,26 +278,31 @@ pub async fn rotate_refresh(
             match tokens::rotate(c, &st.auth.keys, &st.settings.auth, &token, &request_id)? {
                 Refreshed::Issued {
                     token,
+                    family_id,
                     user_id,
                     device_id,
                     ..
                 } => {
                     let view =
                         users::get(c, &user_id)?.ok_or(AppError::Unauthorized("invalid_token"))?;
-                    Ok(Some(token_response(
+                    Ok(Ok(token_response(
                         &st,
                         &view,
                         device_id.as_deref(),
+                        &family_id,
                         token,
                     )?))
                 }
                 // Committed (the family revocation and its audit row), then refused.
-                Refreshed::Reused | Refreshed::Invalid => Ok(None),
+                Refreshed::DeviceRevoked => Ok(Err(AppError::Forbidden("device_revoked"))),
+                Refreshed::Reused | Refreshed::Invalid => {
+                    Ok(Err(AppError::Unauthorized("invalid_token")))
+                }
             }
         })
     })
     .await??;
-    resp.ok_or(AppError::Unauthorized("invalid_token"))
+    resp
 }
 
 /// Sign out: revokes the refresh token's whole family. Always 204.

@@ -53,12 +53,11 @@ pub async fn register(
                 &body.name,
                 body.app_version.as_deref(),
             )?;
-            let refresh =
-                tokens::start_family(c, &st.settings.auth, &principal.user_id, Some(&id))?;
+            let family = tokens::start_family(c, &st.settings.auth, &principal.user_id, Some(&id))?;
             let user = users::get(c, &principal.user_id)?
                 .ok_or(AppError::Unauthorized("invalid_token"))?;
             Ok(RegisteredDevice {
-                tokens: token_response(&st, &user, Some(&id), refresh)?,
+                tokens: token_response(&st, &user, Some(&id), &family.id, family.token)?,
                 device_id: id,
             })
         })

@@ -26,14 +26,21 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
-/// Readiness: the database is reachable and every migration is applied.
+/// Readiness: the database is reachable, every migration is applied and writes have room.
+/// 503 `unavailable` (database away; answered within a second, never after the pool's whole
+/// wait), `migrations_pending`, or `storage_full` (the last write failed for lack of space and
+/// a probe write still does), each with Retry-After.
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses((status = 200, body = Ready), (status = 503, body = crate::error::Problem)))]
 pub async fn ready(state: web::Data<AppState>) -> AppResult<HttpResponse> {
     let db = state.db.clone();
-    let pending = web::block(move || db.pending_migrations()).await??;
+    let (pending, full) =
+        web::block(move || db.pending_migrations().map(|p| (p, db.storage_full()))).await??;
     if pending > 0 {
         return Err(AppError::MigrationsPending);
+    }
+    if full {
+        return Err(AppError::NotReady("storage_full"));
     }
     Ok(HttpResponse::Ok().json(Ready {
         status: "ready",

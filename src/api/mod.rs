@@ -153,9 +153,90 @@ pub async fn refuse_nul(
     let uri = req.uri();
     let has_nul = |s: &str| s.to_ascii_lowercase().contains("%00");
     if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
-        return Err(AppError::bad_param("bad_text", "text may not contain NUL characters").into());
+        // Rendered here, inside the request-id scope, so the answer carries the request's id
+        // (in the body and the `x-request-id` header) like every other error.
+        let err = AppError::bad_param("bad_text", "text may not contain NUL characters");
+        return Ok(req.error_response(err).map_into_boxed_body());
     }
     next.call(req).await.map(|r| r.map_into_boxed_body())
+}
+
+/// Refuses a JSON body nested deeper than `limits.max_json_depth` with 400 `json_too_deep`,
+/// before any handler parses it (serde's own limit is 128, far beyond any real body, and the
+/// stored records keep what a device sends). The push reads its body itself (gzip, slow-body
+/// deadline) and checks the inflated body with [`check_json_depth`].
+pub async fn limit_json_depth(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage as _;
+    use futures_util::StreamExt as _;
+    let is_json = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    let is_push = req.match_pattern().as_deref() == Some("/api/v1/sync/push");
+    let limits = req.app_data::<web::Data<crate::AppState>>().map(|s| {
+        (
+            s.settings.limits.max_body_bytes,
+            s.settings.limits.max_json_depth,
+        )
+    });
+    let (Some((max_bytes, max_depth)), true, false) = (limits, is_json, is_push) else {
+        return next.call(req).await.map(|r| r.map_into_boxed_body());
+    };
+    let mut payload = req.take_payload();
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let Ok(chunk) = chunk else {
+            let err = AppError::BadRequest("unreadable request body".into());
+            return Ok(req.error_response(err).map_into_boxed_body());
+        };
+        if body.len() + chunk.len() > max_bytes {
+            let err = AppError::TooLarge(serde_json::json!({ "max_body_bytes": max_bytes }));
+            return Ok(req.error_response(err).map_into_boxed_body());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if let Err(err) = check_json_depth(&body, max_depth) {
+        return Ok(req.error_response(err).map_into_boxed_body());
+    }
+    req.set_payload(actix_web::dev::Payload::from(body.freeze()));
+    next.call(req).await.map(|r| r.map_into_boxed_body())
+}
+
+/// 400 `json_too_deep` when arrays and objects in `body` nest deeper than `max` (the
+/// outermost value is level 1). Counts brackets outside strings; the text need not be valid
+/// JSON (the parser says what else is wrong).
+pub fn check_json_depth(body: &[u8], max: usize) -> Result<(), AppError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Err(AppError::bad_param(
+                        "json_too_deep",
+                        format!("the JSON body nests deeper than {max} levels"),
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Answers a method that no route of a known path declares: 405 with the methods it has.

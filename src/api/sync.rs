@@ -162,6 +162,7 @@ pub async fn push_batch(
     let limits = &state.settings.limits;
     let device_id = device_of(&principal)?;
     let body = read_body(&req, payload, limits).await?;
+    crate::api::check_json_depth(&body, limits.max_json_depth)?;
     let request: PushRequest = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("malformed push: {}", safe_serde_message(&e))))?;
     let clock_offset_ms = request

@@ -1,7 +1,8 @@
 //! `Principal`: the authenticated caller, as an actix extractor. It reads the bearer token,
 //! validates it, finds the matched route's declared access in `api::ROUTES` (a route missing
 //! there is refused for everyone), checks the role, then loads the user (must be active) and
-//! the token's device (must be the user's and not revoked) from the database.
+//! the token's device (must be the user's and not revoked) and its session (the refresh-token
+//! family, which logout, device revocation and a password change end) from the database.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -119,6 +120,11 @@ pub fn load(
             Some(_) => return Err(AppError::Forbidden("device_revoked")),
             None => return Err(AppError::Unauthorized("invalid_token")),
         }
+    }
+    // Checked on every request rather than cached: a lost phone or a signed-out session must
+    // stop at once, and it is one indexed lookup beside the two above.
+    if !tokens::session_live(conn, &claims.sid, &claims.sub, claims.did.as_deref())? {
+        return Err(AppError::Unauthorized("session_ended"));
     }
     Ok(Principal {
         user_id: claims.sub.clone(),

@@ -45,6 +45,10 @@ pub struct AccessClaims {
     pub jti: String,
     #[serde(rename = "use")]
     pub token_use: String,
+    /// The session: the refresh-token family the token was issued with. Every request checks
+    /// that the family is still live, so logout, device revocation and a password change end
+    /// the session's access tokens at once, not when they expire.
+    pub sid: String,
 }
 
 /// Signs an access token for the user (and device).
@@ -54,6 +58,7 @@ pub fn issue_access(
     user_id: &str,
     role: Role,
     device_id: Option<&str>,
+    session_id: &str,
 ) -> AppResult<String> {
     let now = (now_micros() / 1_000_000) as u64;
     let claims = AccessClaims {
@@ -67,6 +72,7 @@ pub fn issue_access(
         iat: now,
         jti: uuid::Uuid::new_v4().to_string(),
         token_use: ACCESS_USE.to_string(),
+        sid: session_id.to_string(),
     };
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(keys.kid().to_string());
@@ -106,7 +112,11 @@ pub fn validate_access(keys: &Keyring, cfg: &AuthSettings, token: &str) -> AppRe
         }
     })?;
     let c = data.claims;
-    if c.token_use != ACCESS_USE || c.sub.is_empty() || Role::parse(&c.role).is_none() {
+    if c.token_use != ACCESS_USE
+        || c.sub.is_empty()
+        || c.sid.is_empty()
+        || Role::parse(&c.role).is_none()
+    {
         return Err(AppError::Unauthorized("invalid_token"));
     }
     Ok(c)
@@ -164,13 +174,19 @@ fn ttl_micros(cfg: &AuthSettings) -> i64 {
     cfg.refresh_ttl_days.max(1) * 86_400 * 1_000_000
 }
 
+/// A new session: its refresh-token family and first refresh token.
+pub struct Family {
+    pub id: String,
+    pub token: String,
+}
+
 /// Starts a new family (a sign-in, or a device registration) and returns its first token.
 pub fn start_family(
     conn: &mut DbConn,
     cfg: &AuthSettings,
     user_id: &str,
     device_id: Option<&str>,
-) -> AppResult<String> {
+) -> AppResult<Family> {
     let token = random_token();
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_micros();
@@ -188,7 +204,7 @@ pub fn start_family(
             revoked_at: None,
         })
         .execute(conn)?;
-    Ok(token)
+    Ok(Family { id, token })
 }
 
 /// What a refresh came to.
@@ -196,12 +212,15 @@ pub enum Refreshed {
     /// The new refresh token and whom it belongs to.
     Issued {
         token: String,
+        family_id: String,
         user_id: String,
         role: Role,
         device_id: Option<String>,
     },
     /// A replay after the grace window: the family is now revoked (answer 401 after commit).
     Reused,
+    /// A token of a revoked device: its family is revoked too (answer 403 after commit).
+    DeviceRevoked,
     /// Unknown, expired, revoked, or of an inactive user or revoked device.
     Invalid,
 }
@@ -234,6 +253,43 @@ fn find_by_hash(conn: &mut DbConn, hash: &str) -> AppResult<Option<RefreshRow>> 
         .optional()?)
 }
 
+/// Revokes every session of a user (a password change).
+pub fn revoke_user(conn: &mut DbConn, user_id: &str) -> AppResult<usize> {
+    Ok(diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::user_id.eq(user_id))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(now_micros()))
+    .execute(conn)?)
+}
+
+/// Whether the session `family_id` is live for this user and device: some token of the family
+/// is not revoked. Logout, a replay, device revocation and a password change revoke them all.
+pub fn session_live(
+    conn: &mut DbConn,
+    family_id: &str,
+    user_id: &str,
+    device_id: Option<&str>,
+) -> AppResult<bool> {
+    let row: Option<(String, Option<String>)> = refresh_tokens::table
+        .filter(refresh_tokens::family_id.eq(family_id))
+        .filter(refresh_tokens::revoked_at.is_null())
+        .select((refresh_tokens::user_id, refresh_tokens::device_id))
+        .first(conn)
+        .optional()?;
+    Ok(row.is_some_and(|(u, d)| u == user_id && d.as_deref() == device_id))
+}
+
+fn device_active(conn: &mut DbConn, device_id: &str) -> AppResult<bool> {
+    let status: Option<String> = devices::table
+        .filter(devices::id.eq(device_id))
+        .select(devices::status)
+        .first(conn)
+        .optional()?;
+    Ok(status.as_deref() == Some("active"))
+}
+
 /// Rotates `token` (run inside a write transaction). `request_id` goes to the audit row.
 pub fn rotate(
     conn: &mut DbConn,
@@ -248,6 +304,14 @@ pub fn rotate(
     let Some(row) = find_by_hash(conn, &sha256_hex(token))? else {
         return Ok(Refreshed::Invalid);
     };
+    // A known token of a revoked device says so (its holder may learn what it already holds),
+    // whether or not the revocation already reached the token itself.
+    if let Some(did) = &row.device_id {
+        if !device_active(conn, did)? {
+            revoke_family(conn, &row.family_id)?;
+            return Ok(Refreshed::DeviceRevoked);
+        }
+    }
     let now = now_micros();
     if row.revoked_at.is_some() || row.expires_at <= now {
         return Ok(Refreshed::Invalid);
@@ -264,19 +328,9 @@ pub fn rotate(
     let Some(role) = Role::parse(&role) else {
         return Ok(Refreshed::Invalid);
     };
-    if let Some(did) = &row.device_id {
-        let status: Option<String> = devices::table
-            .filter(devices::id.eq(did))
-            .select(devices::status)
-            .first(conn)
-            .optional()?;
-        if status.as_deref() != Some("active") {
-            revoke_family(conn, &row.family_id)?;
-            return Ok(Refreshed::Invalid);
-        }
-    }
     let issued = |token: String| Refreshed::Issued {
         token,
+        family_id: row.family_id.clone(),
         user_id: row.user_id.clone(),
         role,
         device_id: row.device_id.clone(),

@@ -295,16 +295,22 @@ pub fn set_villages(
     get(conn, user_id)?.ok_or(AppError::NotFound)
 }
 
+/// Sets a new password and ends every session of the account (its refresh tokens, and with
+/// them its access tokens): whoever knew the old password is signed out.
 pub fn set_password(conn: &mut DbConn, username: &str, password_hash: &str) -> AppResult<()> {
-    let n = diesel::update(users::table.filter(users::username.eq(username.trim())))
+    let id: Option<String> = users::table
+        .filter(users::username.eq(username.trim()))
+        .select(users::id)
+        .first(conn)
+        .optional()?;
+    let id = id.ok_or(AppError::NotFound)?;
+    diesel::update(users::table.filter(users::id.eq(&id)))
         .set((
             users::password_hash.eq(password_hash),
             users::updated_at.eq(now_micros()),
         ))
         .execute(conn)?;
-    if n == 0 {
-        return Err(AppError::NotFound);
-    }
+    crate::auth::tokens::revoke_user(conn, &id)?;
     Ok(())
 }
 

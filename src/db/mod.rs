@@ -4,6 +4,7 @@
 pub mod records;
 pub mod schema;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -106,6 +107,34 @@ pub struct Manager {
     url: String,
     backend: Backend,
     sqlite_synchronous: String,
+    /// Set by the pool's error handler at the first failed connection of an outage.
+    outage: Arc<AtomicBool>,
+}
+
+/// How long a request waits for a connection while the database is known to be away: it
+/// answers 503 at once instead of holding its worker for the pool's whole timeout.
+const OUTAGE_WAIT: Duration = Duration::from_millis(300);
+
+/// Free bytes under which a SQLite store whose writes failed for lack of space is still full.
+const STORAGE_ROOM: u64 = 1024 * 1024;
+
+/// `/ready` waits at most this for a connection, so a probe never hangs.
+const READY_WAIT: Duration = Duration::from_millis(800);
+
+/// The pool's error handler: one line when connections start failing, not one per attempt
+/// (r2d2 retries in the background with backoff); `Manager::connect` logs the recovery.
+#[derive(Debug)]
+struct OutageLog(Arc<AtomicBool>);
+
+impl r2d2::HandleError<DbError> for OutageLog {
+    fn handle_error(&self, error: DbError) {
+        if !self.0.swap(true, Ordering::SeqCst) {
+            tracing::error!(
+                error = %error,
+                "database connection failed; answering 503 until it is back (logged once per outage)"
+            );
+        }
+    }
 }
 
 impl ManageConnection for Manager {
@@ -113,6 +142,24 @@ impl ManageConnection for Manager {
     type Error = DbError;
 
     fn connect(&self) -> Result<DbConn, DbError> {
+        let conn = self.establish()?;
+        if self.outage.swap(false, Ordering::SeqCst) {
+            tracing::info!("database connection restored");
+        }
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), DbError> {
+        conn.batch_execute("SELECT 1").map_err(DbError::Query)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+impl Manager {
+    fn establish(&self) -> Result<DbConn, DbError> {
         match self.backend {
             Backend::Sqlite => {
                 let mut c = diesel::SqliteConnection::establish(sqlite_path(&self.url))
@@ -136,14 +183,6 @@ impl ManageConnection for Manager {
                 .map_err(|e| DbError::Connect(e.to_string())),
         }
     }
-
-    fn is_valid(&self, conn: &mut DbConn) -> Result<(), DbError> {
-        conn.batch_execute("SELECT 1").map_err(DbError::Query)
-    }
-
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
-    }
 }
 
 pub type Pool = r2d2::Pool<Manager>;
@@ -159,6 +198,13 @@ pub struct Db {
     writer: Arc<Mutex<()>>,
     /// SQLite: stops the background checkpointer when the last handle goes.
     _checkpointer: Option<Arc<Checkpointer>>,
+    /// Set when a write failed for lack of space, cleared by the next write that commits:
+    /// `/ready` answers `storage_full` meanwhile.
+    storage_full: Arc<AtomicBool>,
+    /// SQLite: the database file, whose filesystem's free space tells when there is room again.
+    sqlite_file: Option<std::path::PathBuf>,
+    /// The database is away (a connection attempt failed and none has succeeded since).
+    outage: Arc<AtomicBool>,
 }
 
 /// SQLite's WAL checkpoints on a thread of their own. Left to SQLite, the writer that commits
@@ -201,10 +247,12 @@ pub struct DbOptions {
 impl Db {
     pub fn connect(opts: &DbOptions) -> Result<Db, DbError> {
         let backend = Backend::from_url(&opts.url)?;
+        let outage = Arc::new(AtomicBool::new(false));
         let manager = Manager {
             url: opts.url.clone(),
             backend,
             sqlite_synchronous: opts.sqlite_synchronous.clone(),
+            outage: outage.clone(),
         };
         // Check one connection first so that a bad URL or a server that is down reports its
         // own error instead of the pool's timeout.
@@ -215,6 +263,7 @@ impl Db {
             .max_size(opts.pool_size.max(2))
             .min_idle(Some(1))
             .connection_timeout(opts.connect_timeout)
+            .error_handler(Box::new(OutageLog(outage.clone())))
             .build(manager)
             .map_err(|e| DbError::Pool(e.to_string()))?;
         let checkpointer = (backend == Backend::Sqlite).then(|| Checkpointer::start(pool.clone()));
@@ -223,6 +272,9 @@ impl Db {
             backend,
             writer: Arc::new(Mutex::new(())),
             _checkpointer: checkpointer,
+            storage_full: Arc::default(),
+            sqlite_file: (backend == Backend::Sqlite).then(|| sqlite_path(&opts.url).into()),
+            outage,
         })
     }
 
@@ -237,7 +289,16 @@ impl Db {
     }
 
     pub fn conn(&self) -> Result<PooledConn, AppError> {
+        if self.outage.load(Ordering::SeqCst) {
+            return self.conn_within(OUTAGE_WAIT);
+        }
         self.pool.get().map_err(|_| AppError::Unavailable)
+    }
+
+    fn conn_within(&self, wait: Duration) -> Result<PooledConn, AppError> {
+        self.pool
+            .get_timeout(wait)
+            .map_err(|_| AppError::Unavailable)
     }
 
     /// Runs `f` in a read transaction: one snapshot for everything it reads.
@@ -259,7 +320,68 @@ impl Db {
             Backend::Sqlite => Some(self.writer.lock().unwrap_or_else(|p| p.into_inner())),
             Backend::Postgres => None,
         };
-        DbConn::transaction(&mut conn, f)
+        let result = DbConn::transaction(&mut conn, f);
+        self.note_storage(&result);
+        result
+    }
+
+    /// Remembers whether the last write failed for lack of space, and logs when space is back.
+    fn note_storage<T>(&self, result: &Result<T, AppError>) {
+        match result {
+            Err(AppError::StorageFull) => self.storage_full.store(true, Ordering::SeqCst),
+            Ok(_) => {
+                if self.storage_full.swap(false, Ordering::SeqCst) {
+                    tracing::info!("storage writable again");
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Whether writes fail for lack of space: the last write failed so, and there is still no
+    /// room (SQLite: less than `STORAGE_ROOM` free on the file's filesystem; PostgreSQL, whose
+    /// disk may be another host's: a probe write of 64 KiB, in and out again, still fails). So
+    /// the service turns ready again by itself when space is freed, even when no device pushes.
+    pub fn storage_full(&self) -> bool {
+        if !self.storage_full.load(Ordering::SeqCst) {
+            return false;
+        }
+        let free = self.sqlite_file.as_deref().and_then(|file| {
+            let dir = file
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let st = rustix::fs::statvfs(dir).ok()?;
+            Some(st.f_bavail.saturating_mul(st.f_frsize))
+        });
+        let room = match free {
+            Some(bytes) => bytes >= STORAGE_ROOM,
+            None => !matches!(self.probe_write(), Err(AppError::StorageFull)),
+        };
+        if room && self.storage_full.swap(false, Ordering::SeqCst) {
+            tracing::info!("storage writable again");
+        }
+        !room
+    }
+
+    fn probe_write(&self) -> Result<(), AppError> {
+        self.write(|c| {
+            let blob = "0".repeat(64 * 1024);
+            match c {
+                DbConn::Sqlite(c) => {
+                    diesel::sql_query("INSERT INTO storage_probe (filler) VALUES (?)")
+                        .bind::<Text, _>(&blob)
+                        .execute(c)?
+                }
+                DbConn::Postgres(c) => {
+                    diesel::sql_query("INSERT INTO storage_probe (filler) VALUES ($1)")
+                        .bind::<Text, _>(&blob)
+                        .execute(c)?
+                }
+            };
+            diesel::sql_query("DELETE FROM storage_probe").execute(c)?;
+            Ok(())
+        })
     }
 
     pub fn run_migrations(&self) -> Result<usize, DbError> {
@@ -276,8 +398,9 @@ impl Db {
         run_migrations_reporting(&mut conn, report)
     }
 
+    /// Pending migrations, on a connection waited for briefly (this is `/ready`'s probe).
     pub fn pending_migrations(&self) -> Result<usize, AppError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn_within(READY_WAIT)?;
         let n = match &mut *conn {
             DbConn::Sqlite(c) => c.pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
             DbConn::Postgres(c) => c.pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),

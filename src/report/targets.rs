@@ -49,6 +49,7 @@ pub struct TargetInput {
 }
 
 #[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SetTargets {
     /// A township (set by its county's supervisor) or a village (by its township's supervisor).
     pub org_unit: String,

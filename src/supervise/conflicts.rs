@@ -66,11 +66,9 @@ pub struct ConflictView {
     pub winner: String,
     /// At the device's base version (ID numbers masked in the queue, and in one conflict unless
     /// the role sees them in full: `roles::id_number_view`).
-    #[schema(value_type = Object)]
+    /// Any JSON value (text, number, boolean, object), or null for "no value".
     pub base_value: Value,
-    #[schema(value_type = Object)]
     pub server_value: Value,
-    #[schema(value_type = Object)]
     pub device_value: Value,
     pub base_version: Option<i64>,
     pub server_version: i64,
@@ -82,7 +80,8 @@ pub struct ConflictView {
     pub age_days: i64,
     pub resolved_by: Option<String>,
     pub resolved_at: Option<i64>,
-    #[schema(value_type = Object)]
+    /// How it was resolved (null while it is not): any JSON value.
+    #[schema(required = true)]
     pub resolution: Option<Value>,
     pub reason: Option<String>,
 }
@@ -250,7 +249,7 @@ pub struct ConflictDetail {
     /// The record as it is now (person reads are audited; ID numbers as the role sees one record).
     pub current: Option<RecordView>,
     /// The field's value in the record now (field conflicts).
-    #[schema(value_type = Object)]
+    #[schema(required = true)]
     pub current_value: Option<Value>,
 }
 
@@ -295,7 +294,6 @@ pub struct Resolve {
     pub take: String,
     /// With `take: value`: the field's new value (null clears it).
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub value: Option<Value>,
     /// Why (required; kept with the conflict and in the audit log).
     pub reason: String,

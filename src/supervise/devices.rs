@@ -341,7 +341,7 @@ pub struct RejectedOp {
     pub code: Option<String>,
     pub message: Option<String>,
     /// The op as the device sent it (a person's ID number masked, as in every list).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
     pub recorded_at: Option<i64>,
     pub received_at: i64,

@@ -51,11 +51,22 @@ pub struct DuplicatePair {
 
 #[derive(Serialize, ToSchema, Debug)]
 pub struct DuplicatePage {
+    /// Pairs in the queue; when `total_capped`, at least this many (computed pairs are
+    /// counted up to a cap, see `COMPUTED_PAIRS_COUNT_CAP`).
     pub total: i64,
+    /// Whether `total` stopped counting at the cap.
+    pub total_capped: bool,
     pub items: Vec<DuplicatePair>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_after: Option<String>,
 }
+
+/// Computed pairs (same name, birth date and village) are counted up to this many.
+pub const COMPUTED_PAIRS_COUNT_CAP: i64 = 1000;
+
+/// More persons than this sharing name, birth date and village are not paired: they are no
+/// plausible duplicates, and pairing them would cost the square of their number.
+pub const MAX_NAMESAKES: i64 = 50;
 
 #[derive(diesel::QueryableByName)]
 struct PairRow {
@@ -107,6 +118,11 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
                 .map(|c| (c.id, c.person_a, c.person_b, c.org_unit))
                 .collect()
         };
+        // Computed pairs: bounded by the index on (org_unit, birth_date, name), read a page at
+        // a time after the cursor, and counted only up to a cap, so a village where thousands
+        // of persons share a birth date (or a name too) cannot stall the queue. Pairs with a
+        // candidate row come from the queue above (open) or are settled (not listed).
+        let after = f.after.clone().unwrap_or_default();
         let mut w = Query::new(conn);
         w.cond(scope_cond(&scope, "a.org_unit"));
         if let Some(v) = &f.village {
@@ -117,17 +133,55 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
             .cond("a.merged_into IS NULL AND b.merged_into IS NULL")
             .cond(
                 "NOT EXISTS (SELECT 1 FROM duplicate_candidates d WHERE d.person_a = a.id \
-                 AND d.person_b = b.id AND d.status <> 'open')",
+                 AND d.person_b = b.id)",
             )
             .cond(
                 "NOT EXISTS (SELECT 1 FROM duplicate_dismissals x WHERE x.person_a = a.id \
                  AND x.person_b = b.id)",
             );
+        // Groups first (one pass over the index), pairs only within groups of at most
+        // `MAX_NAMESAKES`: the pairs a request can build stay bounded whatever a village holds.
+        let mut groups = vec![
+            scope_cond(&scope, "org_unit"),
+            "NOT deleted AND merged_into IS NULL".to_string(),
+        ];
+        if let Some(v) = &f.village {
+            groups.push(prefix_cond(v, "org_unit")?);
+        }
+        let from = format!(
+            "FROM (SELECT org_unit, birth_date, name FROM persons WHERE {} \
+             GROUP BY org_unit, birth_date, name HAVING COUNT(*) BETWEEN 2 AND {MAX_NAMESAKES}) g \
+             JOIN persons a ON a.org_unit = g.org_unit AND a.birth_date = g.birth_date AND a.name = g.name \
+             JOIN persons b ON b.org_unit = g.org_unit AND b.birth_date = g.birth_date AND b.name = g.name",
+            groups.join(" AND ")
+        );
+        let weak_total: Vec<CountRow> = w.load(
+            conn,
+            &format!(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 {from}{} LIMIT {}) capped",
+                w.where_sql(),
+                COMPUTED_PAIRS_COUNT_CAP + 1
+            ),
+        )?;
+        let weak_total = weak_total.first().map_or(0, |r| r.n);
+        // Keys compare as byte strings (ids are all 36 characters), as in the BTreeMap below.
+        let bytes = match w.backend() {
+            crate::db::Backend::Sqlite => "",
+            crate::db::Backend::Postgres => " COLLATE \"C\"",
+        };
+        if !after.is_empty() {
+            let (after_a, after_b) = after.split_once('|').unwrap_or((after.as_str(), ""));
+            let (pa, pb) = (w.text(after_a), w.text(after_b));
+            w.cond(format!(
+                "(a.id{bytes} > {pa} OR (a.id = {pa} AND b.id{bytes} > {pb}))"
+            ));
+        }
         let weak: Vec<PairRow> = w.load(
             conn,
             &format!(
-                "SELECT a.id AS a, b.id AS b FROM persons a JOIN persons b ON a.name = b.name{}",
-                w.where_sql()
+                "SELECT a.id AS a, b.id AS b {from}{} ORDER BY a.id{bytes}, b.id{bytes} LIMIT {}",
+                w.where_sql(),
+                limit + 1
             ),
         )?;
         let mut pairs: BTreeMap<String, (Option<String>, &'static str, String, String)> =
@@ -135,6 +189,7 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
         for (id, a, b, _) in queued {
             pairs.insert(format!("{a}|{b}"), (Some(id), "id_number", a, b));
         }
+        let queued_total = pairs.len() as i64;
         for p in weak {
             pairs
                 .entry(format!("{}|{}", p.a, p.b))
@@ -151,9 +206,12 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
             .filter(|r| scope.contains(&r.org_unit) && !r.deleted && r.merged_into.is_none())
             .map(|r| (r.id.clone(), r))
             .collect();
+        let before = pairs.len();
         pairs.retain(|_, p| rows.contains_key(&p.2) && rows.contains_key(&p.3));
-        let total = pairs.len() as i64;
-        let after = f.after.clone().unwrap_or_default();
+        // Only queued pairs can drop out here (computed ones are live and in scope by query).
+        let queued_total = queued_total - (before - pairs.len()) as i64;
+        let total_capped = weak_total > COMPUTED_PAIRS_COUNT_CAP;
+        let total = queued_total + weak_total.min(COMPUTED_PAIRS_COUNT_CAP);
         let list_ids = ids_for(principal, IdContext::List);
         let mut items = Vec::new();
         let mut persons = BTreeSet::new();
@@ -185,6 +243,7 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
         Ok((
             DuplicatePage {
                 total,
+                total_capped,
                 next_after: if more {
                     items.last().map(|i| i.key.clone())
                 } else {

@@ -512,9 +512,8 @@ pub struct FieldChange {
     pub field: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<Label>,
-    #[schema(value_type = Object)]
+    /// Any JSON value, or null for "no value".
     pub from: Value,
-    #[schema(value_type = Object)]
     pub to: Value,
 }
 
@@ -557,7 +556,7 @@ pub struct OpView {
     #[schema(value_type = Object)]
     pub result: Value,
     /// The op as sent, kept for rejected ops.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
 }
 

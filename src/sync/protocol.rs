@@ -60,11 +60,10 @@ pub struct ConflictOut {
     pub status: String,
     /// Whose value the record holds now: `server` or `device`.
     pub winner: String,
-    #[schema(value_type = Object)]
+    /// The field's value at the device's base, on the server, and as the device sent it: any
+    /// JSON value (text, number, boolean, object), or null for "no value".
     pub base_value: Value,
-    #[schema(value_type = Object)]
     pub server_value: Value,
-    #[schema(value_type = Object)]
     pub device_value: Value,
 }
 

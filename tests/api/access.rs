@@ -436,6 +436,14 @@ both!(mass_assignment_is_refused_everywhere, |b| {
             Some(&cs),
             json!({"period": "2026-10", "locked_by": "me"}),
         ),
+        // Issue 13 item 8: the targets body took unknown fields (200).
+        (
+            "PUT",
+            "/api/v1/targets",
+            Some(&cs),
+            json!({"org_unit": "130131102", "year": 2026, "set_by": "me",
+                "targets": [{"indicator": "contraceptive_prevalence", "value": 88.0}]}),
+        ),
     ];
     for (method, path, token, body) in cases {
         let r = app.send(method, path, token, &body);
@@ -536,6 +544,11 @@ both!(nul_characters_never_give_a_500, |b| {
         let r = app.send(method, path, Some(token), &json!({"villages": []}));
         assert_eq!(r.status, 400, "{method} {path}: {:?}", r.body);
         assert_eq!(r.body["code"], "bad_text", "{method} {path}");
+        // Issue 13 item 8: answered with the request's id like any error (it was "-", and
+        // there was no header).
+        let id = r.body["request_id"].as_str().unwrap_or_default();
+        assert!(id.len() > 8, "{method} {path}: request id {id:?}");
+        assert_eq!(r.header("x-request-id"), Some(id), "{method} {path}");
     }
 });
 
@@ -1436,4 +1449,69 @@ both!(object_access_matrix_from_the_route_table, |b| {
     // every audit row of all this (reads, merges, dismissals, submissions, targets, exports,
     // revocations) names its actor's role and a time inside the test
     assert!(check_audit_rows(&app, from, micros()) > 100);
+});
+
+// Issue 13 item 8: `limits.max_json_depth` was never read. A body nested deeper is refused
+// whole with 400 `json_too_deep` before anything is parsed or applied (the push checks its
+// inflated body, every other route its body), brackets inside strings do not count.
+both!(too_deep_json_bodies_are_refused, |b| {
+    use crate::sync::{new_id, person, seed_units, worker, V1};
+    let app = spawn_app_with(b, |s| s.limits.max_json_depth = 8);
+    seed_units(&app);
+    let dev = worker(&app, "deep_w", &[V1]);
+    let deep = |n: usize| (0..n).fold(json!("x"), |v, _| json!([v]));
+    let refused = |r: &Resp, what: &str| {
+        assert_eq!(r.status, 400, "{what}: {:?}", r.body);
+        assert_eq!(r.body["code"], "json_too_deep", "{what}");
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    };
+    // The envelope takes 4 levels (body, ops, op, set): a value of 5 more is too deep.
+    let mut fields = person(V1, "深");
+    fields["notes"] = deep(5);
+    let r = dev.push(
+        &app,
+        &[dev.op("person", &new_id(), "create", None, fields.clone())],
+    );
+    refused(&r, "push");
+    let body = json!({ "ops": [dev.op("person", &new_id(), "create", None, fields)] });
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, body.to_string().as_bytes()).unwrap();
+    let r = app.raw(
+        "POST",
+        "/api/v1/sync/push",
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+            ("authorization", &format!("Bearer {}", dev.token)),
+        ],
+        &enc.finish().unwrap(),
+    );
+    refused(&r, "gzip push");
+    let r = app.post(
+        "/api/v1/auth/login",
+        None,
+        &json!({"username": deep(8), "password": "x"}),
+    );
+    refused(&r, "login");
+    let r = app.post(
+        "/api/v1/sync/pull",
+        Some(&dev.token),
+        &json!({"x": deep(8)}),
+    );
+    refused(&r, "pull");
+    // At the limit, and with brackets inside strings, bodies go through (the refused ops
+    // never reached the server: their seqs are free again).
+    dev.next_seq.store(1, std::sync::atomic::Ordering::SeqCst);
+    let mut fields = person(V1, "浅");
+    fields["notes"] = json!("[[[[[[[[[[[[{{{{{{{{{{ \" [[[[[[[[");
+    let r = dev.push(&app, &[dev.op("person", &new_id(), "create", None, fields)]);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["results"][0]["status"], "applied", "{:?}", r.body);
+    let r = app.post(
+        "/api/v1/auth/login",
+        None,
+        &json!({"username": deep(7), "password": "x"}),
+    );
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_ne!(r.body["code"], "json_too_deep");
 });

@@ -133,11 +133,20 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// A new live session (refresh-token family) of `sub`, on device `did`: a crafted access token
+/// names one in `sid`, as the server's own tokens do.
+fn family(app: &TestApp, sub: &str, did: Option<&str>) -> String {
+    fieldsync::auth::tokens::start_family(&mut app.conn(), &app.settings.auth, sub, did)
+        .unwrap()
+        .id
+}
+
 fn claims(app: &TestApp, sub: &str) -> Value {
     let n = now();
     json!({
         "sub": sub, "role": "admin", "iss": app.settings.auth.issuer, "aud": app.settings.auth.audience,
-        "exp": n + 600, "nbf": n, "iat": n, "jti": "x", "use": "access"
+        "exp": n + 600, "nbf": n, "iat": n, "jti": "x", "use": "access",
+        "sid": family(app, sub, None)
     })
 }
 
@@ -456,7 +465,9 @@ both!(lost_device_is_revoked, |b| {
     assert_eq!(r.body["status"], "revoked");
     let r = app.get("/api/v1/me", Some(&a.access));
     assert_eq!(r.status, 403);
-    assert_eq!(refresh(&app, &a.refresh).status, 401);
+    let r = refresh(&app, &a.refresh);
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(r.body["code"], "device_revoked");
     assert_eq!(login(&app, "w1", a.device_id.as_deref()).status, 403);
     // the other device is unaffected
     assert_eq!(app.get("/api/v1/me", Some(&b2.access)).status, 200);
@@ -857,7 +868,7 @@ both!(tokens_missing_a_claim_are_refused, |b| {
     let me = |t: &str| app.get("/api/v1/me", Some(t));
     assert_eq!(me(&sign(&app, &claims(&app, &admin))).status, 200);
     for claim in [
-        "exp", "nbf", "aud", "iss", "iat", "jti", "use", "role", "sub",
+        "exp", "nbf", "aud", "iss", "iat", "jti", "use", "role", "sub", "sid",
     ] {
         let mut c = claims(&app, &admin);
         c.as_object_mut().unwrap().remove(claim);
@@ -874,6 +885,7 @@ both!(tokens_missing_a_claim_are_refused, |b| {
     let mut c = claims(&app, &w.user_id);
     c["role"] = json!("worker");
     c["did"] = json!(w.device_id.as_deref().unwrap());
+    c["sid"] = json!(family(&app, &w.user_id, w.device_id.as_deref()));
     let pull = |t: &str| app.post("/api/v1/sync/pull", Some(t), &json!({}));
     assert_eq!(
         pull(&sign(&app, &c)).status,
@@ -891,6 +903,7 @@ both!(tokens_missing_a_claim_are_refused, |b| {
         r.body
     );
     c.as_object_mut().unwrap().remove("did");
+    c["sid"] = json!(family(&app, &w.user_id, None));
     let t = sign(&app, &c);
     let r = pull(&t);
     assert_eq!(r.status, 403, "without did: {:?}", r.body);
@@ -1280,4 +1293,73 @@ both!(a_group_worker_syncs_only_its_group, |b| {
     let r = app.get(&format!("/api/v1/supervise/person/{a}"), Some(&ts));
     assert_eq!(r.body["record"]["org_unit"], g1.as_str());
     check_audit_rows(&app, from, micros());
+});
+
+// Issue 13 item 6: an access token ended with its session. Before, a signed-out session's
+// access token kept working until it expired (15 minutes), and a revoked device's refresh
+// answered 401 instead of 403 `device_revoked`.
+both!(access_tokens_end_with_their_session, |b| {
+    let app = spawn_app(b);
+    seed_tree(&app);
+    add_user(&app, "root", Role::Admin, None, &[]);
+    add_user(&app, "w1", Role::Worker, None, &[village(0, 0, 0)]);
+    let me = |t: &str| app.get("/api/v1/me", Some(t));
+
+    // Logout: the session's access token stops at once; another session goes on.
+    let s = session(&app, "root");
+    let other = session(&app, "root");
+    assert_eq!(me(&s.access).status, 200);
+    let r = app.post(
+        "/api/v1/auth/logout",
+        None,
+        &json!({ "refresh_token": s.refresh }),
+    );
+    assert_eq!(r.status, 204);
+    let r = me(&s.access);
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    assert_eq!(r.body["code"], "session_ended");
+    assert_eq!(me(&other.access).status, 200);
+
+    // An access token from a refresh belongs to the same session and ends with it.
+    let r = refresh(&app, &other.refresh);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let (rotated_access, rotated_refresh) = (access(&r), refresh_of(&r));
+    assert_eq!(me(&rotated_access).status, 200);
+    let r = app.post(
+        "/api/v1/auth/logout",
+        None,
+        &json!({ "refresh_token": rotated_refresh }),
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(me(&rotated_access).status, 401);
+    assert_eq!(
+        me(&other.access).status,
+        401,
+        "the first token of the family too"
+    );
+
+    // A worker's device: after the revoke its access token is refused (403) and so is its
+    // refresh, with the code the docs give; the worker's other device works on.
+    let admin = session(&app, "root");
+    let lost = session(&app, "w1");
+    let kept = session(&app, "w1");
+    let pull = |t: &str| app.post("/api/v1/sync/pull", Some(t), &json!({}));
+    assert_eq!(pull(&lost.access).status, 200);
+    let r = app.post(
+        &format!(
+            "/api/v1/devices/{}/revoke",
+            lost.device_id.as_deref().unwrap()
+        ),
+        Some(&admin.access),
+        &json!({}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = pull(&lost.access);
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(r.body["code"], "device_revoked");
+    let r = refresh(&app, &lost.refresh);
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(r.body["code"], "device_revoked");
+    assert_eq!(pull(&kept.access).status, 200);
+    assert_eq!(refresh(&app, &kept.refresh).status, 200);
 });

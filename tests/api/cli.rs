@@ -827,17 +827,78 @@ fn settings_layers_as_the_binary_reads_them() {
     );
     assert!(!p("fieldsync.db").exists(), "the default was used");
 
-    // A named file that does not exist, and an unknown key, stop the command.
+    // A named file that does not exist, and an unknown key in a file, stop the command.
     let mut cmd = fieldsync_command(dir.path());
     cmd.args(["--config", "missing.toml", "migrate"]);
     let out = run(cmd, None);
     assert!(!out.ok && out.stderr.contains("missing.toml"), "{out:?}");
+    std::fs::write(p("typo.toml"), "[limits]\nmax_opz_per_batch = 5\n").unwrap();
     let mut cmd = fieldsync_command(dir.path());
-    cmd.env("FIELDSYNC_LIMITS__MAX_OPZ_PER_BATCH", "5")
-        .arg("migrate");
+    cmd.args(["--config", "typo.toml", "migrate"]);
     let out = run(cmd, None);
     assert!(
         !out.ok && out.stderr.contains("max_opz_per_batch"),
         "{out:?}"
     );
+    // An environment variable that names no setting (deployment tools set their own) only
+    // warns, by name (issue 13 item 8: it used to stop the command).
+    let mut cmd = fieldsync_command(dir.path());
+    cmd.env("FIELDSYNC_DATA_DIR", p("data"))
+        .env("FIELDSYNC_LIMITS__MAX_OPZ_PER_BATCH", "5")
+        .env("FIELDSYNC_DEPLOY_REVISION", "secret-looking-value")
+        .arg("migrate");
+    let out = run(cmd, None);
+    assert!(out.ok, "{out:?}");
+    for name in [
+        "FIELDSYNC_LIMITS__MAX_OPZ_PER_BATCH",
+        "FIELDSYNC_DEPLOY_REVISION",
+    ] {
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.contains("WARN") && l.contains(name)),
+            "{name}: {out:?}"
+        );
+    }
+    assert!(!out.stderr.contains("secret-looking-value"), "{out:?}");
 }
+
+// Issue 13 item 6: `user passwd` ends the account's sessions. Before, an access token
+// obtained with the old password kept working until it expired, and so did its refresh token.
+both!(passwd_ends_the_accounts_sessions_at_once, |b| {
+    let app = spawn_app(b);
+    seed(&app);
+    let out = cli_on(
+        &app,
+        &["user", "add", "--username", "boss", "--role", "admin"],
+        None,
+    );
+    assert!(out.ok, "{out:?}");
+    let pw = printed_password(&out);
+    let r = app.post(
+        "/api/v1/auth/login",
+        None,
+        &json!({"username": "boss", "password": pw}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let token = r.body["access_token"].as_str().unwrap().to_string();
+    let refresh = r.body["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(app.get("/api/v1/me", Some(&token)).status, 200);
+
+    let out = cli_on(
+        &app,
+        &["user", "passwd", "boss", "--password-stdin"],
+        Some("boss-second-pass-2\n"),
+    );
+    assert!(out.ok, "{out:?}");
+    let r = app.get("/api/v1/me", Some(&token));
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    assert_eq!(r.body["code"], "session_ended");
+    let r = app.post(
+        "/api/v1/auth/refresh",
+        None,
+        &json!({ "refresh_token": refresh }),
+    );
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    assert_eq!(login_status(&app, "boss", "boss-second-pass-2"), 200);
+});

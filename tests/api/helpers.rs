@@ -13,6 +13,8 @@ use serde_json::Value;
 use fieldsync::db::Db;
 use fieldsync::settings::Settings;
 
+use crate::spec_check::{self, Answer};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -30,6 +32,8 @@ pub struct TestApp {
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
     pg_db: Option<(String, String)>,
+    /// Every answer this client got, checked against api-spec/openapi.json on drop.
+    answers: std::sync::Mutex<Vec<Answer>>,
 }
 
 pub struct Resp {
@@ -135,6 +139,7 @@ pub fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Te
         thread: Some(thread),
         _dir: dir,
         pg_db,
+        answers: Default::default(),
     }
 }
 
@@ -143,13 +148,48 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
-    fn finish(r: Result<ureq::Response, ureq::Error>) -> Resp {
+    /// Records an answer for the spec check.
+    fn record(
+        &self,
+        method: &str,
+        path: &str,
+        status: u16,
+        ct: Option<String>,
+        body: Option<Value>,
+    ) {
+        let path = path.split('?').next().unwrap_or(path).to_string();
+        self.answers.lock().unwrap().push(Answer {
+            method: method.to_string(),
+            path,
+            status,
+            content_type: ct,
+            body,
+        });
+    }
+
+    /// What the answers recorded so far break of api-spec/openapi.json.
+    pub fn spec_violations(&self) -> Vec<String> {
+        self.answers
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(spec_check::violations)
+            .collect()
+    }
+
+    /// The answers recorded so far.
+    pub fn answers(&self) -> Vec<Answer> {
+        self.answers.lock().unwrap().clone()
+    }
+
+    fn finish(&self, method: &str, path: &str, r: Result<ureq::Response, ureq::Error>) -> Resp {
         let resp = match r {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
             Err(e) => panic!("transport error: {e}"),
         };
         let status = resp.status();
+        let ct = resp.header("content-type").map(str::to_string);
         let headers = resp
             .headers_names()
             .into_iter()
@@ -159,7 +199,10 @@ impl TestApp {
             })
             .collect();
         let text = resp.into_string().unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let json: Option<Value> = serde_json::from_str(&text).ok();
+        let is_json = ct.as_deref().is_some_and(|c| c.contains("json"));
+        self.record(method, path, status, ct, json.clone().filter(|_| is_json));
+        let body = json.unwrap_or(Value::String(text));
         Resp {
             status,
             body,
@@ -172,7 +215,7 @@ impl TestApp {
         if let Some(t) = token {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
-        Self::finish(req.call())
+        self.finish("GET", path, req.call())
     }
 
     pub fn send(&self, method: &str, path: &str, token: Option<&str>, body: &Value) -> Resp {
@@ -180,7 +223,7 @@ impl TestApp {
         if let Some(t) = token {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
-        Self::finish(req.send_json(body.clone()))
+        self.finish(method, path, req.send_json(body.clone()))
     }
 
     pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Resp {
@@ -201,6 +244,7 @@ impl TestApp {
         };
         let status = resp.status();
         let ct = resp.header("content-type").map(str::to_string);
+        self.record("GET", path, status, ct.clone(), None);
         let mut out = Vec::new();
         std::io::Read::read_to_end(&mut resp.into_reader(), &mut out).unwrap();
         (status, ct, out)
@@ -212,7 +256,7 @@ impl TestApp {
         for (k, v) in headers {
             req = req.set(k, v);
         }
-        Self::finish(req.send_bytes(body))
+        self.finish(method, path, req.send_bytes(body))
     }
 
     /// A direct connection to the test database, for checks against the store itself.
@@ -223,6 +267,24 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // Every answer of the test against the spec (not when the test already failed).
+        if !std::thread::panicking() {
+            let v = self.spec_violations();
+            if !v.is_empty() {
+                self.stop();
+                panic!(
+                    "{} answers differ from api-spec/openapi.json:\n{}",
+                    v.len(),
+                    v.join("\n")
+                );
+            }
+        }
+        self.stop();
+    }
+}
+
+impl TestApp {
+    fn stop(&mut self) {
         if let Some(h) = self.server.take() {
             futures_executor_block_on(h.stop(false));
         }

@@ -2,6 +2,7 @@
 //! capability. Every test runs on SQLite and, when FIELDSYNC_TEST_PG_URL is set, PostgreSQL.
 
 mod helpers;
+mod spec_check;
 
 mod access;
 mod auth;
@@ -11,6 +12,7 @@ mod demo;
 mod foundation;
 mod reports;
 mod simulate;
+mod spec;
 mod supervise;
 mod sync;
 mod sync_boundaries;

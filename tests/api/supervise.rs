@@ -2728,3 +2728,103 @@ both!(rejected_ops_page_and_person_reads_are_audited, |b| {
     };
     assert_eq!(role, "township_supervisor");
 });
+
+// Issue 13 item 8: the computed duplicate pairs (same name, birth date and village) were all
+// built and counted on every call (11-16 s once a village held ~9,000 persons sharing a birth
+// date). They are now built only within groups of at most MAX_NAMESAKES, read a page at a time
+// and counted up to a cap: two groups of 45 make 1,980 pairs, counted as "at least 1,000", paging
+// still yields every pair once in key order, and a larger group makes no pairs.
+both!(
+    computed_duplicate_pairs_are_paged_and_counted_up_to_a_cap,
+    |b| {
+        use fieldsync::db::records::{self, RecordRow};
+        use fieldsync::domain::entities::Entity;
+        use fieldsync::supervise::duplicates::{COMPUTED_PAIRS_COUNT_CAP, MAX_NAMESAKES};
+        let app = spawn_app(b);
+        crate::sync::seed_units(&app);
+        let ts = supervisor(&app, "dup_cap_ts", Role::TownshipSupervisor, "130131102");
+        let namesake = |i: i64, village: &str, name: &str| {
+            let fields = [
+                ("name", json!(name)),
+                ("sex", json!("female")),
+                ("birth_date", json!("1990-02-03")),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            RecordRow {
+                entity: Entity::Person,
+                id: uuid::Uuid::now_v7().to_string(),
+                org_unit: village.into(),
+                version: 1,
+                change_seq: i,
+                deleted: false,
+                merged_into: None,
+                fields,
+                stamps: Default::default(),
+                created_at: 1,
+                updated_at: 1,
+                recorded_at: 1,
+                created_by: "u".into(),
+                updated_by: "u".into(),
+                updated_device: None,
+            }
+        };
+        // 45 namesakes in each of two villages, 300 others sharing only the birth date (no
+        // pairs), and a crowd of more namesakes than are paired.
+        use crate::sync::{V1, V2};
+        let mut rows: Vec<RecordRow> = (1..=45).map(|i| namesake(i, V1, "同名")).collect();
+        rows.extend((46..=90).map(|i| namesake(i, V2, "同名")));
+        rows.extend((91..=390).map(|i| namesake(i, V1, &format!("别名{i}"))));
+        rows.extend((391..=391 + MAX_NAMESAKES).map(|i| namesake(i, V1, "众名")));
+        records::upsert(&mut app.conn(), &rows).unwrap();
+        let n = 2 * (45 * 44 / 2);
+        assert!(n > COMPUTED_PAIRS_COUNT_CAP as usize);
+
+        let mut keys: Vec<String> = Vec::new();
+        let mut after: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let path = match &after {
+                Some(a) => format!("/api/v1/supervise/duplicates?limit=500&after={a}"),
+                None => "/api/v1/supervise/duplicates?limit=500".to_string(),
+            };
+            let r = app.get(&path, Some(&ts));
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            assert_eq!(r.body["total"], COMPUTED_PAIRS_COUNT_CAP, "{path}");
+            assert_eq!(r.body["total_capped"], true, "{path}");
+            let items = r.body["items"].as_array().unwrap();
+            assert!(items.len() <= 500);
+            for it in items {
+                assert_eq!(it["signal"], "name_birth_date");
+                keys.push(it["key"].as_str().unwrap().to_string());
+            }
+            pages += 1;
+            match r.body["next_after"].as_str() {
+                Some(a) => after = Some(a.to_string()),
+                None => break,
+            }
+            assert!(pages < 10, "paging does not end");
+        }
+        assert_eq!(pages, 4);
+        assert_eq!(keys.len(), n);
+        assert!(
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "keys in order, once each"
+        );
+
+        // A dismissed pair leaves the computed pairs too.
+        let r = app.get("/api/v1/supervise/duplicates?limit=5", Some(&ts));
+        assert_eq!(r.body["items"].as_array().unwrap().len(), 5);
+        let dismissed = r.body["items"][0]["key"].as_str().unwrap().to_string();
+        let (a, b2) = dismissed.split_once('|').unwrap();
+        let d = app.post(
+            "/api/v1/supervise/duplicates/dismiss",
+            Some(&ts),
+            &json!({"a_id": a, "b_id": b2, "reason": "two people"}),
+        );
+        assert!(d.status < 300, "{:?}", d.body);
+        let r = app.get("/api/v1/supervise/duplicates?limit=500", Some(&ts));
+        assert!(!r.body.to_string().contains(&dismissed));
+    }
+);

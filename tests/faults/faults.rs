@@ -446,10 +446,41 @@ fn disk_full_sqlite() {
         d.absorb(Ok(r));
     }
     assert!(
-        full_answers.iter().any(|s| *s != 200),
+        full_answers.contains(&507),
         "the disk never looked full: {full_answers:?}"
     );
+    // Issue 13 item 8: readiness says so while the disk is full (it answered 200), and the
+    // cause of the 507s is logged once, not once per answer.
+    let r = server
+        .try_get("/ready", None)
+        .expect("an answer from /ready");
+    assert_eq!(r.status, 503, "/ready while the disk is full: {}", r.text);
+    assert_eq!(r.body["code"], "storage_full", "{}", r.text);
+    assert!(r.header("retry-after").is_some());
+    let warned = env
+        .log()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("storage full"))
+        .count();
+    assert_eq!(warned, 1, "storage-full warnings: {}", env.log_tail());
     std::fs::remove_file(&ballast).unwrap();
+    // Ready again by itself (its probe write), before any device resends.
+    let t = Instant::now();
+    loop {
+        let r = server
+            .try_get("/ready", None)
+            .expect("an answer from /ready");
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "/ready not 200 within 10 s of the disk being freed: {}",
+            r.text
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ready_after = t.elapsed();
     let t = Instant::now();
     d.resend_until_acked(
         &server,
@@ -460,7 +491,8 @@ fn disk_full_sqlite() {
         "no recovery after the disk was freed",
     );
     eprintln!(
-        "disk full: answers while full {full_answers:?}; recovered in {:.1} s",
+        "disk full: answers while full {full_answers:?}; ready again {:.1} s after the disk was freed; recovered in {:.1} s",
+        ready_after.as_secs_f64(),
         t.elapsed().as_secs_f64()
     );
     drop(server);
