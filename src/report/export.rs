@@ -102,9 +102,9 @@ pub fn breakdown_headers(lang: Lang) -> Vec<String> {
         lang.pick("统计期", "period").into(),
     ];
     for i in Indicator::ALL {
-        let (label, unit) = (lang.indicator(i), i.unit());
+        let (label, unit) = (lang.indicator_full(i), i.unit());
         h.push(match (unit.is_empty(), lang) {
-            (true, _) => label.to_string(),
+            (true, _) => label,
             (false, Lang::Zh) => format!("{label}({unit})"),
             (false, Lang::En) => format!("{label} ({unit})"),
         });
@@ -172,7 +172,7 @@ fn indicator_table(r: &Report, lang: Lang) -> (Vec<String>, Vec<Vec<Cell>>) {
             let na = || not_applicable(lang);
             let empty = || Cell::Text(String::new());
             vec![
-                Cell::Text(lang.indicator(i.indicator).to_string()),
+                Cell::Text(lang.indicator_full(i.indicator)),
                 Cell::Text(i.unit.to_string()),
                 Cell::Number(i.numerator as f64),
                 Cell::Number(i.denominator as f64),

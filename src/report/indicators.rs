@@ -342,6 +342,23 @@ impl Indicator {
         }
     }
 
+    /// Another Chinese name of the same figure that users search for: the seeds call the
+    /// policy-compliant birth rate 计划生育率.
+    pub fn also_zh(self) -> Option<&'static str> {
+        match self {
+            Indicator::PolicyCompliantBirthRate => Some("计划生育率"),
+            _ => None,
+        }
+    }
+
+    /// [`Indicator::also_zh`] in English.
+    pub fn also_en(self) -> Option<&'static str> {
+        match self {
+            Indicator::PolicyCompliantBirthRate => Some("family planning rate"),
+            _ => None,
+        }
+    }
+
     pub fn en(self) -> &'static str {
         match self {
             Indicator::CrudeBirthRate => "crude birth rate",
@@ -588,6 +605,13 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), Indicator::ALL.len());
         assert_eq!(Indicator::parse("nope"), None);
+        assert_eq!(
+            Indicator::PolicyCompliantBirthRate.also_zh(),
+            Some("计划生育率")
+        );
+        for i in Indicator::ALL {
+            assert_eq!(i.also_zh().is_some(), i.also_en().is_some());
+        }
         assert_eq!(Indicator::CrudeBirthRate.unit(), "‰");
         assert_eq!(Indicator::CheckCoverage.unit(), "%");
         assert_eq!(Indicator::CrudeBirthRate.direction(), Direction::AtMost);

@@ -1355,6 +1355,17 @@ both!(counts_and_indicators_are_exact_at_every_level, |b| {
     let val = |code: &str| indicator(&v, code)["value"].as_f64();
     assert_eq!(val("contraceptive_prevalence"), Some(66.67));
     assert_eq!(val("policy_compliant_birth_rate"), Some(100.0));
+    // The same figure under the name the seeds use.
+    let pc = indicator(&v, "policy_compliant_birth_rate");
+    assert_eq!(
+        (&pc["zh"], &pc["also_zh"]),
+        (&json!("符合政策生育率"), &json!("计划生育率"))
+    );
+    assert_eq!(
+        v["labels"]["indicator_aliases"]["policy_compliant_birth_rate"],
+        "计划生育率"
+    );
+    assert_eq!(indicator(&v, "check_rate")["also_zh"], Value::Null);
     assert_eq!(val("sex_ratio_at_birth"), Some(100.0));
     assert_eq!(val("long_acting_measure_rate"), Some(50.0));
     assert_eq!(val("check_coverage"), Some(66.67));
@@ -1996,7 +2007,7 @@ both!(
         assert_eq!(rows[3][births], "3");
         let pcb = rows[0]
             .iter()
-            .position(|h| h == "符合政策生育率(%)")
+            .position(|h| h == "符合政策生育率/计划生育率(%)")
             .unwrap();
         assert_eq!(rows[2][pcb], "不适用");
         // As XLSX.
@@ -2016,7 +2027,12 @@ both!(
         // One counting pass gives both sheets: the indicator sheet is the report's figures.
         let v = report(&w, &w.county, "period=2026-10");
         for (row, i) in ind[1..].iter().zip(v["indicators"].as_array().unwrap()) {
-            assert_eq!(row[0], i["zh"].as_str().unwrap());
+            // The Chinese name, with the other name beside it when there is one.
+            let label = match i["also_zh"].as_str() {
+                Some(a) => format!("{}/{a}", i["zh"].as_str().unwrap()),
+                None => i["zh"].as_str().unwrap().to_string(),
+            };
+            assert_eq!(row[0], label);
             assert_eq!(row[2], i["numerator"].to_string(), "{row:?}");
             assert_eq!(row[3], i["denominator"].to_string(), "{row:?}");
         }
@@ -2174,7 +2190,7 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
     assert_eq!(rows[3][1], "total");
     let pcb = rows[0]
         .iter()
-        .position(|h| h == "policy-compliant birth rate (%)")
+        .position(|h| h == "policy-compliant birth rate / family planning rate (%)")
         .unwrap();
     assert_eq!(rows[2][pcb], "n/a");
     let (_, _, zh_data) = app.get_bytes("/api/v1/exports/report.csv?period=2026-10", &w.county);
@@ -2210,7 +2226,9 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
             "target direction",
             "target",
             "met",
-            "gap"
+            "gap",
+            "target ceiling",
+            "side missed"
         ]
         .map(String::from)
     );
