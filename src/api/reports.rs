@@ -139,12 +139,15 @@ pub async fn get_breakdown(
 
 /// Sets yearly targets of one org unit. A county supervisor sets its townships' targets, a
 /// township supervisor its villages'; `direction` defaults to the indicator's usual one
-/// (at most for the population rates and the sex ratio, at least for the others).
+/// (at most for the population rates and the sex ratio, at least for the others), or to
+/// `between` with an `upper`: a band from `value` to `upper` ("出生人口性别比控制在103-107之间"),
+/// whose attainment says which side was missed.
 #[utoipa::path(put, path = "/api/v1/targets", tag = "reports",
     request_body(content = SetTargets, example = json!({"org_unit": "130131102", "year": 2026, "targets": [
         {"indicator": "policy_compliant_birth_rate", "value": 94.0},
         {"indicator": "contraceptive_prevalence", "direction": "at_least", "value": 88.0},
-        {"indicator": "crude_birth_rate", "direction": "at_most", "value": 10.0}]})),
+        {"indicator": "crude_birth_rate", "direction": "at_most", "value": 10.0},
+        {"indicator": "sex_ratio_at_birth", "direction": "between", "value": 103.0, "upper": 107.0}]})),
     responses(
         (status = 200, description = "The unit's targets for the year", body = [TargetRow]),
         (status = 403, description = "The unit is not directly below yours", body = crate::error::Problem),

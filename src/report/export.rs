@@ -21,7 +21,7 @@ use crate::domain::entities::{Entity, FieldType};
 use crate::domain::orgunit::subtree_range;
 use crate::error::{AppError, AppResult};
 use crate::report::counts::COUNTS;
-use crate::report::indicators::{Direction, Indicator};
+use crate::report::indicators::{Direction, Indicator, Missed};
 use crate::report::lang::Lang;
 use crate::report::report::{Breakdown, BreakdownRow, Report};
 
@@ -102,9 +102,9 @@ pub fn breakdown_headers(lang: Lang) -> Vec<String> {
         lang.pick("统计期", "period").into(),
     ];
     for i in Indicator::ALL {
-        let (label, unit) = (lang.indicator(i), i.unit());
+        let (label, unit) = (lang.indicator_full(i), i.unit());
         h.push(match (unit.is_empty(), lang) {
-            (true, _) => label.to_string(),
+            (true, _) => label,
             (false, Lang::Zh) => format!("{label}({unit})"),
             (false, Lang::En) => format!("{label} ({unit})"),
         });
@@ -160,6 +160,8 @@ fn indicator_table(r: &Report, lang: Lang) -> (Vec<String>, Vec<Vec<Cell>>) {
         ("目标值", "target"),
         ("是否达标", "met"),
         ("差距", "gap"),
+        ("目标上限", "target ceiling"),
+        ("未达方向", "side missed"),
     ]
     .map(|(zh, en)| lang.pick(zh, en).to_string())
     .to_vec();
@@ -170,7 +172,7 @@ fn indicator_table(r: &Report, lang: Lang) -> (Vec<String>, Vec<Vec<Cell>>) {
             let na = || not_applicable(lang);
             let empty = || Cell::Text(String::new());
             vec![
-                Cell::Text(lang.indicator(i.indicator).to_string()),
+                Cell::Text(lang.indicator_full(i.indicator)),
                 Cell::Text(i.unit.to_string()),
                 Cell::Number(i.numerator as f64),
                 Cell::Number(i.denominator as f64),
@@ -181,6 +183,7 @@ fn indicator_table(r: &Report, lang: Lang) -> (Vec<String>, Vec<Vec<Cell>>) {
                             match t.direction {
                                 Direction::AtLeast => lang.pick("不低于", "at least"),
                                 Direction::AtMost => lang.pick("不高于", "at most"),
+                                Direction::Between => lang.pick("介于", "between"),
                             }
                             .into(),
                         )
@@ -204,6 +207,19 @@ fn indicator_table(r: &Report, lang: Lang) -> (Vec<String>, Vec<Vec<Cell>>) {
                 i.attainment
                     .map(|a| Cell::Number(a.gap))
                     .unwrap_or_else(empty),
+                i.target
+                    .and_then(|t| t.upper)
+                    .map(Cell::Number)
+                    .unwrap_or_else(empty),
+                match i.attainment.and_then(|a| a.missed) {
+                    None => empty(),
+                    Some(Missed::BelowFloor) => {
+                        Cell::Text(lang.pick("低于下限", "below floor").into())
+                    }
+                    Some(Missed::AboveCeiling) => {
+                        Cell::Text(lang.pick("高于上限", "above ceiling").into())
+                    }
+                },
             ]
         })
         .collect();

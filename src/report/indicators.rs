@@ -236,12 +236,32 @@ fn latest_birth_for_age(age: i32, at: NaiveDate) -> NaiveDate {
         .unwrap_or(NaiveDate::MIN)
 }
 
-/// Which way a target points: a floor for the service rates, a ceiling for the birth rate.
+/// Which way a target points: a floor for the service rates, a ceiling for the birth rate, or a
+/// band with both ("出生人口性别比控制在103-107之间").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     AtLeast,
     AtMost,
+    /// From [`Target::value`] (the floor) to [`Target::upper`] (the ceiling), both inclusive.
+    Between,
+}
+
+impl Direction {
+    /// Stable code, as serialised and stored with targets.
+    pub fn code(self) -> &'static str {
+        match self {
+            Direction::AtLeast => "at_least",
+            Direction::AtMost => "at_most",
+            Direction::Between => "between",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Direction> {
+        [Direction::AtLeast, Direction::AtMost, Direction::Between]
+            .into_iter()
+            .find(|d| d.code() == code)
+    }
 }
 
 /// The indicators of the report.
@@ -322,6 +342,23 @@ impl Indicator {
         }
     }
 
+    /// Another Chinese name of the same figure that users search for: the seeds call the
+    /// policy-compliant birth rate 计划生育率.
+    pub fn also_zh(self) -> Option<&'static str> {
+        match self {
+            Indicator::PolicyCompliantBirthRate => Some("计划生育率"),
+            _ => None,
+        }
+    }
+
+    /// [`Indicator::also_zh`] in English.
+    pub fn also_en(self) -> Option<&'static str> {
+        match self {
+            Indicator::PolicyCompliantBirthRate => Some("family planning rate"),
+            _ => None,
+        }
+    }
+
     pub fn en(self) -> &'static str {
         match self {
             Indicator::CrudeBirthRate => "crude birth rate",
@@ -364,13 +401,46 @@ impl Indicator {
     }
 }
 
-/// A yearly target (目标管理责任书) on one indicator, e.g. contraceptive prevalence at least 88%.
+/// A yearly target (目标管理责任书) on one indicator, e.g. contraceptive prevalence at least 88%,
+/// or a band: sex ratio at birth between 103 and 107.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Target {
     pub indicator: Indicator,
     pub direction: Direction,
-    /// In the indicator's unit.
+    /// In the indicator's unit: the floor (`at_least`, and `between`) or the ceiling
+    /// (`at_most`).
     pub value: f64,
+    /// The ceiling of a band (`between`); `null` otherwise.
+    pub upper: Option<f64>,
+}
+
+impl Target {
+    /// The floor, if the target has one.
+    pub fn floor(&self) -> Option<f64> {
+        match self.direction {
+            Direction::AtLeast | Direction::Between => Some(self.value),
+            Direction::AtMost => None,
+        }
+    }
+
+    /// The ceiling, if the target has one.
+    pub fn ceiling(&self) -> Option<f64> {
+        match self.direction {
+            Direction::AtMost => Some(self.value),
+            Direction::Between => self.upper,
+            Direction::AtLeast => None,
+        }
+    }
+}
+
+/// Which side of its target a value missed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Missed {
+    /// Below the floor (`at_least`, or under a band).
+    BelowFloor,
+    /// Above the ceiling (`at_most`, or over a band).
+    AboveCeiling,
 }
 
 /// How a reported value stands against its target.
@@ -378,20 +448,35 @@ pub struct Target {
 pub struct Attainment {
     pub met: bool,
     /// Points (percentage points, per-mille points) by which the value is better than the target
-    /// when positive, worse when negative, e.g. "21 points above target". Rounded to 2 decimals.
+    /// when positive, worse when negative, e.g. "21 points above target". For a band: the
+    /// distance to the nearer bound when inside it, minus the distance to the bound crossed when
+    /// outside. Rounded to 2 decimals.
     pub gap: f64,
+    /// The side missed; `null` when met.
+    pub missed: Option<Missed>,
 }
 
 /// Compares a reported value with its target. An indicator that does not apply
 /// ([`Rate::value`] `None`) has no attainment; the caller shows it as not applicable.
 pub fn attainment(rate_value: f64, target: &Target) -> Attainment {
-    let gap = round(match target.direction {
-        Direction::AtLeast => rate_value - target.value,
-        Direction::AtMost => target.value - rate_value,
-    });
+    let above_floor = target.floor().map(|f| round(rate_value - f));
+    let below_ceiling = target.ceiling().map(|c| round(c - rate_value));
+    let missed = if above_floor.is_some_and(|g| g < 0.0) {
+        Some(Missed::BelowFloor)
+    } else if below_ceiling.is_some_and(|g| g < 0.0) {
+        Some(Missed::AboveCeiling)
+    } else {
+        None
+    };
+    let gap = match (above_floor, below_ceiling) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(g), None) | (None, Some(g)) => g,
+        (None, None) => 0.0,
+    };
     Attainment {
-        met: gap >= 0.0,
+        met: missed.is_none(),
         gap,
+        missed,
     }
 }
 
@@ -520,6 +605,13 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), Indicator::ALL.len());
         assert_eq!(Indicator::parse("nope"), None);
+        assert_eq!(
+            Indicator::PolicyCompliantBirthRate.also_zh(),
+            Some("计划生育率")
+        );
+        for i in Indicator::ALL {
+            assert_eq!(i.also_zh().is_some(), i.also_en().is_some());
+        }
         assert_eq!(Indicator::CrudeBirthRate.unit(), "‰");
         assert_eq!(Indicator::CheckCoverage.unit(), "%");
         assert_eq!(Indicator::CrudeBirthRate.direction(), Direction::AtMost);
@@ -535,26 +627,30 @@ mod tests {
             indicator: Indicator::ContraceptivePrevalence,
             direction: Direction::AtLeast,
             value: 88.0,
+            upper: None,
         };
         assert_eq!(
             attainment(90.88, &floor),
             Attainment {
                 met: true,
-                gap: 2.88
+                gap: 2.88,
+                missed: None,
             }
         );
         assert_eq!(
             attainment(88.0, &floor),
             Attainment {
                 met: true,
-                gap: 0.0
+                gap: 0.0,
+                missed: None,
             }
         );
         assert_eq!(
             attainment(85.5, &floor),
             Attainment {
                 met: false,
-                gap: -2.5
+                gap: -2.5,
+                missed: Some(Missed::BelowFloor),
             }
         );
 
@@ -562,21 +658,70 @@ mod tests {
             indicator: Indicator::CrudeBirthRate,
             direction: Direction::AtMost,
             value: 10.0,
+            upper: None,
         };
         assert_eq!(
             attainment(9.81, &ceiling),
             Attainment {
                 met: true,
-                gap: 0.19
+                gap: 0.19,
+                missed: None,
             }
         );
         assert_eq!(
             attainment(12.5, &ceiling),
             Attainment {
                 met: false,
-                gap: -2.5
+                gap: -2.5,
+                missed: Some(Missed::AboveCeiling),
             }
         );
+    }
+
+    #[test]
+    fn attainment_of_a_band_says_which_side_was_missed() {
+        // 出生人口性别比控制在103-107之间.
+        let band = Target {
+            indicator: Indicator::SexRatioAtBirth,
+            direction: Direction::Between,
+            value: 103.0,
+            upper: Some(107.0),
+        };
+        let at = |v| attainment(v, &band);
+        // Inside: the distance to the nearer bound.
+        assert_eq!(
+            at(105.5),
+            Attainment {
+                met: true,
+                gap: 1.5,
+                missed: None
+            }
+        );
+        assert!(at(103.0).met);
+        assert_eq!(at(107.0).gap, 0.0);
+        // 58 boys to 52 girls: 111.54, 4.54 above the ceiling.
+        assert_eq!(
+            at(111.54),
+            Attainment {
+                met: false,
+                gap: -4.54,
+                missed: Some(Missed::AboveCeiling)
+            }
+        );
+        assert_eq!(
+            at(100.0),
+            Attainment {
+                met: false,
+                gap: -3.0,
+                missed: Some(Missed::BelowFloor)
+            }
+        );
+        assert_eq!(band.floor(), Some(103.0));
+        assert_eq!(band.ceiling(), Some(107.0));
+        for d in [Direction::AtLeast, Direction::AtMost, Direction::Between] {
+            assert_eq!(Direction::parse(d.code()), Some(d));
+            assert_eq!(serde_json::to_value(d).unwrap(), d.code());
+        }
     }
 
     #[test]

@@ -36,6 +36,24 @@ impl Lang {
     pub fn indicator(self, i: Indicator) -> &'static str {
         self.pick(i.zh(), i.en())
     }
+
+    /// The other name of an indicator in this language, if it has one (计划生育率).
+    pub fn indicator_also(self, i: Indicator) -> Option<&'static str> {
+        match self {
+            Lang::Zh => i.also_zh(),
+            Lang::En => i.also_en(),
+        }
+    }
+
+    /// The label with the other name beside it, for the exports' headers and rows:
+    /// `符合政策生育率/计划生育率`, `policy-compliant birth rate / family planning rate`.
+    pub fn indicator_full(self, i: Indicator) -> String {
+        match (self.indicator_also(i), self) {
+            (None, _) => self.indicator(i).to_string(),
+            (Some(a), Lang::Zh) => format!("{}/{a}", self.indicator(i)),
+            (Some(a), Lang::En) => format!("{} / {a}", self.indicator(i)),
+        }
+    }
 }
 
 /// The labels of a report's indicators and counts in one language.
@@ -44,6 +62,9 @@ pub struct Labels {
     pub lang: Lang,
     /// By indicator code.
     pub indicators: BTreeMap<&'static str, &'static str>,
+    /// Other names of the same figures, by indicator code (`policy_compliant_birth_rate`:
+    /// 计划生育率 / family planning rate).
+    pub indicator_aliases: BTreeMap<&'static str, &'static str>,
     /// By count key.
     pub counts: BTreeMap<&'static str, &'static str>,
 }
@@ -55,6 +76,10 @@ impl Labels {
             indicators: Indicator::ALL
                 .into_iter()
                 .map(|i| (i.code(), lang.indicator(i)))
+                .collect(),
+            indicator_aliases: Indicator::ALL
+                .into_iter()
+                .filter_map(|i| Some((i.code(), lang.indicator_also(i)?)))
                 .collect(),
             counts: COUNTS
                 .iter()
@@ -111,5 +136,17 @@ mod tests {
         assert_eq!(Lang::parse("en"), Some(Lang::En));
         assert_eq!(Lang::parse("zh-CN"), Some(Lang::Zh));
         assert_eq!(Lang::parse("fr"), None);
+        let p = Indicator::PolicyCompliantBirthRate;
+        assert_eq!(Labels::default().indicator_aliases[p.code()], "计划生育率");
+        assert_eq!(
+            Labels::new(Lang::En).indicator_aliases[p.code()],
+            "family planning rate"
+        );
+        assert_eq!(Lang::Zh.indicator_full(p), "符合政策生育率/计划生育率");
+        assert_eq!(
+            Lang::En.indicator_full(p),
+            "policy-compliant birth rate / family planning rate"
+        );
+        assert_eq!(Lang::Zh.indicator_full(Indicator::CheckRate), "查证率");
     }
 }

@@ -195,6 +195,9 @@ impl From<&OrgUnit> for UnitRef {
 pub struct IndicatorRow {
     pub indicator: Indicator,
     pub zh: &'static str,
+    /// Another Chinese name of the same figure (计划生育率 beside 符合政策生育率); `null` when
+    /// there is none.
+    pub also_zh: Option<&'static str>,
     pub unit: &'static str,
     pub numerator: i64,
     pub denominator: i64,
@@ -263,6 +266,7 @@ pub fn indicator_rows(c: &Counts, period: &Period, targets: &[Target]) -> Vec<In
             IndicatorRow {
                 indicator: i,
                 zh: i.zh(),
+                also_zh: i.also_zh(),
                 unit: i.unit(),
                 numerator: r.numerator,
                 denominator: r.denominator,

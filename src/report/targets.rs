@@ -20,6 +20,7 @@ diesel::table! {
         indicator -> Text,
         direction -> Text,
         value -> Double,
+        upper -> Nullable<Double>,
         set_by -> Text,
         set_at -> BigInt,
     }
@@ -32,20 +33,39 @@ pub struct TargetRow {
     pub year: i32,
     pub indicator: Indicator,
     pub direction: Direction,
+    /// The floor (`at_least`, `between`) or the ceiling (`at_most`).
     pub value: f64,
+    /// The ceiling of a band (`between`); `null` otherwise.
+    pub upper: Option<f64>,
     /// The user who set it.
     pub set_by: String,
     /// Unix microseconds.
     pub set_at: i64,
 }
 
-/// One target to set; `direction` defaults to the indicator's usual one.
+/// One target to set; `direction` defaults to the indicator's usual one, or to `between` when
+/// `upper` is given. A band (`between`) has `value` as its floor and `upper` as its ceiling,
+/// e.g. the sex ratio at birth between 103 and 107.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetInput {
     pub indicator: Indicator,
     pub direction: Option<Direction>,
     pub value: f64,
+    /// The ceiling of a band; only with `direction` `between` (or none).
+    pub upper: Option<f64>,
+}
+
+impl TargetInput {
+    /// The direction to store: the given one, else `between` with an `upper`, else the
+    /// indicator's usual one.
+    fn direction(&self) -> Direction {
+        self.direction.unwrap_or(if self.upper.is_some() {
+            Direction::Between
+        } else {
+            self.indicator.direction()
+        })
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, ToSchema)]
@@ -57,28 +77,18 @@ pub struct SetTargets {
     pub targets: Vec<TargetInput>,
 }
 
-fn direction_code(d: Direction) -> &'static str {
-    match d {
-        Direction::AtLeast => "at_least",
-        Direction::AtMost => "at_most",
-    }
-}
-
-type Raw = (String, i32, String, String, f64, String, i64);
+type Raw = (String, i32, String, String, f64, Option<f64>, String, i64);
 
 fn from_raw(r: Raw) -> Option<TargetRow> {
     Some(TargetRow {
         org_unit: r.0,
         year: r.1,
         indicator: Indicator::parse(&r.2)?,
-        direction: if r.3 == "at_most" {
-            Direction::AtMost
-        } else {
-            Direction::AtLeast
-        },
+        direction: Direction::parse(&r.3)?,
         value: r.4,
-        set_by: r.5,
-        set_at: r.6,
+        upper: r.5,
+        set_by: r.6,
+        set_at: r.7,
     })
 }
 
@@ -96,16 +106,38 @@ pub fn set(conn: &mut DbConn, input: &SetTargets, user_id: &str) -> AppResult<Ve
         } else {
             100_000.0
         };
-        if !t.value.is_finite() || t.value < -max || t.value > max {
+        let in_range = |v: f64| v.is_finite() && (-max..=max).contains(&v);
+        if !in_range(t.value) || t.upper.is_some_and(|u| !in_range(u)) {
             return Err(AppError::validation(
                 "bad_target",
                 "target value out of range",
             ));
         }
+        match (t.direction(), t.upper) {
+            (Direction::Between, None) => {
+                return Err(AppError::validation(
+                    "bad_target",
+                    "a band (between) needs upper, its ceiling",
+                ))
+            }
+            (Direction::Between, Some(u)) if u < t.value => {
+                return Err(AppError::validation(
+                    "bad_target",
+                    "a band's upper must not be below its value (the floor)",
+                ))
+            }
+            (Direction::AtLeast | Direction::AtMost, Some(_)) => {
+                return Err(AppError::validation(
+                    "bad_target",
+                    "upper is only for a band (direction between)",
+                ))
+            }
+            _ => {}
+        }
     }
     let now = now_micros();
     for t in &input.targets {
-        let dir = direction_code(t.direction.unwrap_or(t.indicator.direction()));
+        let dir = t.direction().code();
         let code = t.indicator.code();
         diesel::delete(
             targets::table
@@ -121,6 +153,7 @@ pub fn set(conn: &mut DbConn, input: &SetTargets, user_id: &str) -> AppResult<Ve
                 targets::indicator.eq(code),
                 targets::direction.eq(dir),
                 targets::value.eq(t.value),
+                targets::upper.eq(t.upper),
                 targets::set_by.eq(user_id),
                 targets::set_at.eq(now),
             ))
@@ -148,6 +181,7 @@ pub fn list(conn: &mut DbConn, code: &str, year: i32, subtree: bool) -> AppResul
             targets::indicator,
             targets::direction,
             targets::value,
+            targets::upper,
             targets::set_by,
             targets::set_at,
         ))
@@ -167,6 +201,7 @@ fn target_of(r: &TargetRow) -> Target {
         indicator: r.indicator,
         direction: r.direction,
         value: r.value,
+        upper: r.upper,
     }
 }
 

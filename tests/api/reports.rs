@@ -1355,6 +1355,17 @@ both!(counts_and_indicators_are_exact_at_every_level, |b| {
     let val = |code: &str| indicator(&v, code)["value"].as_f64();
     assert_eq!(val("contraceptive_prevalence"), Some(66.67));
     assert_eq!(val("policy_compliant_birth_rate"), Some(100.0));
+    // The same figure under the name the seeds use.
+    let pc = indicator(&v, "policy_compliant_birth_rate");
+    assert_eq!(
+        (&pc["zh"], &pc["also_zh"]),
+        (&json!("符合政策生育率"), &json!("计划生育率"))
+    );
+    assert_eq!(
+        v["labels"]["indicator_aliases"]["policy_compliant_birth_rate"],
+        "计划生育率"
+    );
+    assert_eq!(indicator(&v, "check_rate")["also_zh"], Value::Null);
     assert_eq!(val("sex_ratio_at_birth"), Some(100.0));
     assert_eq!(val("long_acting_measure_rate"), Some(50.0));
     assert_eq!(val("check_coverage"), Some(66.67));
@@ -1604,14 +1615,53 @@ both!(targets_are_set_by_the_level_above, |b| {
         json!({"org_unit": t1, "year": 2026, "targets": [
         {"indicator": "contraceptive_prevalence", "value": 88.0},
         {"indicator": "policy_compliant_birth_rate", "direction": "at_least", "value": 94.0},
-        {"indicator": "crude_death_rate", "value": 5000.0}]}),
+        {"indicator": "crude_death_rate", "value": 5000.0},
+        {"indicator": "sex_ratio_at_birth", "value": 103.0, "upper": 107.0}]}),
     );
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body.as_array().unwrap().len(), 3);
+    assert_eq!(r.body.as_array().unwrap().len(), 4);
+    // A band: direction between by default with an upper, which PUT answers and stores.
+    let sr = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["indicator"] == "sex_ratio_at_birth")
+        .unwrap();
+    assert_eq!(
+        (&sr["direction"], &sr["value"], &sr["upper"]),
+        (&json!("between"), &json!(103.0), &json!(107.0))
+    );
+    let cp = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["indicator"] == "contraceptive_prevalence")
+        .unwrap();
+    assert_eq!(
+        (&cp["direction"], &cp["upper"]),
+        (&json!("at_least"), &Value::Null)
+    );
+    // A band needs its ceiling, not below its floor; a floor or a ceiling has no upper.
+    for bad in [
+        json!({"indicator": "sex_ratio_at_birth", "direction": "between", "value": 103.0}),
+        json!({"indicator": "sex_ratio_at_birth", "value": 107.0, "upper": 103.0}),
+        json!({"indicator": "contraceptive_prevalence", "direction": "at_least", "value": 88.0, "upper": 95.0}),
+    ] {
+        let r = put(
+            &w.county,
+            json!({"org_unit": t1, "year": 2026, "targets": [bad]}),
+        );
+        assert_eq!(r.status, 422, "{bad} {:?}", r.body);
+    }
     // The township sets its villages' targets, not its own; the county not a village's.
     let r = put(
         &w.ts,
-        json!({"org_unit": va(), "year": 2026, "targets": [{"indicator": "contraceptive_prevalence", "value": 60.0}]}),
+        json!({"org_unit": va(), "year": 2026, "targets": [
+            {"indicator": "contraceptive_prevalence", "value": 60.0},
+            {"indicator": "sex_ratio_at_birth", "direction": "between", "value": 95.0, "upper": 99.0},
+            {"indicator": "first_child_share", "value": 40.0, "upper": 55.0}]}),
     );
     assert_eq!(r.status, 200, "{:?}", r.body);
     let r = put(
@@ -1639,9 +1689,26 @@ both!(targets_are_set_by_the_level_above, |b| {
     let v = report(&w, &w.county, &format!("org_unit={t1}&period=2026-10"));
     let cp = indicator(&v, "contraceptive_prevalence");
     assert_eq!(cp["target"]["value"], 88.0);
-    assert_eq!(cp["attainment"], json!({"met": false, "gap": -13.0}));
+    assert_eq!(
+        cp["attainment"],
+        json!({"met": false, "gap": -13.0, "missed": "below_floor"})
+    );
     let pc = indicator(&v, "policy_compliant_birth_rate");
-    assert_eq!(pc["attainment"], json!({"met": false, "gap": -27.33}));
+    assert_eq!(
+        pc["attainment"],
+        json!({"met": false, "gap": -27.33, "missed": "below_floor"})
+    );
+    // 1 boy to 2 girls: 50.00, 53 points under the band 103-107.
+    let sr = indicator(&v, "sex_ratio_at_birth");
+    assert_eq!(sr["value"], 50.0);
+    assert_eq!(
+        sr["target"],
+        json!({"indicator": "sex_ratio_at_birth", "direction": "between", "value": 103.0, "upper": 107.0})
+    );
+    assert_eq!(
+        sr["attainment"],
+        json!({"met": false, "gap": -53.0, "missed": "below_floor"})
+    );
     let dr = indicator(&v, "crude_death_rate");
     assert_eq!(dr["target"]["direction"], "at_most");
     assert_eq!(dr["attainment"]["met"], true);
@@ -1650,7 +1717,17 @@ both!(targets_are_set_by_the_level_above, |b| {
     let v = report(&w, &w.ts, &format!("org_unit={}&period=2026-10", va()));
     assert_eq!(
         indicator(&v, "contraceptive_prevalence")["attainment"],
-        json!({"met": true, "gap": 6.67})
+        json!({"met": true, "gap": 6.67, "missed": null})
+    );
+    // 1 boy to 1 girl: 100.00, one point over the band 95-99.
+    assert_eq!(
+        indicator(&v, "sex_ratio_at_birth")["attainment"],
+        json!({"met": false, "gap": -1.0, "missed": "above_ceiling"})
+    );
+    // 1 first birth of 2: 50.00 in the band 40-55, 5 points from its ceiling.
+    assert_eq!(
+        indicator(&v, "first_child_share")["attainment"],
+        json!({"met": true, "gap": 5.0, "missed": null})
     );
     // Another year has no targets.
     let v = report(&w, &w.ts, &format!("org_unit={}&period=2025-10", va()));
@@ -1661,7 +1738,23 @@ both!(targets_are_set_by_the_level_above, |b| {
     // The list, from the county: its township's and the village's.
     let r = w.app.get("/api/v1/targets?year=2026", Some(&w.county));
     assert_eq!(r.status, 200);
-    assert_eq!(r.body.as_array().unwrap().len(), 4);
+    assert_eq!(r.body.as_array().unwrap().len(), 7);
+    let bands: Vec<_> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["direction"] == "between")
+        .map(|t| {
+            (
+                t["org_unit"].as_str().unwrap().to_string(),
+                t["value"].as_f64(),
+                t["upper"].as_f64(),
+            )
+        })
+        .collect();
+    assert_eq!(bands.len(), 3, "{bands:?}");
+    assert!(bands.contains(&(va(), Some(95.0), Some(99.0))));
     let r = w.app.get("/api/v1/targets?year=2026", Some(&w.ts2));
     assert_eq!(r.body.as_array().unwrap().len(), 0);
     // Breakdown rows carry their own targets.
@@ -1914,7 +2007,7 @@ both!(
         assert_eq!(rows[3][births], "3");
         let pcb = rows[0]
             .iter()
-            .position(|h| h == "符合政策生育率(%)")
+            .position(|h| h == "符合政策生育率/计划生育率(%)")
             .unwrap();
         assert_eq!(rows[2][pcb], "不适用");
         // As XLSX.
@@ -1934,7 +2027,12 @@ both!(
         // One counting pass gives both sheets: the indicator sheet is the report's figures.
         let v = report(&w, &w.county, "period=2026-10");
         for (row, i) in ind[1..].iter().zip(v["indicators"].as_array().unwrap()) {
-            assert_eq!(row[0], i["zh"].as_str().unwrap());
+            // The Chinese name, with the other name beside it when there is one.
+            let label = match i["also_zh"].as_str() {
+                Some(a) => format!("{}/{a}", i["zh"].as_str().unwrap()),
+                None => i["zh"].as_str().unwrap().to_string(),
+            };
+            assert_eq!(row[0], label);
             assert_eq!(row[2], i["numerator"].to_string(), "{row:?}");
             assert_eq!(row[3], i["denominator"].to_string(), "{row:?}");
         }
@@ -2092,7 +2190,7 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
     assert_eq!(rows[3][1], "total");
     let pcb = rows[0]
         .iter()
-        .position(|h| h == "policy-compliant birth rate (%)")
+        .position(|h| h == "policy-compliant birth rate / family planning rate (%)")
         .unwrap();
     assert_eq!(rows[2][pcb], "n/a");
     let (_, _, zh_data) = app.get_bytes("/api/v1/exports/report.csv?period=2026-10", &w.county);
@@ -2128,7 +2226,9 @@ both!(english_labels_with_lang_en_chinese_by_default, |b| {
             "target direction",
             "target",
             "met",
-            "gap"
+            "gap",
+            "target ceiling",
+            "side missed"
         ]
         .map(String::from)
     );
