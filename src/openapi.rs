@@ -36,6 +36,7 @@ use utoipa::OpenApi;
         crate::api::duplicates::merge,
         crate::api::duplicates::dismiss,
         crate::api::duplicates::dismissed,
+        crate::api::duplicates::merges,
         crate::api::duplicates::undismiss,
         crate::api::duplicates::undo,
         crate::api::quality::list,

@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use crate::auth::Principal;
 use crate::error::{AppResult, Problem};
 use crate::supervise::duplicates::{
-    self, DismissRequest, DismissalView, DismissedPage, DuplicateFilter, DuplicatePage,
+    self, DismissRequest, DismissalView, DismissedPage, DuplicateFilter, DuplicatePage, MergePage,
     MergeRequest, MergeResult, UndismissRequest, UndismissResult, UndoResult,
 };
 use crate::AppState;
@@ -112,5 +112,23 @@ pub async fn dismissed(
 ) -> AppResult<HttpResponse> {
     let db = state.db.clone();
     let p = web::block(move || duplicates::dismissed_list(&db, &principal, &filter)).await??;
+    Ok(HttpResponse::Ok().json(p))
+}
+
+/// Merges in your subtree (both persons), newest first: automatic ones (a device registered a
+/// known ID number) and supervisors', with who merged and when, and `undone_at` once undone;
+/// what `POST /api/v1/supervise/merges/{id}/undo` can undo. `village` keeps the merges whose
+/// survivor lies in that subtree. Reading them is audited.
+#[utoipa::path(get, path = "/api/v1/supervise/merges", tag = "supervise",
+    params(DuplicateFilter),
+    responses((status = 200, body = MergePage), (status = 400, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn merges(
+    principal: Principal,
+    state: web::Data<AppState>,
+    filter: web::Query<DuplicateFilter>,
+) -> AppResult<HttpResponse> {
+    let db = state.db.clone();
+    let p = web::block(move || duplicates::merges_list(&db, &principal, &filter)).await??;
     Ok(HttpResponse::Ok().json(p))
 }

@@ -105,6 +105,7 @@ routes! {
     get "/api/v1/supervise/duplicates/dismissed" => duplicates::dismissed, Access::Roles(ledgers::SUPERVISE);
     post "/api/v1/supervise/duplicates/dismiss" => duplicates::dismiss, Access::Roles(ledgers::SUPERVISE);
     post "/api/v1/supervise/duplicates/undismiss" => duplicates::undismiss, Access::Roles(ledgers::SUPERVISE);
+    get "/api/v1/supervise/merges" => duplicates::merges, Access::Roles(ledgers::SUPERVISE);
     post "/api/v1/supervise/merges/{id}/undo" => duplicates::undo, Access::Roles(ledgers::SUPERVISE);
     get "/api/v1/supervise/flags" => quality::list, Access::Roles(ledgers::SUPERVISE);
     get "/api/v1/supervise/flags/summary" => quality::summary, Access::Roles(ledgers::SUPERVISE);

@@ -898,3 +898,145 @@ pub fn undismiss(
         })
     })
 }
+
+/// A merge of two persons, listed for undo.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct MergeView {
+    /// The merge's id (what `POST /api/v1/supervise/merges/{id}/undo` takes).
+    pub merge_id: String,
+    /// `merged_at|merge_id` with `merged_at` zero-padded: the page's order (newest first) and cursor.
+    pub key: String,
+    /// The survivor's org unit.
+    pub org_unit: String,
+    pub merged_by: String,
+    /// Made by the server when a device registered a known ID number.
+    pub automatic: bool,
+    /// Microseconds since the epoch.
+    pub merged_at: i64,
+    /// Set when the merge was undone.
+    pub undone_at: Option<i64>,
+    pub undone_by: Option<String>,
+    /// Both persons as they are now (ID numbers masked).
+    pub survivor: RecordView,
+    pub merged: RecordView,
+}
+
+#[derive(Serialize, ToSchema, Debug)]
+pub struct MergePage {
+    pub total: i64,
+    pub items: Vec<MergeView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}
+
+/// Merges (automatic or a supervisor's, undone or not) whose two persons both lie in the
+/// caller's subtree, newest first; `village` keeps those whose survivor lies in that subtree.
+/// Reading them is audited like the duplicates list.
+pub fn merges_list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<MergePage> {
+    let limit = page_limit(f.limit)? as usize;
+    if f.after.as_deref().is_some_and(|a| !plain(a)) {
+        return Err(AppError::BadRequest("bad cursor".into()));
+    }
+    let village = match &f.village {
+        Some(v) => {
+            // validates the code the same way as every other filter
+            prefix_cond(v, "org_unit")?;
+            Some(v.clone())
+        }
+        None => None,
+    };
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        bool,
+        i64,
+        Option<i64>,
+        Option<String>,
+    );
+    let (page, persons) =
+        db.read(|conn| {
+            let scope = principal.scope(conn)?;
+            let rows: Vec<Row> = person_merges::table
+                .select((
+                    person_merges::id,
+                    person_merges::survivor_id,
+                    person_merges::merged_id,
+                    person_merges::merged_by,
+                    person_merges::automatic,
+                    person_merges::merged_at,
+                    person_merges::undone_at,
+                    person_merges::undone_by,
+                ))
+                .load(conn)?;
+            let ids: BTreeSet<&str> = rows
+                .iter()
+                .flat_map(|r| [r.1.as_str(), r.2.as_str()])
+                .collect();
+            let ids: Vec<&str> = ids.into_iter().collect();
+            let people: BTreeMap<String, RecordRow> = records::load(conn, Entity::Person, &ids)?
+                .into_iter()
+                .filter(|r| scope.contains(&r.org_unit))
+                .map(|r| (r.id.clone(), r))
+                .collect();
+            let mut merges: BTreeMap<String, Row> = rows
+                .into_iter()
+                .filter(|r| people.contains_key(&r.1) && people.contains_key(&r.2))
+                .filter(|r| {
+                    village
+                        .as_deref()
+                        .is_none_or(|v| people[&r.1].org_unit.starts_with(v))
+                })
+                .map(|r| (format!("{:020}|{}", r.5, r.0), r))
+                .collect();
+            let total = merges.len() as i64;
+            if let Some(after) = &f.after {
+                merges.retain(|k, _| k < after);
+            }
+            let more = merges.len() > limit;
+            let mut items = Vec::new();
+            let mut persons = BTreeSet::new();
+            for (key, r) in merges.into_iter().rev().take(limit) {
+                let (
+                    id,
+                    survivor_id,
+                    merged_id,
+                    merged_by,
+                    automatic,
+                    merged_at,
+                    undone_at,
+                    undone_by,
+                ) = r;
+                persons.insert(survivor_id.clone());
+                persons.insert(merged_id.clone());
+                let survivor = &people[&survivor_id];
+                items.push(MergeView {
+                    merge_id: id,
+                    key,
+                    org_unit: survivor.org_unit.clone(),
+                    merged_by,
+                    automatic,
+                    merged_at,
+                    undone_at,
+                    undone_by,
+                    survivor: view(survivor, ids_for(principal, IdContext::List)),
+                    merged: view(&people[&merged_id], ids_for(principal, IdContext::List)),
+                });
+            }
+            Ok((
+                MergePage {
+                    total,
+                    next_after: if more {
+                        items.last().map(|i| i.key.clone())
+                    } else {
+                        None
+                    },
+                    items,
+                },
+                persons,
+            ))
+        })?;
+    audit_person_reads(db, principal, &persons)?;
+    Ok(page)
+}

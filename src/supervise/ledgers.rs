@@ -49,6 +49,9 @@ pub struct LedgerFilter {
     pub sex: Option<String>,
     /// Records referring to this person (any person reference field).
     pub person: Option<String>,
+    /// Records referring to this household (its id), e.g. a household's members: persons with
+    /// `household=<id>`. Only record types with a household reference take it (400 otherwise).
+    pub household: Option<String>,
     /// Order: `id` (the default: creation order), or one of the record type's sort keys, `-`
     /// first for descending: persons `name`, `birth_date`, `org_unit`, `updated_at`; other types
     /// their main date column and `updated_at` (the registry in `domain::entities` holds the
@@ -178,6 +181,22 @@ fn build_filter(
             )));
         }
         let p = q.text(person);
+        let any: Vec<String> = refs.iter().map(|r| format!("{r} = {p}")).collect();
+        q.cond(format!("({})", any.join(" OR ")));
+    }
+    if let Some(household) = &f.household {
+        let refs: Vec<&str> = entity
+            .def()
+            .refs_to(Entity::Household)
+            .map(|fld| fld.name)
+            .collect();
+        if refs.is_empty() {
+            return Err(AppError::BadRequest(format!(
+                "{} records do not refer to households",
+                entity.name()
+            )));
+        }
+        let p = q.text(household);
         let any: Vec<String> = refs.iter().map(|r| format!("{r} = {p}")).collect();
         q.cond(format!("({})", any.join(" OR ")));
     }

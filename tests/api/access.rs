@@ -977,6 +977,12 @@ fn list_entry(method: &str, pattern: &str) -> Option<ListEntry> {
             Some("village"),
             true,
         ),
+        "/api/v1/supervise/merges" => e(
+            one("/api/v1/supervise/merges?limit=500"),
+            Total,
+            Some("village"),
+            true,
+        ),
         "/api/v1/supervise/flags" => e(
             one("/api/v1/supervise/flags?limit=500"),
             Total,

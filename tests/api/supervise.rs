@@ -2828,3 +2828,207 @@ both!(
         assert!(!r.body.to_string().contains(&dismissed));
     }
 );
+
+both!(household_filter_lists_a_households_members_in_scope, |b| {
+    let World {
+        app,
+        a,
+        far,
+        ts,
+        other,
+        county,
+        ..
+    } = world(b);
+    let (hh, hh2, far_hh) = (new_id(), new_id(), new_id());
+    let (m1, m2, m3, loner, far_p) = (new_id(), new_id(), new_id(), new_id(), new_id());
+    let with_hh = |v: &str, name: &str, h: &str| {
+        let mut p = person(v, name);
+        p["household_id"] = json!(h);
+        p
+    };
+    a.push_ok(
+        &app,
+        &[
+            a.op(
+                "household",
+                &hh,
+                "create",
+                None,
+                json!({"org_unit": V1, "household_no": "001", "head_name": "赵刚"}),
+            ),
+            a.op(
+                "household",
+                &hh2,
+                "create",
+                None,
+                json!({"org_unit": V1, "household_no": "002", "head_name": "钱进"}),
+            ),
+            a.op("person", &m1, "create", None, with_hh(V1, "赵刚", &hh)),
+            a.op("person", &m2, "create", None, with_hh(V1, "赵丽", &hh)),
+            a.op("person", &m3, "create", None, with_hh(V1, "钱进", &hh2)),
+            a.op("person", &loner, "create", None, person(V1, "孙一")),
+        ],
+    );
+    far.push_ok(
+        &app,
+        &[
+            far.op(
+                "household",
+                &far_hh,
+                "create",
+                None,
+                json!({"org_unit": V3, "household_no": "009", "head_name": "李四"}),
+            ),
+            far.op(
+                "person",
+                &far_p,
+                "create",
+                None,
+                with_hh(V3, "李四", &far_hh),
+            ),
+        ],
+    );
+    let members = |h: &str, token: &str| -> BTreeSet<String> {
+        let (items, total) = all_pages(
+            &app,
+            &format!("/api/v1/supervise/person?household={h}"),
+            token,
+            1,
+        );
+        assert_eq!(items.len() as i64, total);
+        ids_of(&json!(items)).into_iter().collect()
+    };
+    let set = |v: &[&String]| {
+        v.iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<String>>()
+    };
+    assert_eq!(members(&hh, &ts), set(&[&m1, &m2]));
+    assert_eq!(members(&hh2, &ts), set(&[&m3]));
+    assert_eq!(members(&hh, &county), set(&[&m1, &m2]));
+    // another township's household: none of its members for us, ours none for them
+    assert_eq!(members(&far_hh, &ts), BTreeSet::new());
+    assert_eq!(members(&hh, &other), BTreeSet::new());
+    assert_eq!(members(&far_hh, &other), set(&[&far_p]));
+    // combined with the other filters
+    let r = get_ok(
+        &app,
+        &format!("/api/v1/supervise/person?household={hh}&name_prefix=赵丽"),
+        &ts,
+    );
+    assert_eq!(ids_of(&r["items"]), vec![m2.clone()]);
+    // a record type without a household reference refuses it
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/supervise/visit?household={hh}"),
+            Some(&ts)
+        )
+        .status,
+        400
+    );
+});
+
+both!(merges_list_is_scoped_paged_and_shows_undone, |b| {
+    let World {
+        app,
+        a,
+        far,
+        ts,
+        other,
+        county,
+        ..
+    } = world(b);
+    let (p1, p2, p3, p4, f1, f2) = (new_id(), new_id(), new_id(), new_id(), new_id(), new_id());
+    a.push_ok(
+        &app,
+        &[
+            a.op("person", &p1, "create", None, person(V1, "周一")),
+            a.op("person", &p2, "create", None, person(V1, "周一")),
+            a.op("person", &p3, "create", None, person(V2, "吴二")),
+            a.op("person", &p4, "create", None, person(V2, "吴二")),
+        ],
+    );
+    far.push_ok(
+        &app,
+        &[
+            far.op("person", &f1, "create", None, person(V3, "郑三")),
+            far.op("person", &f2, "create", None, person(V3, "郑三")),
+        ],
+    );
+    let merge = |s: &str, m: &str, token: &str| -> String {
+        let r = post_ok(
+            &app,
+            "/api/v1/supervise/duplicates/merge",
+            token,
+            json!({"survivor_id": s, "merged_id": m}),
+        );
+        r["merge_id"].as_str().unwrap().to_string()
+    };
+    let first = merge(&p1, &p2, &ts);
+    let second = merge(&p3, &p4, &ts);
+    let theirs = merge(&f1, &f2, &other);
+
+    // newest first, paged one at a time, each once
+    let (items, total) = all_pages(&app, "/api/v1/supervise/merges", &ts, 1);
+    assert_eq!(total, 2);
+    let ids: Vec<&str> = items
+        .iter()
+        .map(|i| i["merge_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![second.as_str(), first.as_str()]);
+    let one = &items[1];
+    assert_eq!(one["survivor"]["id"], p1.as_str());
+    assert_eq!(one["merged"]["id"], p2.as_str());
+    assert_eq!(one["org_unit"], V1);
+    assert_eq!(one["automatic"], false);
+    assert!(one["undone_at"].is_null());
+    // village filter, the other township's, the county's
+    let r = get_ok(&app, &format!("/api/v1/supervise/merges?village={V2}"), &ts);
+    assert_eq!(r["total"], 1);
+    assert_eq!(r["items"][0]["merge_id"], second.as_str());
+    let r = get_ok(&app, "/api/v1/supervise/merges", &other);
+    assert_eq!(r["total"], 1);
+    assert_eq!(r["items"][0]["merge_id"], theirs.as_str());
+    assert_eq!(
+        get_ok(
+            &app,
+            &format!("/api/v1/supervise/merges?village={V1}"),
+            &other
+        )["total"],
+        0
+    );
+    assert_eq!(
+        get_ok(&app, "/api/v1/supervise/merges", &county)["total"],
+        3
+    );
+    // a worker may not list them; a bad cursor is refused
+    assert_eq!(
+        app.get("/api/v1/supervise/merges", Some(&a.token)).status,
+        403
+    );
+    assert_eq!(
+        app.get("/api/v1/supervise/merges?after=%27x", Some(&ts))
+            .status,
+        400
+    );
+    // undone, it stays listed with who undid it, and cannot be undone twice
+    post_ok(
+        &app,
+        &format!("/api/v1/supervise/merges/{first}/undo"),
+        &ts,
+        json!({}),
+    );
+    let r = get_ok(&app, &format!("/api/v1/supervise/merges?village={V1}"), &ts);
+    assert_eq!(r["total"], 1);
+    assert!(r["items"][0]["undone_at"].is_i64());
+    assert!(r["items"][0]["undone_by"].is_string());
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/supervise/merges/{first}/undo"),
+            Some(&ts),
+            &json!({})
+        )
+        .status,
+        409
+    );
+});

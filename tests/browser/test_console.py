@@ -326,13 +326,17 @@ def test_merge_a_duplicate_pair_and_undo_it(context):
     assert pair.locator("tr.diff").count() >= 1
     pair.locator(".dup-reason").fill("同一身份证号")
     pair.locator(".merge").click()
-    page.wait_for_selector("#recent-merges .undo-merge")
+    pair.wait_for(state="detached")
     _, after = api("GET", f"/api/v1/supervise/duplicates?village={VILLAGE}", token)
     assert not any({p["a"]["id"], p["b"]["id"]} == {original["id"], twin} for p in after["items"])
-    page.click("#recent-merges .undo-merge")
-    page.wait_for_selector("#recent-merges .undo-merge", state="detached")
+    _, merges = api("GET", f"/api/v1/supervise/merges?village={VILLAGE}&limit=1", token)
+    merge = merges["items"][0]
+    assert {merge["survivor"]["id"], merge["merged"]["id"]} == {original["id"], twin}, merge
+    item = f'#recent-merges li[data-merge="{merge["merge_id"]}"]'
+    page.click(f"{item} .undo-merge")
+    page.wait_for_selector(f"{item} .undo-merge", state="detached")
     wait_ready(page, "duplicates")
-    assert page.locator("#recent-merges li").count() == 1
+    assert page.locator(f"{item} .undone").count() == 1
     s1, one = api("GET", f"/api/v1/supervise/person/{original['id']}", token)
     s2, two = api("GET", f"/api/v1/supervise/person/{twin}", token)
     assert s1 == 200 and s2 == 200
@@ -442,3 +446,232 @@ def test_admin_manages_users(context):
     page.wait_for_selector("#users th:has-text('zhen2')")
     status, _ = api("POST", "/api/v1/auth/login", body={"username": "zhen2", "password": "a long enough password"})
     assert status == 200
+
+
+def township_villages(token, period):
+    _, comp = api("GET", f"/api/v1/reports/completeness?org_unit=130131100&period={period}", token)
+    return {r["org_unit"]["code"]: (r.get("status") or "none") for r in comp["rows"]}
+
+
+def submission_of(token, village, period):
+    _, rep = api("GET", f"/api/v1/reports?org_unit={village}&period={period}", token)
+    return (rep.get("approval") or {}).get("submission")
+
+
+def test_return_a_submission_with_a_reason_then_the_county_locks_the_month(context):
+    period = last_month()
+    token = login("township")
+    villages = township_villages(token, period)
+    target = next(v for v, st in sorted(villages.items()) if v != VILLAGE and st in ("none", "returned"))
+    phone = Device(f"w{target}", "returned phone")
+    status, sub = api("POST", "/api/v1/reports/submissions", phone.token, {"org_unit": target, "period": period})
+    assert status in (200, 201), sub
+    page = sign_in(context, "township")
+    wait_ready(page, "overview")
+    open_page(page, "report")
+    page.locator(f'#submissions tr[data-village="{target}"] .open-village').click()
+    page.wait_for_selector("#return")
+    wait_ready(page, "report")
+    page.click("#return")  # without a reason: refused in the page
+    page.wait_for_selector("#approval .error:has-text('原因')")
+    reason = "出生数与台账不符，请核对"
+    page.fill("#approval-reason", reason)
+    page.click("#return")
+    page.wait_for_selector("#approval-status:has-text('已退回')")
+    assert reason in page.inner_text("#approval-history")
+    got = submission_of(token, target, period)
+    assert got["status"] == "returned" and got["comment"] == reason, got
+    # Every village of the township approved (through the API), then the county locks the month.
+    for v, st in sorted(township_villages(token, period).items()):
+        if st in ("none", "returned"):
+            status, body = api("POST", "/api/v1/reports/submissions", Device(f"w{v}", "lock phone").token, {"org_unit": v, "period": period})
+            assert status in (200, 201), body
+            st = "submitted"
+        if st == "submitted":
+            s = submission_of(token, v, period)
+            status, body = api("POST", f"/api/v1/reports/submissions/{s['id']}/approve", token)
+            assert status == 200, body
+    page.click("#signout")
+    page.wait_for_selector("#signin")
+    county = sign_in(context, "county")
+    wait_ready(county, "overview")
+    open_page(county, "report", "report (county)")
+    county.select_option("#report-unit", "130131100")
+    county.click("#show-report")
+    county.wait_for_selector("#lock")
+    wait_ready(county, "report")
+    county.click("#lock")
+    county.wait_for_function(
+        "() => [...document.querySelectorAll('#submissions .status')].every(e => e.textContent === '已锁定')"
+        " && document.querySelectorAll('#submissions .status').length > 0"
+    )
+    assert set(township_villages(token, period).values()) == {"locked"}
+
+
+def conflict_row(page, cid):
+    row = page.locator(f'#conflicts tr[data-conflict="{cid}"]')
+    for _ in range(20):
+        if row.count() or page.locator("#page .pager .more").is_hidden():
+            break
+        page.click("#page .pager .more")
+        page.wait_for_timeout(300)
+    return row
+
+
+def test_bulk_resolve_then_reopen_a_settled_conflict(context):
+    a = Device(f"w{VILLAGE}", "bulk phone A")
+    b = Device(f"w{VILLAGE}", "bulk phone B")
+    token = login("township")
+    _, people = api("GET", f"/api/v1/supervise/person?village={VILLAGE}&limit=8", token)
+    targets = people["items"][3:5]
+    _, cursor = a.pull_all()
+    wanted = {}
+    for p in targets:
+        choices = [v for v in ["divorced", "widowed", "remarried", "first_marriage"] if v != p["fields"].get("marital_status")]
+        a.push("person", p["id"], "update", p["version"], {"marital_status": choices[0]})
+        res = b.push("person", p["id"], "update", p["version"], {"marital_status": choices[1]})
+        assert res.get("conflicts"), res
+        wanted[p["id"]] = choices[1]
+    _, queue = api("GET", f"/api/v1/supervise/conflicts?status=open&village={VILLAGE}&limit=500", token)
+    cids = [c["id"] for c in queue["items"] if c["record_id"] in wanted]
+    assert len(cids) == 2, queue
+    page = sign_in(context, "township")
+    wait_ready(page, "overview")
+    open_page(page, "conflicts")
+    for cid in cids:
+        conflict_row(page, cid).locator("input[type=checkbox]").check()
+    page.click("#bulk-device")  # no reason yet: refused in the page
+    page.wait_for_selector("#page .error:has-text('原因')")
+    page.fill("#conflict-reason", "入户核实，以B机为准")
+    page.click("#bulk-device")
+    for cid in cids:
+        page.wait_for_selector(f'#conflicts tr[data-conflict="{cid}"]', state="detached")
+    records, cursor = a.pull_all(cursor)
+    assert {pid: records[pid]["fields"]["marital_status"] for pid in wanted} == wanted
+    # A `latest` field changed by both phones is settled by itself; reopened, it is open again.
+    p = targets[0]
+    _, fresh = api("GET", f"/api/v1/supervise/person/{p['id']}", token)
+    base = fresh["record"]["version"]
+    a.push("person", p["id"], "update", base, {"notes": "A机备注"})
+    b.push("person", p["id"], "update", base, {"notes": "B机备注"})
+    _, settled = api("GET", f"/api/v1/supervise/conflicts?status=closed&village={VILLAGE}&limit=500", token)
+    cid = next(c["id"] for c in settled["items"] if c["record_id"] == p["id"] and c["field"] == "notes")
+    page.select_option("#conflict-status", "closed")
+    page.click("#page .filters button[type=submit]")
+    wait_ready(page, "conflicts")
+    conflict_row(page, cid).locator(".reopen").click()
+    page.wait_for_selector(f'#conflicts tr[data-conflict="{cid}"]', state="detached")
+    _, reopened = api("GET", f"/api/v1/supervise/conflicts?status=open&village={VILLAGE}&limit=500", token)
+    assert any(c["id"] == cid for c in reopened["items"]), reopened
+
+
+def make_twin(token, index, phone_name):
+    _, people = api("GET", f"/api/v1/supervise/person?village={VILLAGE}&limit=12", token)
+    original = people["items"][index]
+    _, detail = api("GET", f"/api/v1/supervise/person/{original['id']}", token)
+    fields = dict(detail["record"]["fields"])
+    phone = Device(f"w{VILLAGE}", phone_name)
+    twin = str(uuid.uuid4())
+    values = {k: fields[k] for k in ["id_number", "sex", "birth_date", "residence", "marital_status"] if fields.get(k) is not None}
+    values.update({"org_unit": VILLAGE, "name": fields["name"] + "甲", "phone": "13900000001"})
+    phone.push("person", twin, "create", None, values)
+    return original, twin, fields, phone
+
+
+def test_dismiss_a_duplicate_pair(context):
+    token = login("township")
+    original, twin, _, _ = make_twin(token, 8, "dismiss phone")
+    page = sign_in(context, "township")
+    wait_ready(page, "overview")
+    open_page(page, "duplicates")
+    sel = f'.pair[data-a="{original["id"]}"][data-b="{twin}"], .pair[data-a="{twin}"][data-b="{original["id"]}"]'
+    pair = page.locator(sel)
+    assert pair.count() == 1
+    pair.locator(".dismiss").click()  # a reason is required
+    page.wait_for_selector("#page .error:has-text('原因')")
+    pair.locator(".dup-reason").fill("同号不同人：身份证号录错，入户核实为两人")
+    pair.locator(".dismiss").click()
+    page.wait_for_selector(sel, state="detached")
+    _, after = api("GET", f"/api/v1/supervise/duplicates?village={VILLAGE}&limit=500", token)
+    assert not any({p["a"]["id"], p["b"]["id"]} == {original["id"], twin} for p in after["items"])
+    _, dismissed = api("GET", f"/api/v1/supervise/duplicates/dismissed?village={VILLAGE}&limit=500", token)
+    assert any({p["a"]["id"], p["b"]["id"]} == {original["id"], twin} for p in dismissed["items"]), dismissed
+
+
+def test_undo_a_merge_made_before_this_page(context):
+    token = login("township")
+    original, twin, _, _ = make_twin(token, 9, "merged elsewhere phone")
+    status, merged = api("POST", "/api/v1/supervise/duplicates/merge", token, {"survivor_id": original["id"], "merged_id": twin})
+    assert status == 200, merged
+    mid = merged["merge_id"]
+    page = sign_in(context, "township")
+    wait_ready(page, "overview")
+    open_page(page, "duplicates")
+    item = f'#recent-merges li[data-merge="{mid}"]'
+    page.wait_for_selector(f"{item} .undo-merge")
+    page.click(f"{item} .undo-merge")
+    page.wait_for_selector(f"{item} .undone")
+    s, back = api("GET", f"/api/v1/supervise/person/{twin}", token)
+    assert s == 200 and back["record"].get("merged_into") is None, back
+    status, _ = api("POST", f"/api/v1/supervise/merges/{mid}/undo", token)
+    assert status == 409
+
+
+def wrong_check_digit(number):
+    return number[:-1] + ("1" if number[-1] != "1" else "2")
+
+
+def test_logic_errors_by_village_and_check_drill_down_to_the_record(context):
+    token = login("township")
+    _, people = api("GET", f"/api/v1/supervise/person?village={VILLAGE}&limit=12", token)
+    _, detail = api("GET", f"/api/v1/supervise/person/{people['items'][10]['id']}", token)
+    fields = detail["record"]["fields"]
+    phone = Device(f"w{VILLAGE}", "typo phone")
+    pid = str(uuid.uuid4())
+    values = {k: fields[k] for k in ["sex", "birth_date", "residence", "marital_status"] if fields.get(k) is not None}
+    values.update({"org_unit": VILLAGE, "name": "校验位错", "id_number": wrong_check_digit(fields["id_number"])})
+    phone.push("person", pid, "create", None, values)
+    _, flags = api("GET", f"/api/v1/supervise/flags?village={VILLAGE}&check=id_check_digit&limit=500", token)
+    flag = next(f for f in flags["items"] if f["record_id"] == pid)
+    page = sign_in(context, "township")
+    wait_ready(page, "overview")
+    open_page(page, "quality")
+    assert page.locator('#flag-checks tr[data-check="id_check_digit"]').count() == 1
+    page.click(f'#flag-villages .chip[data-village="{VILLAGE}"][data-check="id_check_digit"]')
+    page.wait_for_selector("#flags tbody tr")
+    row = page.locator(f'#flags tr[data-record="{pid}"]')
+    for _ in range(20):
+        if row.count() or page.locator("#flag-list .more").is_hidden():
+            break
+        page.click("#flag-list .more")
+        page.wait_for_timeout(300)
+    assert row.count() == 1
+    row.locator(".open-record").click()
+    wait_ready(page, "ledgers")
+    page.wait_for_selector("#versions li")
+    assert "校验位错" in page.inner_text("h1")
+    assert flag["zh"] in page.inner_text("#page")
+    assert page.url.endswith("#/ledgers")
+
+
+def test_household_detail_lists_its_members(context):
+    token = login("township")
+    _, households = api("GET", f"/api/v1/supervise/household?village={VILLAGE}&limit=1", token)
+    hh = households["items"][0]
+    _, members = api("GET", f"/api/v1/supervise/person?household={hh['id']}&limit=50", token)
+    assert members["total"] >= 1, "the demo's households have members"
+    page = sign_in(context, "township")
+    wait_ready(page, "overview")
+    open_page(page, "ledgers")
+    page.select_option("#ledger-entity", "household")
+    page.select_option("#ledger-village", VILLAGE)
+    page.click("#ledger-search")
+    wait_ready(page, "ledgers")
+    page.locator(f'#ledger tr[data-record="{hh["id"]}"] .open-record').click()
+    page.wait_for_selector("#household-members li")
+    assert page.locator("#household-members li").count() == min(members["total"], 50)
+    first = members["items"][0]
+    page.locator(f'#household-members li[data-record="{first["id"]}"] button').click()
+    wait_ready(page, "ledgers")
+    page.wait_for_selector("#versions li")
+    assert first["fields"]["name"] in page.inner_text("h1")

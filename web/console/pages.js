@@ -441,7 +441,7 @@ const conflictFilter = { status: "open", village: "", entity: "", min_age_days: 
 
 async function conflicts(ctx, main) {
   const f = conflictFilter;
-  const status = h("select", { id: "conflict-status", "aria-label": t("status") }, ["open", "resolved"].map((s) => h("option", { value: s, selected: f.status === s }, t(s))));
+  const status = h("select", { id: "conflict-status", "aria-label": t("status") }, ["open", "closed", "resolved", "all"].map((s) => h("option", { value: s, selected: f.status === s }, t(s))));
   const village = villageSelect(ctx, "conflict-village", f.village);
   const entity = entitySelect("conflict-entity", f.entity);
   const age = h("input", { id: "conflict-age", type: "number", min: 0, value: f.min_age_days, "aria-label": t("min_age_days"), placeholder: t("min_age_days"), size: 6 });
@@ -505,8 +505,8 @@ async function conflicts(ctx, main) {
                 edit,
                 h("button", { type: "button", class: "take-value", onclick: resolve(c, "value", () => (edit.value === "" ? null : edit.value)) }, t("take_value")),
               ]
-            : c.policy === "latest"
-              ? // A value the `latest` policy settled by itself can go back to the queue.
+            : c.status === "closed" && c.policy === "latest"
+              ? // A value the `latest` policy settled by itself (closed) can go back to the queue.
                 [h("button", { type: "button", class: "reopen", onclick: run(async () => (await api.post(`/api/v1/supervise/conflicts/${c.id}/reopen`), true)) }, t("reopen"))]
               : [h("span", { class: "resolution" }, c.reason ? `${t("resolved")} · ${c.reason}` : t("resolved"))];
         tbody.append(
@@ -571,8 +571,6 @@ async function conflicts(ctx, main) {
 
 // 重复 duplicates --------------------------------------------------------------------------
 
-const recentMerges = [];
-
 async function duplicates(ctx, main) {
   const msg = h("p", { class: "error", role: "alert" });
   const list = h("div", { id: "duplicates" });
@@ -596,38 +594,40 @@ async function duplicates(ctx, main) {
     },
   );
   village.addEventListener("change", () => start());
-  const merges = recentMerges.length
-    ? section(
-        t("recent_merges"),
-        h(
-          "ul",
-          { id: "recent-merges" },
-          recentMerges.map((m) =>
-            h(
-              "li",
-              {},
-              `${m.name} · ${when(m.at)} `,
-              m.undone
-                ? null
-                : h(
-                    "button",
-                    {
-                      type: "button",
-                      class: "undo-merge",
-                      onclick: run(async () => {
-                        await api.post(`/api/v1/supervise/merges/${m.merge_id}/undo`);
-                        m.undone = true;
-                      }),
-                    },
-                    t("undo_merge"),
-                  ),
-            ),
+  // Every merge of the scope (automatic or a supervisor's, this session's or earlier), newest first.
+  const mergeList = h("ul", { id: "recent-merges" });
+  const mergePager = pager(
+    (after) => api.get("/api/v1/supervise/merges", { village: village.value, after, limit: 20 }),
+    (page, first) => {
+      if (first) mergeList.replaceChildren();
+      for (const m of page.items) {
+        mergeList.append(
+          h(
+            "li",
+            { dataset: { merge: m.merge_id } },
+            `${show(m.survivor.fields.name)} ← ${show(m.merged.fields.name)} · ${m.org_unit} · ${when(m.merged_at)}${m.automatic ? ` · ${t("merge_automatic")}` : ""} `,
+            m.undone_at
+              ? h("span", { class: "undone" }, `${t("merge_undone")} ${when(m.undone_at)}`)
+              : h(
+                  "button",
+                  {
+                    type: "button",
+                    class: "undo-merge",
+                    onclick: run(async () => {
+                      await api.post(`/api/v1/supervise/merges/${m.merge_id}/undo`);
+                    }),
+                  },
+                  t("undo_merge"),
+                ),
           ),
-        ),
-      )
-    : null;
-  clear(main, h("h1", {}, t("nav_duplicates")), h("p", { class: "filters" }, village), msg, merges, total, list, box);
-  await start();
+        );
+      }
+    },
+  );
+  village.addEventListener("change", () => mergePager.start());
+  const merges = section(t("recent_merges"), mergeList, mergePager.box);
+  clear(main, h("h1", {}, t("nav_duplicates")), h("p", { class: "filters" }, village), msg, total, list, box, merges);
+  await Promise.all([start(), mergePager.start()]);
 }
 
 function pairCard(p, i, run) {
@@ -659,13 +659,12 @@ function pairCard(p, i, run) {
       const side = get();
       fields[k] = (side === "a") === aSurvives ? "survivor" : "merged";
     }
-    const r = await api.post("/api/v1/supervise/duplicates/merge", {
+    return api.post("/api/v1/supervise/duplicates/merge", {
       survivor_id: survivor.id,
       merged_id: merged.id,
       fields,
       reason: reason.value.trim() || null,
     });
-    recentMerges.unshift({ merge_id: r.merge_id, name: show(survivor.fields.name), at: Date.now() * 1000 });
   });
   const dismiss = run(async () => {
     if (!reason.value.trim()) throw new Error(t("reason_required"));
@@ -699,7 +698,7 @@ async function quality(ctx, main, handoff) {
           tbody.append(
             h(
               "tr",
-              {},
+              { dataset: { record: fl.record_id, check: fl.check } },
               h("td", {}, checkName(fl)),
               h("td", {}, fl.entity),
               h("td", {}, fl.org_unit),
@@ -724,7 +723,7 @@ async function quality(ctx, main, handoff) {
       t("check"),
       table(
         [t("check"), t("count")],
-        sum.checks.map((c) => h("tr", {}, h("th", { scope: "row" }, h("button", { type: "button", class: "link", onclick: () => showFlags({ check: c.check }) }, checkName(c))), h("td", { class: "num" }, String(c.count)))),
+        sum.checks.map((c) => h("tr", { dataset: { check: c.check } }, h("th", { scope: "row" }, h("button", { type: "button", class: "link", onclick: () => showFlags({ check: c.check }) }, checkName(c))), h("td", { class: "num" }, String(c.count)))),
         { id: "flag-checks" },
       ),
     ),
@@ -738,7 +737,7 @@ async function quality(ctx, main, handoff) {
             {},
             h("th", { scope: "row" }, h("button", { type: "button", class: "link", onclick: () => showFlags({ village: v.village }) }, v.name || v.village)),
             h("td", { class: "num" }, String(v.total)),
-            h("td", {}, v.checks.map((c) => h("button", { type: "button", class: "link chip", onclick: () => showFlags({ village: v.village, check: c.check }) }, `${checkName(c)} ${c.count}`))),
+            h("td", {}, v.checks.map((c) => h("button", { type: "button", class: "link chip", dataset: { village: v.village, check: c.check }, onclick: () => showFlags({ village: v.village, check: c.check }) }, `${checkName(c)} ${c.count}`))),
           ),
         ),
         { id: "flag-villages" },
@@ -826,6 +825,8 @@ function parseLike(original, text) {
 async function recordDetail(ctx, main, entity, id) {
   const [d, hist] = await Promise.all([api.get(`/api/v1/supervise/${entity}/${id}`), api.get(`/api/v1/supervise/${entity}/${id}/history`)]);
   const rec = d.record;
+  const members =
+    entity === "household" ? await api.get("/api/v1/supervise/person", { household: id, limit: 50 }) : null;
   const keys = [...new Set([...Object.keys(d.labels), ...Object.keys(rec.fields)])];
   const inputs = {};
   const rows = keys.map((k) => {
@@ -876,6 +877,18 @@ async function recordDetail(ctx, main, entity, id) {
       ? section(
           t("linked"),
           h("ul", {}, d.linked.map((l) => h("li", {}, h("button", { type: "button", class: "link", onclick: () => ctx.go("ledgers", { entity: l.record.entity, id: l.record.id }) }, `${label(l.entity_label)} · ${show(l.record.fields.name || l.record.fields.date || l.record.id.slice(0, 8))}`)))),
+        )
+      : null,
+    members
+      ? section(
+          `${t("members")} (${members.total})`,
+          h(
+            "ul",
+            { id: "household-members" },
+            members.items.map((m) =>
+              h("li", { dataset: { record: m.id } }, h("button", { type: "button", class: "link", onclick: () => ctx.go("ledgers", { entity: "person", id: m.id }) }, `${show(m.fields.name)} · ${show(m.fields.id_number)}`)),
+            ),
+          ),
         )
       : null,
     section(t("versions"), timeline),
