@@ -51,14 +51,18 @@ fn missing_tools() -> Option<String> {
 fn tools_or_skip(name: &str) -> bool {
     match missing_tools() {
         None => true,
-        Some(why) if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") => {
-            panic!("browser test {name} cannot run under CI: {why}")
-        }
-        Some(why) => {
-            eprintln!("browser test {name} SKIPPED: {why}");
-            false
-        }
+        Some(why) => skip_or_fail(&format!("browser test {name}"), &why),
     }
+}
+
+/// One rule for a test whose tools are missing: it fails under CI and says it skipped
+/// otherwise. Returns `false` (do not run) when it does not panic.
+fn skip_or_fail(what: &str, why: &str) -> bool {
+    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+        panic!("{what} cannot run under CI: {why}");
+    }
+    eprintln!("{what} SKIPPED: {why}");
+    false
 }
 
 /// A running `fieldsync serve --demo` and what the tests need to know of it.
@@ -220,10 +224,10 @@ fn client_unit_tests_in_node() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !node_ok {
-        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-            panic!("node --test cannot run under CI: node not found (apt-get install nodejs)");
-        }
-        eprintln!("client unit tests SKIPPED: node not found (apt-get install nodejs)");
+        skip_or_fail(
+            "client unit tests",
+            "node not found (apt-get install nodejs)",
+        );
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
