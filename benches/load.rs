@@ -992,16 +992,34 @@ fn report_stage(
     let mut township_t = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        db.read(|c| fieldsync::report::report::report(c, &county, &period))
+        db.read(|c| fieldsync::report::report::report(c, &county, &period, Default::default()))
             .map_err(|e| anyhow!("{e}"))?;
         county_t.push(t.elapsed());
         let t = Instant::now();
-        db.read(|c| fieldsync::report::report::breakdown(c, &county, &period, None, None))
-            .map_err(|e| anyhow!("{e}"))?;
+        db.read(|c| {
+            fieldsync::report::report::breakdown(
+                c,
+                &county,
+                &period,
+                None,
+                None,
+                Default::default(),
+            )
+        })
+        .map_err(|e| anyhow!("{e}"))?;
         breakdown_t.push(t.elapsed());
         let t = Instant::now();
-        db.read(|c| fieldsync::report::report::breakdown(c, &township, &period, None, None))
-            .map_err(|e| anyhow!("{e}"))?;
+        db.read(|c| {
+            fieldsync::report::report::breakdown(
+                c,
+                &township,
+                &period,
+                None,
+                None,
+                Default::default(),
+            )
+        })
+        .map_err(|e| anyhow!("{e}"))?;
         township_t.push(t.elapsed());
     }
     Ok(json!({

@@ -310,7 +310,7 @@ fn main() -> anyhow::Result<()> {
             )
             .map_err(|e| anyhow::anyhow!(e))?;
             let db = fieldsync::open_database(&settings)?;
-            write_report_file(&db, &org_unit, &period, format, &out, lang)
+            write_report_file(&db, &org_unit, &period, format, &out, lang, settings.report)
                 .map_err(|e| anyhow::anyhow!("report: {e}"))?;
             println!("wrote {}", out.display());
             Ok(())

@@ -50,6 +50,8 @@ pub struct Settings {
     pub sqlite_synchronous: String,
     pub auth: AuthSettings,
     pub limits: Limits,
+    /// The report's counting rules (统计口径) a deployment may change.
+    pub report: crate::report::indicators::Rules,
     /// Bearer token a metrics scraper sends to `GET /metrics`; the endpoint is off when empty.
     pub metrics_token: Secret,
     /// Addresses of reverse proxies in front of the server (e.g. `["127.0.0.1"]` behind a local
@@ -126,6 +128,7 @@ impl Default for Settings {
                 max_inflight_pushes: 64,
                 body_timeout_secs: 30,
             },
+            report: crate::report::indicators::Rules::default(),
             metrics_token: Secret::default(),
             trusted_proxies: Vec::new(),
             ignored_env: Vec::new(),
@@ -216,6 +219,11 @@ impl Settings {
         if self.auth.access_ttl_secs <= 0 || self.auth.access_ttl_secs > 24 * 3600 {
             return Err(SettingsError::Invalid(
                 "auth.access_ttl_secs must be between 1 and 86400".into(),
+            ));
+        }
+        if !(1..=3650).contains(&self.report.long_acting_within_days) {
+            return Err(SettingsError::Invalid(
+                "report.long_acting_within_days must be between 1 and 3650".into(),
             ));
         }
         Ok(())

@@ -98,10 +98,11 @@ pub async fn get_report(
     let period = q.period()?;
     let lang = q.lang.unwrap_or_default();
     let db = state.db.clone();
+    let rules = state.settings.report;
     let report = web::block(move || {
         db.read(|c| {
             let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
-            rep::report(c, &unit, &period)
+            rep::report(c, &unit, &period, rules)
         })
     })
     .await??;
@@ -127,10 +128,11 @@ pub async fn get_breakdown(
     let sort = q.sort.as_deref().map(rep::parse_indicator).transpose()?;
     let lang = q.lang.unwrap_or_default();
     let db = state.db.clone();
+    let rules = state.settings.report;
     let b = web::block(move || {
         db.read(|c| {
             let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
-            rep::breakdown(c, &unit, &period, sort, q.order)
+            rep::breakdown(c, &unit, &period, sort, q.order, rules)
         })
     })
     .await??;
@@ -283,10 +285,11 @@ pub async fn approve(
     id: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let db = state.db.clone();
+    let rules = state.settings.report;
     let sub = web::block(move || {
         db.write(|c| {
             let sub = submission_in_scope(c, &principal, &id)?;
-            approval::approve(c, &sub, &principal.user_id)
+            approval::approve(c, &sub, &principal.user_id, rules)
         })
     })
     .await??;
@@ -507,10 +510,11 @@ pub async fn export_report(
     let sort = q.sort.as_deref().map(rep::parse_indicator).transpose()?;
     let lang = q.lang.unwrap_or_default();
     let db = state.db.clone();
+    let rules = state.settings.report;
     let (report, b) = web::block(move || {
         db.read(|c| {
             let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
-            rep::report_and_breakdown(c, &unit, &period, sort, q.order)
+            rep::report_and_breakdown(c, &unit, &period, sort, q.order, rules)
         })
     })
     .await??;

@@ -192,7 +192,12 @@ fn last_change_seq(conn: &mut DbConn) -> AppResult<i64> {
 }
 
 /// Approves a submitted report, freezing the village's counts for the month.
-pub fn approve(conn: &mut DbConn, sub: &Submission, user_id: &str) -> AppResult<Submission> {
+pub fn approve(
+    conn: &mut DbConn,
+    sub: &Submission,
+    user_id: &str,
+    rules: crate::report::indicators::Rules,
+) -> AppResult<Submission> {
     if sub.status != "submitted" {
         return Err(AppError::Conflict(format!(
             "only a submitted report can be approved; this one is {}",
@@ -205,6 +210,7 @@ pub fn approve(conn: &mut DbConn, sub: &Submission, user_id: &str) -> AppResult<
         org_unit: sub.org_unit.clone(),
         start: period.start,
         end: period.end,
+        rules,
     };
     let mut figures = counts::zero();
     if let Some(c) = counts::count(conn, &window, KeyBy::Total)?.remove("") {

@@ -68,6 +68,12 @@
 //! - **Households** (独生子女户, 双女户): live households of the subtree flagged so in the
 //!   register today; the flags have no date, so these follow the current register.
 //! - **Benefits** are yearly: records of the years the period touches, recipients and yuan.
+//! - **Issue 14's indicators** ([`indicator_statements`]): long-acting timeliness by each
+//!   mother's last birth of the period and her window of [`indicators::Rules`] days; one-child
+//!   certificates held by the period end's year; one-son households from the one-child flag and
+//!   the household's children; marriages of the period by the bride; records checked by the
+//!   server's receipt time and flags open at the period end; supply use over the women ranked
+//!   under pills or condoms; births by the mother's residence on the day of the birth.
 //!
 //! Distinct-person counts (mothers, women checked) are distinct within an org unit row; a
 //! roll-up sums its villages.
@@ -81,7 +87,9 @@ use diesel::sql_types::Text;
 use crate::db::DbConn;
 use crate::domain::orgunit::subtree_range;
 use crate::error::{AppError, AppResult};
-use crate::report::indicators::{self, FACILITY_BIRTH_PLACES, LONG_ACTING_METHODS, THREE_CHECKS};
+use crate::report::indicators::{
+    self, FACILITY_BIRTH_PLACES, LONG_ACTING_METHODS, SUPPLY_METHODS, THREE_CHECKS,
+};
 
 /// Counts by key (see [`COUNTS`]).
 pub type Counts = BTreeMap<String, i64>;
@@ -281,6 +289,87 @@ pub const COUNTS: &[CountDef] = &[
         "特别扶助(元)",
         "special assistance, yuan",
     ),
+    d(
+        "mothers_timely_due",
+        "产妇应及时落实长效措施",
+        "mothers due a timely long-acting measure",
+    ),
+    d(
+        "mothers_timely",
+        "产后及时落实长效措施",
+        "of whom with one in time",
+    ),
+    d(
+        "mothers_timely_pending",
+        "产后落实期限未满",
+        "mothers whose window is still open",
+    ),
+    d(
+        "one_child_certificates_held",
+        "独生子女领证(累计)",
+        "one-child certificates held (cumulative)",
+    ),
+    d(
+        "households_one_child_certified",
+        "独生子女户已领证",
+        "one-child households with a certificate",
+    ),
+    d("households_one_son", "独男户", "one-son households"),
+    d(
+        "new_couples",
+        "当年新婚对数",
+        "couples married in the period",
+    ),
+    d(
+        "women_first_married",
+        "初婚妇女",
+        "women first married in the period",
+    ),
+    d(
+        "women_first_married_late",
+        "晚婚妇女",
+        "of whom married late (23 or older)",
+    ),
+    d(
+        "records_checked",
+        "期内核查记录",
+        "records checked in the period",
+    ),
+    d(
+        "records_checked_accurate",
+        "无逻辑错误记录",
+        "of which without an open logic flag",
+    ),
+    d(
+        "supply_method_users",
+        "使用药具已婚育龄妇女",
+        "married women using pills or condoms",
+    ),
+    d(
+        "supply_method_users_supplied",
+        "其中期内领取药具",
+        "of whom supplied in the period",
+    ),
+    d(
+        "births_resident",
+        "常住人口出生",
+        "births to resident mothers",
+    ),
+    d(
+        "births_resident_within_policy",
+        "常住人口符合政策出生",
+        "births to resident mothers within policy",
+    ),
+    d(
+        "births_floating",
+        "流动人口出生",
+        "births to floating mothers",
+    ),
+    d(
+        "births_floating_within_policy",
+        "流动人口符合政策出生",
+        "births to floating mothers within policy",
+    ),
 ];
 
 /// How rows are grouped.
@@ -300,6 +389,8 @@ pub struct Window {
     pub org_unit: String,
     pub start: NaiveDate,
     pub end: NaiveDate,
+    /// The deployment's counting rules (settings `[report]`).
+    pub rules: indicators::Rules,
 }
 
 /// A SQL text with `:name` parameters, bound in order of occurrence.
@@ -857,6 +948,273 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     out
 }
 
+/// `date` (an SQL expression, text `YYYY-MM-DD`) plus `days`, as text `YYYY-MM-DD`.
+fn date_plus_days(postgres: bool, date: &str, days: u32) -> String {
+    if postgres {
+        format!("to_char(CAST({date} AS DATE) + {days}, 'YYYY-MM-DD')")
+    } else {
+        format!("date({date}, '+{days} days')")
+    }
+}
+
+/// Unix microseconds of the start of `day` in the report's calendar
+/// ([`indicators::REPORT_UTC_OFFSET_SECS`]).
+fn day_start_micros(day: NaiveDate) -> i64 {
+    day.and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .timestamp_micros()
+        - indicators::REPORT_UTC_OFFSET_SECS * 1_000_000
+}
+
+/// The statements of the indicators added for issue 14: long-acting timeliness, one-child
+/// certificates held, marriages, one-son households, information accuracy, supply use, and
+/// births by the mother's residence. Each is its own statement, beside those of [`statements`].
+fn indicator_statements(w: &Window, postgres: bool) -> Vec<Stmt> {
+    use chrono::Datelike;
+    let long = list(LONG_ACTING_METHODS);
+    let mut out = Vec::new();
+
+    // 长效避孕及时率: each mother of the period's births once (by her last birth in it), with
+    // her window `we` = birth date + N days; timely when a long-acting measure (hers, or her
+    // husband's vasectomy, husband by the household roles as for the prevalence) started
+    // between the birth and the window's end, and by the period end.
+    let we = date_plus_days(postgres, "y.bd", w.rules.long_acting_within_days);
+    let in_window = "m.started_on >= y.bd AND m.started_on <= y.we AND m.started_on <= :e \
+                     AND NOT m.deleted";
+    out.push(Stmt {
+        with: Some(format!(
+            "SELECT z.org_unit AS org_unit, z.we AS we, \
+               CASE WHEN EXISTS (SELECT 1 FROM measures m WHERE m.person_id = z.mid \
+                      AND m.method IN ({long}) AND {iw}) \
+                 OR EXISTS (SELECT 1 FROM persons wf JOIN persons h ON h.household_id = wf.household_id \
+                      JOIN measures m ON m.person_id = h.id \
+                      WHERE wf.id = z.mid AND wf.relation IN ('head', 'spouse') AND h.id <> wf.id \
+                        AND h.sex = 'male' AND h.relation IN ('head', 'spouse') AND NOT h.deleted \
+                        AND m.method IN ({long}) AND {iw}) \
+               THEN 1 ELSE 0 END AS t \
+             FROM (SELECT y.org_unit AS org_unit, y.mid AS mid, y.bd AS bd, {we} AS we \
+               FROM (SELECT b.org_unit AS org_unit, b.mother_id AS mid, MAX(b.birth_date) AS bd \
+                 FROM births b WHERE {} AND b.birth_date >= :s AND b.birth_date <= :e \
+                 GROUP BY b.org_unit, b.mother_id) y) z",
+            range("b"),
+            iw = in_window.replace("y.", "z."),
+        )),
+        from: "x".into(),
+        aggs: vec![
+            ("mothers_timely_due", when("x.t = 1 OR x.we <= :e")),
+            ("mothers_timely", "COALESCE(SUM(x.t), 0)".into()),
+            ("mothers_timely_pending", when("x.t = 0 AND x.we > :e")),
+        ],
+        adds: false,
+        hash_joins: false,
+    });
+
+    // One-child parents' certificates held at the period end: every certificate record of a
+    // year up to the period's, whenever issued; a holder (its household, or the person's, or
+    // the person without one) counts once.
+    let year = w.end.year();
+    let certificate = |alias: &str| {
+        format!(
+            "{} AND {alias}.kind = 'one_child_certificate' AND {alias}.year <= {year}",
+            range(alias)
+        )
+    };
+    out.push(Stmt::new(
+        format!(
+            "benefits x LEFT JOIN persons p ON p.id = x.person_id WHERE {}",
+            certificate("x")
+        ),
+        vec![(
+            "one_child_certificates_held",
+            "COUNT(DISTINCT COALESCE(x.household_id, p.household_id, x.person_id))".into(),
+        )],
+    ));
+    out.push(Stmt::new(
+        format!(
+            "(SELECT DISTINCT COALESCE(c.household_id, cp.household_id) AS hh \
+               FROM benefits c LEFT JOIN persons cp ON cp.id = c.person_id WHERE {}) hc \
+             CROSS JOIN households x WHERE x.id = hc.hh AND {} AND x.one_child",
+            certificate("c"),
+            range("x")
+        ),
+        vec![("households_one_child_certified", "COUNT(*)".into())],
+    ));
+
+    // 独男户: counted like 独生子女户 (the register's one-child flag), when the household's
+    // children (relation `child`, live, not marked dead) are sons only.
+    let child = |sex: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM persons c WHERE c.household_id = x.id AND NOT c.deleted \
+               AND c.relation = 'child' AND (c.alive IS NULL OR c.alive) AND c.sex = '{sex}')"
+        )
+    };
+    out.push(Stmt::new(
+        format!(
+            "households x WHERE {} AND x.one_child AND {} AND NOT {}",
+            range("x"),
+            child("male"),
+            child("female")
+        ),
+        vec![("households_one_son", "COUNT(*)".into())],
+    ));
+
+    // Marriages of the period, counted by the woman (a couple is one bride): 当年新婚对数; of
+    // them, first marriages (status `first_marriage`) and late ones (晚婚).
+    out.push(Stmt::new(
+        format!(
+            "persons p WHERE {} AND p.sex = 'female' \
+               AND p.marriage_date >= :s AND p.marriage_date <= :e",
+            range("p")
+        ),
+        vec![
+            ("new_couples", "COUNT(*)".into()),
+            (
+                "women_first_married",
+                when("p.marital_status = 'first_marriage'"),
+            ),
+            (
+                "women_first_married_late",
+                when(&format!(
+                    "p.marital_status = 'first_marriage' AND {}",
+                    indicators::late_marriage_sql("p")
+                )),
+            ),
+        ],
+    ));
+
+    // 信息准确率: records with a version received (and checked) in the period, by the
+    // version's village; accurate when none of the record's flags was open at the period end.
+    let (from_us, to_us) = (
+        day_start_micros(w.start),
+        day_start_micros(w.end.succ_opt().unwrap_or(w.end)),
+    );
+    let key = "x.entity || '/' || x.record_id";
+    out.push(Stmt::new(
+        format!(
+            "record_versions x WHERE {} AND x.created_at >= {from_us} AND x.created_at < {to_us}",
+            range("x")
+        ),
+        vec![
+            ("records_checked", format!("COUNT(DISTINCT {key})")),
+            (
+                "records_checked_accurate",
+                format!(
+                    "COUNT(DISTINCT CASE WHEN NOT EXISTS (SELECT 1 FROM flags f \
+                       WHERE f.entity = x.entity AND f.record_id = x.record_id \
+                         AND f.raised_at < {to_us} \
+                         AND (f.cleared_at IS NULL OR f.cleared_at >= {to_us})) \
+                     THEN {key} END)"
+                ),
+            ),
+        ],
+    ));
+
+    // 药具使用率: the married women of childbearing age whose measure, ranked as for users by
+    // method, is a supply method (so their number is users of pills plus condoms); found from
+    // the current supply-method measures of the subtree (hers or her husband's), then ranked
+    // over all their current measures. Supplied: a hand-out in the period to her or to him.
+    let rank = method_rank();
+    let supply = list(SUPPLY_METHODS);
+    let supply_ranks: Vec<String> = METHOD_PRIORITY
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| SUPPLY_METHODS.contains(m))
+        .map(|(i, _)| (i + 1).to_string())
+        .collect();
+    let husband = "h.sex = 'male' AND h.relation IN ('head', 'spouse') AND NOT h.deleted";
+    let handed = "s.handed_on >= :s AND s.handed_on <= :e";
+    let mrange = range("m");
+    let srange = range("s");
+    let married = indicators::married_on_sql("p", ":e");
+    let mr = "(CASE WHEN om.r IS NULL THEN hm.r WHEN hm.r IS NULL OR om.r <= hm.r THEN om.r ELSE hm.r END)";
+    out.push(Stmt {
+        with: Some(format!(
+            "SELECT p.org_unit AS org_unit, {mr} AS mr, \
+               CASE WHEN sp.pid IS NOT NULL OR sh.hh IS NOT NULL THEN 1 ELSE 0 END AS sup \
+             FROM (SELECT m.person_id AS pid FROM measures m \
+                 WHERE {mrange} AND {CURRENT} AND m.method IN ({supply}) \
+               UNION SELECT wf.id AS pid FROM measures m JOIN persons h ON h.id = m.person_id \
+                 JOIN persons wf ON wf.household_id = h.household_id \
+                 WHERE {mrange} AND {CURRENT} AND m.method IN ({supply}) AND {husband} \
+                   AND wf.relation IN ('head', 'spouse') AND wf.id <> h.id) r \
+             CROSS JOIN persons p {joins} \
+             LEFT JOIN (SELECT m.person_id AS pid, MIN({rank}) AS r FROM measures m \
+               WHERE {mrange} AND {CURRENT} GROUP BY m.person_id) om ON om.pid = p.id \
+             LEFT JOIN (SELECT h.household_id AS hh, MIN({rank}) AS r FROM measures m \
+               JOIN persons h ON h.id = m.person_id \
+               WHERE {mrange} AND {CURRENT} AND {husband} GROUP BY h.household_id) hm \
+               ON hm.hh = p.household_id AND p.relation IN ('head', 'spouse') \
+             LEFT JOIN (SELECT s.person_id AS pid FROM supplies s WHERE {srange} AND {handed} \
+               GROUP BY s.person_id) sp ON sp.pid = p.id \
+             LEFT JOIN (SELECT h.household_id AS hh FROM supplies s JOIN persons h ON h.id = s.person_id \
+               WHERE {srange} AND {handed} AND {husband} GROUP BY h.household_id) sh \
+               ON sh.hh = p.household_id AND p.relation IN ('head', 'spouse') \
+             WHERE p.id = r.pid AND {prange} AND {at_end} AND p.sex = 'female' \
+               AND {married} AND p.birth_date >= :wlo AND p.birth_date <= :whi",
+            joins = dated_status_joins(),
+            prange = range("p"),
+            at_end = PopulationRule::new(true).at_end(),
+        )),
+        from: "x".into(),
+        aggs: vec![
+            (
+                "supply_method_users",
+                when(&format!("x.mr IN ({})", supply_ranks.join(", "))),
+            ),
+            (
+                "supply_method_users_supplied",
+                when(&format!(
+                    "x.mr IN ({}) AND x.sup = 1",
+                    supply_ranks.join(", ")
+                )),
+            ),
+        ],
+        adds: false,
+        hash_joins: true,
+    });
+
+    // 符合政策生育率 by the mother's residence on the day of the birth: floating (流动) when
+    // away then (the latest migration by that day is `out`), a registered in-migrant (流入)
+    // who had arrived, before the first record when that is an `in`, or, without any
+    // migration record, registered as moved out or in; resident (常住) otherwise, and when the
+    // mother is not on record.
+    let key_b = MIGRATION_KEY;
+    let floating = "(y.at_b LIKE '%out' OR (y.at_b LIKE '%in' AND y.res = 'moved_in') \
+         OR (y.at_b IS NULL AND y.at_0 LIKE '%in') \
+         OR (y.at_0 IS NULL AND y.res IN ('moved_out', 'moved_in')))";
+    out.push(Stmt {
+        with: Some(format!(
+            "SELECT y.org_unit AS org_unit, y.wp AS wp, \
+               CASE WHEN {floating} THEN 1 ELSE 0 END AS fl \
+             FROM (SELECT b.org_unit AS org_unit, \
+                 CASE WHEN b.within_policy THEN 1 ELSE 0 END AS wp, p.residence AS res, \
+                 (SELECT MAX({key_b}) FROM migrations_log m WHERE m.person_id = b.mother_id \
+                   AND {mrange} AND m.moved_on <= b.birth_date) AS at_b, \
+                 (SELECT MIN({key_b}) FROM migrations_log m WHERE m.person_id = b.mother_id \
+                   AND {mrange}) AS at_0 \
+               FROM births b LEFT JOIN persons p ON p.id = b.mother_id \
+               WHERE {} AND b.birth_date >= :s AND b.birth_date <= :e) y",
+            range("b")
+        )),
+        from: "x".into(),
+        aggs: vec![
+            ("births_resident", when("x.fl = 0")),
+            (
+                "births_resident_within_policy",
+                when("x.fl = 0 AND x.wp = 1"),
+            ),
+            ("births_floating", when("x.fl = 1")),
+            (
+                "births_floating_within_policy",
+                when("x.fl = 1 AND x.wp = 1"),
+            ),
+        ],
+        adds: false,
+        hash_joins: false,
+    });
+    out
+}
+
 #[derive(QueryableByName)]
 struct KeyedJson {
     #[diesel(sql_type = Text)]
@@ -952,7 +1310,10 @@ pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<Str
     ];
     let key = key_expr(by);
     let mut out: BTreeMap<String, Counts> = BTreeMap::new();
-    for stmt in statements(w.start, w.end) {
+    for stmt in statements(w.start, w.end)
+        .into_iter()
+        .chain(indicator_statements(w, postgres))
+    {
         let aggs: Vec<&str> = stmt.aggs.iter().map(|(_, a)| a.as_str()).collect();
         // The key column is named after the statement's alias `x`; persons use `p` (and so do
         // the corrections, keyed by the person's unit).
@@ -1067,7 +1428,14 @@ mod tests {
     #[test]
     fn every_count_is_produced_once() {
         let s = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
-        let all = statements(s, s);
+        let w = Window {
+            org_unit: "130131".into(),
+            start: s,
+            end: s,
+            rules: Default::default(),
+        };
+        let mut all = statements(s, s);
+        all.extend(indicator_statements(&w, false));
         let mut keys: Vec<&str> = all
             .iter()
             .filter(|st| !st.adds)

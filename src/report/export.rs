@@ -530,11 +530,12 @@ pub fn write_report_file(
     format: ExportFormat,
     out: &Path,
     lang: Lang,
+    rules: crate::report::indicators::Rules,
 ) -> AppResult<()> {
     use crate::report::report as rep;
     let (report, b) = db.read(|c| {
         let unit = crate::orgunits::get(c, code)?.ok_or(AppError::NotFound)?;
-        rep::report_and_breakdown(c, &unit, period, None, None)
+        rep::report_and_breakdown(c, &unit, period, None, None, rules)
     })?;
     match format {
         ExportFormat::Csv => {
@@ -602,8 +603,10 @@ mod tests {
     #[test]
     fn headers_are_chinese_and_complete() {
         let h = breakdown_headers(Lang::Zh);
-        assert_eq!(h.len(), 3 + 13 + COUNTS.len());
+        assert_eq!(h.len(), 3 + Indicator::ALL.len() + COUNTS.len());
         assert!(h.contains(&"人口出生率(‰)".to_string()));
+        assert!(h.contains(&"长效避孕及时率(%)".to_string()));
+        assert!(h.contains(&"独男户".to_string()));
         assert!(h.contains(&"出生人口性别比".to_string()));
         assert!(h.contains(&"住院分娩率(%)".to_string()));
         assert_eq!(ledger_headers(Entity::Person, Lang::Zh)[2], "所属户");

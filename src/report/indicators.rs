@@ -27,6 +27,39 @@ pub const THREE_CHECKS: &[&str] = &["iud_check", "pregnancy_check", "disease_che
 /// 分娩): a county or higher hospital and a township clinic (乡镇卫生院).
 pub const FACILITY_BIRTH_PLACES: &[&str] = &["hospital", "township_clinic"];
 
+/// Days after a birth within which a long-acting measure counts as timely (长效避孕及时率), by
+/// default: the setting `report.long_acting_within_days`.
+pub const LONG_ACTING_WITHIN_DAYS: u32 = 90;
+
+/// Youngest age (completed years on the wedding day) of a late first marriage of a woman (晚婚:
+/// women at 23 or older, men at 25).
+pub const LATE_MARRIAGE_AGE_WOMEN: i32 = 23;
+
+/// Methods (`entities::METHOD`) that need contraceptive supplies (药具) handed out: the women
+/// counted under them are the denominator of the supply use rate (药具使用率).
+pub const SUPPLY_METHODS: &[&str] = &["pills", "condoms"];
+
+/// Offset from UTC, in seconds, of the calendar days that server timestamps (when a record was
+/// received and checked) are counted in: China Standard Time (北京时间, UTC+8).
+pub const REPORT_UTC_OFFSET_SECS: i64 = 8 * 3600;
+
+/// The counting rules a deployment sets (the `[report]` section of the settings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    /// A long-acting measure started on the day of a birth or up to this many days after it is
+    /// timely (长效避孕及时率).
+    pub long_acting_within_days: u32,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            long_acting_within_days: LONG_ACTING_WITHIN_DAYS,
+        }
+    }
+}
+
 /// Decimal places kept in every reported value.
 const DECIMALS: i32 = 2;
 
@@ -171,6 +204,58 @@ pub fn check_rate(checked: i64, in_migrants: i64) -> Rate {
     percent(checked, in_migrants)
 }
 
+/// 长效避孕及时率 %: mothers of the period's births with a long-acting measure
+/// ([`LONG_ACTING_METHODS`]) started within [`Rules::long_acting_within_days`] of the birth /
+/// mothers whose window is over by the period end or who already have one (a mother whose
+/// window is still open without a measure is pending, outside the rate).
+pub fn long_acting_timeliness(timely: i64, mothers_due: i64) -> Rate {
+    percent(timely, mothers_due)
+}
+
+/// 独生子女领证率 %: one-child households (独生子女户) holding a one-child parents' certificate
+/// (独生子女父母光荣证) at the period end / one-child households.
+pub fn one_child_certificate_rate(certified: i64, one_child_households: i64) -> Rate {
+    percent(certified, one_child_households)
+}
+
+/// 晚婚率 %: women first married in the period at [`LATE_MARRIAGE_AGE_WOMEN`] or older /
+/// women first married in the period.
+pub fn late_marriage_rate(late: i64, first_married: i64) -> Rate {
+    percent(late, first_married)
+}
+
+/// Whether a woman born on `birth` married late (晚婚) on `married`: at least
+/// [`LATE_MARRIAGE_AGE_WOMEN`] in completed years ([`age_on`]).
+pub fn late_marriage(birth: NaiveDate, married: NaiveDate) -> bool {
+    age_on(birth, married) >= LATE_MARRIAGE_AGE_WOMEN
+}
+
+/// [`late_marriage`] as SQL over a person row `alias` (its `birth_date` and `marriage_date`,
+/// text `YYYY-MM-DD`): the completed years by year difference less one before the birthday,
+/// which is [`age_on`] (a 29 February birthday falls on 1 March in common years).
+pub fn late_marriage_sql(alias: &str) -> String {
+    format!(
+        "(CAST(substr({alias}.marriage_date, 1, 4) AS INTEGER) \
+         - CAST(substr({alias}.birth_date, 1, 4) AS INTEGER) \
+         - (CASE WHEN substr({alias}.marriage_date, 6, 2) || substr({alias}.marriage_date, 9, 2) \
+              < substr({alias}.birth_date, 6, 2) || substr({alias}.birth_date, 9, 2) \
+            THEN 1 ELSE 0 END) >= {LATE_MARRIAGE_AGE_WOMEN})"
+    )
+}
+
+/// 信息准确率 %: records checked in the period (written to the server, when the logic checks
+/// run) without a logic flag open at the period end / records checked in the period.
+pub fn information_accuracy(accurate: i64, checked: i64) -> Rate {
+    percent(accurate, checked)
+}
+
+/// 药具使用率 %: married women of childbearing age whose measure is one of
+/// [`SUPPLY_METHODS`] and who (or whose husband) received supplies in the period / married
+/// women of childbearing age whose measure is one of them.
+pub fn supply_use_rate(supplied: i64, supply_method_users: i64) -> Rate {
+    percent(supplied, supply_method_users)
+}
+
 /// 一孩率 %: first births / births.
 pub fn first_child_share(first_births: i64, births: i64) -> Rate {
     percent(first_births, births)
@@ -281,11 +366,18 @@ pub enum Indicator {
     CheckRate,
     FirstChildShare,
     HospitalDeliveryRate,
+    LongActingTimeliness,
+    OneChildCertificateRate,
+    LateMarriageRate,
+    InformationAccuracy,
+    SupplyUseRate,
+    PolicyCompliantBirthRateResident,
+    PolicyCompliantBirthRateFloating,
 }
 
 impl Indicator {
     /// Every indicator, in the order of the report.
-    pub const ALL: [Indicator; 13] = [
+    pub const ALL: [Indicator; 20] = [
         Indicator::CrudeBirthRate,
         Indicator::CrudeDeathRate,
         Indicator::NaturalGrowthRate,
@@ -299,6 +391,13 @@ impl Indicator {
         Indicator::CheckRate,
         Indicator::FirstChildShare,
         Indicator::HospitalDeliveryRate,
+        Indicator::LongActingTimeliness,
+        Indicator::OneChildCertificateRate,
+        Indicator::LateMarriageRate,
+        Indicator::InformationAccuracy,
+        Indicator::SupplyUseRate,
+        Indicator::PolicyCompliantBirthRateResident,
+        Indicator::PolicyCompliantBirthRateFloating,
     ];
 
     /// Stable code, as serialised and stored with targets.
@@ -317,6 +416,13 @@ impl Indicator {
             Indicator::CheckRate => "check_rate",
             Indicator::FirstChildShare => "first_child_share",
             Indicator::HospitalDeliveryRate => "hospital_delivery_rate",
+            Indicator::LongActingTimeliness => "long_acting_timeliness",
+            Indicator::OneChildCertificateRate => "one_child_certificate_rate",
+            Indicator::LateMarriageRate => "late_marriage_rate",
+            Indicator::InformationAccuracy => "information_accuracy",
+            Indicator::SupplyUseRate => "supply_use_rate",
+            Indicator::PolicyCompliantBirthRateResident => "policy_compliant_birth_rate_resident",
+            Indicator::PolicyCompliantBirthRateFloating => "policy_compliant_birth_rate_floating",
         }
     }
 
@@ -339,6 +445,13 @@ impl Indicator {
             Indicator::CheckRate => "查证率",
             Indicator::FirstChildShare => "一孩率",
             Indicator::HospitalDeliveryRate => "住院分娩率",
+            Indicator::LongActingTimeliness => "长效避孕及时率",
+            Indicator::OneChildCertificateRate => "独生子女领证率",
+            Indicator::LateMarriageRate => "晚婚率",
+            Indicator::InformationAccuracy => "信息准确率",
+            Indicator::SupplyUseRate => "药具使用率",
+            Indicator::PolicyCompliantBirthRateResident => "符合政策生育率(常住)",
+            Indicator::PolicyCompliantBirthRateFloating => "符合政策生育率(流动)",
         }
     }
 
@@ -374,6 +487,17 @@ impl Indicator {
             Indicator::CheckRate => "certificate check rate (in-migrants)",
             Indicator::FirstChildShare => "first-child share",
             Indicator::HospitalDeliveryRate => "hospital delivery rate",
+            Indicator::LongActingTimeliness => "long-acting measure timeliness",
+            Indicator::OneChildCertificateRate => "one-child certificate rate",
+            Indicator::LateMarriageRate => "late marriage rate",
+            Indicator::InformationAccuracy => "information accuracy",
+            Indicator::SupplyUseRate => "contraceptive supply use rate",
+            Indicator::PolicyCompliantBirthRateResident => {
+                "policy-compliant birth rate, resident mothers"
+            }
+            Indicator::PolicyCompliantBirthRateFloating => {
+                "policy-compliant birth rate, floating mothers"
+            }
         }
     }
 
@@ -766,8 +890,37 @@ mod tests {
     }
 
     #[test]
+    fn late_marriage_is_23_completed_years_on_the_wedding_day() {
+        assert!(!late_marriage(date(2000, 5, 10), date(2023, 5, 9)));
+        assert!(late_marriage(date(2000, 5, 10), date(2023, 5, 10)));
+        assert!(late_marriage(date(1990, 1, 1), date(2023, 5, 9)));
+        // A 29 February birthday falls on 1 March in common years, as in `age_on`.
+        assert!(!late_marriage(date(2000, 2, 29), date(2023, 2, 28)));
+        assert!(late_marriage(date(2000, 2, 29), date(2023, 3, 1)));
+        assert!(late_marriage_sql("p").contains(">= 23"));
+    }
+
+    #[test]
+    fn timeliness_of_the_seeds() {
+        // "长效避孕及时率为82%": e.g. 41 of 50 mothers.
+        assert_eq!(long_acting_timeliness(41, 50).value, Some(82.0));
+        assert_eq!(long_acting_timeliness(0, 0).value, None);
+        assert_eq!(Rules::default().long_acting_within_days, 90);
+        for i in [
+            Indicator::LongActingTimeliness,
+            Indicator::InformationAccuracy,
+            Indicator::PolicyCompliantBirthRateFloating,
+        ] {
+            assert_eq!((i.unit(), i.direction()), ("%", Direction::AtLeast));
+        }
+    }
+
+    #[test]
     fn long_acting_and_three_checks_use_entity_values() {
         use crate::domain::entities::{METHOD, VISIT_KIND};
+        for m in SUPPLY_METHODS {
+            assert!(METHOD.iter().any(|c| c.value == *m), "{m}");
+        }
         for m in LONG_ACTING_METHODS {
             assert!(METHOD.iter().any(|c| c.value == *m), "{m}");
         }

@@ -14,7 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::orgunits::{self, OrgUnit};
 use crate::report::approval::{self, Change, Submission};
 use crate::report::counts::{self, Counts, KeyBy, Window};
-use crate::report::indicators::{self as ind, Attainment, Indicator, Rate, Target};
+use crate::report::indicators::{self as ind, Attainment, Indicator, Rate, Rules, Target};
 use crate::report::lang::{Labels, Lang};
 use crate::report::targets;
 
@@ -251,6 +251,31 @@ pub fn rates(c: &Counts, period: &Period) -> Vec<(Indicator, Rate)> {
                 Indicator::HospitalDeliveryRate => {
                     ind::hospital_delivery_rate(g("births_in_facility"), g("births"))
                 }
+                Indicator::LongActingTimeliness => {
+                    ind::long_acting_timeliness(g("mothers_timely"), g("mothers_timely_due"))
+                }
+                Indicator::OneChildCertificateRate => ind::one_child_certificate_rate(
+                    g("households_one_child_certified"),
+                    g("households_one_child"),
+                ),
+                Indicator::LateMarriageRate => {
+                    ind::late_marriage_rate(g("women_first_married_late"), g("women_first_married"))
+                }
+                Indicator::InformationAccuracy => {
+                    ind::information_accuracy(g("records_checked_accurate"), g("records_checked"))
+                }
+                Indicator::SupplyUseRate => ind::supply_use_rate(
+                    g("supply_method_users_supplied"),
+                    g("supply_method_users"),
+                ),
+                Indicator::PolicyCompliantBirthRateResident => ind::policy_compliant_birth_rate(
+                    g("births_resident_within_policy"),
+                    g("births_resident"),
+                ),
+                Indicator::PolicyCompliantBirthRateFloating => ind::policy_compliant_birth_rate(
+                    g("births_floating_within_policy"),
+                    g("births_floating"),
+                ),
             };
             (i, r)
         })
@@ -368,11 +393,13 @@ fn grouped(
     unit: &OrgUnit,
     period: &Period,
     by: KeyBy,
+    rules: Rules,
 ) -> AppResult<(BTreeMap<String, Counts>, Option<ApprovalState>)> {
     let window = Window {
         org_unit: unit.code.clone(),
         start: period.start,
         end: period.end,
+        rules,
     };
     let Some(month) = period.month_code() else {
         return Ok((counts::count(conn, &window, by)?, None));
@@ -440,9 +467,14 @@ fn level_of(u: &OrgUnit) -> Level {
     orgunits::level(u)
 }
 
-/// The report of `unit` for `period`.
-pub fn report(conn: &mut DbConn, unit: &OrgUnit, period: &Period) -> AppResult<Report> {
-    let (mut rows, approval) = grouped(conn, unit, period, KeyBy::Total)?;
+/// The report of `unit` for `period`, counted by `rules`.
+pub fn report(
+    conn: &mut DbConn,
+    unit: &OrgUnit,
+    period: &Period,
+    rules: Rules,
+) -> AppResult<Report> {
+    let (mut rows, approval) = grouped(conn, unit, period, KeyBy::Total, rules)?;
     let c = rows.remove("").unwrap_or_else(counts::zero);
     report_of(conn, unit, period, c, approval)
 }
@@ -494,9 +526,10 @@ pub fn breakdown(
     period: &Period,
     sort: Option<Indicator>,
     order: Option<Order>,
+    rules: Rules,
 ) -> AppResult<Breakdown> {
-    let (grouped_counts, _) = grouped(conn, unit, period, breakdown_key(unit))?;
-    let (mut whole, _) = grouped(conn, unit, period, KeyBy::Total)?;
+    let (grouped_counts, _) = grouped(conn, unit, period, breakdown_key(unit), rules)?;
+    let (mut whole, _) = grouped(conn, unit, period, KeyBy::Total, rules)?;
     let total = whole.remove("").unwrap_or_else(counts::zero);
     breakdown_of(conn, unit, period, sort, order, grouped_counts, total)
 }
@@ -521,9 +554,10 @@ pub fn report_and_breakdown(
     period: &Period,
     sort: Option<Indicator>,
     order: Option<Order>,
+    rules: Rules,
 ) -> AppResult<(Report, Breakdown)> {
-    let report = report(conn, unit, period)?;
-    let (grouped_counts, _) = grouped(conn, unit, period, breakdown_key(unit))?;
+    let report = report(conn, unit, period, rules)?;
+    let (grouped_counts, _) = grouped(conn, unit, period, breakdown_key(unit), rules)?;
     let b = breakdown_of(
         conn,
         unit,

@@ -10,6 +10,7 @@ mod checks;
 mod cli;
 mod demo;
 mod foundation;
+mod report_indicators;
 mod reports;
 mod simulate;
 mod spec;

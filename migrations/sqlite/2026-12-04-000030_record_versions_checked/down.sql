@@ -1,0 +1,1 @@
+DROP INDEX record_versions_checked;
