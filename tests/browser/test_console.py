@@ -99,6 +99,7 @@ def test_county_sets_township_targets(context):
         ("long_acting_measure_rate", "at_least", "85"),
         ("crude_birth_rate", "at_most", "10"),
         ("follow_up_rate", "at_least", "90"),
+        ("long_acting_timeliness", "at_least", "85"),
     ]:
         page.select_option("#target-indicator", indicator)
         page.select_option("#target-direction", direction)

@@ -979,6 +979,14 @@ const INDICATORS = [
   "certificate_rate",
   "check_rate",
   "first_child_share",
+  "hospital_delivery_rate",
+  "long_acting_timeliness",
+  "one_child_certificate_rate",
+  "late_marriage_rate",
+  "information_accuracy",
+  "supply_use_rate",
+  "policy_compliant_birth_rate_resident",
+  "policy_compliant_birth_rate_floating",
 ];
 
 const targetState = { unit: null, year: null };
