@@ -1088,7 +1088,8 @@ fn indicator_statements(w: &Window, postgres: bool) -> Vec<Stmt> {
         day_start_micros(w.start),
         day_start_micros(w.end.succ_opt().unwrap_or(w.end)),
     );
-    let key = "x.entity || '/' || x.record_id";
+    // Record ids are UUIDs, unique across the ledgers: a record is its id.
+    let key = "x.record_id";
     out.push(Stmt::new(
         format!(
             "record_versions x WHERE {} AND x.created_at >= {from_us} AND x.created_at < {to_us}",
