@@ -900,6 +900,42 @@ mod tests {
         assert!(late_marriage_sql("p").contains(">= 23"));
     }
 
+    /// The SQL form of the late-marriage rule agrees with [`late_marriage`] on SQLite, around
+    /// every birthday of a leap year and a common one, leap days included.
+    #[test]
+    fn late_marriage_sql_agrees_with_the_rule() {
+        use diesel::{Connection, QueryableByName, RunQueryDsl};
+        #[derive(QueryableByName)]
+        struct Late {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            late: i32,
+        }
+        let mut c = diesel::SqliteConnection::establish(":memory:").unwrap();
+        let mut birth = date(2000, 1, 1);
+        while birth <= date(2001, 12, 31) {
+            let birthday = |y| NaiveDate::from_ymd_opt(y, birth.month(), birth.day());
+            let around = birthday(2023).unwrap_or(date(2023, 3, 1));
+            for married in [
+                around.pred_opt().unwrap(),
+                around,
+                around.succ_opt().unwrap(),
+            ] {
+                let sql = format!(
+                    "SELECT CASE WHEN {} THEN 1 ELSE 0 END AS late FROM (SELECT '{birth}' AS birth_date, \
+                     '{married}' AS marriage_date) p",
+                    late_marriage_sql("p")
+                );
+                let got: Vec<Late> = diesel::sql_query(sql).load(&mut c).unwrap();
+                assert_eq!(
+                    got[0].late == 1,
+                    late_marriage(birth, married),
+                    "{birth} {married}"
+                );
+            }
+            birth = birth.succ_opt().unwrap();
+        }
+    }
+
     #[test]
     fn timeliness_of_the_seeds() {
         // "长效避孕及时率为82%": e.g. 41 of 50 mothers.
