@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 
 use crate::auth::Principal;
 use crate::error::{AppResult, Problem};
-use crate::supervise::common::parse_entity;
+use crate::supervise::labels::parse_entity;
 use crate::supervise::ledgers::{
     self, DirectEdit, History, LedgerFilter, LedgerPage, RecordDetail,
 };

@@ -12,8 +12,9 @@ use crate::db::Db;
 use crate::domain::checks;
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
-use crate::supervise::common::*;
 use crate::supervise::ledgers::{flag_view, FlagView};
+use crate::supervise::paging::{next_after, page_limit};
+use crate::supervise::sql::{count, plain, prefix_cond, scope_cond, Query};
 
 #[derive(Deserialize, IntoParams, Debug, Default)]
 #[into_params(parameter_in = Query)]
@@ -116,11 +117,9 @@ pub fn list(db: &Db, principal: &Principal, f: &FlagFilter) -> AppResult<FlagPag
             .collect();
         Ok(FlagPage {
             total,
-            next_after: if more {
-                items.last().map(|i| format!("{}|{}|{}", i.entity, i.record_id, i.check))
-            } else {
-                None
-            },
+            next_after: next_after(more, &items, |i| {
+                format!("{}|{}|{}", i.entity, i.record_id, i.check)
+            }),
             items,
         })
     })
