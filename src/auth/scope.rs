@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 use crate::auth::roles::Role;
 use crate::db::schema::{user_villages, users};
 use crate::db::DbConn;
-use crate::domain::orgunit::subtree_range;
 use crate::error::AppResult;
+use crate::orgunit::subtree_range;
 
 /// A set of subtrees, each named by its root's code. A record is in scope when its org unit
 /// lies in one of them.

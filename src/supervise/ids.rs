@@ -8,35 +8,19 @@ use crate::auth::Principal;
 use crate::domain::entities::Entity;
 use crate::domain::resident_id::ResidentId;
 
-/// An ID number as lists show it: region code and last four characters.
-pub fn mask_id_number(s: &str) -> String {
-    match ResidentId::parse(s) {
-        Ok(id) => id.masked(),
-        Err(_) => {
-            let chars: Vec<char> = s.chars().collect();
-            if chars.len() > 10 {
-                let head: String = chars[..6].iter().collect();
-                let tail: String = chars[chars.len() - 4..].iter().collect();
-                format!("{head}{}{tail}", "*".repeat(chars.len() - 10))
-            } else {
-                "*".repeat(chars.len())
-            }
-        }
-    }
-}
-
 /// How `principal` sees ID numbers in `ctx`: the one rule, `roles::id_number_view`.
 pub fn ids_for(principal: &Principal, ctx: IdContext) -> IdNumberView {
     crate::auth::roles::id_number_view(principal.role, ctx)
 }
 
-/// A value held in an ID-number field, masked: text as [`mask_id_number`]; anything else a
-/// device may have sent in its place (a number, an array) as the mask of its JSON text.
+/// A value held in an ID-number field, masked by the one rule, [`ResidentId::mask`]: text as
+/// it is; anything else a device may have sent in its place (a number, an array) as its JSON
+/// text.
 fn mask_any(v: &Value) -> Value {
     match v {
         Value::Null => Value::Null,
-        Value::String(s) => Value::String(mask_id_number(s)),
-        other => Value::String(mask_id_number(&other.to_string())),
+        Value::String(s) => Value::String(ResidentId::mask(s)),
+        other => Value::String(ResidentId::mask(&other.to_string())),
     }
 }
 

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use crate::auth::Scope;
 use crate::db::records::backend_of;
 use crate::db::{Backend, DbConn};
-use crate::domain::orgunit::subtree_range;
 use crate::error::{AppError, AppResult};
+use crate::orgunit::subtree_range;
 
 /// Plain ids and cursors: letters, digits, `-`, `_`, `|`, `.`, at most 200 bytes.
 pub fn plain(s: &str) -> bool {
