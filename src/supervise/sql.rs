@@ -31,20 +31,9 @@ pub fn check_code(code: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// `col` within the scope's subtrees. Codes are ASCII letters and digits (validated when org
-/// units are created), so they are written into the SQL text.
+/// `col` within the scope's subtrees, as SQL text: [`Scope::sql_condition`].
 pub fn scope_cond(scope: &Scope, col: &str) -> String {
-    let parts: Vec<String> = scope
-        .ranges()
-        .into_iter()
-        .filter(|(lo, _)| lo.bytes().all(|b| b.is_ascii_alphanumeric()))
-        .map(|(lo, hi)| format!("({col} >= '{lo}' AND {col} < '{hi}')"))
-        .collect();
-    if parts.is_empty() {
-        "1 = 0".into()
-    } else {
-        format!("({})", parts.join(" OR "))
-    }
+    scope.sql_condition(col)
 }
 
 /// `col` within the subtree of `code` (checked with [`check_code`] first).
