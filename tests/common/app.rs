@@ -29,9 +29,12 @@ pub struct TestApp {
     answers: std::sync::Mutex<Vec<Answer>>,
 }
 
+/// An answer: its status, its body as JSON (a JSON string of the text when it is not JSON), the
+/// text itself and the headers. The fault harness's client answers the same type.
 pub struct Resp {
     pub status: u16,
     pub body: Value,
+    pub text: String,
     pub headers: Vec<(String, String)>,
 }
 
@@ -165,10 +168,11 @@ impl TestApp {
         let json: Option<Value> = serde_json::from_str(&text).ok();
         let is_json = ct.as_deref().is_some_and(|c| c.contains("json"));
         self.record(method, path, status, ct, json.clone().filter(|_| is_json));
-        let body = json.unwrap_or(Value::String(text));
+        let body = json.unwrap_or_else(|| Value::String(text.clone()));
         Resp {
             status,
             body,
+            text,
             headers,
         }
     }

@@ -19,7 +19,9 @@ use fieldsync::db::{Db, DbOptions};
 use fieldsync::orgunit::{self, NewOrgUnit};
 use fieldsync::settings::Settings;
 
-pub use crate::common::{new_id, pg_admin_url, pg_exec_at, pg_url_for, skip_or_fail, Backend};
+pub use crate::common::{
+    new_id, pg_admin_url, pg_exec_at, pg_url_for, skip_or_fail, Backend, Resp,
+};
 
 pub const V1: &str = "130131102201";
 pub const V2: &str = "130131102202";
@@ -335,22 +337,6 @@ pub fn count(c: &mut diesel::PgConnection, sql: &str) -> i64 {
 pub fn db_count(c: &mut fieldsync::db::DbConn, sql: &str) -> i64 {
     let rows: Vec<N> = diesel::sql_query(sql).load(c).expect(sql);
     rows[0].n
-}
-
-pub struct Resp {
-    pub status: u16,
-    pub body: Value,
-    pub text: String,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 /// A running server process.
