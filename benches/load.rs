@@ -27,7 +27,7 @@ use fieldsync::db::{now_micros, Backend, Db};
 use fieldsync::demo::names::full_name;
 use fieldsync::domain::entities::Entity;
 use fieldsync::domain::resident_id;
-use fieldsync::orgunits::{self, NewOrgUnit};
+use fieldsync::orgunit::{self, NewOrgUnit};
 use fieldsync::report::report::Period;
 use fieldsync::simulate::client::{Device, Held};
 use fieldsync::simulate::server::{self, Spawned};
@@ -648,7 +648,7 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
     let t = Instant::now();
     fieldsync::demo::load(&db, 2026, true).map_err(|e| anyhow!("demo: {e}"))?;
     db.write(|c| {
-        orgunits::upsert(
+        orgunit::upsert(
             c,
             &[
                 NewOrgUnit {
@@ -980,11 +980,11 @@ fn report_stage(
     }
     let period = Period::parse_month("2026-10").map_err(|e| anyhow!(e))?;
     let county = db
-        .read(|c| orgunits::get(c, fieldsync::demo::COUNTY_CODE))
+        .read(|c| orgunit::get(c, fieldsync::demo::COUNTY_CODE))
         .map_err(|e| anyhow!("{e}"))?
         .context("the county exists")?;
     let township = db
-        .read(|c| orgunits::get(c, "130131102"))
+        .read(|c| orgunit::get(c, "130131102"))
         .map_err(|e| anyhow!("{e}"))?
         .context("the township exists")?;
     let mut county_t = Vec::new();

@@ -14,7 +14,7 @@ pub mod domain;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
-pub mod orgunits;
+pub mod orgunit;
 pub mod progress;
 pub mod report;
 pub mod settings;

@@ -233,13 +233,13 @@ fn main() -> anyhow::Result<()> {
         } => {
             let f =
                 std::fs::File::open(&file).with_context(|| format!("open {}", file.display()))?;
-            let units = fieldsync::orgunits::parse_csv(f)
+            let units = fieldsync::orgunit::parse_csv(f)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let db = fieldsync::open_database(&settings)?;
             let bar = fieldsync::progress::Progress::items(units.len() as u64, "org units");
             bar.set_message("import");
             let n = db
-                .write(|c| fieldsync::orgunits::upsert_reporting(c, &units, &mut |n| bar.inc(n)))
+                .write(|c| fieldsync::orgunit::upsert_reporting(c, &units, &mut |n| bar.inc(n)))
                 .map_err(|e| anyhow::anyhow!("{}: {e}; nothing imported", file.display()))?;
             bar.finish();
             println!("imported {n} org units");
@@ -365,11 +365,8 @@ fn user_command(settings: &Settings, command: UserCommand) -> anyhow::Result<()>
             display_name,
             password_stdin,
         } => {
-            let role = Role::parse(&role).with_context(|| {
-                format!(
-                    "unknown role {role:?} (worker, township_supervisor, county_supervisor, admin)"
-                )
-            })?;
+            let role = Role::parse(&role)
+                .with_context(|| format!("unknown role {role:?} ({})", Role::names()))?;
             let (pw, generated) = read_or_generate_password(password_stdin)?;
             let hash = passwords::hash_blocking(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
             let new = users::NewUser {

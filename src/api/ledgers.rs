@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 
 use crate::auth::Principal;
 use crate::error::{AppResult, Problem};
-use crate::supervise::common::parse_entity;
+use crate::supervise::labels::parse_entity;
 use crate::supervise::ledgers::{
     self, DirectEdit, History, LedgerFilter, LedgerPage, RecordDetail,
 };
@@ -94,9 +94,3 @@ pub async fn edit(
     let r = web::block(move || ledgers::edit(&db, &principal, entity, &id, &body)).await??;
     Ok(HttpResponse::Ok().json(r))
 }
-
-/// The roles of the supervisor routes.
-pub const SUPERVISE: &[crate::auth::roles::Role] = &[
-    crate::auth::roles::Role::TownshipSupervisor,
-    crate::auth::roles::Role::CountySupervisor,
-];

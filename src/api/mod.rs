@@ -10,6 +10,7 @@ pub mod devices;
 pub mod duplicates;
 pub mod health;
 pub mod ledgers;
+pub mod principal;
 pub mod quality;
 pub mod reports;
 pub mod sync;
@@ -18,7 +19,10 @@ pub mod web_session;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::auth::roles::Role;
+use crate::auth::roles::{
+    Role, ADMINS, COUNTY_SUPERVISORS, MANAGERS, REPORT_SUBMITTERS, SUPERVISORS,
+    TOWNSHIP_SUPERVISORS, WORKERS,
+};
 use crate::error::AppError;
 
 /// Who may call a route.
@@ -36,13 +40,6 @@ pub struct RouteDef {
     pub path: &'static str,
     pub access: Access,
 }
-
-/// Admins and the supervisors (who manage the devices and villages of their subtree).
-pub const MANAGERS: &[Role] = &[
-    Role::Admin,
-    Role::TownshipSupervisor,
-    Role::CountySupervisor,
-];
 
 macro_rules! routes {
     ($( $method:ident $path:literal => $handler:path, $access:expr; )*) => {
@@ -85,48 +82,48 @@ routes! {
     post "/api/v1/auth/web/refresh" => web_session::refresh, Access::Public;
     post "/api/v1/auth/web/logout" => web_session::logout, Access::Public;
     get "/api/v1/me" => auth::me, Access::Roles(&Role::ALL);
-    post "/api/v1/devices" => devices::register, Access::Roles(&[Role::Worker]);
+    post "/api/v1/devices" => devices::register, Access::Roles(WORKERS);
     get "/api/v1/devices" => devices::list, Access::Roles(MANAGERS);
     post "/api/v1/devices/{id}/revoke" => devices::revoke, Access::Roles(MANAGERS);
-    post "/api/v1/users" => users::create, Access::Roles(&[Role::Admin]);
-    get "/api/v1/users" => users::list, Access::Roles(&[Role::Admin]);
+    post "/api/v1/users" => users::create, Access::Roles(ADMINS);
+    get "/api/v1/users" => users::list, Access::Roles(ADMINS);
     put "/api/v1/users/{id}/villages" => users::set_villages, Access::Roles(MANAGERS);
-    get "/api/v1/audit" => audit::query, Access::Roles(&[Role::Admin]);
-    post "/api/v1/sync/push" => sync::push_batch, Access::Roles(&[Role::Worker]);
-    post "/api/v1/sync/pull" => sync::pull_changes, Access::Roles(&[Role::Worker]);
+    get "/api/v1/audit" => audit::query, Access::Roles(ADMINS);
+    post "/api/v1/sync/push" => sync::push_batch, Access::Roles(WORKERS);
+    post "/api/v1/sync/pull" => sync::pull_changes, Access::Roles(WORKERS);
     // Supervisors (issue 5). Literal paths first: `{entity}` would match them too.
-    get "/api/v1/supervise/conflicts" => conflicts::list, Access::Roles(ledgers::SUPERVISE);
-    post "/api/v1/supervise/conflicts/resolve-bulk" => conflicts::resolve_bulk, Access::Roles(ledgers::SUPERVISE);
-    get "/api/v1/supervise/conflicts/{id}" => conflicts::one, Access::Roles(ledgers::SUPERVISE);
-    post "/api/v1/supervise/conflicts/{id}/resolve" => conflicts::resolve, Access::Roles(ledgers::SUPERVISE);
-    post "/api/v1/supervise/conflicts/{id}/reopen" => conflicts::reopen, Access::Roles(ledgers::SUPERVISE);
-    get "/api/v1/supervise/duplicates" => duplicates::list, Access::Roles(ledgers::SUPERVISE);
-    post "/api/v1/supervise/duplicates/merge" => duplicates::merge, Access::Roles(ledgers::SUPERVISE);
-    get "/api/v1/supervise/duplicates/dismissed" => duplicates::dismissed, Access::Roles(ledgers::SUPERVISE);
-    post "/api/v1/supervise/duplicates/dismiss" => duplicates::dismiss, Access::Roles(ledgers::SUPERVISE);
-    post "/api/v1/supervise/duplicates/undismiss" => duplicates::undismiss, Access::Roles(ledgers::SUPERVISE);
-    get "/api/v1/supervise/merges" => duplicates::merges, Access::Roles(ledgers::SUPERVISE);
-    post "/api/v1/supervise/merges/{id}/undo" => duplicates::undo, Access::Roles(ledgers::SUPERVISE);
-    get "/api/v1/supervise/flags" => quality::list, Access::Roles(ledgers::SUPERVISE);
-    get "/api/v1/supervise/flags/summary" => quality::summary, Access::Roles(ledgers::SUPERVISE);
-    get "/api/v1/supervise/devices/status" => device_status::status, Access::Roles(ledgers::SUPERVISE);
-    get "/api/v1/supervise/devices/{id}/rejected" => device_status::rejected, Access::Roles(ledgers::SUPERVISE);
-    get "/api/v1/supervise/workers/status" => device_status::workers, Access::Roles(ledgers::SUPERVISE);
-    post "/api/v1/supervise/records/{entity}/{id}" => ledgers::edit, Access::Roles(ledgers::SUPERVISE);
-    get "/api/v1/supervise/{entity}" => ledgers::list, Access::Roles(ledgers::SUPERVISE);
-    get "/api/v1/supervise/{entity}/{id}" => ledgers::one, Access::Roles(ledgers::SUPERVISE);
-    get "/api/v1/supervise/{entity}/{id}/history" => ledgers::history, Access::Roles(ledgers::SUPERVISE);
-    get "/api/v1/reports" => reports::get_report, Access::Roles(reports::SUPERVISORS);
-    get "/api/v1/reports/breakdown" => reports::get_breakdown, Access::Roles(reports::SUPERVISORS);
-    get "/api/v1/reports/completeness" => reports::completeness, Access::Roles(reports::SUPERVISORS);
-    post "/api/v1/reports/submissions" => reports::submit, Access::Roles(&[Role::Worker, Role::TownshipSupervisor]);
-    post "/api/v1/reports/submissions/{id}/approve" => reports::approve, Access::Roles(&[Role::TownshipSupervisor]);
-    post "/api/v1/reports/submissions/{id}/return" => reports::return_report, Access::Roles(&[Role::TownshipSupervisor]);
-    post "/api/v1/reports/lock" => reports::lock, Access::Roles(&[Role::CountySupervisor]);
-    put "/api/v1/targets" => reports::set_targets, Access::Roles(reports::SUPERVISORS);
-    get "/api/v1/targets" => reports::list_targets, Access::Roles(reports::SUPERVISORS);
-    get "/api/v1/exports/report.{format}" => reports::export_report, Access::Roles(reports::SUPERVISORS);
-    get "/api/v1/exports/ledger/{entity}.{format}" => reports::export_ledger, Access::Roles(reports::SUPERVISORS);
+    get "/api/v1/supervise/conflicts" => conflicts::list, Access::Roles(SUPERVISORS);
+    post "/api/v1/supervise/conflicts/resolve-bulk" => conflicts::resolve_bulk, Access::Roles(SUPERVISORS);
+    get "/api/v1/supervise/conflicts/{id}" => conflicts::one, Access::Roles(SUPERVISORS);
+    post "/api/v1/supervise/conflicts/{id}/resolve" => conflicts::resolve, Access::Roles(SUPERVISORS);
+    post "/api/v1/supervise/conflicts/{id}/reopen" => conflicts::reopen, Access::Roles(SUPERVISORS);
+    get "/api/v1/supervise/duplicates" => duplicates::list, Access::Roles(SUPERVISORS);
+    post "/api/v1/supervise/duplicates/merge" => duplicates::merge, Access::Roles(SUPERVISORS);
+    get "/api/v1/supervise/duplicates/dismissed" => duplicates::dismissed, Access::Roles(SUPERVISORS);
+    post "/api/v1/supervise/duplicates/dismiss" => duplicates::dismiss, Access::Roles(SUPERVISORS);
+    post "/api/v1/supervise/duplicates/undismiss" => duplicates::undismiss, Access::Roles(SUPERVISORS);
+    get "/api/v1/supervise/merges" => duplicates::merges, Access::Roles(SUPERVISORS);
+    post "/api/v1/supervise/merges/{id}/undo" => duplicates::undo, Access::Roles(SUPERVISORS);
+    get "/api/v1/supervise/flags" => quality::list, Access::Roles(SUPERVISORS);
+    get "/api/v1/supervise/flags/summary" => quality::summary, Access::Roles(SUPERVISORS);
+    get "/api/v1/supervise/devices/status" => device_status::status, Access::Roles(SUPERVISORS);
+    get "/api/v1/supervise/devices/{id}/rejected" => device_status::rejected, Access::Roles(SUPERVISORS);
+    get "/api/v1/supervise/workers/status" => device_status::workers, Access::Roles(SUPERVISORS);
+    post "/api/v1/supervise/records/{entity}/{id}" => ledgers::edit, Access::Roles(SUPERVISORS);
+    get "/api/v1/supervise/{entity}" => ledgers::list, Access::Roles(SUPERVISORS);
+    get "/api/v1/supervise/{entity}/{id}" => ledgers::one, Access::Roles(SUPERVISORS);
+    get "/api/v1/supervise/{entity}/{id}/history" => ledgers::history, Access::Roles(SUPERVISORS);
+    get "/api/v1/reports" => reports::get_report, Access::Roles(SUPERVISORS);
+    get "/api/v1/reports/breakdown" => reports::get_breakdown, Access::Roles(SUPERVISORS);
+    get "/api/v1/reports/completeness" => reports::completeness, Access::Roles(SUPERVISORS);
+    post "/api/v1/reports/submissions" => reports::submit, Access::Roles(REPORT_SUBMITTERS);
+    post "/api/v1/reports/submissions/{id}/approve" => reports::approve, Access::Roles(TOWNSHIP_SUPERVISORS);
+    post "/api/v1/reports/submissions/{id}/return" => reports::return_report, Access::Roles(TOWNSHIP_SUPERVISORS);
+    post "/api/v1/reports/lock" => reports::lock, Access::Roles(COUNTY_SUPERVISORS);
+    put "/api/v1/targets" => reports::set_targets, Access::Roles(SUPERVISORS);
+    get "/api/v1/targets" => reports::list_targets, Access::Roles(SUPERVISORS);
+    get "/api/v1/exports/report.{format}" => reports::export_report, Access::Roles(SUPERVISORS);
+    get "/api/v1/exports/ledger/{entity}.{format}" => reports::export_ledger, Access::Roles(SUPERVISORS);
 }
 
 /// The declared access of the route `req` matched, if it was declared.

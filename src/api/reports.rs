@@ -11,21 +11,17 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::audit::{self, AuditEntry};
-use crate::auth::roles::Role;
 use crate::auth::Principal;
 use crate::db::{Db, DbConn};
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
-use crate::orgunits::{self, OrgUnit};
+use crate::orgunit::{self, OrgUnit};
 use crate::report::approval::{self, Completeness, LockResult, Submission};
 use crate::report::export::{self, ExportFormat};
 use crate::report::lang::Lang;
 use crate::report::report::{self as rep, Breakdown, Order, Period, Report};
 use crate::report::targets::{self, SetTargets, TargetRow};
 use crate::AppState;
-
-/// Township and county supervisors.
-pub const SUPERVISORS: &[Role] = &[Role::TownshipSupervisor, Role::CountySupervisor];
 
 /// The org unit `code` (default: the caller's own) if it lies in the caller's scope.
 fn unit_in_scope(conn: &mut DbConn, p: &Principal, code: Option<&str>) -> AppResult<OrgUnit> {
@@ -37,7 +33,7 @@ fn unit_in_scope(conn: &mut DbConn, p: &Principal, code: Option<&str>) -> AppRes
     if !scope.contains(&code) {
         return Err(AppError::NotFound);
     }
-    orgunits::get(conn, &code)?.ok_or(AppError::NotFound)
+    orgunit::get(conn, &code)?.ok_or(AppError::NotFound)
 }
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]

@@ -1,5 +1,6 @@
-//! Who may do what: roles, scope, passwords, signing keys, tokens, the `Principal` extractor,
-//! devices, users, login throttling and the audit log.
+//! Who may do what: roles, scope, passwords, signing keys, tokens, the authenticated
+//! `Principal` (its actix extractor is `api::principal`), devices, users, login throttling and
+//! the audit log.
 
 pub mod audit;
 pub mod devices;

@@ -36,9 +36,41 @@ impl Role {
     }
 
     pub fn is_supervisor(self) -> bool {
-        matches!(self, Role::TownshipSupervisor | Role::CountySupervisor)
+        SUPERVISORS.contains(&self)
+    }
+
+    /// The role names, for messages: `worker, township_supervisor, county_supervisor, admin`.
+    pub fn names() -> String {
+        Role::ALL.map(Role::as_str).join(", ")
     }
 }
+
+/// The sets of roles the route table and the services name, each defined once here.
+///
+/// Township and county supervisors: the supervisor API, reports and targets.
+pub const SUPERVISORS: &[Role] = &[Role::TownshipSupervisor, Role::CountySupervisor];
+
+/// Admins and the supervisors, who manage the devices and villages of their subtree.
+pub const MANAGERS: &[Role] = &[
+    Role::Admin,
+    Role::TownshipSupervisor,
+    Role::CountySupervisor,
+];
+
+/// Who submits a village's monthly report: its worker, or a township supervisor for it.
+pub const REPORT_SUBMITTERS: &[Role] = &[Role::Worker, Role::TownshipSupervisor];
+
+/// Field workers only (push, pull, registering a device).
+pub const WORKERS: &[Role] = &[Role::Worker];
+
+/// Admins only (accounts, the audit log).
+pub const ADMINS: &[Role] = &[Role::Admin];
+
+/// Township supervisors only (approving and returning reports).
+pub const TOWNSHIP_SUPERVISORS: &[Role] = &[Role::TownshipSupervisor];
+
+/// County supervisors only (locking a month).
+pub const COUNTY_SUPERVISORS: &[Role] = &[Role::CountySupervisor];
 
 /// Where a resident ID number (身份证号) is shown to a caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +107,7 @@ impl IdNumberView {
 ///   who compares townships: duplicates share the number, so a masked value still shows the pair.
 /// - Workers and admins do not read the supervisor API; should they, they get masked values.
 ///
-/// Exports (`report::export`) keep their own masking, always masked.
+/// Exports (`report::export`) are always masked. Masking itself is `ResidentId::mask`.
 pub fn id_number_view(role: Role, ctx: IdContext) -> IdNumberView {
     match (role, ctx) {
         (Role::TownshipSupervisor, IdContext::Record) => IdNumberView::Full,

@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 use crate::auth::roles::Role;
 use crate::db::schema::{user_villages, users};
 use crate::db::DbConn;
-use crate::domain::orgunit::subtree_range;
 use crate::error::AppResult;
+use crate::orgunit::subtree_range;
 
 /// A set of subtrees, each named by its root's code. A record is in scope when its org unit
 /// lies in one of them.
@@ -50,6 +50,23 @@ impl Scope {
     /// Half-open code ranges for index range scans, one per root.
     pub fn ranges(&self) -> Vec<(String, String)> {
         self.roots.iter().map(|r| subtree_range(r)).collect()
+    }
+
+    /// `col` within the scope's subtrees, as SQL text (`1 = 0` for an empty scope). Codes are
+    /// ASCII letters and digits (validated when org units are created), so they are written into
+    /// the SQL text; a root of any other shape is left out.
+    pub fn sql_condition(&self, col: &str) -> String {
+        let parts: Vec<String> = self
+            .ranges()
+            .into_iter()
+            .filter(|(lo, _)| lo.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .map(|(lo, hi)| format!("({col} >= '{lo}' AND {col} < '{hi}')"))
+            .collect();
+        if parts.is_empty() {
+            "1 = 0".into()
+        } else {
+            format!("({})", parts.join(" OR "))
+        }
     }
 
     /// Changes whenever the scope changes; a device whose last pull had another fingerprint
@@ -103,6 +120,21 @@ mod tests {
         assert!(s.contains("130131103201G1"));
         assert!(!s.contains("130131103202"));
         assert!(!Scope::empty().contains("130131"));
+    }
+
+    #[test]
+    fn sql_condition_is_a_range_per_root() {
+        let s = Scope::new(vec!["130131102".into(), "130131103201".into()]);
+        assert_eq!(
+            s.sql_condition("org_unit"),
+            "((org_unit >= '130131102' AND org_unit < '130131102~') OR \
+             (org_unit >= '130131103201' AND org_unit < '130131103201~'))"
+        );
+        assert_eq!(Scope::empty().sql_condition("org_unit"), "1 = 0");
+        assert_eq!(
+            Scope::new(vec!["13'; --".into()]).sql_condition("c"),
+            "1 = 0"
+        );
     }
 
     #[test]

@@ -11,9 +11,10 @@ use utoipa::ToSchema;
 use crate::auth::passwords;
 use crate::auth::roles::Role;
 use crate::auth::scope::Scope;
-use crate::db::schema::{org_units, user_villages, users};
+use crate::db::schema::{user_villages, users};
 use crate::db::{now_micros, DbConn};
 use crate::error::{AppError, AppResult};
+use crate::orgunit::{self, Level};
 
 pub const MAX_VILLAGES: usize = 100;
 
@@ -78,11 +79,7 @@ fn valid_username(u: &str) -> bool {
 }
 
 fn org_level(conn: &mut DbConn, code: &str) -> AppResult<Option<String>> {
-    Ok(org_units::table
-        .filter(org_units::code.eq(code))
-        .select(org_units::level)
-        .first(conn)
-        .optional()?)
+    Ok(orgunit::get(conn, code)?.map(|u| u.level))
 }
 
 /// Checks that every code is an existing village or villager group.
@@ -365,13 +362,9 @@ pub fn ensure_demo_accounts(conn: &mut DbConn) -> AppResult<Option<String>> {
             Some(DEMO_COUNTY),
             vec![],
         )?;
-        let township: Option<String> = org_units::table
-            .filter(org_units::parent_code.eq(DEMO_COUNTY))
-            .filter(org_units::level.eq("township"))
-            .order(org_units::code)
-            .select(org_units::code)
-            .first(conn)
-            .optional()?;
+        let township: Option<String> = orgunit::children_at(conn, DEMO_COUNTY, Level::Township)?
+            .into_iter()
+            .next();
         if let Some(t) = township {
             add(
                 conn,
@@ -381,12 +374,7 @@ pub fn ensure_demo_accounts(conn: &mut DbConn) -> AppResult<Option<String>> {
                 Some(&t),
                 vec![],
             )?;
-            let villages: Vec<String> = org_units::table
-                .filter(org_units::parent_code.eq(&t))
-                .filter(org_units::level.eq("village"))
-                .order(org_units::code)
-                .select(org_units::code)
-                .load(conn)?;
+            let villages = orgunit::children_at(conn, &t, Level::Village)?;
             for v in villages {
                 add(
                     conn,

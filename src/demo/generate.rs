@@ -18,10 +18,11 @@ use serde_json::{json, Value};
 
 use super::names::full_name;
 use crate::db::records::Fields;
+use crate::domain::age::age_on;
 use crate::domain::entities::Entity;
 use crate::domain::resident_id;
-use crate::orgunits::NewOrgUnit;
-use crate::report::indicators::{age_on, WCBA_MAX_AGE, WCBA_MIN_AGE};
+use crate::orgunit::NewOrgUnit;
+use crate::report::indicators::{WCBA_MAX_AGE, WCBA_MIN_AGE};
 
 pub const COUNTY_CODE: &str = "130131";
 pub const COUNTY_NAME: &str = "平山县";

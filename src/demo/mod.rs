@@ -18,11 +18,11 @@ use diesel::sql_types::BigInt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::db::records::{self, RecordRow, Stamps, VersionRow};
-use crate::db::schema::{org_units, sync_state};
+use crate::db::schema::sync_state;
 use crate::db::{now_micros, Db, DbConn};
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
-use crate::orgunits;
+use crate::orgunit;
 
 pub use generate::{reference_date, COUNTY_CODE, COUNTY_NAME};
 
@@ -114,7 +114,7 @@ struct Count {
 
 /// Whether the database holds any org unit, and whether it holds demo records.
 fn existing(conn: &mut DbConn) -> AppResult<Option<Skipped>> {
-    let units: i64 = org_units::table.count().get_result(conn)?;
+    let units = orgunit::count(conn)?;
     if units == 0 {
         return Ok(None);
     }
@@ -219,7 +219,7 @@ pub fn load(db: &Db, seed: u64, force: bool) -> AppResult<Summary> {
             return Ok(Err(s));
         }
         progress.step("org units", 0);
-        orgunits::upsert(conn, &generated.org_units)?;
+        orgunit::upsert(conn, &generated.org_units)?;
         let now = now_micros();
         let mut seq = last;
         let rows: Vec<RecordRow> = generated

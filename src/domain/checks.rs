@@ -13,9 +13,9 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::domain::age::age_on;
 use crate::domain::entities::Entity;
 use crate::domain::resident_id::{IdError, ResidentId};
-use crate::report::indicators::age_on;
 
 /// A record as a map from field name (see `entities`) to value: dates are `YYYY-MM-DD` strings,
 /// booleans JSON booleans, integers JSON numbers.

@@ -1,6 +1,7 @@
-//! The ledgers' record types, org units, and the rules about them.
+//! The ledgers' record types, resident ID numbers, ages and logic checks: the rules about
+//! them (org units are `crate::orgunit`).
 
+pub mod age;
 pub mod checks;
 pub mod entities;
-pub mod orgunit;
 pub mod resident_id;

@@ -104,15 +104,39 @@ impl ResidentId {
     }
 
     /// The form shown in lists: the region code and the last four characters, e.g.
-    /// `130131********123X`.
+    /// `130131********123X` (see [`ResidentId::mask`]).
     pub fn masked(&self) -> String {
-        format!(
-            "{}{}{}",
-            &self.0[..6],
-            "*".repeat(LEN - 10),
-            &self.0[LEN - 4..]
-        )
+        ResidentId::mask(&self.0)
     }
+
+    /// The one masking rule for whatever an ID-number field holds (lists, exports, conflict
+    /// values), valid or not. A valid number shows its region code and last four characters,
+    /// upper-cased like [`ResidentId::parse`]: `130131********123X`. Any other value of at
+    /// least [`MASK_MIN_LEN`] characters (a first-generation 15-digit number, a mistyped one)
+    /// shows its first six and last four characters, the rest starred; a shorter value is
+    /// starred whole, since six and four characters of it would give away most of it.
+    /// Characters, not bytes, are counted.
+    pub fn mask(value: &str) -> String {
+        if let Ok(id) = ResidentId::parse(value) {
+            return mask_chars(id.as_str());
+        }
+        mask_chars(value)
+    }
+}
+
+/// Shortest value [`ResidentId::mask`] shows part of: the length of a first-generation
+/// (15-digit) ID number. Below it every character is starred.
+pub const MASK_MIN_LEN: usize = 15;
+
+fn mask_chars(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    let n = chars.len();
+    if n < MASK_MIN_LEN {
+        return "*".repeat(n);
+    }
+    let head: String = chars[..6].iter().collect();
+    let tail: String = chars[n - 4..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(n - 10))
 }
 
 impl FromStr for ResidentId {
@@ -276,6 +300,62 @@ mod tests {
         let id = ResidentId::parse("11010519491231002X").unwrap();
         assert_eq!(id.masked(), "110105********002X");
         assert_eq!(id.masked().chars().count(), LEN);
+        assert_eq!(ResidentId::mask("11010519491231002X"), "110105********002X");
+    }
+
+    #[test]
+    fn mask_of_a_valid_number_is_upper_cased() {
+        assert_eq!(ResidentId::mask("11010519491231002x"), "110105********002X");
+    }
+
+    #[test]
+    fn mask_of_a_fifteen_digit_number_keeps_region_and_last_four() {
+        assert_eq!(ResidentId::mask("130131900101123"), "130131*****1123");
+    }
+
+    #[test]
+    fn mask_of_a_short_value_stars_everything() {
+        for (s, masked) in [
+            ("", ""),
+            ("123", "***"),
+            ("1234567890", "**********"),
+            ("13013119900101", "**************"),
+        ] {
+            assert_eq!(ResidentId::mask(s), masked, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn mask_of_a_malformed_value_keeps_only_its_ends() {
+        // Wrong check digit, a letter inside, a digit too many, full-width characters.
+        for (s, masked) in [
+            ("110105194912310021", "110105********0021"),
+            ("1101051949123100AX", "110105********00AX"),
+            ("1101051949123100210", "110105*********0210"),
+            (
+                "１１０１０５１９４９１２３１００２Ｘ",
+                "１１０１０５********００２Ｘ",
+            ),
+        ] {
+            assert_eq!(ResidentId::mask(s), masked, "{s:?}");
+            assert_eq!(ResidentId::mask(s).chars().count(), s.chars().count());
+        }
+    }
+
+    proptest! {
+        /// Never more than ten characters of a value show, and never more than a third of a
+        /// short one (none at all).
+        #[test]
+        fn mask_hides_the_middle(s in "\\PC{0,30}") {
+            let m = ResidentId::mask(&s);
+            let n = s.chars().count();
+            prop_assert_eq!(m.chars().count(), n);
+            let shown = m.chars().zip(s.chars()).filter(|(a, b)| a == b && *a != '*').count();
+            prop_assert!(shown <= 10);
+            if n < MASK_MIN_LEN {
+                prop_assert_eq!(shown, 0);
+            }
+        }
     }
 
     #[test]

@@ -22,9 +22,9 @@ use utoipa::ToSchema;
 
 use crate::db::schema::sync_state;
 use crate::db::{now_micros, DbConn};
-use crate::domain::orgunit::{subtree_range, Level};
 use crate::error::{AppError, AppResult};
-use crate::orgunits::{self, OrgUnit};
+use crate::orgunit::{self, OrgUnit};
+use crate::orgunit::{subtree_range, Level};
 use crate::report::counts::{self, Counts, KeyBy, Window};
 use crate::report::indicators::{self, Rate};
 use crate::report::lang::{self, Lang};
@@ -128,7 +128,7 @@ pub fn submit(
     period: &Period,
     user_id: &str,
 ) -> AppResult<Submission> {
-    if orgunits::level(village) != Level::Village {
+    if orgunit::level(village) != Level::Village {
         return Err(AppError::validation(
             "not_a_village",
             "month reports are submitted per village",
@@ -288,9 +288,9 @@ pub fn lock(
         .into_iter()
         .map(|s| (s.org_unit.clone(), s))
         .collect();
-    let villages: Vec<OrgUnit> = orgunits::subtree(conn, &unit.code)?
+    let villages: Vec<OrgUnit> = orgunit::subtree(conn, &unit.code)?
         .into_iter()
-        .filter(|u| orgunits::level(u) == Level::Village)
+        .filter(|u| orgunit::level(u) == Level::Village)
         .collect();
     let missing: Vec<&str> = villages
         .iter()
@@ -528,9 +528,9 @@ pub fn completeness(
         .map(|s| (s.org_unit.clone(), s))
         .collect();
     let mut rows = Vec::new();
-    for v in orgunits::subtree(conn, &unit.code)?
+    for v in orgunit::subtree(conn, &unit.code)?
         .iter()
-        .filter(|u| orgunits::level(u) == Level::Village)
+        .filter(|u| orgunit::level(u) == Level::Village)
     {
         let s = subs.get(&v.code);
         rows.push(VillageSubmission {

@@ -85,8 +85,8 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 
 use crate::db::DbConn;
-use crate::domain::orgunit::subtree_range;
 use crate::error::{AppError, AppResult};
+use crate::orgunit::subtree_range;
 use crate::report::indicators::{
     self, FACILITY_BIRTH_PLACES, LONG_ACTING_METHODS, SUPPLY_METHODS, THREE_CHECKS,
 };

@@ -6,6 +6,8 @@ use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::domain::age::age_on;
+
 /// Youngest age (completed years at period end) of a woman of childbearing age (育龄妇女).
 pub const WCBA_MIN_AGE: i32 = 15;
 /// Oldest age (completed years at period end) of a woman of childbearing age.
@@ -259,13 +261,6 @@ pub fn supply_use_rate(supplied: i64, supply_method_users: i64) -> Rate {
 /// 一孩率 %: first births / births.
 pub fn first_child_share(first_births: i64, births: i64) -> Rate {
     percent(first_births, births)
-}
-
-/// Age in completed years (周岁) on `at`; negative when `at` is before `birth`. Someone born on
-/// 29 February has a birthday on 1 March in common years.
-pub fn age_on(birth: NaiveDate, at: NaiveDate) -> i32 {
-    let before_birthday = (at.month(), at.day()) < (birth.month(), birth.day());
-    at.year() - birth.year() - i32::from(before_birthday)
 }
 
 /// Whether a person was married on `at` (the period end): of a married status
@@ -846,18 +841,6 @@ mod tests {
             assert_eq!(Direction::parse(d.code()), Some(d));
             assert_eq!(serde_json::to_value(d).unwrap(), d.code());
         }
-    }
-
-    #[test]
-    fn age_counts_completed_years() {
-        let birth = date(1990, 6, 15);
-        assert_eq!(age_on(birth, date(2005, 6, 14)), 14);
-        assert_eq!(age_on(birth, date(2005, 6, 15)), 15);
-        assert_eq!(age_on(birth, date(1990, 6, 14)), -1);
-        let leap = date(2000, 2, 29);
-        assert_eq!(age_on(leap, date(2015, 2, 28)), 14);
-        assert_eq!(age_on(leap, date(2015, 3, 1)), 15);
-        assert_eq!(age_on(leap, date(2016, 2, 29)), 16);
     }
 
     #[test]

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::db::DbConn;
-use crate::domain::orgunit::Level;
 use crate::error::{AppError, AppResult};
-use crate::orgunits::{self, OrgUnit};
+use crate::orgunit::Level;
+use crate::orgunit::{self, OrgUnit};
 use crate::report::approval::{self, Change, Submission};
 use crate::report::counts::{self, Counts, KeyBy, Window};
 use crate::report::indicators::{self as ind, Attainment, Indicator, Rate, Rules, Target};
@@ -464,7 +464,7 @@ fn count_changes(org_unit: &str, frozen: &Counts, live: &Counts) -> Vec<CountCha
 }
 
 fn level_of(u: &OrgUnit) -> Level {
-    orgunits::level(u)
+    orgunit::level(u)
 }
 
 /// The report of `unit` for `period`, counted by `rules`.
@@ -579,7 +579,7 @@ fn breakdown_of(
     mut grouped_counts: BTreeMap<String, Counts>,
     total: Counts,
 ) -> AppResult<Breakdown> {
-    let children = orgunits::children(conn, &unit.code)?;
+    let children = orgunit::children(conn, &unit.code)?;
     let year = period.end.year();
     let all_targets = targets::in_subtree(conn, &unit.code, year)?;
     let none: Vec<Target> = Vec::new();

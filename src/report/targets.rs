@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::db::{now_micros, DbConn};
-use crate::domain::orgunit::subtree_range;
 use crate::error::{AppError, AppResult};
+use crate::orgunit::subtree_range;
 use crate::report::indicators::{Direction, Indicator, Target};
 
 diesel::table! {

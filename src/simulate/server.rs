@@ -6,12 +6,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use diesel::prelude::*;
 
 use crate::auth::roles::Role;
 use crate::auth::{passwords, users};
-use crate::db::schema::org_units;
 use crate::db::Db;
+use crate::orgunit::{self, Level};
 use crate::settings::Settings;
 
 /// A running server; stops it and removes its temp files when dropped.
@@ -100,15 +99,8 @@ impl Drop for Spawned {
 
 /// The villages of the demo county, in code order.
 pub fn demo_villages(db: &Db) -> anyhow::Result<Vec<String>> {
-    db.read(|c| {
-        Ok(org_units::table
-            .filter(org_units::level.eq("village"))
-            .filter(org_units::code.like(format!("{}%", crate::demo::COUNTY_CODE)))
-            .order(org_units::code)
-            .select(org_units::code)
-            .load::<String>(c)?)
-    })
-    .map_err(|e| anyhow!("list villages: {e}"))
+    db.read(|c| orgunit::subtree_at(c, crate::demo::COUNTY_CODE, Level::Village))
+        .map_err(|e| anyhow!("list villages: {e}"))
 }
 
 /// Creates one worker account per entry of `villages` (`{prefix}{i}`), all sharing one fresh

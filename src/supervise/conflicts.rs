@@ -12,7 +12,13 @@ use crate::db::schema::conflicts;
 use crate::db::{Db, DbConn};
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
-use crate::supervise::common::*;
+use crate::supervise::audit::{audit_change, audit_person_reads};
+use crate::supervise::ids::{id_value, ids_for, IdContext, IdNumberView};
+use crate::supervise::labels::{entity_label, field_label, parse_entity, Label};
+use crate::supervise::paging::{next_after, page_limit};
+use crate::supervise::record::{view, RecordView};
+use crate::supervise::sql::{count, plain, prefix_cond, scope_cond, Query};
+use crate::supervise::tx::Tx;
 use crate::sync::validate;
 
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -220,7 +226,7 @@ pub fn list(db: &Db, principal: &Principal, f: &ConflictFilter) -> AppResult<Con
         Ok((
             ConflictPage {
                 total,
-                next_after: if more { ids.last().cloned() } else { None },
+                next_after: next_after(more, &ids, Clone::clone),
                 items: conflict_views(rows, ids_for(principal, IdContext::List)),
             },
             persons,

@@ -13,7 +13,10 @@ use crate::db::schema::{device_ops, devices, user_villages, users};
 use crate::db::{now_micros, Db, DbConn};
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
-use crate::supervise::common::*;
+use crate::supervise::audit::audit_person_reads;
+use crate::supervise::ids::{id_payload, ids_for, IdContext};
+use crate::supervise::paging::{next_after, page_limit};
+use crate::supervise::sql::plain;
 
 const DAY: i64 = 86_400_000_000;
 
@@ -192,11 +195,7 @@ fn page_of<T>(
     items.retain(|i| key(i) > after);
     let more = items.len() > limit;
     items.truncate(limit);
-    let next = if more {
-        items.last().map(|i| key(i).to_string())
-    } else {
-        None
-    };
+    let next = next_after(more, &items, |i| key(i).to_string());
     (total, items, next)
 }
 
@@ -445,11 +444,7 @@ pub fn rejected(
             RejectedPage {
                 device_id: device_id.to_string(),
                 total,
-                next_after: if more {
-                    items.last().map(|i| i.seq)
-                } else {
-                    None
-                },
+                next_after: next_after(more, &items, |i| i.seq),
                 items,
             },
             persons,

@@ -13,7 +13,12 @@ use crate::db::schema::person_merges;
 use crate::db::{Db, DbConn};
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
-use crate::supervise::common::*;
+use crate::supervise::audit::{audit_change, audit_person_reads};
+use crate::supervise::ids::{id_value, ids_for, IdContext};
+use crate::supervise::paging::{next_after, page_limit};
+use crate::supervise::record::{load_in_scope, supervisor_op, view, RecordView};
+use crate::supervise::sql::{plain, prefix_cond, scope_cond, CountRow, Query};
+use crate::supervise::tx::Tx;
 use crate::sync::duplicates::{
     disagreements, dismiss_pair, merge_persons, undismiss_pair, Dismissal,
 };
@@ -244,11 +249,7 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
             DuplicatePage {
                 total,
                 total_capped,
-                next_after: if more {
-                    items.last().map(|i| i.key.clone())
-                } else {
-                    None
-                },
+                next_after: next_after(more, &items, |i| i.key.clone()),
                 items,
             },
             persons,
@@ -838,11 +839,7 @@ pub fn dismissed_list(
         Ok((
             DismissedPage {
                 total,
-                next_after: if more {
-                    items.last().map(|i| i.key.clone())
-                } else {
-                    None
-                },
+                next_after: next_after(more, &items, |i| i.key.clone()),
                 items,
             },
             persons,
@@ -1027,11 +1024,7 @@ pub fn merges_list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppRe
             Ok((
                 MergePage {
                     total,
-                    next_after: if more {
-                        items.last().map(|i| i.key.clone())
-                    } else {
-                        None
-                    },
+                    next_after: next_after(more, &items, |i| i.key.clone()),
                     items,
                 },
                 persons,

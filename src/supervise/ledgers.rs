@@ -18,8 +18,13 @@ use crate::db::{Db, DbConn};
 use crate::domain::checks;
 use crate::domain::entities::{Entity, FieldType, ENTITIES};
 use crate::error::{AppError, AppResult};
-use crate::supervise::common::*;
+use crate::supervise::audit::{audit_change, audit_person_reads};
 use crate::supervise::conflicts::{conflict_views, ConflictView};
+use crate::supervise::ids::{id_payload, id_result, id_value, ids_for, IdContext, IdNumberView};
+use crate::supervise::labels::{entity_label, field_label, Label};
+use crate::supervise::paging::{next_after, page_limit};
+use crate::supervise::record::{load_in_scope, referring, supervisor_op, view, RecordView};
+use crate::supervise::sql::{count, plain, prefix_cond, scope_cond, Query};
 use crate::sync::protocol::OpResult;
 use crate::sync::push::{self, Actor};
 
@@ -332,11 +337,7 @@ pub fn list(
             entity_label: entity_label(entity),
             total,
             sort: sort.name(),
-            next_after: if more {
-                rows.last().map(|r| sort.cursor(r))
-            } else {
-                None
-            },
+            next_after: next_after(more, &rows, |r| sort.cursor(r)),
             items: rows
                 .iter()
                 .map(|r| view(r, ids_for(principal, IdContext::List)))

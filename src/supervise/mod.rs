@@ -6,9 +6,15 @@
 //! conflict, merge or device outside it answers 404 and never appears in a list or a count.
 //! Every read of person data writes an audit row (ids only) before the answer is given.
 
-pub mod common;
+pub mod audit;
 pub mod conflicts;
 pub mod devices;
 pub mod duplicates;
+pub mod ids;
+pub mod labels;
 pub mod ledgers;
+pub mod paging;
 pub mod quality;
+pub mod record;
+pub mod sql;
+pub mod tx;

@@ -2,18 +2,18 @@
 
 use std::collections::BTreeMap;
 
-use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
-use crate::db::schema::org_units;
 use crate::db::Db;
 use crate::domain::checks;
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
-use crate::supervise::common::*;
+use crate::orgunit;
 use crate::supervise::ledgers::{flag_view, FlagView};
+use crate::supervise::paging::{next_after, page_limit};
+use crate::supervise::sql::{count, plain, prefix_cond, scope_cond, Query};
 
 #[derive(Deserialize, IntoParams, Debug, Default)]
 #[into_params(parameter_in = Query)]
@@ -116,11 +116,9 @@ pub fn list(db: &Db, principal: &Principal, f: &FlagFilter) -> AppResult<FlagPag
             .collect();
         Ok(FlagPage {
             total,
-            next_after: if more {
-                items.last().map(|i| format!("{}|{}|{}", i.entity, i.record_id, i.check))
-            } else {
-                None
-            },
+            next_after: next_after(more, &items, |i| {
+                format!("{}|{}|{}", i.entity, i.record_id, i.check)
+            }),
             items,
         })
     })
@@ -194,12 +192,7 @@ pub fn summary(db: &Db, principal: &Principal, village: Option<&str>) -> AppResu
             *by_check.entry(r.check_code).or_default() += r.n;
         }
         let codes: Vec<String> = by_village.keys().cloned().collect();
-        let names: BTreeMap<String, String> = org_units::table
-            .filter(org_units::code.eq_any(&codes))
-            .select((org_units::code, org_units::name))
-            .load::<(String, String)>(conn)?
-            .into_iter()
-            .collect();
+        let names: BTreeMap<String, String> = orgunit::names(conn, &codes)?;
         Ok(FlagSummary {
             total: by_check.values().sum(),
             villages: by_village

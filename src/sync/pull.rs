@@ -27,17 +27,7 @@ fn scope_predicate(scope: &Scope) -> String {
 }
 
 fn scope_predicate_on(scope: &Scope, col: &str) -> String {
-    let parts: Vec<String> = scope
-        .ranges()
-        .into_iter()
-        .filter(|(lo, _)| lo.bytes().all(|b| b.is_ascii_alphanumeric()))
-        .map(|(lo, hi)| format!("({col} >= '{lo}' AND {col} < '{hi}')"))
-        .collect();
-    if parts.is_empty() {
-        "1 = 0".into()
-    } else {
-        format!("({})", parts.join(" OR "))
-    }
+    scope.sql_condition(col)
 }
 
 /// A stored row in the wire shape, rendered in Rust: what the database's own rendering

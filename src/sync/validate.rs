@@ -5,9 +5,9 @@ use chrono::{DateTime, NaiveDate};
 use serde_json::{Map, Value};
 
 use crate::domain::entities::{Entity, FieldType, SERVER_OWNED};
-use crate::domain::orgunit::level_of;
 use crate::domain::resident_id::MAX_TYPED_LEN;
 use crate::error::AppError;
+use crate::orgunit::level_of;
 use crate::sync::merge::{Fields, OpKind};
 
 /// A well-formed op, ready to merge.

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::auth::*;
 use crate::both;
-use crate::helpers::*;
+use crate::common::*;
 use fieldsync::api::{Access, ROUTES};
 use fieldsync::auth::roles::Role;
 
@@ -327,7 +327,7 @@ both!(object_access_by_place, |b| {
 // supervisor edit), an org unit outside the caller's scope, and extra fields (role, status,
 // ids, stamps) in every other request body.
 both!(mass_assignment_is_refused_everywhere, |b| {
-    use crate::sync::{new_id, person, seed_units, worker, V1, V3};
+    use crate::common::{new_id, person, seed_units, worker, V1, V3};
     use fieldsync::domain::entities::SERVER_OWNED;
     let app = spawn_app(b);
     seed_units(&app);
@@ -461,7 +461,7 @@ both!(mass_assignment_is_refused_everywhere, |b| {
 // on both backends a NUL in a path or query is refused up front (400 `bad_text`), and on
 // PostgreSQL one inside a body is refused where it reaches the store.
 both!(nul_characters_never_give_a_500, |b| {
-    use crate::sync::{seed_units, worker, V1};
+    use crate::common::{seed_units, worker, V1};
     let app = spawn_app(b);
     seed_units(&app);
     let dev = worker(&app, "nul_w", &[V1]);
@@ -562,7 +562,7 @@ both!(nul_characters_never_give_a_500, |b| {
 
 use std::collections::BTreeMap;
 
-use crate::sync::{new_id, person, register_device, worker as new_worker, Dev};
+use crate::common::{new_id, person, register_device, worker as new_worker, Dev};
 use fieldsync::domain::entities::{Entity, ENTITIES};
 use fieldsync::domain::resident_id;
 
@@ -1461,7 +1461,7 @@ both!(object_access_matrix_from_the_route_table, |b| {
 // whole with 400 `json_too_deep` before anything is parsed or applied (the push checks its
 // inflated body, every other route its body), brackets inside strings do not count.
 both!(too_deep_json_bodies_are_refused, |b| {
-    use crate::sync::{new_id, person, seed_units, worker, V1};
+    use crate::common::{new_id, person, seed_units, worker, V1};
     let app = spawn_app_with(b, |s| s.limits.max_json_depth = 8);
     seed_units(&app);
     let dev = worker(&app, "deep_w", &[V1]);

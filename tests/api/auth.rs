@@ -11,123 +11,12 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use crate::both;
-use crate::helpers::*;
+use crate::common::*;
 use fieldsync::auth::keys::Keyring;
 use fieldsync::auth::roles::Role;
-use fieldsync::auth::users::{self, NewUser};
+use fieldsync::auth::users;
 use fieldsync::db::schema::{audit_log, users as users_t};
-use fieldsync::orgunits::{self, NewOrgUnit};
-
-pub const COUNTIES: [&str; 2] = ["130131", "130132"];
-
-pub fn township(county: usize, t: usize) -> String {
-    format!("{}{}", COUNTIES[county], 101 + t)
-}
-
-pub fn village(county: usize, t: usize, v: usize) -> String {
-    format!("{}{}", township(county, t), 201 + v)
-}
-
-/// 2 counties x 2 townships x 3 villages.
-pub fn seed_tree(app: &TestApp) {
-    let mut units = Vec::new();
-    for (c, code) in COUNTIES.iter().enumerate() {
-        units.push(NewOrgUnit {
-            code: code.to_string(),
-            name: format!("县{c}"),
-            parent: None,
-        });
-        for t in 0..2 {
-            units.push(NewOrgUnit {
-                code: township(c, t),
-                name: format!("镇{c}{t}"),
-                parent: Some(code.to_string()),
-            });
-            for v in 0..3 {
-                units.push(NewOrgUnit {
-                    code: village(c, t, v),
-                    name: format!("村{c}{t}{v}"),
-                    parent: Some(township(c, t)),
-                });
-            }
-        }
-    }
-    orgunits::upsert(&mut app.conn(), &units).unwrap();
-}
-
-pub fn add_user(
-    app: &TestApp,
-    username: &str,
-    role: Role,
-    org: Option<&str>,
-    villages: &[String],
-) -> String {
-    let new = NewUser {
-        username: username.into(),
-        display_name: username.into(),
-        role,
-        org_unit: org.map(str::to_string),
-        villages: villages.to_vec(),
-    };
-    users::create(&mut app.conn(), &new, pw_hash()).unwrap().id
-}
-
-pub fn login(app: &TestApp, username: &str, device: Option<&str>) -> Resp {
-    let mut body = json!({ "username": username, "password": PW });
-    if let Some(d) = device {
-        body["device_id"] = json!(d);
-    }
-    app.post("/api/v1/auth/login", None, &body)
-}
-
-pub fn access(r: &Resp) -> String {
-    r.body["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no token: {:?}", r.body))
-        .to_string()
-}
-
-pub fn refresh_of(r: &Resp) -> String {
-    r.body["refresh_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no token: {:?}", r.body))
-        .to_string()
-}
-
-/// A signed-in user's tokens.
-pub struct Session {
-    pub user_id: String,
-    pub device_id: Option<String>,
-    pub access: String,
-    pub refresh: String,
-}
-
-/// Logs in without a device; for a worker, registers a device and uses its tokens.
-pub fn session(app: &TestApp, username: &str) -> Session {
-    let r = login(app, username, None);
-    assert_eq!(r.status, 200, "login {username}: {:?}", r.body);
-    let user_id = r.body["user"]["id"].as_str().unwrap().to_string();
-    if r.body["user"]["role"] == "worker" {
-        let d = app.post(
-            "/api/v1/devices",
-            Some(&access(&r)),
-            &json!({ "name": "phone", "app_version": "1.0" }),
-        );
-        assert_eq!(d.status, 201, "{:?}", d.body);
-        return Session {
-            user_id,
-            device_id: Some(d.body["device_id"].as_str().unwrap().to_string()),
-            access: access(&d),
-            refresh: refresh_of(&d),
-        };
-    }
-    Session {
-        user_id,
-        device_id: None,
-        access: access(&r),
-        refresh: refresh_of(&r),
-    }
-}
+use fieldsync::orgunit::{self, NewOrgUnit};
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -962,7 +851,7 @@ both!(refresh_tokens_are_stored_only_as_hashes, |b| {
 });
 
 both!(a_lost_device_keeps_what_it_pushed, |b| {
-    use crate::sync::{new_id, person, seed_units, worker, V1};
+    use crate::common::{new_id, person, seed_units, worker, V1};
     use fieldsync::db::schema::device_ops;
     let from = micros();
     let app = spawn_app(b);
@@ -1208,13 +1097,13 @@ both!(a_signing_key_from_settings_is_the_one_used, |b| {
 });
 
 both!(a_group_worker_syncs_only_its_group, |b| {
-    use crate::sync::{new_id, person, worker};
+    use crate::common::{new_id, person, worker};
     let from = micros();
     let app = spawn_app(b);
     seed_tree(&app);
     let v = village(0, 0, 0);
     let (g1, g2) = (format!("{v}01"), format!("{v}02"));
-    orgunits::upsert(
+    orgunit::upsert(
         &mut app.conn(),
         &[
             NewOrgUnit {

@@ -5,8 +5,8 @@
 use serde_json::{json, Value};
 
 use crate::both;
-use crate::helpers::*;
-use crate::sync::{new_id, person, seed_units, worker, Dev, V1};
+use crate::common::*;
+use crate::common::{new_id, person, seed_units, worker, Dev, V1};
 
 fn count(app: &TestApp, sql: &str) -> i64 {
     use diesel::RunQueryDsl;

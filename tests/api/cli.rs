@@ -15,9 +15,9 @@ use diesel::RunQueryDsl;
 use serde_json::{json, Value};
 
 use crate::both;
-use crate::helpers::*;
+use crate::common::*;
 use fieldsync::db::{Db, DbOptions};
-use fieldsync::orgunits::{self, NewOrgUnit};
+use fieldsync::orgunit::{self, NewOrgUnit};
 
 const V1: &str = "130131102201";
 
@@ -173,7 +173,7 @@ fn seed(app: &TestApp) {
         name: n.into(),
         parent: p.map(str::to_string),
     };
-    orgunits::upsert(
+    orgunit::upsert(
         &mut app.conn(),
         &[
             u("130131", "平山县", None),
@@ -236,7 +236,7 @@ both!(orgunit_import_builds_the_tree_and_names_a_bad_line, |b| {
     );
     let db = store.db();
     let mut c = db.conn().unwrap();
-    let sub: Vec<(String, String)> = orgunits::subtree(&mut c, "130131102")
+    let sub: Vec<(String, String)> = orgunit::subtree(&mut c, "130131102")
         .unwrap()
         .into_iter()
         .map(|u| (u.code, u.level))
@@ -250,7 +250,7 @@ both!(orgunit_import_builds_the_tree_and_names_a_bad_line, |b| {
             ("130131102202".into(), "village".into()),
         ]
     );
-    assert_eq!(orgunits::subtree(&mut c, "130131").unwrap().len(), 7);
+    assert_eq!(orgunit::subtree(&mut c, "130131").unwrap().len(), 7);
     drop(c);
 
     // A village under the wrong township, on line 3: the line is named, nothing is stored.
@@ -280,8 +280,8 @@ both!(orgunit_import_builds_the_tree_and_names_a_bad_line, |b| {
         "{out:?}"
     );
     let mut c = db.conn().unwrap();
-    assert!(orgunits::get(&mut c, "130131104").unwrap().is_none());
-    assert_eq!(orgunits::subtree(&mut c, "130131").unwrap().len(), 7);
+    assert!(orgunit::get(&mut c, "130131104").unwrap().is_none());
+    assert_eq!(orgunit::subtree(&mut c, "130131").unwrap().len(), 7);
     // A file that does not exist.
     let out = store.cli(&["orgunit", "import", "missing.csv"], None);
     assert!(!out.ok && out.stderr.contains("missing.csv"), "{out:?}");
@@ -290,10 +290,10 @@ both!(orgunit_import_builds_the_tree_and_names_a_bad_line, |b| {
     let out = store.cli(&["orgunit", "import", "units.csv"], None);
     assert!(out.ok, "{out:?}");
     assert_eq!(
-        orgunits::get(&mut c, "130131102202").unwrap().unwrap().name,
+        orgunit::get(&mut c, "130131102202").unwrap().unwrap().name,
         "西沟新村"
     );
-    assert_eq!(orgunits::subtree(&mut c, "130131").unwrap().len(), 7);
+    assert_eq!(orgunit::subtree(&mut c, "130131").unwrap().len(), 7);
 });
 
 both!(user_add_prints_a_password_once_and_passwd_changes_it, |b| {

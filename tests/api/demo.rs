@@ -7,14 +7,14 @@ use diesel::sql_types::BigInt;
 use diesel::RunQueryDsl;
 
 use crate::both;
-use crate::helpers::*;
+use crate::common::*;
 use fieldsync::db::records::{self, JsonRow, RecordRow};
 use fieldsync::db::DbConn;
 use fieldsync::demo::{self, Skipped, Summary};
 use fieldsync::domain::checks::{self, CheckInput};
 use fieldsync::domain::entities::{Entity, ENTITIES};
 use fieldsync::domain::resident_id::ResidentId;
-use fieldsync::orgunits::{self, NewOrgUnit};
+use fieldsync::orgunit::{self, NewOrgUnit};
 
 const SEED: u64 = 2026;
 
@@ -71,7 +71,7 @@ both!(demo_loads_once_into_a_fresh_database, |b| {
 
     let mut c = app.conn();
     // The tree: county, 3 townships, 12 villages, groups under some of them.
-    let units = orgunits::subtree(&mut c, demo::COUNTY_CODE).unwrap();
+    let units = orgunit::subtree(&mut c, demo::COUNTY_CODE).unwrap();
     assert_eq!(units.len(), s.org_units);
     let level = |l: &str| units.iter().filter(|u| u.level == l).count();
     assert_eq!(
@@ -80,7 +80,7 @@ both!(demo_loads_once_into_a_fresh_database, |b| {
     );
     assert!(level("group") > 0);
     assert_eq!(
-        orgunits::get(&mut c, "130131102201").unwrap().unwrap().name,
+        orgunit::get(&mut c, "130131102201").unwrap().unwrap().name,
         "东庄村"
     );
 
@@ -213,7 +213,7 @@ both!(existing_org_units_stop_an_unforced_load, |b| {
             name: "平山县".into(),
             parent: None,
         };
-        orgunits::upsert(&mut c, &[unit]).unwrap();
+        orgunit::upsert(&mut c, &[unit]).unwrap();
     }
     let s = load(&app, SEED, false);
     assert_eq!((s.loaded, s.skipped), (false, Some(Skipped::NotEmpty)));

@@ -1,8 +1,8 @@
 //! Black-box tests over HTTP against the real server and a real database, one file per
 //! capability. Every test runs on SQLite and, when FIELDSYNC_TEST_PG_URL is set, PostgreSQL.
 
-mod helpers;
-mod spec_check;
+#[path = "../common/mod.rs"]
+mod common;
 
 mod access;
 mod auth;

@@ -7,10 +7,8 @@
 use chrono::{Datelike, NaiveDate};
 use serde_json::{json, Value};
 
-use crate::auth::{add_user, seed_tree, session, township, village};
 use crate::both;
-use crate::helpers::*;
-use crate::sync::{new_id, worker, Dev};
+use crate::common::*;
 use fieldsync::auth::roles::Role;
 
 const COUNTY: &str = "130131";

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use diesel::RunQueryDsl;
 use serde_json::{json, Value};
 
-use crate::auth::{add_user, seed_tree, session, township, village};
 use crate::both;
-use crate::helpers::*;
+use crate::common::*;
+use crate::common::{add_user, seed_tree, session, township, village};
 use fieldsync::auth::roles::Role;
 use fieldsync::db::records::{self, RecordRow};
 use fieldsync::domain::entities::Entity;
@@ -2419,7 +2419,7 @@ both!(a_village_worker_submits_its_own_month, |b| {
 /// Runs the real binary on `app`'s database; its output, and whether it succeeded.
 fn fieldsync_cli(app: &TestApp, args: &[&str]) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
-    let out = crate::helpers::fieldsync_command(dir.path())
+    let out = crate::common::fieldsync_command(dir.path())
         .arg("--database-url")
         .arg(&app.database_url)
         .args(args)

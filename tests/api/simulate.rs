@@ -2,7 +2,7 @@
 //! in-process server, with collisions, resends and offline days, whose checks must all pass.
 
 use crate::both;
-use crate::helpers::*;
+use crate::common::*;
 use fieldsync::simulate::{self, Options};
 
 both!(small_simulation_verifies, |b| {

@@ -7,9 +7,9 @@
 use serde_json::{json, Value};
 
 use crate::both;
-use crate::helpers::*;
-use crate::spec_check::{self, Answer};
-use crate::sync::{new_id, person, seed_units, worker, V1};
+use crate::common::spec_check::{self, Answer};
+use crate::common::*;
+use crate::common::{new_id, person, seed_units, worker, V1};
 use fieldsync::auth::roles::Role;
 
 both!(a_representative_flow_answers_as_the_spec_says, |b| {

@@ -9,8 +9,8 @@ use chrono::NaiveDate;
 use serde_json::{json, Value};
 
 use crate::both;
-use crate::helpers::*;
-use crate::sync::{new_id, person, seed_units, worker, Dev, V1, V2, V3};
+use crate::common::*;
+use crate::common::{new_id, person, seed_units, worker, Dev, V1, V2, V3};
 use fieldsync::auth::roles::Role;
 use fieldsync::domain::resident_id;
 
@@ -2220,7 +2220,7 @@ both!(conflict_queue_filters_by_age, |b| {
 type VillageCounts = (String, i64, Vec<(String, i64)>);
 
 both!(flag_summary_counts_per_village_exactly, |b| {
-    use fieldsync::orgunits::{self, NewOrgUnit};
+    use fieldsync::orgunit::{self, NewOrgUnit};
     let World {
         app,
         a,
@@ -2232,7 +2232,7 @@ both!(flag_summary_counts_per_village_exactly, |b| {
     } = world(b);
     // a villager group of V1: its flags count in V1
     let group = format!("{V1}01");
-    orgunits::upsert(
+    orgunit::upsert(
         &mut app.conn(),
         &[NewOrgUnit {
             code: group.clone(),
@@ -2394,9 +2394,9 @@ both!(
             ..
         } = world(b);
         // worker_a has a second phone; worker_far works in the other township
-        let a2 = crate::sync::register_device(&app, "worker_a");
+        let a2 = crate::common::register_device(&app, "worker_a");
         // a worker with no device yet
-        crate::sync::create_worker(&app, "worker_new", &[V2]);
+        crate::common::create_worker(&app, "worker_new", &[V2]);
         let status = |token: &str, q: &str| -> Vec<Value> {
             let (items, total) = all_pages(
                 &app,
@@ -2741,7 +2741,7 @@ both!(
         use fieldsync::domain::entities::Entity;
         use fieldsync::supervise::duplicates::{COMPUTED_PAIRS_COUNT_CAP, MAX_NAMESAKES};
         let app = spawn_app(b);
-        crate::sync::seed_units(&app);
+        crate::common::seed_units(&app);
         let ts = supervisor(&app, "dup_cap_ts", Role::TownshipSupervisor, "130131102");
         let namesake = |i: i64, village: &str, name: &str| {
             let fields = [
@@ -2772,7 +2772,7 @@ both!(
         };
         // 45 namesakes in each of two villages, 300 others sharing only the birth date (no
         // pairs), and a crowd of more namesakes than are paired.
-        use crate::sync::{V1, V2};
+        use crate::common::{V1, V2};
         let mut rows: Vec<RecordRow> = (1..=45).map(|i| namesake(i, V1, "同名")).collect();
         rows.extend((46..=90).map(|i| namesake(i, V2, "同名")));
         rows.extend((91..=390).map(|i| namesake(i, V1, &format!("别名{i}"))));

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 
 use crate::both;
-use crate::helpers::*;
-use crate::sync::{new_id, person, seed_units, worker, Dev, V1, V2, V3};
+use crate::common::*;
+use crate::common::{new_id, person, seed_units, worker, Dev, V1, V2, V3};
 use fieldsync::auth::roles::Role;
 
 fn id_number(seq: u16) -> String {

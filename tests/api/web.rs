@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::both;
-use crate::helpers::*;
+use crate::common::*;
 
 both!(console_and_field_app_are_served_with_a_strict_policy, |b| {
     let app = spawn_app(b);

@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use crate::both;
-use crate::helpers::*;
-use crate::sync::seed_units;
+use crate::common::seed_units;
+use crate::common::*;
 use fieldsync::auth::roles::Role;
 
 const CSRF: (&str, &str) = ("X-Fieldsync-Csrf", "1");

@@ -11,14 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use diesel::connection::SimpleConnection;
-use diesel::Connection;
+#[path = "../common/mod.rs"]
+mod common;
 
-#[derive(Clone, Copy, Debug)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+use common::{drop_pg_database, fieldsync_command, fresh_pg_database_named, skip_or_fail, Backend};
 
 /// The Chromium the tests drive: FIELDSYNC_TEST_CHROMIUM or Debian's.
 fn chromium() -> PathBuf {
@@ -51,18 +47,11 @@ fn missing_tools() -> Option<String> {
 fn tools_or_skip(name: &str) -> bool {
     match missing_tools() {
         None => true,
-        Some(why) => skip_or_fail(&format!("browser test {name}"), &why),
+        Some(why) => {
+            skip_or_fail(&format!("browser test {name}"), &why);
+            false
+        }
     }
-}
-
-/// One rule for a test whose tools are missing: it fails under CI and says it skipped
-/// otherwise. Returns `false` (do not run) when it does not panic.
-fn skip_or_fail(what: &str, why: &str) -> bool {
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-        panic!("{what} cannot run under CI: {why}");
-    }
-    eprintln!("{what} SKIPPED: {why}");
-    false
 }
 
 /// A running `fieldsync serve --demo` and what the tests need to know of it.
@@ -80,27 +69,9 @@ impl Drop for DemoServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some((admin, name)) = &self.pg {
-            if let Ok(mut c) = diesel::PgConnection::establish(admin) {
-                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-            }
+            drop_pg_database(admin, name);
         }
     }
-}
-
-fn fresh_pg_database() -> (String, String, String) {
-    let admin = std::env::var("FIELDSYNC_TEST_PG_URL").expect("FIELDSYNC_TEST_PG_URL");
-    let name = format!("fs_browser_{}", uuid::Uuid::new_v4().simple());
-    let mut c = diesel::PgConnection::establish(&admin).expect("connect to FIELDSYNC_TEST_PG_URL");
-    c.batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create test database");
-    let i = admin
-        .rfind('/')
-        .expect("FIELDSYNC_TEST_PG_URL names a database");
-    let query = admin[i + 1..]
-        .find('?')
-        .map(|q| &admin[i + 1 + q..])
-        .unwrap_or("");
-    (format!("{}/{name}{query}", &admin[..i]), admin, name)
 }
 
 /// Starts the real binary with `serve --demo` on a free port and waits until it listens.
@@ -112,18 +83,11 @@ pub fn start_demo(backend: Backend) -> DemoServer {
             None,
         ),
         Backend::Postgres => {
-            let (url, admin, name) = fresh_pg_database();
+            let (url, admin, name) = fresh_pg_database_named("fs_browser");
             (url, Some((admin, name)))
         }
     };
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fieldsync"));
-    cmd.current_dir(dir.path());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("FIELDSYNC_") {
-            cmd.env_remove(k);
-        }
-    }
-    let mut child = cmd
+    let mut child = fieldsync_command(dir.path())
         .args([
             "--database-url",
             &url,

@@ -10,57 +10,30 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
-use diesel::connection::SimpleConnection;
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 use serde_json::{json, Value};
 
 use fieldsync::auth::roles::Role;
 use fieldsync::auth::users::{self, NewUser};
 use fieldsync::db::{Db, DbOptions};
-use fieldsync::orgunits::{self, NewOrgUnit};
+use fieldsync::orgunit::{self, NewOrgUnit};
 use fieldsync::settings::Settings;
+
+pub use crate::common::{
+    new_id, pg_admin_url, pg_exec_at, pg_url_for, skip_or_fail, Backend, Resp,
+};
 
 pub const V1: &str = "130131102201";
 pub const V2: &str = "130131102202";
 pub const PASSWORD: &str = "correct-horse-battery";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// The server binary Cargo built for this test target.
 pub fn server_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fieldsync"))
 }
 
-pub fn pg_admin_url() -> Option<String> {
-    std::env::var("FIELDSYNC_TEST_PG_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
-/// `admin` with its database name replaced by `name`.
-pub fn pg_url_for(admin: &str, name: &str) -> String {
-    let scheme_end = admin.find("://").expect("a URL") + 3;
-    let i = admin[scheme_end..]
-        .rfind('/')
-        .map(|i| i + scheme_end)
-        .expect("FIELDSYNC_TEST_PG_URL must name a database");
-    let rest = &admin[i + 1..];
-    let query = rest.find('?').map(|q| &rest[q..]).unwrap_or("");
-    format!("{}/{name}{query}", &admin[..i])
-}
-
 pub fn pg_admin_exec(sql: &str) -> Result<(), String> {
     pg_exec_at(&pg_admin_url().expect("FIELDSYNC_TEST_PG_URL"), sql)
-}
-
-/// Runs `sql` on the server of `admin` (a URL of its maintenance database).
-pub fn pg_exec_at(admin: &str, sql: &str) -> Result<(), String> {
-    let mut c = diesel::PgConnection::establish(admin).map_err(|e| e.to_string())?;
-    c.batch_execute(sql).map_err(|e| e.to_string())
 }
 
 fn password_hash() -> &'static str {
@@ -167,7 +140,7 @@ impl Env {
             parent: p.map(str::to_string),
         };
         db.write(|c| {
-            orgunits::upsert(
+            orgunit::upsert(
                 c,
                 &[
                     u("130131", "平山县", None),
@@ -364,22 +337,6 @@ pub fn count(c: &mut diesel::PgConnection, sql: &str) -> i64 {
 pub fn db_count(c: &mut fieldsync::db::DbConn, sql: &str) -> i64 {
     let rows: Vec<N> = diesel::sql_query(sql).load(c).expect(sql);
     rows[0].n
-}
-
-pub struct Resp {
-    pub status: u16,
-    pub body: Value,
-    pub text: String,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 /// A running server process.
@@ -588,21 +545,6 @@ pub fn create_op(seq: i64, id: &str, name: &str) -> Value {
            "kind": "create", "recorded_at": "2026-11-20T08:00:00Z",
            "set": {"org_unit": V1, "name": name, "sex": "female", "birth_date": "1990-02-03",
                    "marital_status": "first_marriage", "residence": "resident"}})
-}
-
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
-/// The one rule for a test that cannot run on this machine (no root for a tmpfs, no
-/// libfaketime, no private PostgreSQL cluster, no schemathesis, no unsafe binary): under CI
-/// (`CI` set) it fails with the reason, since CI must run every test; elsewhere it prints a loud
-/// SKIPPED line and the test passes without having run.
-pub fn skip_or_fail(test: &str, why: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("{test} cannot run, and CI must run it: {why}");
-    }
-    eprintln!("SKIPPED {test}: {why} (under CI this is a failure)");
 }
 
 /// A tmpfs of `size` (e.g. `6m`) mounted on a fresh temp dir, unmounted when dropped; `None`

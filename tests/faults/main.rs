@@ -5,6 +5,8 @@
 //! Fast tier: `cargo test` (PostgreSQL tests run when FIELDSYNC_TEST_PG_URL is set).
 //! Long tier: `cargo test --test faults -- --ignored` (more rounds, the negative control).
 
+#[path = "../common/mod.rs"]
+mod common;
 mod harness;
 
 mod backup;
@@ -15,34 +17,6 @@ mod faults;
 mod fuzz;
 mod keys;
 mod proxy;
-
-/// Runs a test body once per backend: `name::sqlite` and `name::postgres`; the latter is
-/// ignored (with the reason shown) without FIELDSYNC_TEST_PG_URL.
-#[macro_export]
-macro_rules! both {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[test]
-            fn sqlite() {
-                let f: fn($crate::harness::Backend) = $body;
-                f($crate::harness::Backend::Sqlite);
-            }
-
-            #[test]
-            #[cfg_attr(
-                not(pg_tests),
-                ignore = "PostgreSQL tests skipped: set FIELDSYNC_TEST_PG_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
-            )]
-            fn postgres() {
-                let f: fn($crate::harness::Backend) = $body;
-                f($crate::harness::Backend::Postgres);
-            }
-        }
-    };
-}
 
 /// Rounds for the crash test: 30 in the fast tier, FIELDSYNC_FAULTS_ROUNDS to change.
 pub fn rounds(default: usize) -> usize {

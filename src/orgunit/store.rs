@@ -1,4 +1,7 @@
-//! Org-unit storage: insert (one by one or from a CSV of code,name,parent), look-ups, subtrees.
+//! Org-unit storage, the one reader and writer of the `org_units` table: insert (one by one or
+//! from a CSV of code,name,parent), look-ups, children, subtrees, names.
+
+use std::collections::BTreeMap;
 
 use diesel::prelude::*;
 use serde::Serialize;
@@ -6,8 +9,8 @@ use utoipa::ToSchema;
 
 use crate::db::schema::org_units;
 use crate::db::{now_micros, DbConn};
-use crate::domain::orgunit::{check_parent, subtree_range, Level};
 use crate::error::{AppError, AppResult};
+use crate::orgunit::{check_parent, subtree_range, Level};
 
 #[derive(Clone, Debug, Serialize, Queryable, Selectable, ToSchema)]
 #[diesel(table_name = org_units)]
@@ -154,4 +157,41 @@ pub fn children(conn: &mut DbConn, code: &str) -> AppResult<Vec<OrgUnit>> {
 
 pub fn level(unit: &OrgUnit) -> Level {
     Level::parse(&unit.level).expect("the database checks levels")
+}
+
+/// The codes of the units at `level` directly under `parent`, in code order.
+pub fn children_at(conn: &mut DbConn, parent: &str, level: Level) -> AppResult<Vec<String>> {
+    Ok(org_units::table
+        .filter(org_units::parent_code.eq(parent))
+        .filter(org_units::level.eq(level.as_str()))
+        .order(org_units::code)
+        .select(org_units::code)
+        .load(conn)?)
+}
+
+/// The codes of the units at `level` in the subtree under `code`, in code order.
+pub fn subtree_at(conn: &mut DbConn, code: &str, level: Level) -> AppResult<Vec<String>> {
+    let (lo, hi) = subtree_range(code);
+    Ok(org_units::table
+        .filter(org_units::code.ge(lo))
+        .filter(org_units::code.lt(hi))
+        .filter(org_units::level.eq(level.as_str()))
+        .order(org_units::code)
+        .select(org_units::code)
+        .load(conn)?)
+}
+
+/// The names of the units among `codes` that exist, by code.
+pub fn names(conn: &mut DbConn, codes: &[String]) -> AppResult<BTreeMap<String, String>> {
+    Ok(org_units::table
+        .filter(org_units::code.eq_any(codes))
+        .select((org_units::code, org_units::name))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .collect())
+}
+
+/// How many units are stored.
+pub fn count(conn: &mut DbConn) -> AppResult<i64> {
+    Ok(org_units::table.count().get_result(conn)?)
 }

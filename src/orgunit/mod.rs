@@ -1,6 +1,15 @@
-//! Org units and their statistical division codes: county (6 digits) > township (9) >
-//! village or residents' committee (12) > villager group (the village code and a local suffix).
-//! Because a child's code extends its parent's, a subtree is a code-prefix range.
+//! Org units, their rules and their storage, in one place. Units and their statistical
+//! division codes: county (6 digits) > township (9) > village or residents' committee (12) >
+//! villager group (the village code and a local suffix). Because a child's code extends its
+//! parent's, a subtree is a code-prefix range. The rules (levels, codes, parents, subtree
+//! ranges) are here; the `org_units` table is read and written only by [`store`].
+
+pub mod store;
+
+pub use store::{
+    children, children_at, count, get, level, names, parse_csv, subtree, subtree_at, upsert,
+    upsert_reporting, NewOrgUnit, OrgUnit,
+};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

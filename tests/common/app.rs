@@ -1,25 +1,18 @@
-#![allow(dead_code)]
-//! The test harness: `spawn_app` starts the real server on port 0 against a fresh database
+//! The app spawner: `spawn_app` starts the real server on port 0 against a fresh database
 //! (a temp SQLite file, or a new PostgreSQL database when FIELDSYNC_TEST_PG_URL is set) and
-//! returns a small HTTP client. Each test gets its own database.
+//! returns a small HTTP client that records every answer and checks it against
+//! api-spec/openapi.json when dropped. Each test gets its own database.
 
 use std::sync::mpsc;
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
-use diesel::Connection;
 use serde_json::Value;
 
 use fieldsync::db::Db;
 use fieldsync::settings::Settings;
 
-use crate::spec_check::{self, Answer};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+use super::spec_check::{self, Answer};
+use super::{drop_pg_database, fresh_pg_database, Backend};
 
 pub struct TestApp {
     pub base: String,
@@ -36,9 +29,12 @@ pub struct TestApp {
     answers: std::sync::Mutex<Vec<Answer>>,
 }
 
+/// An answer: its status, its body as JSON (a JSON string of the text when it is not JSON), the
+/// text itself and the headers. The fault harness's client answers the same type.
 pub struct Resp {
     pub status: u16,
     pub body: Value,
+    pub text: String,
     pub headers: Vec<(String, String)>,
 }
 
@@ -48,36 +44,6 @@ impl Resp {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
-    }
-}
-
-pub fn pg_admin_url() -> Option<String> {
-    std::env::var("FIELDSYNC_TEST_PG_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
-/// A new, empty PostgreSQL database on the test server: (its URL, admin URL, its name).
-pub fn fresh_pg_database() -> (String, String, String) {
-    let admin = pg_admin_url().expect("FIELDSYNC_TEST_PG_URL is set for PostgreSQL tests");
-    let name = format!("fs_test_{}", uuid::Uuid::new_v4().simple());
-    let mut c = diesel::PgConnection::establish(&admin).expect("connect to FIELDSYNC_TEST_PG_URL");
-    c.batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create test database");
-    let url = match admin.rfind('/') {
-        Some(i) if admin[..i].contains("://") && i > admin.find("://").unwrap() + 2 => {
-            let rest = &admin[i + 1..];
-            let query = rest.find('?').map(|q| &rest[q..]).unwrap_or("");
-            format!("{}/{name}{query}", &admin[..i])
-        }
-        _ => panic!("FIELDSYNC_TEST_PG_URL must name a database, e.g. postgres://postgres@127.0.0.1:5432/postgres"),
-    };
-    (url, admin, name)
-}
-
-pub fn drop_pg_database(admin: &str, name: &str) {
-    if let Ok(mut c) = diesel::PgConnection::establish(admin) {
-        let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     }
 }
 
@@ -202,10 +168,11 @@ impl TestApp {
         let json: Option<Value> = serde_json::from_str(&text).ok();
         let is_json = ct.as_deref().is_some_and(|c| c.contains("json"));
         self.record(method, path, status, ct, json.clone().filter(|_| is_json));
-        let body = json.unwrap_or(Value::String(text));
+        let body = json.unwrap_or_else(|| Value::String(text.clone()));
         Resp {
             status,
             body,
+            text,
             headers,
         }
     }
@@ -301,34 +268,6 @@ impl TestApp {
 
 fn futures_executor_block_on<F: std::future::Future>(f: F) -> F::Output {
     actix_web::rt::System::new().block_on(f)
-}
-
-/// Runs a test body once per backend: `both!(name, |app| { ... })` makes `name::sqlite` and
-/// `name::postgres`; the latter is ignored (with the reason shown) without FIELDSYNC_TEST_PG_URL.
-#[macro_export]
-macro_rules! both {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[test]
-            fn sqlite() {
-                let f: fn($crate::helpers::Backend) = $body;
-                f($crate::helpers::Backend::Sqlite);
-            }
-
-            #[test]
-            #[cfg_attr(
-                not(pg_tests),
-                ignore = "PostgreSQL tests skipped: set FIELDSYNC_TEST_PG_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
-            )]
-            fn postgres() {
-                let f: fn($crate::helpers::Backend) = $body;
-                f($crate::helpers::Backend::Postgres);
-            }
-        }
-    };
 }
 
 /// The real binary, run in `cwd`, with no `FIELDSYNC_*` variable inherited from the test's
