@@ -54,7 +54,7 @@
 //!   counts once, under the first of [`METHOD_PRIORITY`].
 //! - **Long-acting measure rate**: mothers of the births in the period, with a current measure
 //!   of [`indicators::LONG_ACTING_METHODS`] (hers, or her husband's vasectomy by the same
-//!   couple rule, with the spouse links as they stand now) at period end.
+//!   couple rule) at period end.
 //! - **Births in a facility** (住院分娩): births of the period whose place is one of
 //!   [`indicators::FACILITY_BIRTH_PLACES`]; a birth without a recorded place is not one.
 //! - **Four operations** (四术) in the period: IUD insertions, IUD removals and sterilisations by
@@ -449,6 +449,17 @@ fn married_at(alias: &str, at: &str) -> String {
     indicators::married_at_sql(&status, &since, at)
 }
 
+/// The spouse a person (alias `w`) had at period end, by a lookup of the person's spouse-link
+/// changes (for a few rows, e.g. the mothers of a period's births).
+fn spouse_at_end_lookup() -> String {
+    let later = "FROM person_status_changes s WHERE s.person_id = w.id \
+                 AND s.field = 'spouse_id' AND s.effective_on > :e";
+    format!(
+        "(CASE WHEN EXISTS (SELECT 1 {later}) THEN (SELECT s.old_value {later} \
+           ORDER BY s.effective_on, s.change_seq LIMIT 1) ELSE w.spouse_id END)"
+    )
+}
+
 /// Not marked dead at the date of the join `alias` (unset counts as alive).
 fn alive_flag_at(alias: &str) -> String {
     format!(
@@ -699,33 +710,34 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     });
 
     // Mothers of the period's births, with a long-acting measure: hers, or her husband's
-    // vasectomy by the couple (the spouse her record names, else a man whose record names her),
-    // or by the household roles when no spouse link exists.
+    // vasectomy by the couple (the spouse her record names at period end, else a man whose
+    // record names her), or by the household roles when no spouse link exists.
     out.push(Stmt {
         with: Some(format!(
             "SELECT y.org_unit AS org_unit, \
                CASE WHEN EXISTS (SELECT 1 FROM measures m WHERE m.person_id = y.mother_id \
                       AND m.method IN ({long}) AND {CURRENT}) \
-                 OR EXISTS (SELECT 1 FROM persons w JOIN persons h ON h.id = w.spouse_id \
+                 OR EXISTS (SELECT 1 FROM persons w JOIN persons h ON h.id = {spouse} \
                       JOIN measures m ON m.person_id = h.id \
                       WHERE w.id = y.mother_id AND h.sex = 'male' AND NOT h.deleted \
                         AND m.method IN ({long}) AND m.method IN ({male}) AND {CURRENT}) \
                  OR EXISTS (SELECT 1 FROM persons w JOIN persons h ON h.spouse_id = w.id \
                       JOIN measures m ON m.person_id = h.id \
-                      WHERE w.id = y.mother_id AND w.spouse_id IS NULL AND h.sex = 'male' \
+                      WHERE w.id = y.mother_id AND {spouse} IS NULL AND h.sex = 'male' \
                         AND NOT h.deleted AND m.method IN ({long}) AND m.method IN ({male}) \
                         AND {CURRENT}) \
                  OR EXISTS (SELECT 1 FROM persons w JOIN persons h ON h.household_id = w.household_id \
                       JOIN measures m ON m.person_id = h.id \
                       WHERE w.id = y.mother_id AND w.relation IN ('head', 'spouse') AND h.id <> w.id \
-                        AND w.spouse_id IS NULL AND NOT EXISTS (SELECT 1 FROM persons l \
+                        AND {spouse} IS NULL AND NOT EXISTS (SELECT 1 FROM persons l \
                           WHERE l.spouse_id = w.id AND NOT l.deleted) \
                         AND h.sex = 'male' AND h.relation IN ('head', 'spouse') AND NOT h.deleted \
                         AND m.method IN ({long}) AND m.method IN ({male}) AND {CURRENT}) \
                THEN 1 ELSE 0 END AS la \
              FROM (SELECT DISTINCT b.org_unit, b.mother_id FROM births b \
                    WHERE {} AND b.birth_date >= :s AND b.birth_date <= :e) y",
-            range("b")
+            range("b"),
+            spouse = spouse_at_end_lookup(),
         )),
         from: "x".into(),
         aggs: vec![

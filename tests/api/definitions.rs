@@ -420,10 +420,12 @@ both!(
         let (county, ts) = (session(&app, "cs").access, session(&app, "ts").access);
         let mut phone = Phone::new(&app, "w");
         let a = va();
-        let ids: BTreeMap<&str, String> = ["W1", "W2", "H3", "W3", "P4", "P5", "W6", "W7"]
-            .into_iter()
-            .map(|n| (n, new_id()))
-            .collect();
+        let ids: BTreeMap<&str, String> = [
+            "W1", "W2", "H3", "W3", "P4", "P5", "W6", "W7", "H8", "W8", "K8",
+        ]
+        .into_iter()
+        .map(|n| (n, new_id()))
+        .collect();
         let id = |n: &str| ids[n].clone();
         let single = json!({"marital_status": "unmarried"});
         let wed = |on: &str| json!({"marital_status": "first_marriage", "marriage_date": on});
@@ -457,6 +459,29 @@ both!(
                 m3.clone(),
                 json!({"org_unit": a, "person_id": ids["H3"], "method": "condoms", "started_on": "2025-01-01"}),
             ),
+            // W8, linked to H8 (vasectomy), gives birth to K8 on 5 October.
+            ("person", id("H8"), person(&a, "male", "1984-09-01", wed("2014-01-01"))),
+            (
+                "person",
+                id("W8"),
+                person(&a, "female", "1990-10-01", {
+                    let mut v = wed("2014-01-01");
+                    v["spouse_id"] = json!(ids["H8"]);
+                    v
+                }),
+            ),
+            ("person", id("K8"), person(&a, "male", "2026-10-05", json!({}))),
+            (
+                "measure",
+                new_id(),
+                json!({"org_unit": a, "person_id": ids["H8"], "method": "vasectomy", "started_on": "2020-01-01"}),
+            ),
+            (
+                "birth",
+                new_id(),
+                json!({"org_unit": a, "mother_id": ids["W8"], "child_id": ids["K8"], "birth_date": "2026-10-05",
+                       "sex": "male", "parity": 1, "within_policy": true}),
+            ),
         ],
     );
         let t0 = township(0, 0);
@@ -469,12 +494,15 @@ both!(
             "users_iud_insertion",
             "users_condoms",
             "users_pills",
+            "users_vasectomy",
+            "mothers",
+            "mothers_long_acting",
         ];
-        // October at village A: everyone is in the population; married: W2, W3, W6; users: W2
-        // (IUD) and W3 (her husband H3's condoms).
+        // October at village A: everyone is in the population; married: W2, W3, W6, W8; users: W2
+        // (IUD), W3 (her husband H3's condoms) and W8 (H8's vasectomy, long-acting for her birth).
         for u in units {
             let r = report(&app, &county, "2026-10", u);
-            assert_eq!(counts_of(&r, &keys), [8, 0, 3, 2, 1, 1, 0], "{u}");
+            assert_eq!(counts_of(&r, &keys), [11, 0, 4, 3, 1, 1, 0, 1, 1, 1], "{u}");
         }
         let october = month_bytes(&app, &county, "2026-10", &units);
 
@@ -511,6 +539,12 @@ both!(
             &[
                 ("person", id("W3"), json!({"spouse_id": null})),
                 ("measure", m3, json!({"ended_on": "2026-11-15"})),
+                // W8 divorces H8 on 18 November: the link goes with it.
+                (
+                    "person",
+                    id("W8"),
+                    json!({"marital_status": "divorced", "marriage_date": "2026-11-18", "spouse_id": null}),
+                ),
             ],
         );
         assert!(
@@ -519,10 +553,10 @@ both!(
         );
         // November sees them: P4 away, P5 dead; married W1, W3, W6; users: W6's pills only.
         let r = report(&app, &county, "2026-11", &a);
-        assert_eq!(counts_of(&r, &keys), [6, 1, 3, 1, 0, 0, 1]);
+        assert_eq!(counts_of(&r, &keys), [9, 1, 3, 1, 0, 0, 1, 0, 0, 0]);
 
         // October is approved and locked; then W7's wedding of 15 October is recorded: October
-        // counts her (4 married women), and the locked month shows the change beside its figures.
+        // counts her (5 married women), and the locked month shows the change beside its figures.
         let villages = [va(), vb(), village(0, 0, 2)];
         for v in &villages {
             let r = app.post(
@@ -550,7 +584,7 @@ both!(
         assert_eq!(locked["approval"]["count_changes"], json!([]));
         phone.push("2026-11-26", &[("person", id("W7"), wed("2026-10-15"))]);
         let locked = report(&app, &county, "2026-10", &a);
-        assert_eq!(counts_of(&locked, &keys), [8, 0, 3, 2, 1, 1, 0]);
+        assert_eq!(counts_of(&locked, &keys), [11, 0, 4, 3, 1, 1, 0, 1, 1, 1]);
         let ap = &locked["approval"];
         assert_eq!(ap["changed_after_approval"], true);
         let changes: Vec<(String, i64, i64)> = ap["count_changes"]
@@ -566,7 +600,7 @@ both!(
             })
             .collect();
         assert!(
-            changes.contains(&("married_wcba".to_string(), 3, 4)),
+            changes.contains(&("married_wcba".to_string(), 4, 5)),
             "{changes:?}"
         );
         assert!(
@@ -579,7 +613,7 @@ both!(
             &county,
             &format!("/api/v1/reports?from=2026-10-01&to=2026-10-31&org_unit={a}"),
         );
-        assert_eq!(counts_of(&r, &keys), [8, 0, 4, 2, 1, 1, 0]);
+        assert_eq!(counts_of(&r, &keys), [11, 0, 5, 3, 1, 1, 0, 1, 1, 1]);
     }
 );
 
