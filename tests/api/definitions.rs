@@ -737,7 +737,7 @@ fn seed_paragraph_ledgers(a: &[String; 3]) -> Vec<Vec<(&'static str, String, Val
     }
     // Benefits of 2026: 85 reward-and-assistance at 960 yuan, 6 special assistance at 1,320.
     let mut benefits = vec![];
-    for i in 0..91 {
+    for (i, woman) in women.iter().enumerate().take(91) {
         let (kind, yuan) = if i < 85 {
             ("reward_assistance", 960)
         } else {
@@ -746,7 +746,7 @@ fn seed_paragraph_ledgers(a: &[String; 3]) -> Vec<Vec<(&'static str, String, Val
         benefits.push((
             "benefit",
             new_id(),
-            json!({"org_unit": org(i), "person_id": women[i], "kind": kind, "year": 2026, "amount_yuan": yuan}),
+            json!({"org_unit": org(i), "person_id": woman, "kind": kind, "year": 2026, "amount_yuan": yuan}),
         ));
     }
     let mut rest = away;
