@@ -100,9 +100,14 @@ pub const RELATION: &[Choice] = &[
     c("head", "户主", "head of household"),
     c("spouse", "配偶", "spouse"),
     c("child", "子女", "child"),
-    c("parent", "父母", "parent"),
+    c("daughter_in_law", "儿媳", "daughter-in-law"),
+    c("son_in_law", "女婿", "son-in-law"),
     c("grandchild", "孙子女", "grandchild"),
+    c("parent", "父母", "parent"),
+    c("parent_in_law", "公婆/岳父母", "parent-in-law"),
+    c("grandparent", "祖父母/外祖父母", "grandparent"),
     c("sibling", "兄弟姐妹", "sibling"),
+    c("sibling_in_law", "兄弟姐妹的配偶", "sibling's spouse"),
     c("other", "其他", "other"),
 ];
 
@@ -285,6 +290,7 @@ const PERSON_FIELDS: &[Field] = &[
         "婚姻变动日期",
         "marriage date",
     ),
+    f("spouse_id", PERSON_REF, "配偶", "spouse"),
     f(
         "residence",
         FieldType::Enum(RESIDENCE),

@@ -15,14 +15,19 @@
 //!   (a person who died or left in the period was in the population at its start), so both are
 //!   read from the dated ledgers:
 //!   - *Alive at D*: no death record (live, `death_date`) on or before D. A person marked dead
-//!     (`alive` false) without any death record counts as dead at every date.
+//!     (`alive` false) without any death record counts as dead from the day that was recorded
+//!     (the status history below).
 //!   - *Resident at D*, from the migration ledger (`migrations_log`: `direction`, `moved_on`):
 //!     the latest migration dated on or before D decides (`in`: in the population, `out`: not;
 //!     two on one day: the later recorded, by change sequence). With none dated on or before D
 //!     but later ones, the state before the first later one: a later `out` means the person was
-//!     resident, a later `in` that they were not. With no migration at all, the current
-//!     `residence` decides: resident (常住), moved in (流入) or unset count, moved out (流出) does
-//!     not.
+//!     resident, a later `in` that they were not. With no migration at all, the `residence` at
+//!     D decides: resident (常住), moved in (流入) or unset count, moved out (流出) does not.
+//!   - *A status field at D* (marital status with its marriage date, spouse link, residence,
+//!     alive), from `person_status_changes` (kept by a trigger on every update of a person):
+//!     the replaced value of the earliest change of that field effective after D, or the current
+//!     value when there is none. A change of marital status or spouse is effective on the new
+//!     marriage date when it sets one, any other change on the day it was recorded.
 //!   - A person's death and migration records (and, below, births and measures) are those
 //!     kept in the report's subtree: the ledgers of the person's village.
 //!
@@ -36,16 +41,20 @@
 //!   population nor away); or no migration at all and the current status is moved out. **Moved in at end**: persons in the population at period end
 //!   whose residence status is moved in (流入).
 //! - **Married women of childbearing age** (已婚育龄妇女): in the population at period end (the
-//!   rule above), female, married at period end (a married status, and a marriage date, when
-//!   recorded, on or before the end: [`indicators::married_on`]), aged 15-49 at period end (birth-date bounds from
+//!   rule above), female, married at period end (a married status at the end, and its marriage
+//!   date, when recorded, on or before the end: [`indicators::married_on`]), aged 15-49 at period end (birth-date bounds from
 //!   [`indicators::wcba_birth_date_bounds`]). Their **living children**: live birth records with
 //!   them as mother, born by period end, whose child is alive at period end by the rule above.
 //! - A **current measure** at period end: started on or before the end, not ended by then, not
-//!   an IUD removal (an operation, not a method). A woman's measure is hers or her husband's:
-//!   her husband is the male head or spouse of her household while she is its head or spouse.
-//!   A woman with several counts once, under the first of [`METHOD_PRIORITY`].
+//!   an IUD removal (an operation, not a method). A woman's measure is hers or her husband's of
+//!   [`indicators::MALE_METHODS`]. Her husband is the couple's: the person her `spouse_id`
+//!   names at period end; when it names none, a man whose `spouse_id` names her (as it stands
+//!   now); his measures count wherever they are kept. Only without any spouse link, the male
+//!   head or spouse of her household while she is its head or spouse. A woman with several
+//!   counts once, under the first of [`METHOD_PRIORITY`].
 //! - **Long-acting measure rate**: mothers of the births in the period, with a current measure
-//!   of [`indicators::LONG_ACTING_METHODS`] (hers, or her husband's vasectomy) at period end.
+//!   of [`indicators::LONG_ACTING_METHODS`] (hers, or her husband's vasectomy by the same
+//!   couple rule) at period end.
 //! - **Births in a facility** (住院分娩): births of the period whose place is one of
 //!   [`indicators::FACILITY_BIRTH_PLACES`]; a birth without a recorded place is not one.
 //! - **Four operations** (四术) in the period: IUD insertions, IUD removals and sterilisations by
@@ -88,7 +97,7 @@ use crate::db::DbConn;
 use crate::error::{AppError, AppResult};
 use crate::orgunit::subtree_range;
 use crate::report::indicators::{
-    self, FACILITY_BIRTH_PLACES, LONG_ACTING_METHODS, SUPPLY_METHODS, THREE_CHECKS,
+    self, FACILITY_BIRTH_PLACES, LONG_ACTING_METHODS, MALE_METHODS, SUPPLY_METHODS, THREE_CHECKS,
 };
 
 /// Counts by key (see [`COUNTS`]).
@@ -456,8 +465,10 @@ const MIGRATION_KEY: &str =
 
 /// Joins to a person (alias `p`) the migration records deciding residence at period start
 /// (`mg.at_s`: the latest dated before `:s`) and end (`mg.at_e`: the latest dated by `:e`), and
-/// the first (`mg.at_0`); and the date of the earliest death record (`dt.dd`). One grouped pass
-/// over each ledger of the subtree, not a lookup per person.
+/// the first (`mg.at_0`); the date of the earliest death record (`dt.dd`); and the person's
+/// status fields on the day before the period (`ss`) and at its end (`se`, see
+/// [`status_changes_join`]). One grouped pass over each ledger of the subtree, not a lookup per
+/// person.
 fn dated_status_joins() -> String {
     format!(
         "LEFT JOIN (SELECT m.person_id AS pid, \
@@ -466,9 +477,83 @@ fn dated_status_joins() -> String {
            MIN({MIGRATION_KEY}) AS at_0 \
          FROM migrations_log m WHERE {} GROUP BY m.person_id) mg ON mg.pid = p.id \
          LEFT JOIN (SELECT d.person_id AS pid, MIN(d.death_date) AS dd \
-         FROM deaths d WHERE {} GROUP BY d.person_id) dt ON dt.pid = p.id",
+         FROM deaths d WHERE {} GROUP BY d.person_id) dt ON dt.pid = p.id {} {}",
         range("m"),
-        range("d")
+        range("d"),
+        status_changes_join("ss", ">= :s"),
+        status_changes_join("se", "> :e")
+    )
+}
+
+/// The sort key of a status change (alias `s`, table `person_status_changes`): the date it took
+/// effect (10 characters), its change sequence (16), the marriage date of the old status (10,
+/// `0000-00-00` for none), then `v` and the old value, or `n` for none. The least key of a
+/// person's changes effective after a date holds the value the field had on that date.
+const CHANGE_KEY: &str = "s.effective_on || CAST(s.change_seq + 1000000000000000 AS TEXT) \
+     || COALESCE(s.old_since, '0000-00-00') || COALESCE('v' || s.old_value, 'n')";
+
+/// Status fields kept in `person_status_changes`, with the column each gets in
+/// [`status_changes_join`].
+const STATUS_FIELDS: [(&str, &str); 4] = [
+    ("marital_status", "ms"),
+    ("spouse_id", "sp"),
+    ("residence", "rs"),
+    ("alive", "al"),
+];
+
+/// Joins to a person (alias `p`) as `alias` the least [`CHANGE_KEY`] of each status field over
+/// the person's changes effective `after` (e.g. `> :e`: after the period end), one grouped pass
+/// over the changes of the subtree. A field without such a change had its current value then.
+fn status_changes_join(alias: &str, after: &str) -> String {
+    let cols: Vec<String> = STATUS_FIELDS
+        .iter()
+        .map(|(field, col)| {
+            format!("MIN(CASE WHEN s.field = '{field}' THEN {CHANGE_KEY} END) AS {col}")
+        })
+        .collect();
+    format!(
+        "LEFT JOIN (SELECT s.person_id AS pid, {} FROM person_status_changes s \
+           WHERE s.org_unit >= :lo AND s.org_unit < :hi AND s.effective_on {after} \
+           GROUP BY s.person_id) {alias} ON {alias}.pid = p.id",
+        cols.join(", ")
+    )
+}
+
+/// A person's (alias `p`) status field at the date of the join `alias` ([`status_changes_join`]):
+/// `col` one of [`STATUS_FIELDS`], `current` the column.
+fn status_at(alias: &str, col: &str, current: &str) -> String {
+    format!(
+        "(CASE WHEN {alias}.{col} IS NULL THEN {current} \
+           WHEN substr({alias}.{col}, 37, 1) = 'v' THEN substr({alias}.{col}, 38) END)"
+    )
+}
+
+/// Married at the date of the join `alias`: the marital status and marriage date then.
+fn married_at(alias: &str, at: &str) -> String {
+    let status = status_at(alias, "ms", "p.marital_status");
+    let since = format!(
+        "(CASE WHEN {alias}.ms IS NULL THEN p.marriage_date \
+           ELSE NULLIF(substr({alias}.ms, 27, 10), '0000-00-00') END)"
+    );
+    indicators::married_at_sql(&status, &since, at)
+}
+
+/// The spouse a person (alias `w`) had at period end, by a lookup of the person's spouse-link
+/// changes (for a few rows, e.g. the mothers of a period's births).
+fn spouse_at_end_lookup() -> String {
+    let later = "FROM person_status_changes s WHERE s.person_id = w.id \
+                 AND s.field = 'spouse_id' AND s.effective_on > :e";
+    format!(
+        "(CASE WHEN EXISTS (SELECT 1 {later}) THEN (SELECT s.old_value {later} \
+           ORDER BY s.effective_on, s.change_seq LIMIT 1) ELSE w.spouse_id END)"
+    )
+}
+
+/// Not marked dead at the date of the join `alias` (unset counts as alive).
+fn alive_flag_at(alias: &str) -> String {
+    format!(
+        "(CASE WHEN {alias}.al IS NULL THEN (p.alive IS NULL OR p.alive) \
+           ELSE {alias}.al NOT LIKE '%vfalse' END)"
     )
 }
 
@@ -482,49 +567,62 @@ struct PopulationRule {
     resident_start: String,
     resident_end: String,
     away_end: String,
+    moved_in_end: String,
 }
 
 impl PopulationRule {
     fn new(dated: bool) -> PopulationRule {
-        let alive_now = "(p.alive IS NULL OR p.alive)";
-        let resident_now = "(p.residence IS NULL OR p.residence <> 'moved_out')";
-        let away_now = "p.residence = 'moved_out'";
-        let not_incomer = "(p.residence IS NULL OR p.residence <> 'moved_in')";
         if !dated {
+            let alive_now = "(p.alive IS NULL OR p.alive)";
+            let resident_now = "(p.residence IS NULL OR p.residence <> 'moved_out')";
             return PopulationRule {
                 alive_start: alive_now.into(),
                 alive_end: alive_now.into(),
                 resident_start: resident_now.into(),
                 resident_end: resident_now.into(),
-                away_end: away_now.into(),
+                away_end: "p.residence = 'moved_out'".into(),
+                moved_in_end: "p.residence = 'moved_in'".into(),
             };
         }
+        // The alive flag and residence status on the day before the period (`ss`) and at its
+        // end (`se`), from the history of status changes.
+        let residence = |at: &str| status_at(at, "rs", "p.residence");
+        let resident_flag = |at: &str| {
+            let r = residence(at);
+            format!("({r} IS NULL OR {r} <> 'moved_out')")
+        };
         // Alive when the earliest death record is after the date, or there is none and `p`
-        // is not marked dead.
-        let alive = |after: &str| format!("(dt.dd {after} OR (dt.dd IS NULL AND {alive_now}))");
-        // The deciding migration `at`; none by then: the opposite of the first one; none at all:
-        // the current status. `away` is spelt out, not `NOT resident` (SQL's NOT NULL is NULL).
-        let resident = |at: &str| {
+        // was not marked dead then.
+        let alive = |after: &str, at: &str| {
             format!(
-                "({at} LIKE '%in' OR ({at} IS NULL AND mg.at_0 LIKE '%out') \
-                 OR (mg.at_0 IS NULL AND {resident_now}))"
+                "(dt.dd {after} OR (dt.dd IS NULL AND {}))",
+                alive_flag_at(at)
+            )
+        };
+        // The deciding migration `at`; none by then: the opposite of the first one; none at all:
+        // the status then. `away` is spelt out, not `NOT resident` (SQL's NOT NULL is NULL).
+        let resident = |mg_at: &str, at: &str| {
+            format!(
+                "({mg_at} LIKE '%in' OR ({mg_at} IS NULL AND mg.at_0 LIKE '%out') \
+                 OR (mg.at_0 IS NULL AND {}))",
+                resident_flag(at)
             )
         };
         // Away (流出) before a later `in` only for a local coming back: a person registered as
         // moved in (流入) was not here before arriving, and not away from here either.
-        let away = |at: &str| {
-            format!(
-                "({at} LIKE '%out' \
-                 OR ({at} IS NULL AND mg.at_0 LIKE '%in' AND {not_incomer}) \
-                 OR (mg.at_0 IS NULL AND {away_now}))"
-            )
-        };
+        let r_end = residence("se");
+        let away = format!(
+            "(mg.at_e LIKE '%out' \
+             OR (mg.at_e IS NULL AND mg.at_0 LIKE '%in' AND ({r_end} IS NULL OR {r_end} <> 'moved_in')) \
+             OR (mg.at_0 IS NULL AND {r_end} = 'moved_out'))"
+        );
         PopulationRule {
-            alive_start: alive(">= :s"),
-            alive_end: alive("> :e"),
-            resident_start: resident("mg.at_s"),
-            resident_end: resident("mg.at_e"),
-            away_end: away("mg.at_e"),
+            alive_start: alive(">= :s", "ss"),
+            alive_end: alive("> :e", "se"),
+            resident_start: resident("mg.at_s", "ss"),
+            resident_end: resident("mg.at_e", "se"),
+            away_end: away,
+            moved_in_end: format!("{r_end} = 'moved_in'"),
         }
     }
 
@@ -550,10 +648,7 @@ impl PopulationRule {
                 "population_end_female",
                 format!("{end} AND p.sex = 'female'"),
             ),
-            (
-                "moved_in_end",
-                format!("{end} AND p.residence = 'moved_in'"),
-            ),
+            ("moved_in_end", format!("{end} AND {}", self.moved_in_end)),
             (
                 "moved_out_end",
                 format!("{} AND {}", self.alive_end, self.away_end),
@@ -563,8 +658,9 @@ impl PopulationRule {
 }
 
 fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
-    // Married at period end: by status and marriage date (one rule, `indicators::married_on`).
-    let married = indicators::married_on_sql("p", ":e");
+    // Married at period end: by status and marriage date then (one rule, `indicators::married_on`),
+    // with the person's status changes joined as `se`.
+    let married = married_at("se", ":e");
     let three = list(THREE_CHECKS);
     let long = list(LONG_ACTING_METHODS);
     let rank = method_rank();
@@ -572,7 +668,8 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
 
     // Persons: population at start and end, moved in and out at end. One scan of the persons
     // of the subtree by their current status, which is the dated rule for everyone without a
-    // death or migration record; then, for the few with one (found from those ledgers, by
+    // death or migration record or a status change effective in or after the period; then, for
+    // the few with one (found from those ledgers, by
     // primary key: `CROSS JOIN` keeps SQLite from scanning the persons and probing the few),
     // the dated rule's count minus the current status's.
     let (now, dated) = (PopulationRule::new(false), PopulationRule::new(true));
@@ -587,7 +684,9 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     let mut correction = Stmt::new(
         format!(
             "(SELECT m.person_id AS pid FROM migrations_log m WHERE {} \
-               UNION SELECT d.person_id AS pid FROM deaths d WHERE {}) r \
+               UNION SELECT d.person_id AS pid FROM deaths d WHERE {} \
+               UNION SELECT s.person_id AS pid FROM person_status_changes s \
+                 WHERE s.org_unit >= :lo AND s.org_unit < :hi AND s.effective_on >= :s) r \
              CROSS JOIN persons p {} WHERE p.id = r.pid AND {born}",
             range("m"),
             range("d"),
@@ -613,8 +712,7 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
 
     // Married women of childbearing age: living children and current measures, joined from
     // one grouped pass over births and measures each (hash joins, not a lookup per woman).
-    let mr = "(CASE WHEN om.r IS NULL THEN hm.r WHEN hm.r IS NULL OR om.r <= hm.r THEN om.r ELSE hm.r END)";
-    let nc = "COALESCE(bc.nc, 0)";
+    let (nc, mr) = ("x.nc", "x.r");
     let mut aggs = vec![
         ("married_wcba", "COUNT(*)".to_string()),
         ("wcba_children_0", when(&format!("{nc} = 0"))),
@@ -637,52 +735,98 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
         aggs.push((key, when(&format!("{mr} = {}", i + 1))));
     }
     let (mrange, brange) = (range("m"), range("b"));
+    let male = list(MALE_METHODS);
+    let least = |a: &str, b: &str| {
+        format!(
+            "(CASE WHEN {a} IS NULL THEN {b} WHEN {b} IS NULL OR {a} <= {b} THEN {a} ELSE {b} END)"
+        )
+    };
+    // Her husband by the couple: the spouse her record names at period end; when it names
+    // none, a man whose record names her. His measures of [`MALE_METHODS`] count for her,
+    // wherever they are kept.
+    let spouse = status_at("se", "sp", "p.spouse_id");
+    let couple = format!(
+        "(CASE WHEN {spouse} IS NOT NULL THEN (SELECT MIN({rank}) FROM measures m \
+             JOIN persons h ON h.id = m.person_id WHERE m.person_id = {spouse} AND NOT h.deleted \
+               AND h.sex = 'male' AND m.method IN ({male}) AND {CURRENT}) \
+           ELSE (SELECT MIN({rank}) FROM persons h JOIN measures m ON m.person_id = h.id \
+             WHERE h.spouse_id = p.id AND NOT h.deleted AND h.sex = 'male' \
+               AND m.method IN ({male}) AND {CURRENT}) END)"
+    );
+    let linked = format!(
+        "({spouse} IS NOT NULL OR EXISTS (SELECT 1 FROM persons h \
+           WHERE h.spouse_id = p.id AND NOT h.deleted))"
+    );
+    // A child marked dead without a death record: dead from the day that was recorded.
+    let child_marked_dead = "COALESCE((SELECT COALESCE(s.old_value, 'true') \
+           FROM person_status_changes s WHERE s.person_id = c.id AND s.field = 'alive' \
+             AND s.effective_on > :e ORDER BY s.effective_on, s.change_seq LIMIT 1), \
+         CASE WHEN c.alive IS NULL OR c.alive THEN 'true' ELSE 'false' END) = 'false'";
     out.push(Stmt {
-        with: None,
-        from: format!(
-            "persons p {joins} \
+        with: Some(format!(
+            "SELECT q.org_unit AS org_unit, q.nc AS nc, {r} AS r FROM (\
+             SELECT p.org_unit AS org_unit, COALESCE(bc.nc, 0) AS nc, om.r AS own, \
+               {couple} AS couple, CASE WHEN {linked} THEN NULL ELSE hm.r END AS household \
+             FROM persons p {joins} \
              LEFT JOIN (SELECT b.mother_id AS pid, COUNT(*) AS nc FROM births b \
                WHERE {brange} AND b.birth_date <= :e \
                  AND NOT EXISTS (SELECT 1 FROM persons c WHERE c.id = b.child_id AND (c.deleted \
                    OR EXISTS (SELECT 1 FROM deaths cd WHERE cd.person_id = c.id \
                      AND NOT cd.deleted AND cd.death_date <= :e) \
-                   OR (NOT c.alive AND NOT EXISTS (SELECT 1 FROM deaths cd \
-                     WHERE cd.person_id = c.id AND NOT cd.deleted)))) \
+                   OR (NOT EXISTS (SELECT 1 FROM deaths cd \
+                     WHERE cd.person_id = c.id AND NOT cd.deleted) AND {child_marked_dead}))) \
                GROUP BY b.mother_id) bc ON bc.pid = p.id \
              LEFT JOIN (SELECT m.person_id AS pid, MIN({rank}) AS r FROM measures m \
                WHERE {mrange} AND {CURRENT} GROUP BY m.person_id) om ON om.pid = p.id \
              LEFT JOIN (SELECT y.hh AS hh, MIN(y.r) AS r FROM (SELECT (SELECT h.household_id \
                  FROM persons h WHERE h.id = m.person_id AND NOT h.deleted AND h.sex = 'male' \
                    AND h.relation IN ('head', 'spouse')) AS hh, {rank} AS r \
-               FROM measures m WHERE {mrange} AND {CURRENT}) y \
+               FROM measures m WHERE {mrange} AND {CURRENT} AND m.method IN ({male})) y \
                WHERE y.hh IS NOT NULL GROUP BY y.hh) hm \
                ON hm.hh = p.household_id AND p.relation IN ('head', 'spouse') \
              WHERE {prange} AND {at_end} AND p.sex = 'female' \
-               AND {married} AND p.birth_date >= :wlo AND p.birth_date <= :whi",
+               AND {married} AND p.birth_date >= :wlo AND p.birth_date <= :whi) q",
+            r = least(&least("q.own", "q.couple"), "q.household"),
             joins = dated_status_joins(),
             prange = range("p"),
             at_end = dated.at_end(),
-        ),
+            married = married_at("se", ":e"),
+        )),
+        from: "x".into(),
         aggs,
         adds: false,
         hash_joins: true,
     });
 
-    // Mothers of the period's births, with a long-acting measure.
+    // Mothers of the period's births, with a long-acting measure: hers, or her husband's
+    // vasectomy by the couple (the spouse her record names at period end, else a man whose
+    // record names her), or by the household roles when no spouse link exists.
     out.push(Stmt {
         with: Some(format!(
             "SELECT y.org_unit AS org_unit, \
                CASE WHEN EXISTS (SELECT 1 FROM measures m WHERE m.person_id = y.mother_id \
                       AND m.method IN ({long}) AND {CURRENT}) \
+                 OR EXISTS (SELECT 1 FROM persons w JOIN persons h ON h.id = {spouse} \
+                      JOIN measures m ON m.person_id = h.id \
+                      WHERE w.id = y.mother_id AND h.sex = 'male' AND NOT h.deleted \
+                        AND m.method IN ({long}) AND m.method IN ({male}) AND {CURRENT}) \
+                 OR EXISTS (SELECT 1 FROM persons w JOIN persons h ON h.spouse_id = w.id \
+                      JOIN measures m ON m.person_id = h.id \
+                      WHERE w.id = y.mother_id AND {spouse} IS NULL AND h.sex = 'male' \
+                        AND NOT h.deleted AND m.method IN ({long}) AND m.method IN ({male}) \
+                        AND {CURRENT}) \
                  OR EXISTS (SELECT 1 FROM persons w JOIN persons h ON h.household_id = w.household_id \
                       JOIN measures m ON m.person_id = h.id \
                       WHERE w.id = y.mother_id AND w.relation IN ('head', 'spouse') AND h.id <> w.id \
+                        AND {spouse} IS NULL AND NOT EXISTS (SELECT 1 FROM persons l \
+                          WHERE l.spouse_id = w.id AND NOT l.deleted) \
                         AND h.sex = 'male' AND h.relation IN ('head', 'spouse') AND NOT h.deleted \
-                        AND m.method IN ({long}) AND {CURRENT}) \
+                        AND m.method IN ({long}) AND m.method IN ({male}) AND {CURRENT}) \
                THEN 1 ELSE 0 END AS la \
              FROM (SELECT DISTINCT b.org_unit, b.mother_id FROM births b \
                    WHERE {} AND b.birth_date >= :s AND b.birth_date <= :e) y",
-            range("b")
+            range("b"),
+            spouse = spouse_at_end_lookup(),
         )),
         from: "x".into(),
         aggs: vec![
@@ -815,8 +959,9 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     out.push(Stmt {
         with: None,
         from: format!(
-            "migrations_log x LEFT JOIN persons p ON p.id = x.person_id \
+            "migrations_log x LEFT JOIN persons p ON p.id = x.person_id {} \
              WHERE {} AND x.moved_on >= :s AND x.moved_on <= :e",
+            status_changes_join("se", "> :e"),
             range("x")
         ),
         aggs: vec![
@@ -855,13 +1000,15 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
                WHERE {} AND m.moved_on <= :e GROUP BY m.person_id) l \
              CROSS JOIN migrations_log x CROSS JOIN persons p \
              LEFT JOIN (SELECT d.person_id AS pid, MIN(d.death_date) AS dd \
-               FROM deaths d WHERE {} GROUP BY d.person_id) dt ON dt.pid = p.id \
+               FROM deaths d WHERE {} GROUP BY d.person_id) dt ON dt.pid = p.id {} \
              WHERE x.person_id = l.pid AND {latest_key} = l.k AND {} \
                AND p.id = l.pid AND NOT p.deleted AND p.birth_date <= :e AND x.direction = 'out' \
-               AND (dt.dd > :e OR (dt.dd IS NULL AND (p.alive IS NULL OR p.alive)))",
+               AND (dt.dd > :e OR (dt.dd IS NULL AND {}))",
             range("m"),
             range("d"),
-            range("x")
+            status_changes_join("se", "> :e"),
+            range("x"),
+            alive_flag_at("se")
         ),
         aggs: vec![
             (

@@ -22,6 +22,10 @@ pub const MARRIED_STATUSES: &[&str] = &["first_marriage", "remarried"];
 pub const LONG_ACTING_METHODS: &[&str] =
     &["iud_insertion", "tubal_ligation", "vasectomy", "implant"];
 
+/// Methods (`entities::METHOD`) of a man that cover his wife (男扎, 避孕套): a husband's other
+/// measure records (a data error, flagged by the checks) do not count for her.
+pub const MALE_METHODS: &[&str] = &["vasectomy", "condoms"];
+
 /// Visit kinds (`entities::VISIT_KIND`) of the 'three checks' (三查) behind the check coverage.
 pub const THREE_CHECKS: &[&str] = &["iud_check", "pregnancy_check", "disease_check"];
 
@@ -273,9 +277,19 @@ pub fn married_on(marital_status: &str, marriage_date: Option<NaiveDate>, at: Na
 /// [`married_on`] as SQL over a person row `alias`, the date being the parameter `at` (e.g.
 /// `:e`): the report counts with this, the rule above is what it must agree with.
 pub fn married_on_sql(alias: &str, at: &str) -> String {
+    married_at_sql(
+        &format!("{alias}.marital_status"),
+        &format!("{alias}.marriage_date"),
+        at,
+    )
+}
+
+/// [`married_on`] as SQL over a status and a marriage date given as SQL expressions (e.g. the
+/// status a person had on a past date, from the history of status changes).
+pub fn married_at_sql(status: &str, marriage_date: &str, at: &str) -> String {
     let statuses: Vec<String> = MARRIED_STATUSES.iter().map(|v| format!("'{v}'")).collect();
     format!(
-        "({alias}.marital_status IN ({}) AND ({alias}.marriage_date IS NULL OR {alias}.marriage_date <= {at}))",
+        "({status} IN ({}) AND ({marriage_date} IS NULL OR {marriage_date} <= {at}))",
         statuses.join(", ")
     )
 }

@@ -8,6 +8,7 @@ mod access;
 mod auth;
 mod checks;
 mod cli;
+mod definitions;
 mod demo;
 mod foundation;
 mod report_indicators;

@@ -134,16 +134,36 @@ export const SCHEMA = {
        "zh": "子女"
       },
       {
-       "value": "parent",
-       "zh": "父母"
+       "value": "daughter_in_law",
+       "zh": "儿媳"
+      },
+      {
+       "value": "son_in_law",
+       "zh": "女婿"
       },
       {
        "value": "grandchild",
        "zh": "孙子女"
       },
       {
+       "value": "parent",
+       "zh": "父母"
+      },
+      {
+       "value": "parent_in_law",
+       "zh": "公婆/岳父母"
+      },
+      {
+       "value": "grandparent",
+       "zh": "祖父母/外祖父母"
+      },
+      {
        "value": "sibling",
        "zh": "兄弟姐妹"
+      },
+      {
+       "value": "sibling_in_law",
+       "zh": "兄弟姐妹的配偶"
       },
       {
        "value": "other",
@@ -186,6 +206,14 @@ export const SCHEMA = {
      "name": "marriage_date",
      "zh": "婚姻变动日期",
      "type": "date",
+     "required": false,
+     "policy": "review"
+    },
+    {
+     "name": "spouse_id",
+     "zh": "配偶",
+     "type": "ref",
+     "ref": "person",
      "required": false,
      "policy": "review"
     },
