@@ -3,4 +3,5 @@
 pub mod checks;
 pub mod entities;
 pub mod orgunit;
+pub mod record;
 pub mod resident_id;

@@ -20,7 +20,7 @@ use crate::domain::entities::{Entity, FieldType, ENTITIES};
 use crate::error::{AppError, AppResult};
 use crate::supervise::common::*;
 use crate::supervise::conflicts::{conflict_views, ConflictView};
-use crate::sync::protocol::OpResult;
+use crate::sync::protocol::{OpResult, OpStatus};
 use crate::sync::push::{self, Actor};
 
 /// Filters of a ledger list. Person filters apply to `person` only.
@@ -802,7 +802,7 @@ pub fn edit(
             scope: &scope,
         };
         let result = push::apply_direct(conn, &actor, &parsed)?;
-        if result.status == "rejected" {
+        if result.status == OpStatus::Rejected {
             return Ok(result);
         }
         audit_change(
@@ -818,7 +818,7 @@ pub fn edit(
         )?;
         Ok(result)
     })?;
-    if result.status == "rejected" {
+    if result.status == OpStatus::Rejected {
         return Err(AppError::validation(
             match result.code.as_deref() {
                 Some("out_of_scope") => "out_of_scope",
