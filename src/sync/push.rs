@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 use crate::auth::scope::Scope;
-use crate::db::{now_micros, Db, DbConn};
+use crate::db::{now_micros, Backend, Db, DbConn};
 use crate::error::{AppError, AppResult};
 use crate::sync::changeset::Changeset;
 use crate::sync::merge::{self, Disposition};
@@ -26,6 +26,7 @@ use crate::sync::validate::{self, OpHeader, ParsedOp, Refusal};
 const CHUNK: usize = 500;
 
 /// Who is pushing.
+#[derive(Clone)]
 pub struct Caller {
     pub user_id: String,
     pub device_id: DeviceId,
@@ -68,8 +69,13 @@ pub fn push(db: &Db, caller: &Caller, ops: Vec<Value>) -> AppResult<PushResponse
     let mut results = Vec::with_capacity(items.len());
     let mut last_seq = 0;
     let mut stop: Option<(i64, StopReason)> = None;
+    let shared = std::sync::Arc::new(caller.clone());
     for chunk in items.chunks(CHUNK) {
-        match db.write(|conn| apply_chunk(conn, caller, chunk)) {
+        let applied = match db.backend() {
+            Backend::Sqlite => group::apply(db, &shared, chunk),
+            Backend::Postgres => db.write(|conn| apply_chunk(conn, caller, chunk)),
+        };
+        match applied {
             Ok(out) => {
                 results.extend(out.results);
                 last_seq = out.last_seq;
@@ -161,6 +167,136 @@ mod unsafe_ack {
             stop_reason: out.stopped_at.map(|_| StopReason::Gap),
             retry_after: None,
         })
+    }
+}
+
+/// Group commit on SQLite, where one writer commits at a time: the chunks of several devices
+/// queued behind the writer are applied in one transaction, each in a savepoint of its own (a
+/// chunk that fails rolls back alone and is answered with its error), and every device is
+/// answered only after that one commit. The first pusher to find no group being committed
+/// commits groups until the queue is empty; the others wait for their answer.
+mod group {
+    use std::collections::HashMap;
+    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use diesel::Connection;
+
+    use super::*;
+
+    /// Most chunks committed together: bounds a transaction and the wait of its first chunk.
+    const MAX_GROUP: usize = 32;
+
+    struct Job {
+        caller: Arc<Caller>,
+        items: Vec<(OpHeader, Value)>,
+        reply: mpsc::Sender<AppResult<ChunkOut>>,
+    }
+
+    #[derive(Default)]
+    struct Queue {
+        jobs: Vec<Job>,
+        /// A thread is committing this database's groups.
+        leader: bool,
+    }
+
+    type Queues = Mutex<HashMap<usize, Queue>>;
+
+    /// The queues, one per database (a process may open several, as the tests do).
+    fn queues() -> &'static Queues {
+        static Q: OnceLock<Queues> = OnceLock::new();
+        Q.get_or_init(Default::default)
+    }
+
+    fn lock() -> std::sync::MutexGuard<'static, HashMap<usize, Queue>> {
+        queues().lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies one chunk, committed together with whatever other chunks are waiting.
+    pub fn apply(
+        db: &Db,
+        caller: &Arc<Caller>,
+        items: &[(OpHeader, Value)],
+    ) -> AppResult<ChunkOut> {
+        let (reply, answer) = mpsc::channel();
+        let lead = {
+            let mut qs = lock();
+            let q = qs.entry(db.id()).or_default();
+            q.jobs.push(Job {
+                caller: caller.clone(),
+                items: items.to_vec(),
+                reply,
+            });
+            !std::mem::replace(&mut q.leader, true)
+        };
+        if lead {
+            let leader = Leader { db };
+            leader.run();
+        }
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err(AppError::Internal("group commit lost a chunk".into())))
+    }
+
+    /// The thread committing groups. Dropped (also by a panic), it hands the queue back: jobs
+    /// still queued are dropped, so their pushers get an error rather than waiting forever.
+    struct Leader<'a> {
+        db: &'a Db,
+    }
+
+    impl Drop for Leader<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                lock().remove(&self.db.id());
+            }
+        }
+    }
+
+    impl Leader<'_> {
+        fn run(&self) {
+            loop {
+                let jobs: Vec<Job> = {
+                    let mut qs = lock();
+                    let q = qs.entry(self.db.id()).or_default();
+                    if q.jobs.is_empty() {
+                        qs.remove(&self.db.id());
+                        return;
+                    }
+                    let n = q.jobs.len().min(MAX_GROUP);
+                    q.jobs.drain(..n).collect()
+                };
+                let mut outs: Vec<AppResult<ChunkOut>> = Vec::with_capacity(jobs.len());
+                let committed = self.db.write(|conn| {
+                    outs.clear();
+                    for job in &jobs {
+                        outs.push(DbConn::transaction(conn, |c| {
+                            apply_chunk(c, &job.caller, &job.items)
+                        }));
+                    }
+                    Ok(())
+                });
+                let mut outs = outs.into_iter();
+                for job in jobs {
+                    let answer = match (&committed, outs.next()) {
+                        (Ok(()), Some(out)) => out,
+                        (Err(e), _) => Err(same_kind(e)),
+                        (Ok(()), None) => {
+                            Err(AppError::Internal("group commit lost a chunk".into()))
+                        }
+                    };
+                    let _ = job.reply.send(answer);
+                }
+            }
+        }
+    }
+
+    /// The error of a failed group commit, for each chunk of the group.
+    fn same_kind(e: &AppError) -> AppError {
+        match e {
+            AppError::Unavailable => AppError::Unavailable,
+            AppError::StorageFull => AppError::StorageFull,
+            other => AppError::Internal(other.to_string()),
+        }
     }
 }
 
