@@ -33,6 +33,7 @@ use fieldsync::simulate::client::{Device, Held};
 use fieldsync::simulate::server::{self, Spawned};
 use fieldsync::simulate::verify::{self, Ack};
 use fieldsync::simulate::work::{uuid_from, Collision};
+use fieldsync::sync::protocol::OpStatus;
 use fieldsync::sync::store::SeqAlloc;
 
 const PERSONS: usize = 20_000;
@@ -749,7 +750,7 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
     let applied = run
         .acks
         .iter()
-        .filter(|a| a.result.status == "applied")
+        .filter(|a| a.result.status == OpStatus::Applied)
         .count();
     let push = json!({
         "devices": pushers.len(), "ops": ops, "ops_per_device": OPS_PER_DEVICE, "clients": CLIENTS,
@@ -904,7 +905,7 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
                 .push(&storm_batches[i])
                 .map_err(|e| e.to_string())
                 .and_then(|(resp, _)| {
-                    if resp.results.iter().all(|r| r.status == "applied")
+                    if resp.results.iter().all(|r| r.status == OpStatus::Applied)
                         && resp.results.len() == 20
                     {
                         Ok(())

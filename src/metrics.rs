@@ -13,6 +13,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use crate::sync::protocol::OpStatus;
+
 #[derive(Default)]
 struct RequestStats {
     count: u64,
@@ -26,9 +28,6 @@ pub struct Metrics {
     ops: Mutex<BTreeMap<&'static str, u64>>,
     pushes_busy: AtomicU64,
 }
-
-/// The results an op can have (`OpResult::status`); anything else is counted as `other`.
-const OP_RESULTS: &[&str] = &["applied", "duplicate", "redirected", "rejected"];
 
 pub fn global() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
@@ -47,15 +46,10 @@ impl Metrics {
     }
 
     /// The results of one push.
-    pub fn ops<'a>(&self, statuses: impl IntoIterator<Item = &'a str>) {
+    pub fn ops(&self, statuses: impl IntoIterator<Item = OpStatus>) {
         let mut m = self.ops.lock().unwrap_or_else(|e| e.into_inner());
         for s in statuses {
-            let key = OP_RESULTS
-                .iter()
-                .find(|k| **k == s)
-                .copied()
-                .unwrap_or("other");
-            *m.entry(key).or_default() += 1;
+            *m.entry(s.as_str()).or_default() += 1;
         }
     }
 
@@ -89,7 +83,7 @@ impl Metrics {
         drop(requests);
         out.push_str("# HELP fieldsync_sync_ops_total Pushed ops by result.\n# TYPE fieldsync_sync_ops_total counter\n");
         let ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
-        for key in OP_RESULTS.iter().chain(&["other"]) {
+        for key in OpStatus::ALL.map(OpStatus::as_str) {
             let n = ops.get(key).copied().unwrap_or(0);
             let _ = writeln!(out, "fieldsync_sync_ops_total{{result=\"{key}\"}} {n}");
         }
@@ -126,7 +120,7 @@ mod tests {
         m.request("/api/v1/supervise/{entity}/{id}", "GET", 200, 0.01);
         m.request("/api/v1/supervise/{entity}/{id}", "GET", 200, 0.02);
         m.request("(no route)", "GET", 404, 0.0);
-        m.ops(["applied", "applied", "rejected", "weird"]);
+        m.ops([OpStatus::Applied, OpStatus::Applied, OpStatus::Rejected]);
         m.push_busy();
         let text = m.render(&[("fieldsync_db_connections", "Open connections.", 3.0)]);
         assert!(text.contains(
@@ -134,7 +128,6 @@ mod tests {
         ));
         assert!(text.contains("fieldsync_sync_ops_total{result=\"applied\"} 2"));
         assert!(text.contains("fieldsync_sync_ops_total{result=\"rejected\"} 1"));
-        assert!(text.contains("fieldsync_sync_ops_total{result=\"other\"} 1"));
         assert!(text.contains("fieldsync_sync_ops_total{result=\"duplicate\"} 0"));
         assert!(text.contains("fieldsync_push_busy_total 1"));
         assert!(text.contains("fieldsync_db_connections 3"));

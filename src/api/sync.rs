@@ -185,14 +185,14 @@ pub async fn push_batch(
         let scope = db.read(|c| principal.scope(c))?;
         let caller = push::Caller {
             user_id: principal.user_id,
-            device_id,
+            device_id: device_id.into(),
             scope,
             clock_offset_ms,
         };
         push::push(&db, &caller, request.ops)
     })
     .await??;
-    crate::metrics::global().ops(response.results.iter().map(|r| r.status.as_str()));
+    crate::metrics::global().ops(response.results.iter().map(|r| r.status));
     Ok(HttpResponse::Ok().json(response))
 }
 

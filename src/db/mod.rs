@@ -282,6 +282,11 @@ impl Db {
         self.backend
     }
 
+    /// Tells apart the databases a process has open (clones of one `Db` share it).
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.writer) as usize
+    }
+
     /// Open and idle connections of the pool, for the metrics.
     pub fn pool_state(&self) -> (u32, u32) {
         let s = self.pool.state();

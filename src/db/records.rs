@@ -17,25 +17,7 @@ use crate::error::{AppError, AppResult};
 pub type Fields = BTreeMap<String, Value>;
 pub type Stamps = BTreeMap<String, i64>;
 
-/// A record as stored: server-owned columns and the domain fields.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RecordRow {
-    pub entity: Entity,
-    pub id: String,
-    pub org_unit: String,
-    pub version: i64,
-    pub change_seq: i64,
-    pub deleted: bool,
-    pub merged_into: Option<String>,
-    pub fields: Fields,
-    pub stamps: Stamps,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub recorded_at: i64,
-    pub created_by: String,
-    pub updated_by: String,
-    pub updated_device: Option<String>,
-}
+pub use crate::domain::record::RecordRow;
 
 /// The column kinds the JSON row statements need to name on PostgreSQL.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -4,4 +4,5 @@
 pub mod age;
 pub mod checks;
 pub mod entities;
+pub mod record;
 pub mod resident_id;

@@ -27,6 +27,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 use crate::db::Db;
+use crate::sync::protocol::OpStatus;
 use client::{ClientError, Device};
 use verify::{Ack, Check};
 use work::{Collision, DayCtx, Worker};
@@ -221,8 +222,8 @@ fn sync(s: &mut Sim, out: &mut SyncOut) {
         let done = resp.results.len();
         for (r, op) in resp.results.iter().zip(&batch) {
             // A duplicate here means an earlier answer was lost: its first answer is the ack.
-            let result = match (&r.first, r.status.as_str()) {
-                (Some(first), "duplicate") => (**first).clone(),
+            let result = match (&r.first, r.status) {
+                (Some(first), OpStatus::Duplicate) => (**first).clone(),
                 _ => r.clone(),
             };
             out.acks.push(Ack {
@@ -237,7 +238,7 @@ fn sync(s: &mut Sim, out: &mut SyncOut) {
                 Ok((again, took)) => {
                     out.latencies.push(took);
                     for (a, r) in again.results.iter().zip(&resp.results) {
-                        let same = a.status == "duplicate"
+                        let same = a.status == OpStatus::Duplicate
                             && a.first.as_ref().is_some_and(|f| {
                                 f.status == r.status && f.version == r.version && f.seq == r.seq
                             });
@@ -517,13 +518,10 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     report.push_p50_ms = percentile(&latencies, 0.50);
     report.push_p99_ms = percentile(&latencies, 0.99);
     report.sync_elapsed = sync_elapsed;
-    report.applied = acks
-        .iter()
-        .filter(|a| matches!(a.result.status.as_str(), "applied" | "redirected"))
-        .count();
+    report.applied = acks.iter().filter(|a| a.result.status.landed()).count();
     report.rejected = acks
         .iter()
-        .filter(|a| a.result.status == "rejected")
+        .filter(|a| a.result.status == OpStatus::Rejected)
         .count();
     report.collisions = collisions.len();
 
@@ -532,7 +530,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let mut checks = vec![verify::acknowledged(&db, &acks, &device_ids).map_err(e)?];
     let unexpected: Vec<String> = acks
         .iter()
-        .filter(|a| a.result.status == "rejected")
+        .filter(|a| a.result.status == OpStatus::Rejected)
         .map(|a| {
             format!(
                 "seq {} {} {}: {}",

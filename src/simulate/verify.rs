@@ -14,7 +14,7 @@ use crate::domain::entities::{Entity, ENTITIES};
 use crate::error::AppResult;
 use crate::simulate::client::Held;
 use crate::simulate::work::Collision;
-use crate::sync::protocol::OpResult;
+use crate::sync::protocol::{OpResult, OpStatus};
 
 /// An op and the answer the server gave it the first time.
 #[derive(Clone, Debug)]
@@ -100,7 +100,7 @@ struct LedgerLine {
 }
 
 fn applied(a: &Ack) -> bool {
-    matches!(a.result.status.as_str(), "applied" | "redirected")
+    a.result.status.landed()
 }
 
 fn record_key(a: &Ack) -> Option<(Entity, String)> {
@@ -179,7 +179,7 @@ pub fn acknowledged(db: &Db, acks: &[Ack], devices: &[String]) -> AppResult<Chec
                 problems.push(format!("device {} seq {seq} missing from the ledger", a.device_id));
                 continue;
             };
-            if a.result.status == "rejected" {
+            if a.result.status == OpStatus::Rejected {
                 if line.status != "rejected" || line.payload.is_none() {
                     problems.push(format!("rejected seq {seq}: payload not kept"));
                 }

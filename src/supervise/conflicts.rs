@@ -18,7 +18,8 @@ use crate::supervise::labels::{entity_label, field_label, parse_entity, Label};
 use crate::supervise::paging::{next_after, page_limit};
 use crate::supervise::record::{view, RecordView};
 use crate::supervise::sql::{count, plain, prefix_cond, scope_cond, Query};
-use crate::supervise::tx::Tx;
+use crate::sync::changeset::Changeset;
+use crate::sync::protocol::{from_wire, ConflictKind, ConflictStatus, Policy, Winner};
 use crate::sync::validate;
 
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -62,14 +63,11 @@ pub struct ConflictView {
     pub field: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field_label: Option<Label>,
-    /// `field`, `delete_vs_edit` or `edit_vs_delete`.
-    pub kind: String,
-    /// `review` or `latest`.
-    pub policy: String,
-    /// `open`, `closed` or `resolved`.
-    pub status: String,
-    /// Whose value the record held after the op: `server` or `device`.
-    pub winner: String,
+    pub kind: ConflictKind,
+    pub policy: Policy,
+    pub status: ConflictStatus,
+    /// Whose value the record held after the op (or, resolved, after the resolution).
+    pub winner: Winner,
     /// At the device's base version (ID numbers masked in the queue, and in one conflict unless
     /// the role sees them in full: `roles::id_number_view`).
     /// Any JSON value (text, number, boolean, object), or null for "no value".
@@ -99,7 +97,18 @@ pub fn conflict_views(rows: Vec<ConflictDb>, ids: IdNumberView) -> Vec<ConflictV
             let entity = Entity::parse(&c.entity)?;
             let parse = |s: &str| serde_json::from_str(s).unwrap_or(Value::Null);
             let m = |v: Value| id_value(entity, c.field.as_deref(), v, ids);
+            // Written by this server from the same enums; a row it cannot read is left out.
+            let (kind, policy, status, winner) = (
+                from_wire(&c.kind)?,
+                from_wire(&c.policy)?,
+                from_wire(&c.status)?,
+                from_wire(&c.winner)?,
+            );
             Some(ConflictView {
+                kind,
+                policy,
+                status,
+                winner,
                 entity_label: entity_label(entity),
                 field_label: c.field.as_deref().and_then(|f| field_label(entity, f)),
                 base_value: m(parse(&c.base_value)),
@@ -112,10 +121,6 @@ pub fn conflict_views(rows: Vec<ConflictDb>, ids: IdNumberView) -> Vec<ConflictV
                 record_id: c.record_id,
                 org_unit: c.org_unit,
                 field: c.field,
-                kind: c.kind,
-                policy: c.policy,
-                status: c.status,
-                winner: c.winner,
                 base_version: c.base_version,
                 server_version: c.server_version,
                 device_id: c.device_id,
@@ -347,20 +352,20 @@ fn check_reason(reason: &str) -> AppResult<()> {
 /// resolved. Errors: 404 foreign or unknown; 409 already resolved; 422 a bad choice.
 fn resolve_in(
     conn: &mut DbConn,
-    tx: &mut Tx,
+    cs: &mut Changeset,
     scope: &Scope,
     principal: &Principal,
     id: &str,
     r: &Resolve,
 ) -> AppResult<(ConflictDb, i64)> {
     let c = load_conflict(conn, scope, id)?;
-    if c.status == "resolved" {
+    if c.status == ConflictStatus::Resolved.as_str() {
         return Err(AppError::Conflict(
             "the conflict is already resolved".into(),
         ));
     }
     let entity = parse_entity(&c.entity)?;
-    let Some(mut row) = tx.get(conn, entity, &c.record_id)? else {
+    let Some(mut row) = cs.get(conn, entity, &c.record_id)? else {
         return Err(AppError::NotFound);
     };
     if !scope.contains(&row.org_unit) {
@@ -372,8 +377,12 @@ fn resolve_in(
         ));
     }
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
-    match (c.kind.as_str(), r.take.as_str()) {
-        ("field", take) => {
+    let now = cs.plan.now;
+    let Some(kind) = from_wire::<ConflictKind>(&c.kind) else {
+        return Err(AppError::Internal(format!("conflict kind {}", c.kind)));
+    };
+    match (kind, r.take.as_str()) {
+        (ConflictKind::Field, take) => {
             let field = c.field.clone().unwrap_or_default();
             let chosen = match take {
                 "server" => parse(&c.server_value),
@@ -387,7 +396,7 @@ fn resolve_in(
             let op = json!({"seq": 1, "op_id": uuid::Uuid::now_v7().to_string(), "entity": entity.name(),
                             "id": row.id, "kind": "update", "base_version": row.version, "set": {field.clone(): chosen}});
             let h = validate::header(&op, 0)?;
-            let parsed = validate::parse(&op, &h, tx.now)
+            let parsed = validate::parse(&op, &h, now)
                 .map_err(|e| AppError::validation(e.code, e.message))?;
             match parsed.set.get(&field) {
                 Some(Value::Null) | None => {
@@ -397,11 +406,11 @@ fn resolve_in(
                     row.fields.insert(field.clone(), v.clone());
                 }
             }
-            row.stamps.insert(field, tx.now);
+            row.stamps.insert(field, now);
         }
-        ("delete_vs_edit", "server") | ("edit_vs_delete", "server") => {}
-        ("delete_vs_edit", "device") => row.deleted = true,
-        ("edit_vs_delete", "device") => {
+        (ConflictKind::DeleteVsEdit | ConflictKind::EditVsDelete, "server") => {}
+        (ConflictKind::DeleteVsEdit, "device") => row.deleted = true,
+        (ConflictKind::EditVsDelete, "device") => {
             row.deleted = false;
             if let Value::Object(set) = parse(&c.device_value) {
                 for (k, v) in set {
@@ -413,7 +422,7 @@ fn resolve_in(
                     } else {
                         row.fields.insert(k.clone(), v);
                     }
-                    row.stamps.insert(k, tx.now);
+                    row.stamps.insert(k, now);
                 }
             }
         }
@@ -425,20 +434,20 @@ fn resolve_in(
         }
         _ => return Err(bad_take()),
     }
-    let written = tx.new_version(row);
-    let seq = tx.alloc.alloc();
+    let written = cs.plan.supervisor_version(row, &principal.user_id);
+    let seq = cs.plan.alloc();
     let winner = if r.take == "device" {
-        "device"
+        Winner::Device
     } else {
-        "server"
+        Winner::Server
     };
     let resolution = json!({"take": r.take, "value": r.value, "version": written.version});
     diesel::update(conflicts::table.filter(conflicts::id.eq(&c.id)))
         .set((
-            conflicts::status.eq("resolved"),
-            conflicts::winner.eq(winner),
+            conflicts::status.eq(ConflictStatus::Resolved.as_str()),
+            conflicts::winner.eq(winner.as_str()),
             conflicts::resolved_by.eq(&principal.user_id),
-            conflicts::resolved_at.eq(tx.now),
+            conflicts::resolved_at.eq(now),
             conflicts::resolution.eq(resolution.to_string()),
             conflicts::reason.eq(r.reason.trim()),
             conflicts::change_seq.eq(seq),
@@ -460,9 +469,9 @@ pub fn resolve(db: &Db, principal: &Principal, id: &str, r: &Resolve) -> AppResu
     }
     db.write(|conn| {
         let scope = principal.scope(conn)?;
-        let mut tx = Tx::begin(conn, &principal.user_id)?;
-        let (c, version) = resolve_in(conn, &mut tx, &scope, principal, id, r)?;
-        tx.finish(conn, Some(&scope))?;
+        let mut cs = Changeset::begin(conn)?;
+        let (c, version) = resolve_in(conn, &mut cs, &scope, principal, id, r)?;
+        cs.finish(conn, Some((&principal.user_id, &scope)))?;
         audit_change(
             conn,
             principal,
@@ -496,7 +505,7 @@ pub fn resolve_bulk(db: &Db, principal: &Principal, b: &ResolveBulk) -> AppResul
     };
     db.write(|conn| {
         let scope = principal.scope(conn)?;
-        let mut tx = Tx::begin(conn, &principal.user_id)?;
+        let mut cs = Changeset::begin(conn)?;
         let mut out = Vec::new();
         let mut done = Vec::new();
         let mut seen = BTreeSet::new();
@@ -504,7 +513,7 @@ pub fn resolve_bulk(db: &Db, principal: &Principal, b: &ResolveBulk) -> AppResul
             if !seen.insert(id.clone()) {
                 continue;
             }
-            match resolve_in(conn, &mut tx, &scope, principal, id, &r) {
+            match resolve_in(conn, &mut cs, &scope, principal, id, &r) {
                 Ok((_, version)) => {
                     done.push(id.clone());
                     out.push(BulkItem {
@@ -531,7 +540,7 @@ pub fn resolve_bulk(db: &Db, principal: &Principal, b: &ResolveBulk) -> AppResul
                 Err(e) => return Err(e),
             }
         }
-        tx.finish(conn, Some(&scope))?;
+        cs.finish(conn, Some((&principal.user_id, &scope)))?;
         if !done.is_empty() {
             audit_change(
                 conn,
@@ -551,7 +560,7 @@ pub fn reopen(db: &Db, principal: &Principal, id: &str) -> AppResult<ConflictVie
     db.write(|conn| {
         let scope = principal.scope(conn)?;
         let c = load_conflict(conn, &scope, id)?;
-        if c.status != "closed" || c.policy != "latest" {
+        if c.status != ConflictStatus::Closed.as_str() || c.policy != Policy::Latest.as_str() {
             return Err(AppError::Conflict(
                 "only a closed `latest` conflict can be reopened".into(),
             ));
@@ -559,7 +568,10 @@ pub fn reopen(db: &Db, principal: &Principal, id: &str) -> AppResult<ConflictVie
         let mut alloc = crate::sync::store::SeqAlloc::lock(conn)?;
         let seq = alloc.alloc();
         diesel::update(conflicts::table.filter(conflicts::id.eq(&c.id)))
-            .set((conflicts::status.eq("open"), conflicts::change_seq.eq(seq)))
+            .set((
+                conflicts::status.eq(ConflictStatus::Open.as_str()),
+                conflicts::change_seq.eq(seq),
+            ))
             .execute(conn)?;
         alloc.finish(conn)?;
         audit_change(

@@ -18,11 +18,9 @@ use crate::supervise::ids::{id_value, ids_for, IdContext};
 use crate::supervise::paging::{next_after, page_limit};
 use crate::supervise::record::{load_in_scope, supervisor_op, view, RecordView};
 use crate::supervise::sql::{plain, prefix_cond, scope_cond, CountRow, Query};
-use crate::supervise::tx::Tx;
-use crate::sync::duplicates::{
-    disagreements, dismiss_pair, merge_persons, undismiss_pair, Dismissal,
-};
-use crate::sync::protocol::{ConflictOut, OpResult};
+use crate::sync::changeset::Changeset;
+use crate::sync::duplicates::{disagreements, dismiss_pair, undismiss_pair, Dismissal};
+use crate::sync::protocol::{ConflictOut, OpResult, OpStatus};
 use crate::sync::push::{self, Actor};
 
 #[derive(Deserialize, IntoParams, Debug, Default)]
@@ -300,29 +298,25 @@ pub fn merge(db: &Db, principal: &Principal, m: &MergeRequest) -> AppResult<Merg
         let scope = principal.scope(conn)?;
         let survivor = load_in_scope(conn, &scope, Entity::Person, &m.survivor_id)?;
         let merged = load_in_scope(conn, &scope, Entity::Person, &m.merged_id)?;
-        let mut tx = Tx::begin(conn, &principal.user_id)?;
-        tx.state
-            .insert((Entity::Person, survivor.id.clone()), survivor.clone());
-        tx.state
-            .insert((Entity::Person, merged.id.clone()), merged.clone());
-        let by = principal.user_id.clone();
-        let merge_id = merge_persons(
+        let mut cs = Changeset::begin(conn)?;
+        cs.plan.load(survivor.clone());
+        cs.plan.load(merged.clone());
+        let merge_id = cs.merge_persons(
             conn,
-            &mut tx.work(),
             &survivor.id,
             &merged.id,
-            &by,
-            false,
+            &principal.user_id,
             &m.fields,
         )?;
-        let repointed: Vec<String> = tx
+        let repointed: Vec<String> = cs
+            .plan
             .versions
             .iter()
             .filter(|(r, _)| r.id != survivor.id && r.id != merged.id)
             .map(|(r, _)| r.id.clone())
             .collect();
-        let final_survivor = tx.state[&(Entity::Person, survivor.id.clone())].clone();
-        tx.finish(conn, None)?;
+        let final_survivor = cs.plan.records[&(Entity::Person, survivor.id.clone())].clone();
+        cs.finish(conn, None)?;
         audit_change(
             conn,
             principal,
@@ -414,7 +408,7 @@ fn merge_back(conn: &mut DbConn, actor: &Actor, b: &Back) -> AppResult<Option<Op
         Some(b.recorded_at),
     )?;
     let result = push::apply_direct(conn, actor, &op)?;
-    if result.status == "rejected" {
+    if result.status == OpStatus::Rejected {
         return Err(AppError::Conflict(format!(
             "the {} could not be merged back: {}",
             b.entity.name(),
@@ -490,15 +484,15 @@ pub fn undo(db: &Db, principal: &Principal, merge_id: &str) -> AppResult<UndoRes
 
         // The merged person: ops sent to it since were redirected to the survivor, so its
         // tombstone still holds its fields as they were; it only comes back to life.
-        let mut tx = Tx::begin(conn, &principal.user_id)?;
+        let mut cs = Changeset::begin(conn)?;
         let mut r = merged.clone();
         r.deleted = false;
         r.merged_into = None;
         if let Some(o) = snap["merged"]["org_unit"].as_str() {
             r.org_unit = o.to_string();
         }
-        let restored = tx.new_version(r);
-        tx.finish(conn, None)?;
+        let restored = cs.plan.supervisor_version(r, &principal.user_id);
+        cs.finish(conn, None)?;
 
         let actor = Actor {
             user_id: &principal.user_id,

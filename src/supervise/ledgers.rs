@@ -25,7 +25,7 @@ use crate::supervise::labels::{entity_label, field_label, Label};
 use crate::supervise::paging::{next_after, page_limit};
 use crate::supervise::record::{load_in_scope, referring, supervisor_op, view, RecordView};
 use crate::supervise::sql::{count, plain, prefix_cond, scope_cond, Query};
-use crate::sync::protocol::OpResult;
+use crate::sync::protocol::{OpResult, OpStatus};
 use crate::sync::push::{self, Actor};
 
 /// Filters of a ledger list. Person filters apply to `person` only.
@@ -803,7 +803,7 @@ pub fn edit(
             scope: &scope,
         };
         let result = push::apply_direct(conn, &actor, &parsed)?;
-        if result.status == "rejected" {
+        if result.status == OpStatus::Rejected {
             return Ok(result);
         }
         audit_change(
@@ -819,7 +819,7 @@ pub fn edit(
         )?;
         Ok(result)
     })?;
-    if result.status == "rejected" {
+    if result.status == OpStatus::Rejected {
         return Err(AppError::validation(
             match result.code.as_deref() {
                 Some("out_of_scope") => "out_of_scope",

@@ -17,4 +17,3 @@ pub mod paging;
 pub mod quality;
 pub mod record;
 pub mod sql;
-pub mod tx;

@@ -222,21 +222,24 @@ fn earlier_births(
     Ok(Some(stored + batch))
 }
 
+/// New flags of a record: (record, its org unit, its version, the checks it fails).
+pub type FlagUpdate = (Key, String, i64, Vec<&'static str>);
+
 /// Re-runs the checks of the stored records that depend on the records changed in this
-/// transaction (`changed`, already evaluated by [`evaluate`] and written), and updates the flags
-/// of those whose result changed: raises new ones and closes the ones that no longer hold.
+/// transaction (`changed`, evaluated by [`evaluate`]), and returns the flags of those whose
+/// result changed: new ones to raise and the ones that no longer hold to close.
 ///
 /// What a check reads about other records is the subject person (sex, birth date, alive), the
 /// subject's death record, and a mother's earlier births. So a changed person, a changed death
 /// (of its person) or a changed birth (of its mother) makes that person and every live record
-/// about them (visits, measures, pregnancies, births as the mother ...) be checked again. Call
-/// it after the transaction's records are written: it reads them from the store.
+/// about them (visits, measures, pregnancies, births as the mother ...) be checked again. It
+/// reads before anything is written: the records of `changed` are judged by their state in
+/// `state`, and are not themselves rechecked.
 pub fn recheck_related(
     conn: &mut DbConn,
     state: &HashMap<Key, RecordRow>,
     changed: &[Key],
-    now: i64,
-) -> AppResult<()> {
+) -> AppResult<Vec<FlagUpdate>> {
     let persons: BTreeSet<String> = changed
         .iter()
         .filter_map(|k| state.get(k))
@@ -244,7 +247,7 @@ pub fn recheck_related(
         .filter_map(subject_id)
         .collect();
     if persons.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let done: BTreeSet<&Key> = changed.iter().collect();
     let ids: Vec<&str> = persons.iter().map(String::as_str).collect();
@@ -274,11 +277,11 @@ pub fn recheck_related(
     }
     related.retain(|r| !r.deleted && !done.contains(&(r.entity, r.id.clone())));
     if related.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let fresh = evaluate_rows(conn, state, related.iter().collect())?;
     let open = active_flags(conn, &related)?;
-    let mut updates: Vec<(&str, &str, &str, i64, Vec<&'static str>)> = Vec::new();
+    let mut updates: Vec<FlagUpdate> = Vec::new();
     for row in &related {
         let key = (row.entity, row.id.clone());
         let codes = fresh.get(&key).cloned().unwrap_or_default();
@@ -288,16 +291,10 @@ pub fn recheck_related(
             .map(|s| s.iter().map(String::as_str).collect())
             .unwrap_or_default();
         if now_open != was_open {
-            updates.push((
-                row.entity.name(),
-                row.id.as_str(),
-                row.org_unit.as_str(),
-                row.version,
-                codes,
-            ));
+            updates.push((key, row.org_unit.clone(), row.version, codes));
         }
     }
-    crate::sync::store::set_flags(conn, &updates, now)
+    Ok(updates)
 }
 
 #[derive(QueryableByName)]

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::sync::protocol::{ConflictKind, ConflictStatus, Policy, Winner};
+
 /// A record's domain fields. JSON null means absent: a device clears a field by sending null and
 /// the server never stores a null, so "cleared" and "never set" compare equal everywhere.
 pub type Fields = BTreeMap<String, Value>;
@@ -19,18 +21,6 @@ pub type Fields = BTreeMap<String, Value>;
 /// `latest` policy compares against it; it is kept for cleared fields too, since clearing is an
 /// edit that a later-recorded value should beat and an earlier one should not.
 pub type Stamps = BTreeMap<String, i64>;
-
-/// How a same-field conflict is settled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Policy {
-    /// Keep the server's value and open a conflict for a supervisor (health and status fields,
-    /// where a wrong automatic choice is worse than a wait).
-    Review,
-    /// The later `recorded_at` wins; the loser is kept in a closed conflict a supervisor can
-    /// reopen (contact details, notes).
-    Latest,
-}
 
 /// What a device did to a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,34 +54,6 @@ pub struct Op<'a> {
     pub set: &'a Fields,
     /// When the worker did it, by the device's clock (already clamped by the caller).
     pub recorded_at: i64,
-}
-
-/// What a conflict is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConflictKind {
-    /// Both sides changed one field to different values.
-    Field,
-    /// The device deleted a record the server changed since the device's base.
-    DeleteVsEdit,
-    /// The device edited a record the server holds as deleted.
-    EditVsDelete,
-}
-
-/// Whether a conflict waits for a supervisor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConflictStatus {
-    Open,
-    Closed,
-}
-
-/// Whose value is in the record after the conflict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Winner {
-    Server,
-    Device,
 }
 
 /// A conflict as the merge sees it. The caller completes it with who, which device, when and ids

@@ -1,5 +1,6 @@
 //! The sync core: wire types, the pure merge engine, and the push and pull services.
 
+pub mod changeset;
 pub mod checks;
 pub mod duplicates;
 pub mod merge;

@@ -1,18 +1,29 @@
-//! The pure decisions of the push path for one op, before the merge engine runs: which record
-//! the op lands on (following merge redirects), whether the caller may write it (scope, a move
-//! out of scope, references), and the base it is merged against. No database and no I/O: the
-//! push service loads the state, implements [`State`] over it, and writes what follows.
+//! The pure decisions of the push path (and of a supervisor's change), between loading and
+//! writing (`sync::changeset`). Given the loaded state (records, base snapshots, moves out of
+//! scope, duplicate candidates and their dismissals), the caller's scope and the policy table,
+//! a [`Plan`] works out, op by op: where the op lands (following merge redirects), whether the
+//! caller may write it (scope, a move out of scope, references, org units), the base it is
+//! merged against, the merge, the records to write with their versions and change sequence
+//! numbers, conflicts, departures from a unit, and then the duplicate persons to merge (only
+//! inside the caller's scope) or to queue, and the keys whose logic checks must run.
+//! No database, no I/O, no clock (the time is given); new conflict and merge ids are minted
+//! here, and nothing depends on them.
 //!
 //! Bases are values ([`Base`]), never worked out by version arithmetic, and they come from
 //! [`State::snapshot`], which sees versions made earlier in the same batch: the result of a batch
 //! does not depend on where it was split.
 
-use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde_json::{json, Value};
 
 use crate::auth::scope::Scope;
-use crate::domain::entities::{Entity, FieldType};
-use crate::sync::merge::{self, Base, Fields, Outcome};
-use crate::sync::validate::{ParsedOp, Refusal};
+use crate::domain::entities::{Entity, FieldPolicy, FieldType, ENTITIES};
+use crate::domain::record::RecordRow;
+use crate::domain::resident_id::{IdError, ResidentId};
+use crate::sync::merge::{self, Base, Current, Fields, Outcome, Policy};
+use crate::sync::protocol::{ConflictOut, DeviceId, OpResult, OpStatus, OrgUnit, RecordId};
+use crate::sync::validate::{OpHeader, ParsedOp, Refusal};
 
 /// A record by type and id.
 pub type Key = (Entity, String);
@@ -59,7 +70,7 @@ pub fn canonical<S: State>(state: &S, key: &Key) -> Key {
     k
 }
 
-fn refusal(code: &'static str, message: &str) -> Refusal {
+pub fn refusal(code: &'static str, message: &str) -> Refusal {
     Refusal {
         code,
         message: message.to_string(),
@@ -150,9 +161,632 @@ fn bad_reference<'o, S: State>(
     })
 }
 
+/// Who made an op, as the planner needs it: a device's worker, or a supervisor editing
+/// directly (no device, no device ledger).
+pub struct Actor<'a> {
+    pub user_id: &'a str,
+    pub device_id: Option<&'a DeviceId>,
+    pub scope: &'a Scope,
+}
+
+/// The policy table of `domain::entities`, in the merge engine's terms.
+pub fn policy_of(entity: Entity) -> impl Fn(&str) -> Policy {
+    move |field: &str| match entity.def().field(field).map(|f| f.policy) {
+        Some(FieldPolicy::Latest) => Policy::Latest,
+        _ => Policy::Review,
+    }
+}
+
+/// The answer for an op that is refused.
+pub fn rejected(h: &OpHeader, r: &Refusal) -> OpResult {
+    OpResult {
+        seq: h.seq,
+        op_id: h.op_id.clone(),
+        status: OpStatus::Rejected,
+        entity: h.entity.clone(),
+        id: h.id.clone(),
+        version: None,
+        canonical_id: None,
+        merged_into: None,
+        conflicts: Vec::new(),
+        flags: Vec::new(),
+        code: Some(r.code.to_string()),
+        message: Some(r.message.clone()),
+        retryable: Some(false),
+        first: None,
+    }
+}
+
+/// Scope refusal of the org unit an op names (on create, or to move the record): outside the
+/// caller's scope, or not an existing village or group (`known`, loaded for the batch).
+pub fn unit_refusal(op: &ParsedOp, scope: &Scope, known: &BTreeSet<String>) -> Option<Refusal> {
+    let u = op.org_unit.as_ref()?;
+    if !scope.contains(u) {
+        Some(refusal("out_of_scope", "org_unit is outside your villages"))
+    } else if !known.contains(u) {
+        Some(refusal("unknown_org_unit", "org_unit does not exist"))
+    } else {
+        None
+    }
+}
+
+/// A conflict row about to be stored.
+pub struct NewConflict {
+    pub out: ConflictOut,
+    pub org_unit: OrgUnit,
+    pub base_version: Option<i64>,
+    pub server_version: i64,
+    pub device_id: Option<DeviceId>,
+    pub user_id: String,
+    pub op_id: Option<String>,
+    pub recorded_at: i64,
+    pub change_seq: i64,
+}
+
+/// A record's move from one org unit to another, kept for the devices of the unit it left.
+pub struct Departure {
+    pub entity: Entity,
+    pub record_id: RecordId,
+    pub version: i64,
+    pub from_org_unit: OrgUnit,
+    pub to_org_unit: OrgUnit,
+    pub change_seq: i64,
+}
+
+/// A merge of two persons, for the `person_merges` table (and the candidate it settles).
+#[derive(Debug)]
+pub struct PersonMerge {
+    pub id: String,
+    pub survivor: RecordId,
+    pub merged: RecordId,
+    /// Both persons and the re-pointed references as they were, and the versions the merge left.
+    pub snapshot: Value,
+    pub by: String,
+    pub automatic: bool,
+    pub at: i64,
+}
+
+/// A pair of persons sharing an ID number that waits for a supervisor of `org_unit`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub a: RecordId,
+    pub b: RecordId,
+    /// The lowest unit holding both ([`common_unit`]).
+    pub org_unit: OrgUnit,
+}
+
+/// Why two persons cannot be merged.
+#[derive(Debug, PartialEq)]
+pub enum MergeRefusal {
+    NotFound,
+    NotLive,
+}
+
+type Bases = HashMap<(Entity, String, i64), Fields>;
+
+/// One unit of work in memory: the records as loaded, then as each op (or merge, or
+/// supervisor's change) left them, and everything to write.
+#[derive(Default)]
+pub struct Plan {
+    pub now: i64,
+    /// The last change sequence number handed out.
+    last_seq: i64,
+    /// Loaded records, and changed records at their newest state.
+    pub records: HashMap<Key, RecordRow>,
+    /// Every new version made, in order, with the op that made it.
+    pub versions: Vec<(RecordRow, Option<String>)>,
+    pub conflicts: Vec<NewConflict>,
+    /// Records whose org unit changed, for the devices of the unit they left.
+    pub departures: Vec<Departure>,
+    /// Records, out of the caller's scope now, that left it by a move: an op on one is answered
+    /// `moved_out` rather than `out_of_scope`.
+    pub left: HashSet<Key>,
+    /// Snapshots of the versions the ops name as their bases, from the history.
+    pub bases: Bases,
+    /// Pairs of persons a supervisor said are different people (ordered ids).
+    pub dismissed: HashSet<(String, String)>,
+    /// Stored records referring to a person, by person id: (record, reference field).
+    pub children: HashMap<String, Vec<(Key, &'static str)>>,
+    pub merges: Vec<PersonMerge>,
+    pub candidates: Vec<Candidate>,
+}
+
+impl State for Plan {
+    type Rec = RecordRow;
+    fn record(&self, key: &Key) -> Option<&RecordRow> {
+        self.records.get(key)
+    }
+    /// Made earlier in this unit of work (so that an op sees the ops before it in the same
+    /// batch, as it would in a later batch), else from the history.
+    fn snapshot(&self, key: &Key, version: i64) -> Option<&Fields> {
+        self.versions
+            .iter()
+            .rev()
+            .find(|(r, _)| r.entity == key.0 && r.version == version && r.id == key.1)
+            .map(|(r, _)| &r.fields)
+            .or_else(|| self.bases.get(&(key.0, key.1.clone(), version)))
+    }
+    fn left_scope(&self, key: &Key) -> bool {
+        self.left.contains(key)
+    }
+}
+
+impl Held for RecordRow {
+    fn org_unit(&self) -> &str {
+        &self.org_unit
+    }
+    fn version(&self) -> i64 {
+        self.version
+    }
+    fn merged_into(&self) -> Option<&str> {
+        self.merged_into.as_deref()
+    }
+    fn fields(&self) -> &Fields {
+        &self.fields
+    }
+}
+
+/// Whether a stored ID number can name a person: a malformed one (flagged `id_format`) is a
+/// typo, and two persons sharing the same typo are not the same person. A well-formed number
+/// with a wrong check digit still matches: it is usually the same number copied twice.
+pub fn matchable(number: &str) -> bool {
+    matches!(ResidentId::parse(number), Ok(_) | Err(IdError::CheckDigit))
+}
+
+/// Fields both persons hold with different values.
+pub fn disagreements(a: &RecordRow, b: &RecordRow) -> Vec<String> {
+    a.fields
+        .iter()
+        .filter(|(k, v)| b.fields.get(*k).is_some_and(|w| w != *v))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// The lowest org unit whose subtree holds both units: a supervisor whose scope contains it
+/// sees both persons. Codes nest by prefix (DOMAIN.md): county 6 digits, township 9, village 12,
+/// a group the village code and a suffix.
+pub fn common_unit(a: &str, b: &str) -> String {
+    if b.starts_with(a) {
+        return a.to_string();
+    }
+    if a.starts_with(b) {
+        return b.to_string();
+    }
+    [12, 9, 6]
+        .into_iter()
+        .find_map(|n| match (a.get(..n), b.get(..n)) {
+            (Some(x), Some(y)) if x == y => Some(x.to_string()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// A pair of ids in the order the duplicate tables keep them.
+pub fn ordered<'s>(a: &'s str, b: &'s str) -> (&'s str, &'s str) {
+    if a < b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+impl Plan {
+    /// An empty plan whose change sequence continues after `last_seq`, made at `now`.
+    pub fn new(last_seq: i64, now: i64) -> Plan {
+        Plan {
+            now,
+            last_seq,
+            ..Plan::default()
+        }
+    }
+
+    /// The next change sequence number: every new version and conflict takes one, in order.
+    pub fn alloc(&mut self) -> i64 {
+        self.last_seq += 1;
+        self.last_seq
+    }
+
+    /// The last change sequence number handed out.
+    pub fn last_seq(&self) -> i64 {
+        self.last_seq
+    }
+
+    /// Adds a loaded record unless this plan holds a newer state of it.
+    pub fn load(&mut self, row: RecordRow) {
+        self.records
+            .entry((row.entity, row.id.clone()))
+            .or_insert(row);
+    }
+
+    fn push_version(&mut self, row: RecordRow, op_id: Option<String>) -> RecordRow {
+        self.records
+            .insert((row.entity, row.id.clone()), row.clone());
+        self.versions.push((row.clone(), op_id));
+        row
+    }
+
+    /// Stores `row` as the record's next version, made by `by` (a merge, not a device).
+    pub fn merge_version(&mut self, mut row: RecordRow, by: &str) -> RecordRow {
+        row.version += 1;
+        row.change_seq = self.alloc();
+        row.updated_at = self.now;
+        row.updated_by = by.to_string();
+        row.updated_device = None;
+        self.push_version(row, None)
+    }
+
+    /// Stores `row` as the record's next version, made and recorded by supervisor `by` now.
+    pub fn supervisor_version(&mut self, mut row: RecordRow, by: &str) -> RecordRow {
+        row.recorded_at = self.now;
+        self.merge_version(row, by)
+    }
+
+    /// Records changed in this plan, once each, in the order of their first change: the keys
+    /// whose logic checks run, and whose final state is written.
+    pub fn changed_keys(&self) -> Vec<Key> {
+        let mut seen = BTreeSet::new();
+        self.versions
+            .iter()
+            .map(|(r, _)| (r.entity, r.id.clone()))
+            .filter(|k| seen.insert(k.clone()))
+            .collect()
+    }
+
+    /// The last state of each record changed, once per record.
+    pub fn final_rows(&self) -> Vec<RecordRow> {
+        self.changed_keys()
+            .into_iter()
+            .filter_map(|k| self.records.get(&k).cloned())
+            .collect()
+    }
+
+    /// Applies one parsed op and says what happened: where it lands and against which base
+    /// ([`target`]), the merge (`merge::merge_from`), the new version, a departure when the op
+    /// moves the record, the conflicts.
+    pub fn apply(&mut self, actor: &Actor, op: &ParsedOp, h: &OpHeader) -> OpResult {
+        let Target {
+            key,
+            redirected,
+            base,
+        } = match target(&*self, actor.scope, op) {
+            Ok(t) => t,
+            Err(refusal) => return rejected(h, &refusal),
+        };
+        let current_row = self.records.get(&key).cloned();
+        let current = current_row.as_ref().map(|r| Current {
+            version: r.version,
+            deleted: r.deleted,
+            fields: r.fields.clone(),
+            stamps: r.stamps.clone(),
+        });
+        let merge_op = merge::Op {
+            kind: op.kind,
+            base_version: op.base_version,
+            set: &op.set,
+            recorded_at: op.recorded_at,
+        };
+        let outcome = merge::merge_from(current.as_ref(), base, &merge_op, &policy_of(op.entity));
+        let (next, drafts) = match outcome {
+            Outcome::Rejected { code, message } => return rejected(h, &Refusal { code, message }),
+            Outcome::Applied { next, conflicts } => (next, conflicts),
+        };
+        let moved_from = current_row
+            .as_ref()
+            .filter(|c| op.org_unit.as_ref().is_some_and(|u| *u != c.org_unit))
+            .map(|c| c.org_unit.clone());
+        let mut version = current_row.as_ref().map_or(0, |c| c.version);
+        let record_id = key.1.clone();
+        let org_unit = op
+            .org_unit
+            .clone()
+            .or_else(|| current_row.as_ref().map(|c| c.org_unit.clone()))
+            .unwrap_or_default();
+        if next.is_some() || moved_from.is_some() {
+            let change_seq = self.alloc();
+            let (fields, stamps, deleted, new_version) = match next {
+                Some(n) => (n.fields, n.stamps, n.deleted, n.version),
+                None => {
+                    let c = current_row.as_ref().expect("a move needs a record");
+                    (c.fields.clone(), c.stamps.clone(), c.deleted, c.version + 1)
+                }
+            };
+            let row = RecordRow {
+                entity: op.entity,
+                id: record_id.clone(),
+                org_unit: org_unit.clone(),
+                version: new_version,
+                change_seq,
+                deleted,
+                merged_into: current_row.as_ref().and_then(|c| c.merged_into.clone()),
+                fields,
+                stamps,
+                created_at: current_row.as_ref().map_or(self.now, |c| c.created_at),
+                updated_at: self.now,
+                recorded_at: op.recorded_at,
+                created_by: current_row
+                    .as_ref()
+                    .map_or_else(|| actor.user_id.to_string(), |c| c.created_by.clone()),
+                updated_by: actor.user_id.to_string(),
+                updated_device: actor.device_id.map(|d| d.to_string()),
+            };
+            version = row.version;
+            if let Some(from) = moved_from {
+                self.departures.push(Departure {
+                    entity: row.entity,
+                    record_id: row.id.as_str().into(),
+                    version: row.version,
+                    from_org_unit: from.into(),
+                    to_org_unit: row.org_unit.as_str().into(),
+                    change_seq: row.change_seq,
+                });
+            }
+            self.push_version(row, Some(op.op_id.clone()));
+        }
+        let conflicts: Vec<ConflictOut> = drafts
+            .into_iter()
+            .map(|d| ConflictOut::from_draft(op.entity, &record_id, d))
+            .collect();
+        for c in &conflicts {
+            let change_seq = self.alloc();
+            self.conflicts.push(NewConflict {
+                out: c.clone(),
+                org_unit: org_unit.as_str().into(),
+                base_version: op.base_version,
+                server_version: version,
+                device_id: actor.device_id.cloned(),
+                user_id: actor.user_id.to_string(),
+                op_id: Some(op.op_id.clone()),
+                recorded_at: op.recorded_at,
+                change_seq,
+            });
+        }
+        OpResult {
+            seq: op.seq,
+            op_id: op.op_id.clone(),
+            status: if redirected {
+                OpStatus::Redirected
+            } else {
+                OpStatus::Applied
+            },
+            entity: op.entity.name().to_string(),
+            id: op.id.clone(),
+            version: Some(version),
+            canonical_id: redirected.then(|| record_id.clone()),
+            merged_into: None,
+            conflicts,
+            flags: Vec::new(),
+            code: None,
+            message: None,
+            retryable: None,
+            first: None,
+        }
+    }
+
+    /// Adds to an op's result what the rest of the plan did to its record: the logic checks it
+    /// fails, and `merged_into` when a duplicate merge took it away (the device learns it at once).
+    pub fn complete(&self, flags: &HashMap<Key, Vec<&'static str>>, r: &mut OpResult) {
+        if !r.status.landed() {
+            return;
+        }
+        let Some(e) = Entity::parse(&r.entity) else {
+            return;
+        };
+        let key = (e, r.canonical_id.clone().unwrap_or_else(|| r.id.clone()));
+        if let Some(codes) = flags.get(&key) {
+            r.flags = codes.iter().map(|c| c.to_string()).collect();
+        }
+        r.merged_into = self
+            .records
+            .get(&key)
+            .and_then(|row| row.merged_into.clone());
+    }
+
+    /// The matchable ID numbers of the live persons changed in this plan: the duplicate
+    /// candidates to load are the live persons holding one of them.
+    pub fn changed_person_numbers(&self) -> BTreeSet<String> {
+        self.changed_keys()
+            .iter()
+            .filter(|k| k.0 == Entity::Person)
+            .filter_map(|k| self.records.get(k))
+            .filter(|r| r.live())
+            .filter_map(|r| r.fields.get("id_number").and_then(Value::as_str))
+            .filter(|n| matchable(n))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The live persons of this plan holding `number`, survivor first: the person registered
+    /// first.
+    pub fn group(&self, number: &str) -> Vec<RecordRow> {
+        let mut group: Vec<RecordRow> = self
+            .records
+            .values()
+            .filter(|r| r.entity == Entity::Person && r.live())
+            .filter(|r| r.fields.get("id_number").and_then(Value::as_str) == Some(number))
+            .cloned()
+            .collect();
+        group.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        group
+    }
+
+    /// Duplicate persons: for every live person changed in this plan, the live persons sharing
+    /// its ID number (loaded with [`Plan::load`] beforehand, with the pairs dismissed and the
+    /// children of each). A pair wholly inside `scope` (the scope of whoever made the change)
+    /// whose fields agree is merged at once; any other pair is queued for the lowest org unit
+    /// holding both (the county, for persons of two townships), whose supervisor sees both: a
+    /// worker's registration never writes to, or reveals, a person outside the worker's villages.
+    /// Returns the merges made.
+    pub fn plan_duplicates(&mut self, by: &str, scope: &Scope) -> usize {
+        let mut merges = 0;
+        for number in self.changed_person_numbers() {
+            let group = self.group(&number);
+            let Some((first, rest)) = group.split_first() else {
+                continue;
+            };
+            for other in rest {
+                let survivor = self.records[&(Entity::Person, first.id.clone())].clone();
+                let pair = ordered(&survivor.id, &other.id);
+                if self
+                    .dismissed
+                    .contains(&(pair.0.to_string(), pair.1.to_string()))
+                {
+                    // A supervisor decided (or undid a merge) that these are two persons.
+                    continue;
+                }
+                let within = scope.contains(&survivor.org_unit) && scope.contains(&other.org_unit);
+                if within && disagreements(&survivor, other).is_empty() {
+                    if self
+                        .merge_persons(&survivor.id, &other.id, by, true, &BTreeMap::new())
+                        .is_ok()
+                    {
+                        merges += 1;
+                    }
+                } else {
+                    let (a, b) = if survivor.id < other.id {
+                        (&survivor, other)
+                    } else {
+                        (other, &survivor)
+                    };
+                    let candidate = Candidate {
+                        a: a.id.as_str().into(),
+                        b: b.id.as_str().into(),
+                        org_unit: common_unit(&a.org_unit, &b.org_unit).into(),
+                    };
+                    if !self.candidates.contains(&candidate) {
+                        self.candidates.push(candidate);
+                    }
+                }
+            }
+        }
+        merges
+    }
+
+    /// Records of any type whose person reference points at `person_id` now: the stored ones
+    /// loaded into [`Plan::children`] at their newest state, and those of this plan.
+    fn children_of(&self, person_id: &str) -> Vec<(RecordRow, &'static str)> {
+        let loaded = self.children.get(person_id).map_or(&[][..], Vec::as_slice);
+        let mut out: Vec<(RecordRow, &'static str)> = Vec::new();
+        for def in ENTITIES {
+            for field in def.refs_to(Entity::Person) {
+                for (key, f) in loaded {
+                    if key.0 == def.entity && *f == field.name {
+                        if let Some(row) = self.records.get(key) {
+                            out.push((row.clone(), field.name));
+                        }
+                    }
+                }
+                let mut here: Vec<&RecordRow> = self
+                    .records
+                    .values()
+                    .filter(|row| {
+                        row.entity == def.entity
+                            && row.fields.get(field.name).and_then(Value::as_str) == Some(person_id)
+                    })
+                    .collect();
+                here.sort_by(|a, b| a.id.cmp(&b.id));
+                for row in here {
+                    if !out.iter().any(|(o, f)| o.id == row.id && *f == field.name) {
+                        out.push((row.clone(), field.name));
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .filter(|(r, f)| r.fields.get(*f).and_then(Value::as_str) == Some(person_id))
+            .collect()
+    }
+
+    /// Merges person `merged_id` into `survivor_id`. `choices` names, per field, whose value the
+    /// survivor keeps (`merged` takes the merged person's; any other answer, or none, keeps the
+    /// survivor's); fields the survivor lacks are filled from the merged person either way. The
+    /// merged person becomes a tombstone with `merged_into`, and every record referring to it
+    /// is re-pointed (each gets a new version, so devices receive it). Both persons and the
+    /// children must be in the plan (loaded). Returns the merge's id. Its snapshot holds both
+    /// persons and the re-pointed references as they were, and (`after`) the version of each
+    /// record the merge left, so that an undo can merge its changes back three-way.
+    pub fn merge_persons(
+        &mut self,
+        survivor_id: &str,
+        merged_id: &str,
+        by: &str,
+        automatic: bool,
+        choices: &BTreeMap<String, String>,
+    ) -> Result<String, MergeRefusal> {
+        let get = |p: &Plan, id: &str| p.records.get(&(Entity::Person, id.to_string())).cloned();
+        let (Some(survivor), Some(merged)) = (get(self, survivor_id), get(self, merged_id)) else {
+            return Err(MergeRefusal::NotFound);
+        };
+        if !survivor.live() || !merged.live() || survivor.id == merged.id {
+            return Err(MergeRefusal::NotLive);
+        }
+        let children = self.children_of(merged_id);
+        let mut snapshot = json!({
+            "survivor": {"version": survivor.version, "fields": survivor.fields},
+            "merged": {"version": merged.version, "fields": merged.fields, "org_unit": merged.org_unit},
+            "children": children.iter().map(|(r, f)| json!([r.entity.name(), r.id, f])).collect::<Vec<_>>(),
+        });
+        let mut filled = survivor.clone();
+        for (k, v) in &merged.fields {
+            if !filled.fields.contains_key(k) {
+                filled.fields.insert(k.clone(), v.clone());
+                if let Some(s) = merged.stamps.get(k) {
+                    filled.stamps.insert(k.clone(), *s);
+                }
+            }
+        }
+        for (field, side) in choices {
+            if side == "merged" {
+                match merged.fields.get(field) {
+                    Some(v) => filled.fields.insert(field.clone(), v.clone()),
+                    None => filled.fields.remove(field),
+                };
+                filled.stamps.insert(field.clone(), self.now);
+            }
+        }
+        if filled.fields != survivor.fields {
+            self.merge_version(filled, by);
+        }
+        let mut gone = merged.clone();
+        gone.deleted = true;
+        gone.merged_into = Some(survivor_id.to_string());
+        self.merge_version(gone, by);
+        for (mut child, field) in children.iter().cloned() {
+            // The newest state: a record with two references to the merged person changes twice.
+            if let Some(newer) = self.records.get(&(child.entity, child.id.clone())) {
+                child = newer.clone();
+            }
+            child
+                .fields
+                .insert(field.to_string(), Value::String(survivor_id.to_string()));
+            self.merge_version(child, by);
+        }
+        let version_of =
+            |e: Entity, id: &str| self.records.get(&(e, id.to_string())).map(|r| r.version);
+        snapshot["after"] = json!({
+            "survivor": version_of(Entity::Person, survivor_id),
+            "merged": version_of(Entity::Person, merged_id),
+            "children": children
+                .iter()
+                .map(|(r, f)| json!([r.entity.name(), r.id, f, version_of(r.entity, &r.id)]))
+                .collect::<Vec<_>>(),
+        });
+        let id = uuid::Uuid::now_v7().to_string();
+        self.merges.push(PersonMerge {
+            id: id.clone(),
+            survivor: survivor_id.into(),
+            merged: merged_id.into(),
+            snapshot,
+            by: by.to_string(),
+            automatic,
+            at: self.now,
+        });
+        Ok(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::{HashMap, HashSet};
+    use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
     use proptest::prelude::*;
     use serde_json::json;
@@ -423,6 +1057,321 @@ mod tests {
             let key = (Entity::Person, "r".to_string());
             prop_assert_eq!(&chain.records[&key].current.fields, &expected);
             prop_assert_eq!(&chain.records[&key].current.fields, &fresh.records[&key].current.fields);
+        }
+    }
+
+    // ---- Whole plans: ops, duplicates, scope, over a store kept in memory between pushes.
+
+    const ID_NUMBER: &str = "130131199001011230";
+
+    /// What the database holds between two units of work: records and every version's fields.
+    #[derive(Default, Clone)]
+    struct Store {
+        records: HashMap<Key, RecordRow>,
+        history: HashMap<(Entity, String, i64), Fields>,
+        last_seq: i64,
+        candidates: Vec<Candidate>,
+        merges: usize,
+    }
+
+    fn header(op: &ParsedOp) -> OpHeader {
+        OpHeader {
+            seq: op.seq,
+            op_id: op.op_id.clone(),
+            entity: op.entity.name().to_string(),
+            id: op.id.clone(),
+            kind: format!("{:?}", op.kind).to_lowercase(),
+        }
+    }
+
+    impl Store {
+        /// One push as `sync::push` makes it: load (here: everything), plan the ops with their
+        /// org-unit refusals, plan duplicates, then "write".
+        fn push(&mut self, scope: &Scope, ops: &[ParsedOp]) -> Vec<OpResult> {
+            let mut plan = Plan::new(self.last_seq, 1_000);
+            for r in self.records.values() {
+                plan.load(r.clone());
+            }
+            plan.bases = self.history.clone();
+            let known: BTreeSet<String> = [V1, V2, V3].map(String::from).into();
+            let device = DeviceId::from("dev");
+            let actor = Actor {
+                user_id: "u",
+                device_id: Some(&device),
+                scope,
+            };
+            let mut results: Vec<OpResult> = ops
+                .iter()
+                .map(|op| match unit_refusal(op, scope, &known) {
+                    Some(r) => rejected(&header(op), &r),
+                    None => plan.apply(&actor, op, &header(op)),
+                })
+                .collect();
+            self.merges += plan.plan_duplicates("u", scope);
+            for r in &mut results {
+                plan.complete(&HashMap::new(), r);
+            }
+            for (row, _) in &plan.versions {
+                self.history.insert(
+                    (row.entity, row.id.clone(), row.version),
+                    row.fields.clone(),
+                );
+            }
+            for row in plan.final_rows() {
+                self.records.insert((row.entity, row.id.clone()), row);
+            }
+            self.last_seq = plan.last_seq();
+            self.candidates.extend(plan.candidates);
+            results
+        }
+
+        /// The records as devices would see them: no server clocks or sequence numbers.
+        fn view(&self) -> BTreeMap<String, (i64, bool, Option<String>, Fields)> {
+            self.records
+                .values()
+                .map(|r| {
+                    (
+                        r.id.clone(),
+                        (
+                            r.version,
+                            r.deleted,
+                            r.merged_into.clone(),
+                            r.fields.clone(),
+                        ),
+                    )
+                })
+                .collect()
+        }
+    }
+
+    fn person(
+        seq: i64,
+        id: &str,
+        kind: OpKind,
+        base: Option<i64>,
+        set: Fields,
+        unit: Option<&str>,
+    ) -> ParsedOp {
+        ParsedOp {
+            seq,
+            op_id: format!("op{seq}"),
+            entity: Entity::Person,
+            id: id.into(),
+            kind,
+            base_version: base,
+            set,
+            org_unit: unit.map(str::to_string),
+            recorded_at: seq,
+        }
+    }
+
+    /// Field edits: field f0..f2 set to a small number, or cleared.
+    fn edit() -> impl Strategy<Value = Fields> {
+        proptest::collection::btree_map(
+            prop_oneof![Just("f0"), Just("f1"), Just("f2")].prop_map(str::to_string),
+            prop_oneof![Just(Value::Null), (0i64..3).prop_map(Value::from)],
+            1..3,
+        )
+    }
+
+    /// A chain of ops on one record: its create, then updates and deletes, each naming a base
+    /// version from 0 to one past the newest it could know.
+    fn chain() -> impl Strategy<Value = Vec<ParsedOp>> {
+        let step = (0u8..10, 0i64..8, edit());
+        (edit(), proptest::collection::vec(step, 1..8)).prop_map(|(first, steps)| {
+            let mut ops = vec![person(1, "r", OpKind::Create, None, first, Some(V1))];
+            for (i, (k, base, set)) in steps.into_iter().enumerate() {
+                let seq = i as i64 + 2;
+                let kind = if k == 0 {
+                    OpKind::Delete
+                } else {
+                    OpKind::Update
+                };
+                let set = if kind == OpKind::Delete {
+                    Fields::new()
+                } else {
+                    set
+                };
+                ops.push(person(seq, "r", kind, Some(base.min(seq)), set, None));
+            }
+            ops
+        })
+    }
+
+    /// Conflicts as their content, without their fresh ids.
+    fn conflict_content(results: &[OpResult]) -> Vec<(i64, Option<String>, Value, Value, Value)> {
+        results
+            .iter()
+            .flat_map(|r| {
+                r.conflicts.iter().map(move |c| {
+                    (
+                        r.seq,
+                        c.field.clone(),
+                        c.base_value.clone(),
+                        c.server_value.clone(),
+                        c.device_value.clone(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// In-batch chains: the ops on one record give the same records, versions, answers and
+        /// conflicts in one push as split over several pushes, wherever the splits fall (a
+        /// resend after a crash may cut a batch anywhere).
+        #[test]
+        fn a_batch_gives_the_same_records_however_it_is_split(
+            ops in chain(),
+            cuts in proptest::collection::btree_set(1usize..8, 0..4),
+        ) {
+            let scope = Scope::new(vec![V1.into()]);
+            let mut whole = Store::default();
+            let one = whole.push(&scope, &ops);
+            let mut split = Store::default();
+            let mut parts = Vec::new();
+            let mut from = 0;
+            for cut in cuts.into_iter().filter(|c| *c < ops.len()).chain([ops.len()]) {
+                parts.extend(split.push(&scope, &ops[from..cut]));
+                from = cut;
+            }
+            prop_assert_eq!(whole.view(), split.view());
+            prop_assert_eq!(whole.last_seq, split.last_seq);
+            let answer = |rs: &[OpResult]| rs.iter().map(|r| (r.seq, r.status, r.version, r.code.clone())).collect::<Vec<_>>();
+            prop_assert_eq!(answer(&one), answer(&parts));
+            prop_assert_eq!(conflict_content(&one), conflict_content(&parts));
+        }
+
+        /// Redirects after an automatic merge: a person registered twice in the caller's villages
+        /// with agreeing fields is merged at once into the first registration, the create of the
+        /// second answers `merged_into`, and a later edit to the second id, made on the version
+        /// its device saw, lands on the survivor without a conflict, as the same edit made on the
+        /// survivor's current version would.
+        #[test]
+        fn an_edit_to_a_merged_away_person_lands_on_the_survivor_cleanly(
+            shared in edit(),
+            own in edit(),
+            change in edit(),
+        ) {
+            let scope = Scope::new(vec![V1.into()]);
+            let mut first = shared.clone();
+            first.retain(|_, v| !v.is_null());
+            first.insert("id_number".into(), ID_NUMBER.into());
+            let mut second: Fields = own.into_iter().filter(|(k, v)| !v.is_null() && !first.contains_key(k)).collect();
+            second.insert("id_number".into(), ID_NUMBER.into());
+            second.insert("name".into(), "x".into());
+            first.insert("name".into(), "x".into());
+
+            let mut store = Store::default();
+            store.push(&scope, &[person(1, "a", OpKind::Create, None, first.clone(), Some(V1))]);
+            let created = store.push(&scope, &[person(2, "b", OpKind::Create, None, second.clone(), Some(V1))]);
+            prop_assert_eq!(store.merges, 1);
+            prop_assert_eq!(created[0].merged_into.as_deref(), Some("a"));
+            let survivor = store.records[&(Entity::Person, "a".to_string())].clone();
+
+            let mut direct = store.clone();
+            let redirected = store.push(&scope, &[person(3, "b", OpKind::Update, Some(1), change.clone(), None)]);
+            prop_assert_eq!(redirected[0].status, OpStatus::Redirected);
+            prop_assert_eq!(redirected[0].canonical_id.as_deref(), Some("a"));
+            // Every field the edit sets is one only this device changed since its base (the
+            // survivor holds the merged person's value or its own, equal): no conflict.
+            let clean = change.keys().all(|k| survivor.fields.get(k) == second.get(k) || !survivor.fields.contains_key(k));
+            if clean {
+                prop_assert!(redirected[0].conflicts.is_empty(), "{:?}", redirected[0].conflicts);
+                let same = direct.push(&scope, &[person(3, "a", OpKind::Update, Some(survivor.version), change, None)]);
+                prop_assert!(same[0].conflicts.is_empty());
+                let key = (Entity::Person, "a".to_string());
+                prop_assert_eq!(&store.records[&key].fields, &direct.records[&key].fields);
+            }
+        }
+
+        /// Automatic merges stay inside the scope: two persons sharing an ID number are merged
+        /// only when both are in the caller's villages (and agree); otherwise the pair is queued
+        /// for the lowest unit holding both, and nothing outside the caller's scope is written.
+        #[test]
+        fn an_automatic_merge_never_reaches_outside_the_scope(
+            a_unit in unit(),
+            b_unit in unit(),
+            roots in proptest::collection::vec(unit(), 1..3),
+            disagree in any::<bool>(),
+        ) {
+            let scope = Scope::new(roots.iter().map(|r| r.to_string()).collect());
+            let mut store = Store::default();
+            // The other person was registered before, by whoever holds its village.
+            store.push(&Scope::new(vec![a_unit.into()]), &[person(1, "a", OpKind::Create, None,
+                fields(json!({"id_number": ID_NUMBER, "name": "x"})), Some(a_unit))]);
+            let before = store.clone();
+            let name = if disagree { "y" } else { "x" };
+            let res = store.push(&scope, &[person(2, "b", OpKind::Create, None,
+                fields(json!({"id_number": ID_NUMBER, "name": name})), Some(b_unit))]);
+            if !scope.contains(b_unit) {
+                prop_assert_eq!(res[0].status, OpStatus::Rejected);
+                prop_assert_eq!(before.view(), store.view());
+                return Ok(());
+            }
+            let within = scope.contains(a_unit);
+            if within && !disagree {
+                prop_assert_eq!(store.merges, 1);
+                prop_assert_eq!(res[0].merged_into.as_deref(), Some("a"));
+                prop_assert!(store.candidates.is_empty());
+            } else {
+                prop_assert_eq!(store.merges, 0);
+                prop_assert_eq!(res[0].merged_into.as_deref(), None::<&str>);
+                prop_assert_eq!(&store.candidates, &vec![Candidate {
+                    a: "a".into(), b: "b".into(), org_unit: common_unit(a_unit, b_unit).into(),
+                }]);
+                // The other person is as it was: no version, no field, no tombstone.
+                let key = (Entity::Person, "a".to_string());
+                prop_assert_eq!(&store.records[&key], &before.records[&key]);
+            }
+            for (_, id, v) in store.history.keys() {
+                if !before.history.contains_key(&(Entity::Person, id.clone(), *v)) {
+                    let unit = &store.records[&(Entity::Person, id.clone())].org_unit;
+                    prop_assert!(scope.contains(unit), "wrote {id} v{v} in {unit}");
+                }
+            }
+        }
+
+        /// Scope refusals over whole pushes: whatever a device sends (creates in any unit,
+        /// edits and moves of any record), every version written is of a record in its scope, a
+        /// refused op writes nothing, and an op on a foreign record is refused.
+        #[test]
+        fn a_push_writes_only_inside_the_scope(
+            seeds in proptest::collection::vec(unit(), 1..4),
+            ops in proptest::collection::vec((0usize..4, proptest::option::of(unit()), edit()), 1..6),
+            roots in proptest::collection::vec(unit(), 1..3),
+        ) {
+            let mut store = Store::default();
+            for (i, u) in seeds.iter().enumerate() {
+                store.push(&Scope::new(vec![u.to_string()]), &[person(1, &format!("p{i}"), OpKind::Create, None, fields(json!({"f0": 0})), Some(u))]);
+            }
+            let scope = Scope::new(roots.iter().map(|r| r.to_string()).collect());
+            let batch: Vec<ParsedOp> = ops.into_iter().enumerate().map(|(i, (target, unit, set))| {
+                let id = format!("p{target}");
+                match store.records.get(&(Entity::Person, id.clone())) {
+                    Some(r) => person(i as i64 + 1, &id, OpKind::Update, Some(r.version), set, unit),
+                    None => person(i as i64 + 1, &id, OpKind::Create, None, set, Some(unit.unwrap_or(V1))),
+                }
+            }).collect();
+            let before = store.clone();
+            let results = store.push(&scope, &batch);
+            for (op, r) in batch.iter().zip(&results) {
+                let held = before.records.get(&(Entity::Person, op.id.clone()));
+                if held.is_some_and(|h| !scope.contains(&h.org_unit)) {
+                    prop_assert_eq!(r.status, OpStatus::Rejected);
+                    prop_assert!(["out_of_scope", "moved_out"].contains(&r.code.as_deref().unwrap_or("")));
+                }
+                if op.org_unit.as_deref().is_some_and(|u| !scope.contains(u)) {
+                    prop_assert_eq!(r.status, OpStatus::Rejected);
+                }
+            }
+            for (key, row) in &store.records {
+                if before.records.get(key) != Some(row) {
+                    prop_assert!(scope.contains(&row.org_unit), "wrote {} in {}", key.1, row.org_unit);
+                    let was = before.records.get(key).map_or(row.org_unit.as_str(), |r| r.org_unit.as_str());
+                    prop_assert!(scope.contains(was), "changed {} that was in {}", key.1, was);
+                }
+            }
         }
     }
 }

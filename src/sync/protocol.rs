@@ -1,8 +1,183 @@
 //! The wire format of push and pull (PROTOCOL.md). api-spec/ is generated from these types.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
+
+use crate::domain::entities::Entity;
+use crate::sync::merge::ConflictDraft;
+
+/// The outcome of one op of a push.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OpStatus {
+    /// Merged into the record it names.
+    Applied,
+    /// Already processed: the answer of its first processing is in `first`.
+    Duplicate,
+    /// Merged into the record the named one was merged into (`canonical_id`).
+    Redirected,
+    /// Not applied, for good (`code`).
+    Rejected,
+}
+
+impl OpStatus {
+    pub const ALL: [OpStatus; 4] = [
+        OpStatus::Applied,
+        OpStatus::Duplicate,
+        OpStatus::Redirected,
+        OpStatus::Rejected,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpStatus::Applied => "applied",
+            OpStatus::Duplicate => "duplicate",
+            OpStatus::Redirected => "redirected",
+            OpStatus::Rejected => "rejected",
+        }
+    }
+
+    /// Whether the op changed (or may have changed) a record: applied or redirected.
+    pub fn landed(self) -> bool {
+        matches!(self, OpStatus::Applied | OpStatus::Redirected)
+    }
+}
+
+impl fmt::Display for OpStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a push stopped before the end of the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// An earlier seq is missing: resend from `last_seq + 1`.
+    Gap,
+    /// The store was unavailable for a while: resend after `retry_after` seconds.
+    Transient,
+}
+
+/// How a same-field conflict is settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Keep the server's value and open a conflict for a supervisor (health and status fields,
+    /// where a wrong automatic choice is worse than a wait).
+    Review,
+    /// The later `recorded_at` wins; the loser is kept in a closed conflict a supervisor can
+    /// reopen (contact details, notes).
+    Latest,
+}
+
+/// What a conflict is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictKind {
+    /// Both sides changed one field to different values.
+    Field,
+    /// The device deleted a record the server changed since the device's base.
+    DeleteVsEdit,
+    /// The device edited a record the server holds as deleted.
+    EditVsDelete,
+}
+
+/// Whether a conflict waits for a supervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictStatus {
+    /// Waits for a supervisor.
+    Open,
+    /// Settled by policy (`latest`); a supervisor may reopen it.
+    Closed,
+    /// Settled by a supervisor.
+    Resolved,
+}
+
+/// Whose value is in the record after the conflict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Winner {
+    Server,
+    Device,
+}
+
+macro_rules! wire_names {
+    ($($t:ident { $($v:ident => $name:literal),* })*) => {$(
+        impl $t {
+            /// The wire name (also the stored text).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($t::$v => $name),*
+                }
+            }
+        }
+    )*};
+}
+wire_names! {
+    StopReason { Gap => "gap", Transient => "transient" }
+    Policy { Review => "review", Latest => "latest" }
+    ConflictKind { Field => "field", DeleteVsEdit => "delete_vs_edit", EditVsDelete => "edit_vs_delete" }
+    ConflictStatus { Open => "open", Closed => "closed", Resolved => "resolved" }
+    Winner { Server => "server", Device => "device" }
+}
+
+/// Reads one of the enums above from its stored wire name (a conflicts row's text column).
+pub fn from_wire<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(Value::String(name.to_string())).ok()
+}
+
+/// A record's client-generated id (a UUID), where it crosses module boundaries.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RecordId(pub String);
+
+/// A registered device's id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeviceId(pub String);
+
+/// An org unit code (county 6 digits, township 9, village 12, a group the village and a suffix).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrgUnit(pub String);
+
+macro_rules! id_newtype {
+    ($($t:ident),*) => {$(
+        impl $t {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl From<String> for $t {
+            fn from(s: String) -> $t {
+                $t(s)
+            }
+        }
+        impl From<&str> for $t {
+            fn from(s: &str) -> $t {
+                $t(s.to_string())
+            }
+        }
+        impl std::ops::Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+    )*};
+}
+id_newtype!(RecordId, DeviceId, OrgUnit);
 
 /// A device's batch of operations, oldest first.
 #[derive(Deserialize, ToSchema)]
@@ -52,14 +227,11 @@ pub struct ConflictOut {
     pub record_id: String,
     /// The field, or null for a delete-vs-edit / edit-vs-delete conflict.
     pub field: Option<String>,
-    /// `field`, `delete_vs_edit` or `edit_vs_delete`.
-    pub kind: String,
-    /// `review` or `latest`.
-    pub policy: String,
-    /// `open`, `closed` or `resolved`.
-    pub status: String,
-    /// Whose value the record holds now: `server` or `device`.
-    pub winner: String,
+    pub kind: ConflictKind,
+    pub policy: Policy,
+    pub status: ConflictStatus,
+    /// Whose value the record holds now.
+    pub winner: Winner,
     /// The field's value at the device's base, on the server, and as the device sent it: any
     /// JSON value (text, number, boolean, object), or null for "no value".
     pub base_value: Value,
@@ -67,13 +239,31 @@ pub struct ConflictOut {
     pub device_value: Value,
 }
 
+impl ConflictOut {
+    /// A conflict the merge engine found on `record_id`, with a fresh id.
+    pub fn from_draft(entity: Entity, record_id: &str, d: ConflictDraft) -> ConflictOut {
+        ConflictOut {
+            id: uuid::Uuid::now_v7().to_string(),
+            entity: entity.name().to_string(),
+            record_id: record_id.to_string(),
+            field: d.field,
+            kind: d.kind,
+            policy: d.policy,
+            status: d.status,
+            winner: d.winner,
+            base_value: d.base,
+            server_value: d.server,
+            device_value: d.device,
+        }
+    }
+}
+
 /// The outcome of one op.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct OpResult {
     pub seq: i64,
     pub op_id: String,
-    /// `applied`, `duplicate`, `redirected` or `rejected`.
-    pub status: String,
+    pub status: OpStatus,
     pub entity: String,
     pub id: String,
     /// The record's version after the op (applied, redirected).
@@ -118,9 +308,9 @@ pub struct PushResponse {
     /// The seq at which processing stopped (a gap, or a transient failure); later ops were not applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<i64>,
-    /// Why processing stopped: `gap` or `transient`.
+    /// Why processing stopped.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub stop_reason: Option<String>,
+    pub stop_reason: Option<StopReason>,
     /// Seconds to wait before resending after a transient stop.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,

@@ -5,41 +5,34 @@
 //! records, their versions, conflicts and flags are written together, so an op is either
 //! wholly applied and recorded, or not at all. The answer is sent only after the commit.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::NaiveDate;
 use serde_json::Value;
 
 use crate::auth::scope::Scope;
-use crate::db::records::{self, RecordRow, VersionRow};
-use crate::db::{now_micros, Db, DbConn};
-use crate::domain::entities::{Entity, FieldPolicy};
+use crate::db::{now_micros, Backend, Db, DbConn};
 use crate::error::{AppError, AppResult};
-use crate::sync::merge::{self, ConflictDraft, Current, Disposition, Fields, Outcome, Policy};
-use crate::sync::protocol::{ConflictOut, OpResult, PushResponse};
-use crate::sync::store::{self, Departure, LedgerEntry, NewConflict, SeqAlloc};
+use crate::sync::changeset::Changeset;
+use crate::sync::merge::{self, Disposition};
+pub use crate::sync::plan::{policy_of, Actor};
+use crate::sync::plan::{rejected, unit_refusal};
+use crate::sync::protocol::{DeviceId, OpResult, OpStatus, PushResponse, StopReason};
+use crate::sync::store::{self, LedgerEntry};
 use crate::sync::validate::{self, OpHeader, ParsedOp, Refusal};
-use crate::sync::{checks, duplicates, plan};
 
 /// Ops per transaction: big enough to amortise the commit, small enough that a transient failure
 /// late in a large batch keeps the chunks already committed.
 const CHUNK: usize = 500;
 
 /// Who is pushing.
+#[derive(Clone)]
 pub struct Caller {
     pub user_id: String,
-    pub device_id: String,
+    pub device_id: DeviceId,
     pub scope: Scope,
     /// The device clock minus the server's at receipt, when the batch carried `sent_at`.
     pub clock_offset_ms: Option<i64>,
-}
-
-/// Who made an op, as the merge path needs it: a device's worker, or a supervisor editing
-/// directly (no device, no device ledger).
-pub struct Actor<'a> {
-    pub user_id: &'a str,
-    pub device_id: Option<&'a str>,
-    pub scope: &'a Scope,
 }
 
 impl Caller {
@@ -49,14 +42,6 @@ impl Caller {
             device_id: Some(&self.device_id),
             scope: &self.scope,
         }
-    }
-}
-
-/// The policy table of `domain::entities`, in the merge engine's terms.
-pub fn policy_of(entity: Entity) -> impl Fn(&str) -> Policy {
-    move |field: &str| match entity.def().field(field).map(|f| f.policy) {
-        Some(FieldPolicy::Latest) => Policy::Latest,
-        _ => Policy::Review,
     }
 }
 
@@ -83,14 +68,19 @@ pub fn push(db: &Db, caller: &Caller, ops: Vec<Value>) -> AppResult<PushResponse
 
     let mut results = Vec::with_capacity(items.len());
     let mut last_seq = 0;
-    let mut stop: Option<(i64, &'static str)> = None;
+    let mut stop: Option<(i64, StopReason)> = None;
+    let shared = std::sync::Arc::new(caller.clone());
     for chunk in items.chunks(CHUNK) {
-        match db.write(|conn| apply_chunk(conn, caller, chunk)) {
+        let applied = match db.backend() {
+            Backend::Sqlite => group::apply(db, &shared, chunk),
+            Backend::Postgres => db.write(|conn| apply_chunk(conn, caller, chunk)),
+        };
+        match applied {
             Ok(out) => {
                 results.extend(out.results);
                 last_seq = out.last_seq;
                 if let Some(s) = out.stopped_at {
-                    stop = Some((s, "gap"));
+                    stop = Some((s, StopReason::Gap));
                     break;
                 }
             }
@@ -98,7 +88,7 @@ pub fn push(db: &Db, caller: &Caller, ops: Vec<Value>) -> AppResult<PushResponse
                 if results.is_empty() {
                     return Err(e);
                 }
-                stop = Some((chunk[0].0.seq, "transient"));
+                stop = Some((chunk[0].0.seq, StopReason::Transient));
                 break;
             }
             Err(AppError::Internal(cause)) => {
@@ -109,7 +99,7 @@ pub fn push(db: &Db, caller: &Caller, ops: Vec<Value>) -> AppResult<PushResponse
                 results.extend(out.results);
                 last_seq = out.last_seq;
                 if let Some(s) = out.stopped_at {
-                    stop = Some((s, "gap"));
+                    stop = Some((s, StopReason::Gap));
                     break;
                 }
             }
@@ -126,12 +116,12 @@ pub fn push(db: &Db, caller: &Caller, ops: Vec<Value>) -> AppResult<PushResponse
         };
     }
     Ok(PushResponse {
-        device_id: caller.device_id.clone(),
+        device_id: caller.device_id.to_string(),
         last_seq,
         results,
         stopped_at: stop.map(|s| s.0),
-        stop_reason: stop.map(|s| s.1.to_string()),
-        retry_after: stop.filter(|s| s.1 == "transient").map(|_| 5),
+        stop_reason: stop.map(|s| s.1),
+        retry_after: stop.filter(|s| s.1 == StopReason::Transient).map(|_| 5),
     })
 }
 
@@ -170,13 +160,143 @@ mod unsafe_ack {
             let _ = db.write(|conn| apply_chunk(conn, &later, &items));
         });
         Ok(PushResponse {
-            device_id: caller.device_id.clone(),
+            device_id: caller.device_id.to_string(),
             last_seq: out.last_seq,
             results: out.results,
             stopped_at: out.stopped_at,
-            stop_reason: out.stopped_at.map(|_| "gap".to_string()),
+            stop_reason: out.stopped_at.map(|_| StopReason::Gap),
             retry_after: None,
         })
+    }
+}
+
+/// Group commit on SQLite, where one writer commits at a time: the chunks of several devices
+/// queued behind the writer are applied in one transaction, each in a savepoint of its own (a
+/// chunk that fails rolls back alone and is answered with its error), and every device is
+/// answered only after that one commit. The first pusher to find no group being committed
+/// commits groups until the queue is empty; the others wait for their answer.
+mod group {
+    use std::collections::HashMap;
+    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use diesel::Connection;
+
+    use super::*;
+
+    /// Most chunks committed together: bounds a transaction and the wait of its first chunk.
+    const MAX_GROUP: usize = 32;
+
+    struct Job {
+        caller: Arc<Caller>,
+        items: Vec<(OpHeader, Value)>,
+        reply: mpsc::Sender<AppResult<ChunkOut>>,
+    }
+
+    #[derive(Default)]
+    struct Queue {
+        jobs: Vec<Job>,
+        /// A thread is committing this database's groups.
+        leader: bool,
+    }
+
+    type Queues = Mutex<HashMap<usize, Queue>>;
+
+    /// The queues, one per database (a process may open several, as the tests do).
+    fn queues() -> &'static Queues {
+        static Q: OnceLock<Queues> = OnceLock::new();
+        Q.get_or_init(Default::default)
+    }
+
+    fn lock() -> std::sync::MutexGuard<'static, HashMap<usize, Queue>> {
+        queues().lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies one chunk, committed together with whatever other chunks are waiting.
+    pub fn apply(
+        db: &Db,
+        caller: &Arc<Caller>,
+        items: &[(OpHeader, Value)],
+    ) -> AppResult<ChunkOut> {
+        let (reply, answer) = mpsc::channel();
+        let lead = {
+            let mut qs = lock();
+            let q = qs.entry(db.id()).or_default();
+            q.jobs.push(Job {
+                caller: caller.clone(),
+                items: items.to_vec(),
+                reply,
+            });
+            !std::mem::replace(&mut q.leader, true)
+        };
+        if lead {
+            let leader = Leader { db };
+            leader.run();
+        }
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err(AppError::Internal("group commit lost a chunk".into())))
+    }
+
+    /// The thread committing groups. Dropped (also by a panic), it hands the queue back: jobs
+    /// still queued are dropped, so their pushers get an error rather than waiting forever.
+    struct Leader<'a> {
+        db: &'a Db,
+    }
+
+    impl Drop for Leader<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                lock().remove(&self.db.id());
+            }
+        }
+    }
+
+    impl Leader<'_> {
+        fn run(&self) {
+            loop {
+                let jobs: Vec<Job> = {
+                    let mut qs = lock();
+                    let q = qs.entry(self.db.id()).or_default();
+                    if q.jobs.is_empty() {
+                        qs.remove(&self.db.id());
+                        return;
+                    }
+                    let n = q.jobs.len().min(MAX_GROUP);
+                    q.jobs.drain(..n).collect()
+                };
+                let mut outs: Vec<AppResult<ChunkOut>> = Vec::with_capacity(jobs.len());
+                let committed = self.db.write(|conn| {
+                    outs.clear();
+                    for job in &jobs {
+                        outs.push(DbConn::transaction(conn, |c| {
+                            apply_chunk(c, &job.caller, &job.items)
+                        }));
+                    }
+                    Ok(())
+                });
+                let mut outs = outs.into_iter();
+                for job in jobs {
+                    let answer = match (&committed, outs.next()) {
+                        (Ok(()), Some(out)) => out,
+                        (Err(e), _) => Err(same_kind(e)),
+                        (Ok(()), None) => {
+                            Err(AppError::Internal("group commit lost a chunk".into()))
+                        }
+                    };
+                    let _ = job.reply.send(answer);
+                }
+            }
+        }
+    }
+
+    /// The error of a failed group commit, for each chunk of the group.
+    fn same_kind(e: &AppError) -> AppError {
+        match e {
+            AppError::Unavailable => AppError::Unavailable,
+            AppError::StorageFull => AppError::StorageFull,
+            other => AppError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -242,106 +362,16 @@ struct ChunkOut {
     stopped_at: Option<i64>,
 }
 
-fn rejected(h: &OpHeader, r: &Refusal) -> OpResult {
-    OpResult {
-        seq: h.seq,
-        op_id: h.op_id.clone(),
-        status: "rejected".into(),
-        entity: h.entity.clone(),
-        id: h.id.clone(),
-        version: None,
-        canonical_id: None,
-        merged_into: None,
-        conflicts: Vec::new(),
-        flags: Vec::new(),
-        code: Some(r.code.to_string()),
-        message: Some(r.message.clone()),
-        retryable: Some(false),
-        first: None,
-    }
-}
-
-type Key = (Entity, String);
-
-/// The working set of one chunk: records as loaded, then as changed by each op in turn.
-struct Work {
-    state: HashMap<Key, RecordRow>,
-    /// Every new version made in this chunk, in order.
-    versions: Vec<(RecordRow, Option<String>)>,
-    conflicts: Vec<NewConflict>,
-    /// Records whose org unit changed in this chunk, for the devices of the unit they left.
-    departures: Vec<Departure>,
-    /// Records, out of the caller's scope now, that left it by a move: an op on one is answered
-    /// `moved_out` rather than `out_of_scope`.
-    left: HashSet<Key>,
-    /// Snapshots of the versions the ops name as their bases, from the history.
-    bases: Bases,
-    alloc: SeqAlloc,
-    now: i64,
-}
-
-impl plan::Held for RecordRow {
-    fn org_unit(&self) -> &str {
-        &self.org_unit
-    }
-    fn version(&self) -> i64 {
-        self.version
-    }
-    fn merged_into(&self) -> Option<&str> {
-        self.merged_into.as_deref()
-    }
-    fn fields(&self) -> &Fields {
-        &self.fields
-    }
-}
-
-impl plan::State for Work {
-    type Rec = RecordRow;
-    fn record(&self, key: &Key) -> Option<&RecordRow> {
-        self.state.get(key)
-    }
-    /// Made earlier in this chunk (so that an op sees the ops before it in the same batch, as
-    /// it would in a later batch), else from the history.
-    fn snapshot(&self, key: &Key, version: i64) -> Option<&Fields> {
-        self.versions
-            .iter()
-            .rev()
-            .find(|(r, _)| r.entity == key.0 && r.version == version && r.id == key.1)
-            .map(|(r, _)| &r.fields)
-            .or_else(|| self.bases.get(&(key.0, key.1.clone(), version)))
-    }
-    fn left_scope(&self, key: &Key) -> bool {
-        self.left.contains(key)
-    }
-}
-
-impl Work {
-    fn new(alloc: SeqAlloc, now: i64) -> Work {
-        Work {
-            state: HashMap::new(),
-            versions: Vec::new(),
-            conflicts: Vec::new(),
-            departures: Vec::new(),
-            left: HashSet::new(),
-            bases: Bases::new(),
-            alloc,
-            now,
-        }
-    }
-
-    fn push_version(&mut self, row: RecordRow, op_id: Option<String>) {
-        self.state.insert((row.entity, row.id.clone()), row.clone());
-        self.versions.push((row, op_id));
-    }
-}
-
+/// Applies one chunk of a device's batch as one unit of work: reads (device, stored answers
+/// of duplicates, org units, records, bases, duplicate candidates, checks), then the plan,
+/// then the writes (records, ledger, device).
 fn apply_chunk(
     conn: &mut DbConn,
     caller: &Caller,
     items: &[(OpHeader, Value)],
 ) -> AppResult<ChunkOut> {
-    let alloc = SeqAlloc::lock(conn)?;
-    let now = now_micros();
+    let mut cs = Changeset::begin(conn)?;
+    let now = cs.plan.now;
     let dev = store::device(conn, &caller.device_id)?;
     if dev.status != "active" {
         return Err(AppError::Forbidden("device_revoked"));
@@ -366,7 +396,6 @@ fn apply_chunk(
             parsed.push((i, validate::parse(raw, h, now)));
         }
     }
-
     // Org units named by the ops must exist and be in the caller's scope.
     let named_units: BTreeSet<String> = parsed
         .iter()
@@ -374,78 +403,55 @@ fn apply_chunk(
         .collect();
     let known_units = existing_units(conn, &named_units)?;
     for (_, p) in parsed.iter_mut() {
-        if let Ok(op) = p {
-            if let Some(u) = &op.org_unit {
-                if !caller.scope.contains(u) {
-                    *p = Err(Refusal {
-                        code: "out_of_scope",
-                        message: "org_unit is outside your villages".into(),
-                    });
-                } else if !known_units.contains(u) {
-                    *p = Err(Refusal {
-                        code: "unknown_org_unit",
-                        message: "org_unit does not exist".into(),
-                    });
-                }
-            }
+        if let Some(refusal) = p
+            .as_ref()
+            .ok()
+            .and_then(|op| unit_refusal(op, &caller.scope, &known_units))
+        {
+            *p = Err(refusal);
         }
     }
-
-    let mut work = Work::new(alloc, now);
-    load_state(
+    cs.load_ops(
         conn,
-        &mut work,
         &caller.scope,
         parsed.iter().filter_map(|(_, p)| p.as_ref().ok()),
     )?;
-    work.bases = load_bases(
-        conn,
-        &work,
-        parsed.iter().filter_map(|(_, p)| p.as_ref().ok()),
-    )?;
 
+    // The plan, op by op.
+    let actor = caller.actor();
     let mut results: Vec<Option<OpResult>> = vec![None; items.len()];
     let mut ledger_payload: Vec<Option<&Value>> = vec![None; items.len()];
     let mut recorded: Vec<Option<i64>> = vec![None; items.len()];
     for (i, p) in &parsed {
         let (h, raw) = &items[*i];
         let r = match p {
-            Err(refusal) => {
-                ledger_payload[*i] = Some(raw);
-                rejected(h, refusal)
-            }
+            Err(refusal) => rejected(h, refusal),
             Ok(op) => {
                 recorded[*i] = Some(op.recorded_at);
-                let r = apply_op(&mut work, &caller.actor(), op, h);
-                if r.status == "rejected" {
-                    ledger_payload[*i] = Some(raw);
-                }
-                r
+                cs.plan.apply(&actor, op, h)
             }
         };
+        if r.status == OpStatus::Rejected {
+            ledger_payload[*i] = Some(raw);
+        }
         results[*i] = Some(r);
     }
 
     // Duplicate persons, then logic checks on the final state of every changed record.
-    let merges = duplicates::detect_and_merge(
-        conn,
-        &mut work_view(&mut work),
-        &caller.user_id,
-        &caller.scope,
-    )?;
-    let flags = checks::evaluate(conn, &work.state, &changed_keys(&work))?;
+    let merges = cs.plan_duplicates(conn, &caller.user_id, &caller.scope)?;
+    let checks = cs.evaluate(conn)?;
     for r in results.iter_mut().flatten() {
-        complete_result(&work, &flags, r);
+        cs.plan.complete(&checks.flags, r);
     }
     if merges > 0 {
         tracing::info!(merges, "duplicate persons merged automatically");
     }
 
-    // Write everything.
+    // The answers, in the batch's order.
     let mut last_seq = dev.last_seq;
     let mut stopped_at = None;
     let mut out_results = Vec::with_capacity(items.len());
-    let mut ledger = Vec::new();
+    let mut ledger_of: Vec<(usize, usize)> = Vec::new();
     for (i, ((h, _), d)) in items.iter().zip(&dispositions).enumerate() {
         match d {
             Disposition::Duplicate => {
@@ -453,7 +459,7 @@ fn apply_chunk(
                 out_results.push(OpResult {
                     seq: h.seq,
                     op_id: h.op_id.clone(),
-                    status: "duplicate".into(),
+                    status: OpStatus::Duplicate,
                     entity: h.entity.clone(),
                     id: h.id.clone(),
                     version: first.as_ref().and_then(|f| f.version),
@@ -470,6 +476,7 @@ fn apply_chunk(
             Disposition::Apply => {
                 let r = results[i].take().expect("every applied op has a result");
                 last_seq = h.seq;
+                ledger_of.push((i, out_results.len()));
                 out_results.push(r);
             }
             Disposition::Gap => {
@@ -478,23 +485,18 @@ fn apply_chunk(
             }
         }
     }
-    for (i, ((h, _), d)) in items.iter().zip(&dispositions).enumerate() {
-        if *d == Disposition::Apply {
-            let r = out_results
-                .iter()
-                .find(|r| r.seq == h.seq && r.status != "duplicate")
-                .expect("applied result present");
-            ledger.push(LedgerEntry {
-                result: r,
-                kind: &h.kind,
-                payload: ledger_payload[i],
-                recorded_at: recorded[i],
-            });
-        }
-    }
+    let ledger: Vec<LedgerEntry> = ledger_of
+        .iter()
+        .map(|&(i, at)| LedgerEntry {
+            result: &out_results[at],
+            kind: &items[i].0.kind,
+            payload: ledger_payload[i],
+            recorded_at: recorded[i],
+        })
+        .collect();
 
-    write_work(conn, &work, &flags)?;
-    checks::recheck_related(conn, &work.state, &changed_keys(&work), now)?;
+    // Writes only from here.
+    cs.write(conn, &checks)?;
     store::write_ledger(conn, &caller.device_id, &ledger, now)?;
     if last_seq != dev.last_seq {
         store::advance_device(conn, &caller.device_id, last_seq, now)?;
@@ -502,7 +504,6 @@ fn apply_chunk(
     if let Some(ms) = caller.clock_offset_ms {
         store::record_clock_offset(conn, &caller.device_id, ms)?;
     }
-    work.alloc.finish(conn)?;
     Ok(ChunkOut {
         results: out_results,
         last_seq,
@@ -510,47 +511,11 @@ fn apply_chunk(
     })
 }
 
-/// Writes the records, versions, conflicts and flags a working set holds.
-fn write_work(
-    conn: &mut DbConn,
-    work: &Work,
-    flags: &HashMap<Key, Vec<&'static str>>,
-) -> AppResult<()> {
-    let finals = final_rows(work);
-    records::upsert(conn, &finals)?;
-    let versions: Vec<VersionRow> = work
-        .versions
-        .iter()
-        .map(|(row, op_id)| VersionRow {
-            row,
-            op_id: op_id.as_deref(),
-        })
-        .collect();
-    records::insert_versions(conn, &versions)?;
-    store::insert_conflicts(conn, &work.conflicts, work.now)?;
-    store::insert_departures(conn, &work.departures)?;
-    let flag_rows: Vec<(&str, &str, &str, i64, Vec<&'static str>)> = flags
-        .iter()
-        .filter_map(|(k, codes)| {
-            let row = work.state.get(k)?;
-            Some((
-                row.entity.name(),
-                row.id.as_str(),
-                row.org_unit.as_str(),
-                row.version,
-                codes.clone(),
-            ))
-        })
-        .collect();
-    store::set_flags(conn, &flag_rows, work.now)
-}
-
 /// Applies one op made by someone without a device (a supervisor's direct edit) inside the
-/// caller's write transaction, through the same merge, duplicate and check path as a device's
+/// caller's write transaction, through the same plan, duplicate and check path as a device's
 /// op. No device ledger row is written. A refusal comes back as a `rejected` result.
 pub fn apply_direct(conn: &mut DbConn, actor: &Actor, op: &ParsedOp) -> AppResult<OpResult> {
-    let alloc = SeqAlloc::lock(conn)?;
-    let now = now_micros();
+    let mut cs = Changeset::begin(conn)?;
     let h = OpHeader {
         seq: op.seq,
         op_id: op.op_id.clone(),
@@ -563,77 +528,18 @@ pub fn apply_direct(conn: &mut DbConn, actor: &Actor, op: &ParsedOp) -> AppResul
         }
         .to_string(),
     };
-    if let Some(u) = &op.org_unit {
-        let refusal = if !actor.scope.contains(u) {
-            Some(("out_of_scope", "org_unit is outside your subtree"))
-        } else if !existing_units(conn, &BTreeSet::from([u.clone()]))?.contains(u) {
-            Some(("unknown_org_unit", "org_unit does not exist"))
-        } else {
-            None
-        };
-        if let Some((code, message)) = refusal {
-            return Ok(rejected(
-                &h,
-                &Refusal {
-                    code,
-                    message: message.into(),
-                },
-            ));
-        }
+    let named: BTreeSet<String> = op.org_unit.iter().cloned().collect();
+    let known = existing_units(conn, &named)?;
+    if let Some(refusal) = unit_refusal(op, actor.scope, &known) {
+        return Ok(rejected(&h, &refusal));
     }
-    let mut work = Work::new(alloc, now);
-    load_state(conn, &mut work, actor.scope, std::iter::once(op))?;
-    work.bases = load_bases(conn, &work, std::iter::once(op))?;
-    let mut result = apply_op(&mut work, actor, op, &h);
-    duplicates::detect_and_merge(conn, &mut work_view(&mut work), actor.user_id, actor.scope)?;
-    let flags = checks::evaluate(conn, &work.state, &changed_keys(&work))?;
-    complete_result(&work, &flags, &mut result);
-    write_work(conn, &work, &flags)?;
-    checks::recheck_related(conn, &work.state, &changed_keys(&work), now)?;
-    work.alloc.finish(conn)?;
+    cs.load_ops(conn, actor.scope, std::iter::once(op))?;
+    let mut result = cs.plan.apply(actor, op, &h);
+    cs.plan_duplicates(conn, actor.user_id, actor.scope)?;
+    let checks = cs.evaluate(conn)?;
+    cs.plan.complete(&checks.flags, &mut result);
+    cs.write(conn, &checks)?;
     Ok(result)
-}
-
-/// Adds to an op's result what the rest of the chunk did to its record: the logic checks it
-/// fails, and `merged_into` when a duplicate merge took it away (the device learns it at once).
-fn complete_result(work: &Work, flags: &HashMap<Key, Vec<&'static str>>, r: &mut OpResult) {
-    if !matches!(r.status.as_str(), "applied" | "redirected") {
-        return;
-    }
-    let Some(e) = Entity::parse(&r.entity) else {
-        return;
-    };
-    let key = (e, r.canonical_id.clone().unwrap_or_else(|| r.id.clone()));
-    if let Some(codes) = flags.get(&key) {
-        r.flags = codes.iter().map(|c| c.to_string()).collect();
-    }
-    r.merged_into = work.state.get(&key).and_then(|row| row.merged_into.clone());
-}
-
-fn work_view(work: &mut Work) -> duplicates::WorkSet<'_> {
-    duplicates::WorkSet {
-        state: &mut work.state,
-        versions: &mut work.versions,
-        alloc: &mut work.alloc,
-        now: work.now,
-    }
-}
-
-fn changed_keys(work: &Work) -> Vec<Key> {
-    let mut seen = BTreeSet::new();
-    work.versions
-        .iter()
-        .map(|(r, _)| (r.entity, r.id.clone()))
-        .filter(|k| seen.insert(k.clone()))
-        .collect()
-}
-
-/// The last state of each record changed in the chunk, once per record.
-fn final_rows(work: &Work) -> Vec<RecordRow> {
-    changed_keys(work)
-        .into_iter()
-        .filter_map(|k| work.state.get(&k).cloned())
-        .collect()
 }
 
 fn existing_units(conn: &mut DbConn, units: &BTreeSet<String>) -> AppResult<BTreeSet<String>> {
@@ -649,226 +555,6 @@ fn existing_units(conn: &mut DbConn, units: &BTreeSet<String>) -> AppResult<BTre
         .select(org_units::code)
         .load(conn)?;
     Ok(found.into_iter().collect())
-}
-
-/// Loads every record the ops name or refer to, the targets of merge redirects among them,
-/// and which of those out of `scope` left it by a move.
-fn load_state<'a>(
-    conn: &mut DbConn,
-    work: &mut Work,
-    scope: &Scope,
-    ops: impl Iterator<Item = &'a ParsedOp>,
-) -> AppResult<()> {
-    let mut wanted: HashMap<Entity, BTreeSet<String>> = HashMap::new();
-    for op in ops {
-        wanted.entry(op.entity).or_default().insert(op.id.clone());
-        for (_, target, id) in plan::references(op) {
-            wanted.entry(target).or_default().insert(id.to_string());
-        }
-    }
-    for _ in 0..4 {
-        if wanted.is_empty() {
-            break;
-        }
-        let mut next: HashMap<Entity, BTreeSet<String>> = HashMap::new();
-        for (entity, ids) in wanted {
-            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-            for row in records::load(conn, entity, &ids)? {
-                if let Some(t) = &row.merged_into {
-                    if !work.state.contains_key(&(entity, t.clone())) {
-                        next.entry(entity).or_default().insert(t.clone());
-                    }
-                }
-                work.state.insert((entity, row.id.clone()), row);
-            }
-        }
-        wanted = next;
-    }
-    let outside: Vec<(Entity, &str)> = work
-        .state
-        .values()
-        .filter(|r| !scope.contains(&r.org_unit))
-        .map(|r| (r.entity, r.id.as_str()))
-        .collect();
-    if !outside.is_empty() {
-        let left = store::left_scope(conn, &outside, scope)?;
-        work.left.extend(left);
-    }
-    Ok(())
-}
-
-type Bases = HashMap<(Entity, String, i64), Fields>;
-
-/// The version-history snapshots the ops' base versions name, where they differ from the
-/// record's current version.
-fn load_bases<'a>(
-    conn: &mut DbConn,
-    work: &Work,
-    ops: impl Iterator<Item = &'a ParsedOp>,
-) -> AppResult<Bases> {
-    let mut wanted: HashMap<Entity, BTreeSet<(String, i64)>> = HashMap::new();
-    for op in ops {
-        if let (Some(b), Some(cur)) = (op.base_version, work.state.get(&(op.entity, op.id.clone())))
-        {
-            if b > 0 && b <= cur.version {
-                wanted
-                    .entry(op.entity)
-                    .or_default()
-                    .insert((op.id.clone(), b));
-            }
-        }
-    }
-    let mut out = Bases::new();
-    for (entity, keys) in wanted {
-        let keys: Vec<(&str, i64)> = keys.iter().map(|(id, v)| (id.as_str(), *v)).collect();
-        for ((id, v), fields) in records::load_bases(conn, entity, &keys)? {
-            out.insert((entity, id, v), fields);
-        }
-    }
-    Ok(out)
-}
-
-fn conflict_out(entity: Entity, record_id: &str, c: &ConflictDraft) -> ConflictOut {
-    ConflictOut {
-        id: uuid::Uuid::now_v7().to_string(),
-        entity: entity.name().to_string(),
-        record_id: record_id.to_string(),
-        field: c.field.clone(),
-        kind: wire_name(&c.kind),
-        policy: wire_name(&c.policy),
-        status: wire_name(&c.status),
-        winner: wire_name(&c.winner),
-        base_value: c.base.clone(),
-        server_value: c.server.clone(),
-        device_value: c.device.clone(),
-    }
-}
-
-/// The wire name of one of the merge engine's enums: its serde (snake_case) name.
-fn wire_name<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(Value::String(s)) => s,
-        _ => unreachable!("the merge engine's enums serialise as strings"),
-    }
-}
-
-/// Applies one parsed op to the working set and says what happened: where it lands and
-/// against which base is planned by `plan::target`, the merge is `merge::merge_from`.
-fn apply_op(work: &mut Work, caller: &Actor, op: &ParsedOp, h: &OpHeader) -> OpResult {
-    let plan::Target {
-        key,
-        redirected,
-        base,
-    } = match plan::target(&*work, caller.scope, op) {
-        Ok(t) => t,
-        Err(refusal) => return rejected(h, &refusal),
-    };
-    let current_row = work.state.get(&key).cloned();
-    let current = current_row.as_ref().map(|r| Current {
-        version: r.version,
-        deleted: r.deleted,
-        fields: r.fields.clone(),
-        stamps: r.stamps.clone(),
-    });
-    let merge_op = merge::Op {
-        kind: op.kind,
-        base_version: op.base_version,
-        set: &op.set,
-        recorded_at: op.recorded_at,
-    };
-    let policy = policy_of(op.entity);
-    let outcome = merge::merge_from(current.as_ref(), base, &merge_op, &policy);
-    let (next, drafts) = match outcome {
-        Outcome::Rejected { code, message } => return rejected(h, &Refusal { code, message }),
-        Outcome::Applied { next, conflicts } => (next, conflicts),
-    };
-    let moved = op
-        .org_unit
-        .as_ref()
-        .filter(|u| current_row.as_ref().is_some_and(|c| &c.org_unit != *u));
-    let mut version = current_row.as_ref().map_or(0, |c| c.version);
-    let record_id = key.1.clone();
-    let org_unit = op
-        .org_unit
-        .clone()
-        .or_else(|| current_row.as_ref().map(|c| c.org_unit.clone()))
-        .unwrap_or_default();
-    let moved_from = moved.and(current_row.as_ref()).map(|c| c.org_unit.clone());
-    if next.is_some() || moved.is_some() {
-        let change_seq = work.alloc.alloc();
-        let (fields, stamps, deleted, new_version) = match next {
-            Some(n) => (n.fields, n.stamps, n.deleted, n.version),
-            None => {
-                let c = current_row.as_ref().expect("a move needs a record");
-                (c.fields.clone(), c.stamps.clone(), c.deleted, c.version + 1)
-            }
-        };
-        let row = RecordRow {
-            entity: op.entity,
-            id: record_id.clone(),
-            org_unit: org_unit.clone(),
-            version: new_version,
-            change_seq,
-            deleted,
-            merged_into: current_row.as_ref().and_then(|c| c.merged_into.clone()),
-            fields,
-            stamps,
-            created_at: current_row.as_ref().map_or(work.now, |c| c.created_at),
-            updated_at: work.now,
-            recorded_at: op.recorded_at,
-            created_by: current_row
-                .as_ref()
-                .map_or_else(|| caller.user_id.to_string(), |c| c.created_by.clone()),
-            updated_by: caller.user_id.to_string(),
-            updated_device: caller.device_id.map(str::to_string),
-        };
-        version = row.version;
-        if let Some(from) = moved_from {
-            work.departures.push(Departure {
-                entity: row.entity,
-                record_id: row.id.clone(),
-                version: row.version,
-                from_org_unit: from,
-                to_org_unit: row.org_unit.clone(),
-                change_seq: row.change_seq,
-            });
-        }
-        work.push_version(row, Some(op.op_id.clone()));
-    }
-    let conflicts: Vec<ConflictOut> = drafts
-        .iter()
-        .map(|d| conflict_out(op.entity, &record_id, d))
-        .collect();
-    for c in &conflicts {
-        let seq = work.alloc.alloc();
-        work.conflicts.push(NewConflict {
-            out: c.clone(),
-            org_unit: org_unit.clone(),
-            base_version: op.base_version,
-            server_version: version,
-            device_id: caller.device_id.map(str::to_string),
-            user_id: caller.user_id.to_string(),
-            op_id: Some(op.op_id.clone()),
-            recorded_at: op.recorded_at,
-            change_seq: seq,
-        });
-    }
-    OpResult {
-        seq: op.seq,
-        op_id: op.op_id.clone(),
-        status: if redirected { "redirected" } else { "applied" }.into(),
-        entity: op.entity.name().to_string(),
-        id: op.id.clone(),
-        version: Some(version),
-        canonical_id: redirected.then(|| record_id.clone()),
-        merged_into: None,
-        conflicts,
-        flags: Vec::new(),
-        code: None,
-        message: None,
-        retryable: None,
-        first: None,
-    }
 }
 
 /// The server's date, for checks such as an overdue pregnancy outcome.

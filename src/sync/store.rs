@@ -11,7 +11,10 @@ use crate::db::schema::{departures, device_ops, devices, sync_state};
 use crate::db::{Backend, DbConn};
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
-use crate::sync::protocol::{ConflictOut, OpResult};
+pub use crate::sync::plan::{Departure, NewConflict};
+use crate::sync::protocol::{
+    from_wire, ConflictKind, ConflictOut, ConflictStatus, OpResult, Policy, Winner,
+};
 
 /// Hands out change sequence numbers inside one write transaction.
 ///
@@ -50,6 +53,17 @@ impl SeqAlloc {
         let s = self.next;
         self.next += 1;
         s
+    }
+
+    /// The last number handed out (or, before any, the last committed).
+    pub fn last(&self) -> i64 {
+        self.next - 1
+    }
+
+    /// Hands out every number up to `last` (numbered elsewhere, e.g. by a plan started at
+    /// [`SeqAlloc::last`]), so that [`SeqAlloc::finish`] writes it back.
+    pub fn advance_to(&mut self, last: i64) {
+        self.next = self.next.max(last + 1);
     }
 
     /// Writes the last handed-out number back; call once, last, in the same transaction.
@@ -193,19 +207,6 @@ pub fn record_clock_offset(conn: &mut DbConn, device_id: &str, offset_ms: i64) -
     Ok(())
 }
 
-/// A conflict row about to be stored.
-pub struct NewConflict {
-    pub out: ConflictOut,
-    pub org_unit: String,
-    pub base_version: Option<i64>,
-    pub server_version: i64,
-    pub device_id: Option<String>,
-    pub user_id: String,
-    pub op_id: Option<String>,
-    pub recorded_at: i64,
-    pub change_seq: i64,
-}
-
 const CONFLICT_COLS: &[(&str, ColType)] = &[
     ("id", ColType::Text),
     ("entity", ColType::Text),
@@ -299,10 +300,11 @@ impl ConflictRow {
             entity: self.entity,
             record_id: self.record_id,
             field: self.field,
-            kind: self.kind,
-            policy: self.policy,
-            status: self.status,
-            winner: self.winner,
+            // Written by this server from the same enums; an unknown name cannot occur.
+            kind: from_wire(&self.kind).unwrap_or(ConflictKind::Field),
+            policy: from_wire(&self.policy).unwrap_or(Policy::Review),
+            status: from_wire(&self.status).unwrap_or(ConflictStatus::Open),
+            winner: from_wire(&self.winner).unwrap_or(Winner::Server),
         }
     }
 }
@@ -310,16 +312,6 @@ impl ConflictRow {
 pub const CONFLICT_SELECT: &str =
     "SELECT id, entity, record_id, field, kind, policy, status, winner, \
      base_value, server_value, device_value, change_seq FROM conflicts";
-
-/// A record's move from one org unit to another, kept for the devices of the unit it left.
-pub struct Departure {
-    pub entity: Entity,
-    pub record_id: String,
-    pub version: i64,
-    pub from_org_unit: String,
-    pub to_org_unit: String,
-    pub change_seq: i64,
-}
 
 const DEPARTURE_COLS: &[(&str, ColType)] = &[
     ("entity", ColType::Text),
