@@ -522,30 +522,89 @@ fn status_changes_join(alias: &str, after: &str) -> String {
 /// A person's (alias `p`) status field at the date of the join `alias` ([`status_changes_join`]):
 /// `col` one of [`STATUS_FIELDS`], `current` the column.
 fn status_at(alias: &str, col: &str, current: &str) -> String {
+    status_from_key(&format!("{alias}.{col}"), current)
+}
+
+/// A status field from `key`, the least [`CHANGE_KEY`] of its changes effective after a date
+/// (joined by [`status_changes_join`] or looked up by [`status_key_lookup`]): the value it
+/// replaced, or `current` when there is no such change. The one reading of the history.
+fn status_from_key(key: &str, current: &str) -> String {
     format!(
-        "(CASE WHEN {alias}.{col} IS NULL THEN {current} \
-           WHEN substr({alias}.{col}, 37, 1) = 'v' THEN substr({alias}.{col}, 38) END)"
+        "(CASE WHEN {key} IS NULL THEN {current} \
+           WHEN substr({key}, 37, 1) = 'v' THEN substr({key}, 38) END)"
     )
 }
 
-/// Married at the date of the join `alias`: the marital status and marriage date then.
+/// The marriage date that went with the marital status of `key` ([`status_from_key`]).
+fn marriage_date_from_key(key: &str, current: &str) -> String {
+    format!(
+        "(CASE WHEN {key} IS NULL THEN {current} \
+           ELSE NULLIF(substr({key}, 27, 10), '0000-00-00') END)"
+    )
+}
+
+/// The least [`CHANGE_KEY`] of the `field` changes of one person (`pid`, an SQL expression)
+/// effective `after` (e.g. `> :e`): a lookup by person, for a few rows (the mothers of a
+/// period's births), where [`status_changes_join`] is one grouped pass for many.
+fn status_key_lookup(pid: &str, field: &str, after: &str) -> String {
+    format!(
+        "(SELECT MIN({CHANGE_KEY}) FROM person_status_changes s WHERE s.person_id = {pid} \
+           AND s.field = '{field}' AND s.effective_on {after})"
+    )
+}
+
+/// Married at the date of the join `alias`: the marital status and marriage date then. The
+/// one rule of "married at the period end" (with `alias` joined `> :e`).
 fn married_at(alias: &str, at: &str) -> String {
     let status = status_at(alias, "ms", "p.marital_status");
-    let since = format!(
-        "(CASE WHEN {alias}.ms IS NULL THEN p.marriage_date \
-           ELSE NULLIF(substr({alias}.ms, 27, 10), '0000-00-00') END)"
-    );
+    let since = marriage_date_from_key(&format!("{alias}.ms"), "p.marriage_date");
     indicators::married_at_sql(&status, &since, at)
 }
 
-/// The spouse a person (alias `w`) had at period end, by a lookup of the person's spouse-link
-/// changes (for a few rows, e.g. the mothers of a period's births).
-fn spouse_at_end_lookup() -> String {
-    let later = "FROM person_status_changes s WHERE s.person_id = w.id \
-                 AND s.field = 'spouse_id' AND s.effective_on > :e";
+/// The spouse a woman (alias `w`) had at period end, looked up in her spouse-link changes.
+fn spouse_at_end_lookup(w: &str) -> String {
+    status_from_key(
+        &status_key_lookup(&format!("{w}.id"), "spouse_id", "> :e"),
+        &format!("{w}.spouse_id"),
+    )
+}
+
+/// Her husband (`h`), joined by `join` (e.g. to `measures m`), for a woman `w` (a row with
+/// `id`, `household_id` and `relation`) whose spouse at period end is `spouse`: the one rule
+/// of the couple. The man her link names; when it names none, a man whose link names her;
+/// only when no live person's link names her either, the male head or spouse of her household
+/// while she is its head or spouse. Returns `(SELECT {select} ...)` over his rows meeting
+/// `cond`: NULL (for an aggregate like `MIN`) when he has none.
+fn husband_select(w: &str, spouse: &str, select: &str, join: &str, cond: &str) -> String {
+    let q = |branch: String| {
+        format!(
+            "(SELECT {select} FROM persons h {join} WHERE {branch} AND NOT h.deleted \
+               AND h.sex = 'male' AND {cond})"
+        )
+    };
     format!(
-        "(CASE WHEN EXISTS (SELECT 1 {later}) THEN (SELECT s.old_value {later} \
-           ORDER BY s.effective_on, s.change_seq LIMIT 1) ELSE w.spouse_id END)"
+        "(CASE WHEN {spouse} IS NOT NULL THEN {} \
+           WHEN EXISTS (SELECT 1 FROM persons l WHERE l.spouse_id = {w}.id AND NOT l.deleted) \
+             THEN {} \
+           WHEN {w}.relation IN ('head', 'spouse') THEN {} END)",
+        q(format!("h.id = {spouse}")),
+        q(format!("h.spouse_id = {w}.id")),
+        q(format!(
+            "h.household_id = {w}.household_id AND h.id <> {w}.id \
+             AND h.relation IN ('head', 'spouse')"
+        )),
+    )
+}
+
+/// `MIN(value)` over her husband's ([`husband_select`]) measures of [`MALE_METHODS`] (alias
+/// `m`, wherever kept) meeting `cond`: "her husband's measure covers her". NULL when none.
+fn husband_measure(w: &str, spouse: &str, value: &str, cond: &str) -> String {
+    husband_select(
+        w,
+        spouse,
+        &format!("MIN({value})"),
+        "JOIN measures m ON m.person_id = h.id",
+        &format!("m.method IN ({}) AND {cond}", list(MALE_METHODS)),
     )
 }
 
@@ -735,38 +794,58 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
         aggs.push((key, when(&format!("{mr} = {}", i + 1))));
     }
     let (mrange, brange) = (range("m"), range("b"));
-    let male = list(MALE_METHODS);
     let least = |a: &str, b: &str| {
         format!(
             "(CASE WHEN {a} IS NULL THEN {b} WHEN {b} IS NULL OR {a} <= {b} THEN {a} ELSE {b} END)"
         )
     };
-    // Her husband by the couple: the spouse her record names at period end; when it names
-    // none, a man whose record names her. His measures of [`MALE_METHODS`] count for her,
-    // wherever they are kept.
+    // Her husband's measures by the one couple rule ([`husband_measure`]), her spouse at
+    // period end from the history.
     let spouse = status_at("se", "sp", "p.spouse_id");
-    let couple = format!(
-        "(CASE WHEN {spouse} IS NOT NULL THEN (SELECT MIN({rank}) FROM measures m \
-             JOIN persons h ON h.id = m.person_id WHERE m.person_id = {spouse} AND NOT h.deleted \
-               AND h.sex = 'male' AND m.method IN ({male}) AND {CURRENT}) \
-           ELSE (SELECT MIN({rank}) FROM persons h JOIN measures m ON m.person_id = h.id \
-             WHERE h.spouse_id = p.id AND NOT h.deleted AND h.sex = 'male' \
-               AND m.method IN ({male}) AND {CURRENT}) END)"
+    let couple = husband_measure("p", &spouse, &rank, CURRENT);
+    // 药具使用率: of these women, those whose measure, ranked as for users by method, is a
+    // supply method (so their number is users of pills plus condoms); supplied: a hand-out in
+    // the period to her or to her husband by the same couple rule.
+    let supply_ranks: Vec<String> = METHOD_PRIORITY
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| SUPPLY_METHODS.contains(m))
+        .map(|(i, _)| (i + 1).to_string())
+        .collect();
+    let supply_ranks = supply_ranks.join(", ");
+    let handed = "NOT s.deleted AND s.handed_on >= :s AND s.handed_on <= :e";
+    let supplied = format!(
+        "(EXISTS (SELECT 1 FROM supplies s WHERE s.person_id = q.id AND {handed}) \
+         OR {} IS NOT NULL)",
+        husband_select(
+            "q",
+            "q.spouse",
+            "MIN(1)",
+            "JOIN supplies s ON s.person_id = h.id",
+            handed
+        )
     );
-    let linked = format!(
-        "({spouse} IS NOT NULL OR EXISTS (SELECT 1 FROM persons h \
-           WHERE h.spouse_id = p.id AND NOT h.deleted))"
-    );
+    aggs.push((
+        "supply_method_users",
+        when(&format!("x.r IN ({supply_ranks})")),
+    ));
+    aggs.push((
+        "supply_method_users_supplied",
+        when(&format!("x.r IN ({supply_ranks}) AND x.sup = 1")),
+    ));
     // A child marked dead without a death record: dead from the day that was recorded.
     let child_marked_dead = "COALESCE((SELECT COALESCE(s.old_value, 'true') \
            FROM person_status_changes s WHERE s.person_id = c.id AND s.field = 'alive' \
              AND s.effective_on > :e ORDER BY s.effective_on, s.change_seq LIMIT 1), \
          CASE WHEN c.alive IS NULL OR c.alive THEN 'true' ELSE 'false' END) = 'false'";
+    let r = least("q.own", "q.couple");
     out.push(Stmt {
         with: Some(format!(
-            "SELECT q.org_unit AS org_unit, q.nc AS nc, {r} AS r FROM (\
-             SELECT p.org_unit AS org_unit, COALESCE(bc.nc, 0) AS nc, om.r AS own, \
-               {couple} AS couple, CASE WHEN {linked} THEN NULL ELSE hm.r END AS household \
+            "SELECT q.org_unit AS org_unit, q.nc AS nc, {r} AS r, \
+               CASE WHEN {r} IN ({supply_ranks}) AND {supplied} THEN 1 ELSE 0 END AS sup FROM (\
+             SELECT p.org_unit AS org_unit, p.id AS id, p.household_id AS household_id, \
+               p.relation AS relation, {spouse} AS spouse, COALESCE(bc.nc, 0) AS nc, \
+               om.r AS own, {couple} AS couple \
              FROM persons p {joins} \
              LEFT JOIN (SELECT b.mother_id AS pid, COUNT(*) AS nc FROM births b \
                WHERE {brange} AND b.birth_date <= :e \
@@ -778,15 +857,8 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
                GROUP BY b.mother_id) bc ON bc.pid = p.id \
              LEFT JOIN (SELECT m.person_id AS pid, MIN({rank}) AS r FROM measures m \
                WHERE {mrange} AND {CURRENT} GROUP BY m.person_id) om ON om.pid = p.id \
-             LEFT JOIN (SELECT y.hh AS hh, MIN(y.r) AS r FROM (SELECT (SELECT h.household_id \
-                 FROM persons h WHERE h.id = m.person_id AND NOT h.deleted AND h.sex = 'male' \
-                   AND h.relation IN ('head', 'spouse')) AS hh, {rank} AS r \
-               FROM measures m WHERE {mrange} AND {CURRENT} AND m.method IN ({male})) y \
-               WHERE y.hh IS NOT NULL GROUP BY y.hh) hm \
-               ON hm.hh = p.household_id AND p.relation IN ('head', 'spouse') \
              WHERE {prange} AND {at_end} AND p.sex = 'female' \
                AND {married} AND p.birth_date >= :wlo AND p.birth_date <= :whi) q",
-            r = least(&least("q.own", "q.couple"), "q.household"),
             joins = dated_status_joins(),
             prange = range("p"),
             at_end = dated.at_end(),
@@ -799,34 +871,24 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
     });
 
     // Mothers of the period's births, with a long-acting measure: hers, or her husband's
-    // vasectomy by the couple (the spouse her record names at period end, else a man whose
-    // record names her), or by the household roles when no spouse link exists.
+    // vasectomy by the couple rule ([`husband_measure`], her spouse at period end).
+    let husbands_long = husband_measure(
+        "w",
+        &spouse_at_end_lookup("w"),
+        "1",
+        &format!("m.method IN ({long}) AND {CURRENT}"),
+    );
     out.push(Stmt {
         with: Some(format!(
             "SELECT y.org_unit AS org_unit, \
                CASE WHEN EXISTS (SELECT 1 FROM measures m WHERE m.person_id = y.mother_id \
                       AND m.method IN ({long}) AND {CURRENT}) \
-                 OR EXISTS (SELECT 1 FROM persons w JOIN persons h ON h.id = {spouse} \
-                      JOIN measures m ON m.person_id = h.id \
-                      WHERE w.id = y.mother_id AND h.sex = 'male' AND NOT h.deleted \
-                        AND m.method IN ({long}) AND m.method IN ({male}) AND {CURRENT}) \
-                 OR EXISTS (SELECT 1 FROM persons w JOIN persons h ON h.spouse_id = w.id \
-                      JOIN measures m ON m.person_id = h.id \
-                      WHERE w.id = y.mother_id AND {spouse} IS NULL AND h.sex = 'male' \
-                        AND NOT h.deleted AND m.method IN ({long}) AND m.method IN ({male}) \
-                        AND {CURRENT}) \
-                 OR EXISTS (SELECT 1 FROM persons w JOIN persons h ON h.household_id = w.household_id \
-                      JOIN measures m ON m.person_id = h.id \
-                      WHERE w.id = y.mother_id AND w.relation IN ('head', 'spouse') AND h.id <> w.id \
-                        AND {spouse} IS NULL AND NOT EXISTS (SELECT 1 FROM persons l \
-                          WHERE l.spouse_id = w.id AND NOT l.deleted) \
-                        AND h.sex = 'male' AND h.relation IN ('head', 'spouse') AND NOT h.deleted \
-                        AND m.method IN ({long}) AND m.method IN ({male}) AND {CURRENT}) \
+                 OR EXISTS (SELECT 1 FROM persons w WHERE w.id = y.mother_id \
+                      AND {husbands_long} IS NOT NULL) \
                THEN 1 ELSE 0 END AS la \
              FROM (SELECT DISTINCT b.org_unit, b.mother_id FROM births b \
                    WHERE {} AND b.birth_date >= :s AND b.birth_date <= :e) y",
             range("b"),
-            spouse = spouse_at_end_lookup(),
         )),
         from: "x".into(),
         aggs: vec![
@@ -1123,7 +1185,7 @@ fn indicator_statements(w: &Window, postgres: bool) -> Vec<Stmt> {
 
     // 长效避孕及时率: each mother of the period's births once (by her last birth in it), with
     // her window `we` = birth date + N days; timely when a long-acting measure (hers, or her
-    // husband's vasectomy, husband by the household roles as for the prevalence) started
+    // husband's vasectomy by the couple rule of [`husband_measure`]) started
     // between the birth and the window's end, and by the period end.
     let we = date_plus_days(postgres, "y.bd", w.rules.long_acting_within_days);
     let in_window = "m.started_on >= y.bd AND m.started_on <= y.we AND m.started_on <= :e \
@@ -1133,11 +1195,8 @@ fn indicator_statements(w: &Window, postgres: bool) -> Vec<Stmt> {
             "SELECT z.org_unit AS org_unit, z.we AS we, \
                CASE WHEN EXISTS (SELECT 1 FROM measures m WHERE m.person_id = z.mid \
                       AND m.method IN ({long}) AND {iw}) \
-                 OR EXISTS (SELECT 1 FROM persons wf JOIN persons h ON h.household_id = wf.household_id \
-                      JOIN measures m ON m.person_id = h.id \
-                      WHERE wf.id = z.mid AND wf.relation IN ('head', 'spouse') AND h.id <> wf.id \
-                        AND h.sex = 'male' AND h.relation IN ('head', 'spouse') AND NOT h.deleted \
-                        AND m.method IN ({long}) AND {iw}) \
+                 OR EXISTS (SELECT 1 FROM persons wf WHERE wf.id = z.mid \
+                      AND {husbands} IS NOT NULL) \
                THEN 1 ELSE 0 END AS t \
              FROM (SELECT y.org_unit AS org_unit, y.mid AS mid, y.bd AS bd, {we} AS we \
                FROM (SELECT b.org_unit AS org_unit, b.mother_id AS mid, MAX(b.birth_date) AS bd \
@@ -1145,6 +1204,12 @@ fn indicator_statements(w: &Window, postgres: bool) -> Vec<Stmt> {
                  GROUP BY b.org_unit, b.mother_id) y) z",
             range("b"),
             iw = in_window.replace("y.", "z."),
+            husbands = husband_measure(
+                "wf",
+                &spouse_at_end_lookup("wf"),
+                "1",
+                &format!("m.method IN ({long}) AND {}", in_window.replace("y.", "z."))
+            ),
         )),
         from: "x".into(),
         aggs: vec![
@@ -1207,27 +1272,37 @@ fn indicator_statements(w: &Window, postgres: bool) -> Vec<Stmt> {
 
     // Marriages of the period, counted by the woman (a couple is one bride): 当年新婚对数; of
     // them, first marriages (status `first_marriage`) and late ones (晚婚).
-    out.push(Stmt::new(
-        format!(
-            "persons p WHERE {} AND p.sex = 'female' \
-               AND p.marriage_date >= :s AND p.marriage_date <= :e",
-            range("p")
-        ),
-        vec![
+    // Marital status and marriage date at the period end, from the history (joined as `se`),
+    // so a divorce or remarriage after the period does not change it.
+    let since_end = marriage_date_from_key("se.ms", "p.marriage_date");
+    out.push(Stmt {
+        with: Some(format!(
+            "SELECT y.org_unit AS org_unit, y.birth_date AS birth_date, \
+               y.marriage_date AS marriage_date, y.ms AS ms FROM (\
+             SELECT p.org_unit AS org_unit, p.birth_date AS birth_date, \
+               {since_end} AS marriage_date, {status} AS ms \
+             FROM persons p {joins} WHERE {} AND p.sex = 'female' \
+               AND (p.marriage_date >= :s OR se.ms IS NOT NULL)) y \
+             WHERE y.marriage_date >= :s AND y.marriage_date <= :e",
+            range("p"),
+            status = status_at("se", "ms", "p.marital_status"),
+            joins = status_changes_join("se", "> :e"),
+        )),
+        from: "x".into(),
+        aggs: vec![
             ("new_couples", "COUNT(*)".into()),
-            (
-                "women_first_married",
-                when("p.marital_status = 'first_marriage'"),
-            ),
+            ("women_first_married", when("x.ms = 'first_marriage'")),
             (
                 "women_first_married_late",
                 when(&format!(
-                    "p.marital_status = 'first_marriage' AND {}",
-                    indicators::late_marriage_sql("p")
+                    "x.ms = 'first_marriage' AND {}",
+                    indicators::late_marriage_sql("x")
                 )),
             ),
         ],
-    ));
+        adds: false,
+        hash_joins: false,
+    });
 
     // 信息准确率: records with a version received (and checked) in the period, by the
     // version's village; accurate when none of the record's flags was open at the period end.
@@ -1257,76 +1332,18 @@ fn indicator_statements(w: &Window, postgres: bool) -> Vec<Stmt> {
         ],
     ));
 
-    // 药具使用率: the married women of childbearing age whose measure, ranked as for users by
-    // method, is a supply method (so their number is users of pills plus condoms); found from
-    // the current supply-method measures of the subtree (hers or her husband's), then ranked
-    // over all their current measures. Supplied: a hand-out in the period to her or to him.
-    let rank = method_rank();
-    let supply = list(SUPPLY_METHODS);
-    let supply_ranks: Vec<String> = METHOD_PRIORITY
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| SUPPLY_METHODS.contains(m))
-        .map(|(i, _)| (i + 1).to_string())
-        .collect();
-    let husband = "h.sex = 'male' AND h.relation IN ('head', 'spouse') AND NOT h.deleted";
-    let handed = "s.handed_on >= :s AND s.handed_on <= :e";
-    let mrange = range("m");
-    let srange = range("s");
-    let married = indicators::married_on_sql("p", ":e");
-    let mr = "(CASE WHEN om.r IS NULL THEN hm.r WHEN hm.r IS NULL OR om.r <= hm.r THEN om.r ELSE hm.r END)";
-    out.push(Stmt {
-        with: Some(format!(
-            "SELECT p.org_unit AS org_unit, {mr} AS mr, \
-               CASE WHEN sp.pid IS NOT NULL OR sh.hh IS NOT NULL THEN 1 ELSE 0 END AS sup \
-             FROM (SELECT m.person_id AS pid FROM measures m \
-                 WHERE {mrange} AND {CURRENT} AND m.method IN ({supply}) \
-               UNION SELECT wf.id AS pid FROM measures m JOIN persons h ON h.id = m.person_id \
-                 JOIN persons wf ON wf.household_id = h.household_id \
-                 WHERE {mrange} AND {CURRENT} AND m.method IN ({supply}) AND {husband} \
-                   AND wf.relation IN ('head', 'spouse') AND wf.id <> h.id) r \
-             CROSS JOIN persons p {joins} \
-             LEFT JOIN (SELECT m.person_id AS pid, MIN({rank}) AS r FROM measures m \
-               WHERE {mrange} AND {CURRENT} GROUP BY m.person_id) om ON om.pid = p.id \
-             LEFT JOIN (SELECT h.household_id AS hh, MIN({rank}) AS r FROM measures m \
-               JOIN persons h ON h.id = m.person_id \
-               WHERE {mrange} AND {CURRENT} AND {husband} GROUP BY h.household_id) hm \
-               ON hm.hh = p.household_id AND p.relation IN ('head', 'spouse') \
-             LEFT JOIN (SELECT s.person_id AS pid FROM supplies s WHERE {srange} AND {handed} \
-               GROUP BY s.person_id) sp ON sp.pid = p.id \
-             LEFT JOIN (SELECT h.household_id AS hh FROM supplies s JOIN persons h ON h.id = s.person_id \
-               WHERE {srange} AND {handed} AND {husband} GROUP BY h.household_id) sh \
-               ON sh.hh = p.household_id AND p.relation IN ('head', 'spouse') \
-             WHERE p.id = r.pid AND {prange} AND {at_end} AND p.sex = 'female' \
-               AND {married} AND p.birth_date >= :wlo AND p.birth_date <= :whi",
-            joins = dated_status_joins(),
-            prange = range("p"),
-            at_end = PopulationRule::new(true).at_end(),
-        )),
-        from: "x".into(),
-        aggs: vec![
-            (
-                "supply_method_users",
-                when(&format!("x.mr IN ({})", supply_ranks.join(", "))),
-            ),
-            (
-                "supply_method_users_supplied",
-                when(&format!(
-                    "x.mr IN ({}) AND x.sup = 1",
-                    supply_ranks.join(", ")
-                )),
-            ),
-        ],
-        adds: false,
-        hash_joins: true,
-    });
-
     // 符合政策生育率 by the mother's residence on the day of the birth: floating (流动) when
     // away then (the latest migration by that day is `out`), a registered in-migrant (流入)
     // who had arrived, before the first record when that is an `in`, or, without any
     // migration record, registered as moved out or in; resident (常住) otherwise, and when the
     // mother is not on record.
     let key_b = MIGRATION_KEY;
+    let mrange = range("m");
+    // Her registered residence on the day of the birth, from the history.
+    let residence_then = status_from_key(
+        &status_key_lookup("b.mother_id", "residence", "> b.birth_date"),
+        "p.residence",
+    );
     let floating = "(y.at_b LIKE '%out' OR (y.at_b LIKE '%in' AND y.res = 'moved_in') \
          OR (y.at_b IS NULL AND y.at_0 LIKE '%in') \
          OR (y.at_0 IS NULL AND y.res IN ('moved_out', 'moved_in')))";
@@ -1335,7 +1352,7 @@ fn indicator_statements(w: &Window, postgres: bool) -> Vec<Stmt> {
             "SELECT y.org_unit AS org_unit, y.wp AS wp, \
                CASE WHEN {floating} THEN 1 ELSE 0 END AS fl \
              FROM (SELECT b.org_unit AS org_unit, \
-                 CASE WHEN b.within_policy THEN 1 ELSE 0 END AS wp, p.residence AS res, \
+                 CASE WHEN b.within_policy THEN 1 ELSE 0 END AS wp, {residence_then} AS res, \
                  (SELECT MAX({key_b}) FROM migrations_log m WHERE m.person_id = b.mother_id \
                    AND {mrange} AND m.moved_on <= b.birth_date) AS at_b, \
                  (SELECT MIN({key_b}) FROM migrations_log m WHERE m.person_id = b.mother_id \

@@ -274,16 +274,6 @@ pub fn married_on(marital_status: &str, marriage_date: Option<NaiveDate>, at: Na
     MARRIED_STATUSES.contains(&marital_status) && marriage_date.is_none_or(|d| d <= at)
 }
 
-/// [`married_on`] as SQL over a person row `alias`, the date being the parameter `at` (e.g.
-/// `:e`): the report counts with this, the rule above is what it must agree with.
-pub fn married_on_sql(alias: &str, at: &str) -> String {
-    married_at_sql(
-        &format!("{alias}.marital_status"),
-        &format!("{alias}.marriage_date"),
-        at,
-    )
-}
-
 /// [`married_on`] as SQL over a status and a marriage date given as SQL expressions (e.g. the
 /// status a person had on a past date, from the history of status changes).
 pub fn married_at_sql(status: &str, marriage_date: &str, at: &str) -> String {

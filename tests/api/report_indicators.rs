@@ -886,3 +886,55 @@ both!(
         assert_eq!(indicator(&v, "information_accuracy")["zh"], "信息准确率");
     }
 );
+
+// The couple by the spouse link, not the household: in village A a wife and a mother without a
+// household (so the household head/spouse rule finds no husband), each linked by `spouse_id` to
+// a man kept in village B. The wife's husband uses condoms from January and is handed some in
+// October: she is a supply-method user, supplied (药具使用率 1/1 at A). The mother gives birth on
+// 5 October; her husband's vasectomy on 20 October is within the 90 days: timely (长效避孕及时率
+// 1/1 at A). Without the link neither would count (0/0 and 0/1: the household rule alone).
+both!(spouse_link_counts_a_husbands_measure, |b| {
+    let (w, ab, _dc) = world(b);
+    let (a, vb_) = (
+        Ledger {
+            app: &w.app,
+            dev: &ab,
+            org: va(),
+        },
+        Ledger {
+            app: &w.app,
+            dev: &ab,
+            org: vb(),
+        },
+    );
+    let man = || {
+        vb_.person(
+            "male",
+            "1988-01-01",
+            json!({"marital_status": "first_marriage", "relation": "head"}),
+        )
+    };
+    let (h1, h2) = (man(), man());
+    a.wife("1990-01-01", None, json!({"spouse_id": h1}));
+    let mother = a.wife("1995-01-01", None, json!({"spouse_id": h2}));
+    vb_.measure(&h1, "condoms", "2026-01-01");
+    vb_.supply(&h1, "condoms", "2026-10-10");
+    a.birth(&mother, "2026-10-05", true);
+    vb_.measure(&h2, "vasectomy", "2026-10-20");
+
+    let v = report(&w, &format!("period=2026-10&org_unit={}", va()));
+    assert_eq!(counts(&v, &SUPPLY), [1, 1]);
+    assert_eq!(rate(&v, "supply_use_rate"), (1, 1, Some(100.0)));
+    assert_eq!(
+        counts(
+            &v,
+            &[
+                "mothers_timely_due",
+                "mothers_timely",
+                "mothers_long_acting"
+            ]
+        ),
+        [1, 1, 1]
+    );
+    assert_eq!(rate(&v, "long_acting_timeliness"), (1, 1, Some(100.0)));
+});
