@@ -86,11 +86,13 @@ routes! {
     post "/api/v1/auth/web/logout" => web_session::logout, Access::Public;
     get "/api/v1/me" => auth::me, Access::Roles(&Role::ALL);
     post "/api/v1/devices" => devices::register, Access::Roles(&[Role::Worker]);
+    post "/api/v1/devices/enrol" => devices::enrol, Access::Public;
     get "/api/v1/devices" => devices::list, Access::Roles(MANAGERS);
     post "/api/v1/devices/{id}/revoke" => devices::revoke, Access::Roles(MANAGERS);
     post "/api/v1/users" => users::create, Access::Roles(&[Role::Admin]);
     get "/api/v1/users" => users::list, Access::Roles(&[Role::Admin]);
     put "/api/v1/users/{id}/villages" => users::set_villages, Access::Roles(MANAGERS);
+    post "/api/v1/users/{id}/devices" => devices::register_for_worker, Access::Roles(&[Role::Admin]);
     get "/api/v1/audit" => audit::query, Access::Roles(&[Role::Admin]);
     post "/api/v1/sync/push" => sync::push_batch, Access::Roles(&[Role::Worker]);
     post "/api/v1/sync/pull" => sync::pull_changes, Access::Roles(&[Role::Worker]);
@@ -120,6 +122,7 @@ routes! {
     get "/api/v1/reports/breakdown" => reports::get_breakdown, Access::Roles(reports::SUPERVISORS);
     get "/api/v1/reports/completeness" => reports::completeness, Access::Roles(reports::SUPERVISORS);
     post "/api/v1/reports/submissions" => reports::submit, Access::Roles(&[Role::Worker, Role::TownshipSupervisor]);
+    get "/api/v1/reports/submissions/{id}/history" => reports::submission_history, Access::Roles(reports::SUPERVISORS);
     post "/api/v1/reports/submissions/{id}/approve" => reports::approve, Access::Roles(&[Role::TownshipSupervisor]);
     post "/api/v1/reports/submissions/{id}/return" => reports::return_report, Access::Roles(&[Role::TownshipSupervisor]);
     post "/api/v1/reports/lock" => reports::lock, Access::Roles(&[Role::CountySupervisor]);
