@@ -1375,8 +1375,8 @@ both!(
         seed_tree(&app);
         add_user(&app, "root", Role::Admin, None, &[]);
         let (v0, v1) = (village(0, 0, 0), village(0, 0, 1));
-        let wid = add_user(&app, "w1", Role::Worker, None, &[v0.clone()]);
-        add_user(&app, "w2", Role::Worker, None, &[v1.clone()]);
+        let wid = add_user(&app, "w1", Role::Worker, None, std::slice::from_ref(&v0));
+        add_user(&app, "w2", Role::Worker, None, std::slice::from_ref(&v1));
         add_user(
             &app,
             "ts",
