@@ -184,6 +184,7 @@ def main():
     result = {
         "command": cmd,
         "backend": backend,
+        "build": "release" if "/release/" in os.path.abspath(args.binary) else f"not release: {args.binary}",
         "target_ms": TARGET_MS,
         "demo": demo,
         "measured": "click on the page's navigation link to #page[data-ready=<page>] (its data drawn), "
