@@ -152,6 +152,7 @@ def main():
     ap.add_argument("--chromium", default=os.environ.get("FIELDSYNC_TEST_CHROMIUM", "/usr/bin/chromium"))
     ap.add_argument("--out", default=os.path.join(ROOT, "results"))
     args = ap.parse_args()
+    args.binary = os.path.abspath(args.binary)
     if not os.path.exists(args.binary):
         raise SystemExit(f"{args.binary} missing: cargo build --release")
     pg = None

@@ -310,6 +310,12 @@ async function report(ctx, main, handoff) {
     h("button", { type: "submit", id: "show-report" }, t("show")),
   );
   const params = { org_unit: s.unit, ...periodParams(s), lang: lang() };
+  // A month's completeness table (not a village's) is asked for at once, beside the report.
+  const completeness =
+    s.kind === "month" && !ctx.villages.some((v) => v.code === s.unit)
+      ? api.get("/api/v1/reports/completeness", { org_unit: s.unit, period: s.period, lang: lang() })
+      : null;
+  completeness?.catch(() => {});
   const [rep, bd] = await Promise.all([
     api.get("/api/v1/reports", params),
     api.get("/api/v1/reports/breakdown", params).catch((e) => (e.status === 400 || e.status === 404 ? null : Promise.reject(e))),
@@ -359,7 +365,7 @@ async function report(ctx, main, handoff) {
       h("p", {}, h("button", { type: "button", class: "link", onclick: () => ((s.unit = ctx.root), ctx.rerender()) }, `${t("back_to")} ${ctx.unitName}`)),
     );
   }
-  if (s.kind === "month") parts.push(await approvalSection(ctx, rep, s));
+  if (s.kind === "month") parts.push(await approvalSection(ctx, rep, s, completeness));
   parts.push(section(t("indicator"), ind));
   if (bd && bd.rows.length) {
     parts.push(
@@ -390,7 +396,7 @@ function statusText(st) {
   return t(`status_${st || "none"}`);
 }
 
-async function approvalSection(ctx, rep, s) {
+async function approvalSection(ctx, rep, s, completeness) {
   const role = ctx.user.role;
   const box = h("section", { id: "approval" }, h("h2", {}, t("approval")));
   const reason = h("input", { id: "approval-reason", "aria-label": t("reason"), placeholder: t("reason") });
@@ -453,7 +459,7 @@ async function approvalSection(ctx, rep, s) {
     }
     return box;
   }
-  const c = await api.get("/api/v1/reports/completeness", { org_unit: rep.org_unit.code, period: s.period, lang: lang() });
+  const c = await (completeness || api.get("/api/v1/reports/completeness", { org_unit: rep.org_unit.code, period: s.period, lang: lang() }));
   if (role === "county_supervisor") {
     box.append(h("div", { class: "actions" }, h("button", { type: "button", id: "lock", onclick: act(() => api.post("/api/v1/reports/lock", { org_unit: rep.org_unit.code, period: s.period })) }, t("lock"))));
   }
