@@ -182,10 +182,12 @@ def main():
         if pg:
             subprocess.run(["psql", args.pg_url, "-qc", f"DROP DATABASE IF EXISTS {pg} WITH (FORCE)"])
     cmd = "bench/console-pages.py" + (f" --runs {args.runs}" if args.runs != 15 else "") + (" --pg-url URL" if pg else "")
+    if "/release/" not in args.binary:
+        cmd += f" --binary {os.path.relpath(args.binary, ROOT)}"
     result = {
         "command": cmd,
         "backend": backend,
-        "build": "release" if "/release/" in os.path.abspath(args.binary) else f"not release: {args.binary}",
+        "build": "release" if "/release/" in args.binary else ("debug" if "/debug/" in args.binary else args.binary),
         "target_ms": TARGET_MS,
         "demo": demo,
         "measured": "click on the page's navigation link to #page[data-ready=<page>] (its data drawn), "
