@@ -124,6 +124,9 @@ impl AppError {
             AppError::Unauthorized(code) => match *code {
                 "token_expired" => "the access token has expired; refresh it".to_string(),
                 "invalid_credentials" => "wrong username or password".to_string(),
+                "invalid_enrolment_code" => {
+                    "the enrolment code is wrong, used or expired; ask for a new one".to_string()
+                }
                 "session_ended" => {
                     "the session has ended (signed out, device revoked or password changed); sign in again"
                         .to_string()

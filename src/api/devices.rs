@@ -104,3 +104,69 @@ pub async fn revoke(
     .await??;
     Ok(HttpResponse::Ok().json(dev))
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterForWorker {
+    /// The phone's name as the office knows it (e.g. its asset number).
+    pub name: String,
+}
+
+/// Register a device for a field worker (admins) and issue its one-time enrolment code. The
+/// worker's phone exchanges the code at `POST /api/v1/devices/enrol` for tokens bound to this
+/// device; the admin never holds the worker's tokens or password. The code works once, for
+/// 72 hours, while the device and the worker are active.
+#[utoipa::path(post, path = "/api/v1/users/{id}/devices", tag = "devices",
+    params(("id" = String, Path, description = "the worker's user id")),
+    request_body(content = RegisterForWorker, example = json!({"name": "县配发手机 017"})),
+    security(("bearer" = [])),
+    responses((status = 201, body = devices::Enrolment), (status = 404, body = Problem),
+        (status = 422, description = "Not an active worker, or a bad name", body = Problem)))]
+pub async fn register_for_worker(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<RegisterForWorker>,
+) -> AppResult<HttpResponse> {
+    let user_id = path.into_inner();
+    let db = state.db.clone();
+    let e = web::block(move || {
+        db.write(|c| devices::register_for(c, &principal, &user_id, &body.name))
+    })
+    .await??;
+    Ok(HttpResponse::Created().json(e))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolDevice {
+    /// The code an admin issued for this device.
+    pub enrolment_code: String,
+    #[serde(default)]
+    pub app_version: Option<String>,
+}
+
+/// Enrol a phone with the one-time code an admin issued (no sign-in): answers the device id
+/// and tokens bound to it, as a worker's own registration does.
+#[utoipa::path(post, path = "/api/v1/devices/enrol", tag = "devices", request_body = EnrolDevice,
+    responses((status = 201, body = RegisteredDevice),
+        (status = 401, description = "Wrong, used or expired code", body = Problem)))]
+pub async fn enrol(
+    state: web::Data<AppState>,
+    body: web::Json<EnrolDevice>,
+) -> AppResult<HttpResponse> {
+    let body = body.into_inner();
+    let st = state.clone();
+    let resp = web::block(move || {
+        st.db.write(|c| {
+            let (user, id) = devices::enrol(c, &body.enrolment_code, body.app_version.as_deref())?;
+            let family = tokens::start_family(c, &st.settings.auth, &user.id, Some(&id))?;
+            Ok(RegisteredDevice {
+                tokens: token_response(&st, &user, Some(&id), &family.id, family.token)?,
+                device_id: id,
+            })
+        })
+    })
+    .await??;
+    Ok(HttpResponse::Created().json(resp))
+}

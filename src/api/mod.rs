@@ -83,11 +83,13 @@ routes! {
     post "/api/v1/auth/web/logout" => web_session::logout, Access::Public;
     get "/api/v1/me" => auth::me, Access::Roles(&Role::ALL);
     post "/api/v1/devices" => devices::register, Access::Roles(WORKERS);
+    post "/api/v1/devices/enrol" => devices::enrol, Access::Public;
     get "/api/v1/devices" => devices::list, Access::Roles(MANAGERS);
     post "/api/v1/devices/{id}/revoke" => devices::revoke, Access::Roles(MANAGERS);
     post "/api/v1/users" => users::create, Access::Roles(ADMINS);
     get "/api/v1/users" => users::list, Access::Roles(ADMINS);
     put "/api/v1/users/{id}/villages" => users::set_villages, Access::Roles(MANAGERS);
+    post "/api/v1/users/{id}/devices" => devices::register_for_worker, Access::Roles(ADMINS);
     get "/api/v1/audit" => audit::query, Access::Roles(ADMINS);
     post "/api/v1/sync/push" => sync::push_batch, Access::Roles(WORKERS);
     post "/api/v1/sync/pull" => sync::pull_changes, Access::Roles(WORKERS);
@@ -117,6 +119,7 @@ routes! {
     get "/api/v1/reports/breakdown" => reports::get_breakdown, Access::Roles(SUPERVISORS);
     get "/api/v1/reports/completeness" => reports::completeness, Access::Roles(SUPERVISORS);
     post "/api/v1/reports/submissions" => reports::submit, Access::Roles(REPORT_SUBMITTERS);
+    get "/api/v1/reports/submissions/{id}/history" => reports::submission_history, Access::Roles(SUPERVISORS);
     post "/api/v1/reports/submissions/{id}/approve" => reports::approve, Access::Roles(TOWNSHIP_SUPERVISORS);
     post "/api/v1/reports/submissions/{id}/return" => reports::return_report, Access::Roles(TOWNSHIP_SUPERVISORS);
     post "/api/v1/reports/lock" => reports::lock, Access::Roles(COUNTY_SUPERVISORS);

@@ -16,7 +16,7 @@ use crate::db::{Db, DbConn};
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
 use crate::orgunit::{self, OrgUnit};
-use crate::report::approval::{self, Completeness, LockResult, Submission};
+use crate::report::approval::{self, Actor, Completeness, LockResult, ReportHistory, Submission};
 use crate::report::export::{self, ExportFormat};
 use crate::report::lang::Lang;
 use crate::report::report::{self as rep, Breakdown, Order, Period, Report};
@@ -51,7 +51,9 @@ pub struct ReportQuery {
     pub kind: Option<String>,
     /// Breakdown only: an indicator code to rank the rows by.
     pub sort: Option<String>,
-    /// Breakdown only: `desc` (default) or `asc`.
+    /// Breakdown only: `desc` (default), `asc`, or `worst` (worst first against each row's
+    /// target, respecting a floor, a ceiling or a band; rows without a target after them, by
+    /// the indicator's usual direction).
     pub order: Option<Order>,
     /// Language of the labels (and of an export's headers): `zh-CN` (default) or `en`.
     pub lang: Option<Lang>,
@@ -252,7 +254,7 @@ pub async fn submit(
     let sub = web::block(move || {
         db.write(|c| {
             let unit = unit_in_scope(c, &principal, Some(&body.org_unit))?;
-            approval::submit(c, &unit, &period, &principal.user_id)
+            approval::submit(c, &unit, &period, actor(&principal))
         })
     })
     .await??;
@@ -264,6 +266,38 @@ fn submission_in_scope(conn: &mut DbConn, p: &Principal, id: &str) -> AppResult<
     let sub = approval::get(conn, id)?.ok_or(AppError::NotFound)?;
     unit_in_scope(conn, p, Some(&sub.org_unit))?;
     Ok(sub)
+}
+
+fn actor(p: &Principal) -> Actor<'_> {
+    Actor {
+        user_id: &p.user_id,
+        role: p.role,
+    }
+}
+
+/// The approval history of a village month report, oldest first: each submit, resubmit,
+/// approve, return (with its reason) and lock, with who (user and role) and when.
+#[utoipa::path(get, path = "/api/v1/reports/submissions/{id}/history", tag = "reports",
+    params(("id" = String, Path, description = "Submission id")),
+    responses(
+        (status = 200, body = ReportHistory),
+        (status = 404, description = "No such submission in your scope", body = crate::error::Problem),
+    ),
+    security(("bearer" = [])))]
+pub async fn submission_history(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let db = state.db.clone();
+    let res = web::block(move || {
+        db.read(|c| {
+            let sub = submission_in_scope(c, &principal, &id)?;
+            approval::history(c, sub)
+        })
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(res))
 }
 
 /// Approves a submitted village month report, freezing its figures.
@@ -285,7 +319,7 @@ pub async fn approve(
     let sub = web::block(move || {
         db.write(|c| {
             let sub = submission_in_scope(c, &principal, &id)?;
-            approval::approve(c, &sub, &principal.user_id, rules)
+            approval::approve(c, &sub, actor(&principal), rules)
         })
     })
     .await??;
@@ -320,7 +354,7 @@ pub async fn return_report(
     let sub = web::block(move || {
         db.write(|c| {
             let sub = submission_in_scope(c, &principal, &id)?;
-            approval::return_report(c, &sub, &principal.user_id, &body.comment)
+            approval::return_report(c, &sub, actor(&principal), &body.comment)
         })
     })
     .await??;
@@ -355,7 +389,7 @@ pub async fn lock(
     let res = web::block(move || {
         db.write(|c| {
             let unit = unit_in_scope(c, &principal, body.org_unit.as_deref())?;
-            approval::lock(c, &unit, &period, &principal.user_id)
+            approval::lock(c, &unit, &period, actor(&principal))
         })
     })
     .await??;

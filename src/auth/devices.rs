@@ -230,3 +230,159 @@ pub fn revoke(
         .next()
         .ok_or(AppError::NotFound)
 }
+
+diesel::table! {
+    device_enrolments (code_hash) {
+        code_hash -> Text,
+        device_id -> Text,
+        user_id -> Text,
+        created_by -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+/// How long an enrolment code can be used (microseconds): three days, time to reach the village.
+pub const ENROLMENT_TTL_MICROS: i64 = 72 * 3600 * 1_000_000;
+
+/// A device an admin registered for a field worker, and the one-time code its phone enrols with.
+#[derive(Serialize, ToSchema, Clone, Debug)]
+pub struct Enrolment {
+    pub device: DeviceView,
+    /// Shown once: the phone exchanges it (`POST /api/v1/devices/enrol`) for tokens bound to
+    /// this device. Only its SHA-256 is stored.
+    pub enrolment_code: String,
+    /// Unix microseconds after which the code no longer works.
+    pub expires_at: i64,
+}
+
+fn enrolment_code() -> String {
+    use base64::Engine as _;
+    use rand::RngCore;
+    let mut b = [0u8; 18];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Registers a device for the field worker `user_id` (an admin's act) and issues its one-time
+/// enrolment code. The worker's scope stays what their villages say; the device has no token
+/// until the phone enrols.
+pub fn register_for(
+    conn: &mut DbConn,
+    admin: &Principal,
+    user_id: &str,
+    name: &str,
+) -> AppResult<Enrolment> {
+    let user = users::get(conn, user_id)?.ok_or(AppError::NotFound)?;
+    if user.role != Role::Worker || !user.active {
+        return Err(AppError::validation(
+            "not_a_worker",
+            "devices are registered for active field workers",
+        ));
+    }
+    let id = register(conn, &user.id, name, None)?;
+    let code = enrolment_code();
+    let now = now_micros();
+    let expires_at = now + ENROLMENT_TTL_MICROS;
+    diesel::insert_into(device_enrolments::table)
+        .values((
+            device_enrolments::code_hash.eq(tokens::sha256_hex(&code)),
+            device_enrolments::device_id.eq(&id),
+            device_enrolments::user_id.eq(&user.id),
+            device_enrolments::created_by.eq(&admin.user_id),
+            device_enrolments::created_at.eq(now),
+            device_enrolments::expires_at.eq(expires_at),
+        ))
+        .execute(conn)?;
+    audit::record(
+        conn,
+        AuditEntry {
+            actor_user: Some(admin.user_id.clone()),
+            actor_role: Some(admin.role.as_str().into()),
+            action: "device_registered_for_worker",
+            target_kind: Some("device".into()),
+            target_ids: vec![id.clone()],
+            request_id: admin.request_id.clone(),
+            detail: Some(serde_json::json!({ "user_id": user.id, "expires_at": expires_at })),
+        },
+    )?;
+    let device = load_all(conn, Some(&id))?
+        .into_iter()
+        .next()
+        .ok_or(AppError::NotFound)?;
+    Ok(Enrolment {
+        device,
+        enrolment_code: code,
+        expires_at,
+    })
+}
+
+/// Consumes an enrolment code: answers the worker and the device it was issued for. A code
+/// works once, before it expires, for an active device of an active worker; anything else is
+/// `401 invalid_enrolment_code` (no hint which).
+pub fn enrol(
+    conn: &mut DbConn,
+    code: &str,
+    app_version: Option<&str>,
+) -> AppResult<(users::UserView, String)> {
+    let invalid = || AppError::Unauthorized("invalid_enrolment_code");
+    if code.is_empty() || code.len() > 200 {
+        return Err(invalid());
+    }
+    if app_version.is_some_and(|v| v.chars().count() > 50) {
+        return Err(AppError::validation(
+            "bad_app_version",
+            "app_version is at most 50 characters",
+        ));
+    }
+    let now = now_micros();
+    let row: Option<(String, String)> = device_enrolments::table
+        .filter(device_enrolments::code_hash.eq(tokens::sha256_hex(code)))
+        .filter(device_enrolments::used_at.is_null())
+        .filter(device_enrolments::expires_at.gt(now))
+        .select((device_enrolments::device_id, device_enrolments::user_id))
+        .first(conn)
+        .optional()?;
+    let (device_id, user_id) = row.ok_or_else(invalid)?;
+    let user = users::get(conn, &user_id)?
+        .filter(|u| u.active)
+        .ok_or_else(invalid)?;
+    let active: bool = devices::table
+        .filter(devices::id.eq(&device_id))
+        .select(devices::status)
+        .first::<String>(conn)
+        .optional()?
+        .is_some_and(|s| s == "active");
+    if !active {
+        return Err(invalid());
+    }
+    let used = diesel::update(
+        device_enrolments::table
+            .filter(device_enrolments::code_hash.eq(tokens::sha256_hex(code)))
+            .filter(device_enrolments::used_at.is_null()),
+    )
+    .set(device_enrolments::used_at.eq(now))
+    .execute(conn)?;
+    if used != 1 {
+        return Err(invalid());
+    }
+    if let Some(v) = app_version {
+        diesel::update(devices::table.filter(devices::id.eq(&device_id)))
+            .set(devices::app_version.eq(v))
+            .execute(conn)?;
+    }
+    audit::record(
+        conn,
+        AuditEntry {
+            actor_user: Some(user.id.clone()),
+            actor_role: Some(user.role.as_str().into()),
+            action: "device_enrolled",
+            target_kind: Some("device".into()),
+            target_ids: vec![device_id.clone()],
+            request_id: crate::error::current_request_id(),
+            detail: None,
+        },
+    )?;
+    Ok((user, device_id))
+}

@@ -20,7 +20,8 @@ use diesel::sql_types::{BigInt, Bool, Text};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::db::schema::sync_state;
+use crate::auth::roles::Role;
+use crate::db::schema::{sync_state, users};
 use crate::db::{now_micros, DbConn};
 use crate::error::{AppError, AppResult};
 use crate::orgunit::{self, OrgUnit};
@@ -52,6 +53,130 @@ diesel::table! {
         approved_seq -> Nullable<BigInt>,
         figures -> Nullable<Text>,
     }
+}
+
+diesel::table! {
+    report_events (id) {
+        id -> Text,
+        submission_id -> Text,
+        org_unit -> Text,
+        period -> Text,
+        action -> Text,
+        status -> Text,
+        user_id -> Text,
+        role -> Text,
+        reason -> Nullable<Text>,
+        at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(report_events, users);
+
+/// Who acts on a report: the user and the role they act in (recorded in the history).
+#[derive(Clone, Copy, Debug)]
+pub struct Actor<'a> {
+    pub user_id: &'a str,
+    pub role: Role,
+}
+
+/// Records one approval action in the history, in the caller's transaction.
+fn record_event(
+    conn: &mut DbConn,
+    sub: &Submission,
+    action: &str,
+    by: Actor,
+    reason: Option<&str>,
+    at: i64,
+) -> AppResult<()> {
+    diesel::insert_into(report_events::table)
+        .values((
+            report_events::id.eq(uuid::Uuid::now_v7().to_string()),
+            report_events::submission_id.eq(&sub.id),
+            report_events::org_unit.eq(&sub.org_unit),
+            report_events::period.eq(&sub.period),
+            report_events::action.eq(action),
+            report_events::status.eq(&sub.status),
+            report_events::user_id.eq(by.user_id),
+            report_events::role.eq(by.role.as_str()),
+            report_events::reason.eq(reason),
+            report_events::at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// One action in a month report's approval history.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ReportEvent {
+    /// `submit`, `resubmit`, `approve`, `return` or `lock`.
+    pub action: String,
+    /// The report's status after the action.
+    pub status: String,
+    pub user_id: String,
+    /// The actor's username (absent if the user no longer exists).
+    pub username: Option<String>,
+    pub display_name: Option<String>,
+    /// The role the actor acted in (empty for actions recorded before the history existed).
+    pub role: String,
+    /// The township's reason, for `return`.
+    pub reason: Option<String>,
+    /// Unix microseconds.
+    pub at: i64,
+}
+
+/// A month report's approval history, oldest first.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ReportHistory {
+    pub submission: Submission,
+    pub events: Vec<ReportEvent>,
+}
+
+/// The approval history of `sub`, oldest first.
+pub fn history(conn: &mut DbConn, sub: Submission) -> AppResult<ReportHistory> {
+    type Row = (
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        Option<String>,
+        i64,
+    );
+    let rows: Vec<Row> = report_events::table
+        .left_join(users::table.on(users::id.eq(report_events::user_id)))
+        .filter(report_events::submission_id.eq(&sub.id))
+        .order((report_events::at, report_events::id))
+        .select((
+            report_events::action,
+            report_events::status,
+            report_events::user_id,
+            users::username.nullable(),
+            users::display_name.nullable(),
+            report_events::role,
+            report_events::reason,
+            report_events::at,
+        ))
+        .load(conn)?;
+    let events = rows
+        .into_iter()
+        .map(
+            |(action, status, user_id, username, display_name, role, reason, at)| ReportEvent {
+                action,
+                status,
+                user_id,
+                username,
+                display_name,
+                role,
+                reason,
+                at,
+            },
+        )
+        .collect();
+    Ok(ReportHistory {
+        submission: sub,
+        events,
+    })
 }
 
 /// A village's month report in the approval flow. Times are unix microseconds.
@@ -126,8 +251,9 @@ pub fn submit(
     conn: &mut DbConn,
     village: &OrgUnit,
     period: &Period,
-    user_id: &str,
+    by: Actor,
 ) -> AppResult<Submission> {
+    let user_id = by.user_id;
     if orgunit::level(village) != Level::Village {
         return Err(AppError::validation(
             "not_a_village",
@@ -160,7 +286,9 @@ pub fn submit(
                     report_submissions::submitted_by.eq(user_id),
                 ))
                 .execute(conn)?;
-            get(conn, &s.id)?.ok_or(AppError::NotFound)
+            let sub = get(conn, &s.id)?.ok_or(AppError::NotFound)?;
+            record_event(conn, &sub, "resubmit", by, None, now)?;
+            Ok(sub)
         }
         Some(s) => Err(AppError::Conflict(format!(
             "the report of {} for {month} is already {}",
@@ -179,7 +307,9 @@ pub fn submit(
                     report_submissions::submitted_by.eq(user_id),
                 ))
                 .execute(conn)?;
-            get(conn, &id)?.ok_or(AppError::NotFound)
+            let sub = get(conn, &id)?.ok_or(AppError::NotFound)?;
+            record_event(conn, &sub, "submit", by, None, now)?;
+            Ok(sub)
         }
     }
 }
@@ -195,7 +325,7 @@ fn last_change_seq(conn: &mut DbConn) -> AppResult<i64> {
 pub fn approve(
     conn: &mut DbConn,
     sub: &Submission,
-    user_id: &str,
+    by: Actor,
     rules: crate::report::indicators::Rules,
 ) -> AppResult<Submission> {
     if sub.status != "submitted" {
@@ -216,25 +346,28 @@ pub fn approve(
     if let Some(c) = counts::count(conn, &window, KeyBy::Total)?.remove("") {
         figures.extend(c);
     }
+    let now = now_micros();
     diesel::update(report_submissions::table.filter(report_submissions::id.eq(&sub.id)))
         .set((
             report_submissions::status.eq("approved"),
-            report_submissions::decided_at.eq(now_micros()),
-            report_submissions::decided_by.eq(user_id),
+            report_submissions::decided_at.eq(now),
+            report_submissions::decided_by.eq(by.user_id),
             report_submissions::comment.eq(None::<String>),
             report_submissions::approved_seq.eq(seq),
             report_submissions::figures
                 .eq(serde_json::to_string(&figures).expect("counts serialise")),
         ))
         .execute(conn)?;
-    get(conn, &sub.id)?.ok_or(AppError::NotFound)
+    let sub = get(conn, &sub.id)?.ok_or(AppError::NotFound)?;
+    record_event(conn, &sub, "approve", by, None, now)?;
+    Ok(sub)
 }
 
 /// Returns a submitted or approved (not locked) report to the village with a comment.
 pub fn return_report(
     conn: &mut DbConn,
     sub: &Submission,
-    user_id: &str,
+    by: Actor,
     comment: &str,
 ) -> AppResult<Submission> {
     let comment = comment.trim();
@@ -250,17 +383,20 @@ pub fn return_report(
             sub.status
         )));
     }
+    let now = now_micros();
     diesel::update(report_submissions::table.filter(report_submissions::id.eq(&sub.id)))
         .set((
             report_submissions::status.eq("returned"),
-            report_submissions::decided_at.eq(now_micros()),
-            report_submissions::decided_by.eq(user_id),
+            report_submissions::decided_at.eq(now),
+            report_submissions::decided_by.eq(by.user_id),
             report_submissions::comment.eq(comment),
             report_submissions::approved_seq.eq(None::<i64>),
             report_submissions::figures.eq(None::<String>),
         ))
         .execute(conn)?;
-    get(conn, &sub.id)?.ok_or(AppError::NotFound)
+    let sub = get(conn, &sub.id)?.ok_or(AppError::NotFound)?;
+    record_event(conn, &sub, "return", by, Some(comment), now)?;
+    Ok(sub)
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -279,7 +415,7 @@ pub fn lock(
     conn: &mut DbConn,
     unit: &OrgUnit,
     period: &Period,
-    user_id: &str,
+    by: Actor,
 ) -> AppResult<LockResult> {
     let month = period.month_code().ok_or_else(|| {
         AppError::validation("not_a_month", "a month is locked, not another period")
@@ -326,9 +462,14 @@ pub fn lock(
             .set((
                 report_submissions::status.eq("locked"),
                 report_submissions::locked_at.eq(now),
-                report_submissions::locked_by.eq(user_id),
+                report_submissions::locked_by.eq(by.user_id),
             ))
             .execute(conn)?;
+        let locked = Submission {
+            status: "locked".into(),
+            ..s.clone()
+        };
+        record_event(conn, &locked, "lock", by, None, now)?;
         result.locked.push(s.org_unit.clone());
     }
     Ok(result)

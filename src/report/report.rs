@@ -516,6 +516,11 @@ fn with_zeros(mut c: Counts) -> Counts {
 pub enum Order {
     Asc,
     Desc,
+    /// Worst first: rows missing their target first, by how far (the attainment gap, which
+    /// respects a floor, a ceiling or a band), then rows meeting it, least margin first; rows
+    /// without a target after them, by the indicator's usual direction (lowest first for a
+    /// rate pushed up, highest first for one held down).
+    Worst,
 }
 
 /// One row per child org unit (groups for a village) plus the total; sorted by `sort`
@@ -609,9 +614,21 @@ fn breakdown_of(
             .position(|i| *i == ind)
             .expect("listed");
         let desc = order != Some(Order::Asc);
+        let worst = order == Some(Order::Worst);
+        let held_down = ind.direction() == crate::report::indicators::Direction::AtMost;
+        // Worst first: (no target, badness) with lower first.
+        let badness = |r: &IndicatorRow, v: f64| match &r.attainment {
+            Some(a) => (false, a.gap),
+            None => (true, if held_down { -v } else { v }),
+        };
         rows.sort_by(|a, b| {
-            let (x, y) = (a.indicators[pos].value, b.indicators[pos].value);
-            match (x, y) {
+            let (ra, rb) = (&a.indicators[pos], &b.indicators[pos]);
+            match (ra.value, rb.value) {
+                (Some(x), Some(y)) if worst => {
+                    let (ka, kb) = (badness(ra, x), badness(rb, y));
+                    ka.0.cmp(&kb.0)
+                        .then_with(|| ka.1.partial_cmp(&kb.1).unwrap_or(std::cmp::Ordering::Equal))
+                }
                 (Some(x), Some(y)) => {
                     let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
                     if desc {

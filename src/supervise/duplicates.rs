@@ -17,7 +17,7 @@ use crate::supervise::audit::{audit_change, audit_person_reads};
 use crate::supervise::ids::{id_value, ids_for, IdContext};
 use crate::supervise::paging::{next_after, page_limit};
 use crate::supervise::record::{load_in_scope, supervisor_op, view, RecordView};
-use crate::supervise::sql::{plain, prefix_cond, scope_cond, CountRow, Query};
+use crate::supervise::sql::{count, plain, prefix_cond, scope_cond, CountRow, Query};
 use crate::sync::changeset::Changeset;
 use crate::sync::duplicates::{disagreements, dismiss_pair, undismiss_pair, Dismissal};
 use crate::sync::protocol::{ConflictOut, OpResult, OpStatus};
@@ -766,31 +766,52 @@ pub struct DismissedPage {
 }
 
 /// Dismissed pairs whose two persons both lie in the caller's subtree, by key; reading them is
-/// audited like the duplicates list.
+/// audited like the duplicates list. The scope and the cursor are conditions of the query
+/// (keyset paging on the primary key), so a page reads no more rows than it shows.
 pub fn dismissed_list(
     db: &Db,
     principal: &Principal,
     f: &DuplicateFilter,
 ) -> AppResult<DismissedPage> {
-    let limit = page_limit(f.limit)? as usize;
-    if f.after.as_deref().is_some_and(|a| !plain(a)) {
-        return Err(AppError::BadRequest("bad cursor".into()));
-    }
+    let limit = page_limit(f.limit)?;
+    let after = match f.after.as_deref() {
+        None => None,
+        Some(a) => Some(
+            a.split_once('|')
+                .filter(|(x, y)| plain(a) && !x.is_empty() && !y.is_empty())
+                .ok_or_else(|| AppError::BadRequest("bad cursor".into()))?,
+        ),
+    };
     let (page, persons) = db.read(|conn| {
         let scope = principal.scope(conn)?;
         let mut q = Query::new(conn);
-        q.cond(scope_cond(&scope, "org_unit"));
+        q.cond(scope_cond(&scope, "x.org_unit"));
+        q.cond(scope_cond(&scope, "pa.org_unit"));
+        q.cond(scope_cond(&scope, "pb.org_unit"));
         if let Some(v) = &f.village {
-            q.cond(prefix_cond(v, "org_unit")?);
+            q.cond(prefix_cond(v, "x.org_unit")?);
         }
-        let rows: Vec<DismissalRow> = q.load(
+        let from = "duplicate_dismissals x JOIN persons pa ON pa.id = x.person_a \
+                    JOIN persons pb ON pb.id = x.person_b";
+        let total = count(&q, conn, from)?;
+        if let Some((a, b)) = after {
+            let (a, b) = (q.text(a), q.text(b));
+            q.cond(format!(
+                "(x.person_a > {a} OR (x.person_a = {a} AND x.person_b > {b}))"
+            ));
+        }
+        let mut rows: Vec<DismissalRow> = q.load(
             conn,
             &format!(
-                "SELECT person_a, person_b, org_unit, reason, dismissed_by, dismissed_at, \
-                 merge_id FROM duplicate_dismissals{}",
-                q.where_sql()
+                "SELECT x.person_a, x.person_b, x.org_unit, x.reason, x.dismissed_by, \
+                 x.dismissed_at, x.merge_id FROM {from}{} \
+                 ORDER BY x.person_a, x.person_b LIMIT {}",
+                q.where_sql(),
+                limit + 1
             ),
         )?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
         let ids: BTreeSet<&str> = rows
             .iter()
             .flat_map(|r| [r.person_a.as_str(), r.person_b.as_str()])
@@ -798,27 +819,20 @@ pub fn dismissed_list(
         let ids: Vec<&str> = ids.into_iter().collect();
         let people: BTreeMap<String, RecordRow> = records::load(conn, Entity::Person, &ids)?
             .into_iter()
-            .filter(|r| scope.contains(&r.org_unit))
             .map(|r| (r.id.clone(), r))
             .collect();
-        let mut pairs: BTreeMap<String, DismissalRow> = rows
-            .into_iter()
-            .filter(|r| people.contains_key(&r.person_a) && people.contains_key(&r.person_b))
-            .map(|r| (format!("{}|{}", r.person_a, r.person_b), r))
-            .collect();
-        let total = pairs.len() as i64;
-        let after = f.after.clone().unwrap_or_default();
-        pairs.retain(|k, _| *k > after);
-        let more = pairs.len() > limit;
         let mut items = Vec::new();
         let mut persons = BTreeSet::new();
-        for (key, r) in pairs.into_iter().take(limit) {
+        for r in rows {
+            let (Some(a), Some(b)) = (people.get(&r.person_a), people.get(&r.person_b)) else {
+                continue;
+            };
             persons.insert(r.person_a.clone());
             persons.insert(r.person_b.clone());
             items.push(DismissedPair {
-                key,
-                a: view(&people[&r.person_a], ids_for(principal, IdContext::List)),
-                b: view(&people[&r.person_b], ids_for(principal, IdContext::List)),
+                key: format!("{}|{}", r.person_a, r.person_b),
+                a: view(a, ids_for(principal, IdContext::List)),
+                b: view(b, ids_for(principal, IdContext::List)),
                 dismissal: DismissalView {
                     person_a: r.person_a,
                     person_b: r.person_b,
@@ -920,110 +934,111 @@ pub struct MergePage {
     pub next_after: Option<String>,
 }
 
+#[derive(diesel::QueryableByName)]
+struct MergeRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    survivor_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    merged_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    merged_by: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    automatic: bool,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    merged_at: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    undone_at: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    undone_by: Option<String>,
+}
+
 /// Merges (automatic or a supervisor's, undone or not) whose two persons both lie in the
 /// caller's subtree, newest first; `village` keeps those whose survivor lies in that subtree.
+/// The scope and the cursor are conditions of the query (keyset paging on `(merged_at, id)`).
 /// Reading them is audited like the duplicates list.
 pub fn merges_list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<MergePage> {
-    let limit = page_limit(f.limit)? as usize;
-    if f.after.as_deref().is_some_and(|a| !plain(a)) {
-        return Err(AppError::BadRequest("bad cursor".into()));
-    }
-    let village = match &f.village {
-        Some(v) => {
-            // validates the code the same way as every other filter
-            prefix_cond(v, "org_unit")?;
-            Some(v.clone())
-        }
+    let limit = page_limit(f.limit)?;
+    let after = match f.after.as_deref() {
         None => None,
+        Some(a) => Some(
+            a.split_once('|')
+                .filter(|(_, id)| plain(a) && !id.is_empty())
+                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id)))
+                .ok_or_else(|| AppError::BadRequest("bad cursor".into()))?,
+        ),
     };
-    type Row = (
-        String,
-        String,
-        String,
-        String,
-        bool,
-        i64,
-        Option<i64>,
-        Option<String>,
-    );
-    let (page, persons) =
-        db.read(|conn| {
-            let scope = principal.scope(conn)?;
-            let rows: Vec<Row> = person_merges::table
-                .select((
-                    person_merges::id,
-                    person_merges::survivor_id,
-                    person_merges::merged_id,
-                    person_merges::merged_by,
-                    person_merges::automatic,
-                    person_merges::merged_at,
-                    person_merges::undone_at,
-                    person_merges::undone_by,
-                ))
-                .load(conn)?;
-            let ids: BTreeSet<&str> = rows
-                .iter()
-                .flat_map(|r| [r.1.as_str(), r.2.as_str()])
-                .collect();
-            let ids: Vec<&str> = ids.into_iter().collect();
-            let people: BTreeMap<String, RecordRow> = records::load(conn, Entity::Person, &ids)?
-                .into_iter()
-                .filter(|r| scope.contains(&r.org_unit))
-                .map(|r| (r.id.clone(), r))
-                .collect();
-            let mut merges: BTreeMap<String, Row> = rows
-                .into_iter()
-                .filter(|r| people.contains_key(&r.1) && people.contains_key(&r.2))
-                .filter(|r| {
-                    village
-                        .as_deref()
-                        .is_none_or(|v| people[&r.1].org_unit.starts_with(v))
-                })
-                .map(|r| (format!("{:020}|{}", r.5, r.0), r))
-                .collect();
-            let total = merges.len() as i64;
-            if let Some(after) = &f.after {
-                merges.retain(|k, _| k < after);
-            }
-            let more = merges.len() > limit;
-            let mut items = Vec::new();
-            let mut persons = BTreeSet::new();
-            for (key, r) in merges.into_iter().rev().take(limit) {
-                let (
-                    id,
-                    survivor_id,
-                    merged_id,
-                    merged_by,
-                    automatic,
-                    merged_at,
-                    undone_at,
-                    undone_by,
-                ) = r;
-                persons.insert(survivor_id.clone());
-                persons.insert(merged_id.clone());
-                let survivor = &people[&survivor_id];
-                items.push(MergeView {
-                    merge_id: id,
-                    key,
-                    org_unit: survivor.org_unit.clone(),
-                    merged_by,
-                    automatic,
-                    merged_at,
-                    undone_at,
-                    undone_by,
-                    survivor: view(survivor, ids_for(principal, IdContext::List)),
-                    merged: view(&people[&merged_id], ids_for(principal, IdContext::List)),
-                });
-            }
-            Ok((
-                MergePage {
-                    total,
-                    next_after: next_after(more, &items, |i| i.key.clone()),
-                    items,
-                },
-                persons,
-            ))
-        })?;
+    let (page, persons) = db.read(|conn| {
+        let scope = principal.scope(conn)?;
+        let mut q = Query::new(conn);
+        q.cond(scope_cond(&scope, "s.org_unit"));
+        q.cond(scope_cond(&scope, "d.org_unit"));
+        if let Some(v) = &f.village {
+            q.cond(prefix_cond(v, "s.org_unit")?);
+        }
+        let from = "person_merges m JOIN persons s ON s.id = m.survivor_id \
+                    JOIN persons d ON d.id = m.merged_id";
+        let total = count(&q, conn, from)?;
+        if let Some((at, id)) = after {
+            let id = q.text(id);
+            q.cond(format!(
+                "(m.merged_at < {at} OR (m.merged_at = {at} AND m.id < {id}))"
+            ));
+        }
+        let mut rows: Vec<MergeRow> = q.load(
+            conn,
+            &format!(
+                "SELECT m.id, m.survivor_id, m.merged_id, m.merged_by, m.automatic, \
+                 m.merged_at, m.undone_at, m.undone_by FROM {from}{} \
+                 ORDER BY m.merged_at DESC, m.id DESC LIMIT {}",
+                q.where_sql(),
+                limit + 1
+            ),
+        )?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let ids: BTreeSet<&str> = rows
+            .iter()
+            .flat_map(|r| [r.survivor_id.as_str(), r.merged_id.as_str()])
+            .collect();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let people: BTreeMap<String, RecordRow> = records::load(conn, Entity::Person, &ids)?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let mut items = Vec::new();
+        let mut persons = BTreeSet::new();
+        for r in rows {
+            let (Some(survivor), Some(merged)) =
+                (people.get(&r.survivor_id), people.get(&r.merged_id))
+            else {
+                continue;
+            };
+            persons.insert(r.survivor_id.clone());
+            persons.insert(r.merged_id.clone());
+            items.push(MergeView {
+                key: format!("{:020}|{}", r.merged_at, r.id),
+                merge_id: r.id,
+                org_unit: survivor.org_unit.clone(),
+                merged_by: r.merged_by,
+                automatic: r.automatic,
+                merged_at: r.merged_at,
+                undone_at: r.undone_at,
+                undone_by: r.undone_by,
+                survivor: view(survivor, ids_for(principal, IdContext::List)),
+                merged: view(merged, ids_for(principal, IdContext::List)),
+            });
+        }
+        Ok((
+            MergePage {
+                total,
+                next_after: next_after(more, &items, |i| i.key.clone()),
+                items,
+            },
+            persons,
+        ))
+    })?;
     audit_person_reads(db, principal, &persons)?;
     Ok(page)
 }

@@ -49,6 +49,8 @@ const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/auth/web/login"),
     ("post", "/api/v1/auth/web/refresh"),
     ("post", "/api/v1/auth/web/logout"),
+    // A phone enrolling with the one-time code an admin issued (src/auth/devices.rs::enrol).
+    ("post", "/api/v1/devices/enrol"),
     // The browser side: static files, no data (each page asks the API with its own token).
     ("get", "/"),
     ("get", "/console/{file:.*}"),
@@ -822,6 +824,10 @@ fn id_calls(method: &str, pattern: &str, p: &Place) -> Option<Vec<(String, Value
             format!("/api/v1/users/{}/villages", p.dev.user_id),
             json!({"villages": [p.code]}),
         ),
+        ("post", "/api/v1/users/{id}/devices") => one(
+            format!("/api/v1/users/{}/devices", p.dev.user_id),
+            json!({"name": "phone"}),
+        ),
         ("get", "/api/v1/supervise/conflicts/{id}") => one(
             format!("/api/v1/supervise/conflicts/{}", p.conflict),
             json!({}),
@@ -854,6 +860,10 @@ fn id_calls(method: &str, pattern: &str, p: &Place) -> Option<Vec<(String, Value
         ("get", "/api/v1/supervise/{entity}/{id}/history") => Some(per_entity(&|e, id| {
             (format!("/api/v1/supervise/{e}/{id}/history"), json!({}))
         })),
+        ("get", "/api/v1/reports/submissions/{id}/history") => one(
+            format!("/api/v1/reports/submissions/{}/history", p.submission),
+            json!({}),
+        ),
         ("post", "/api/v1/reports/submissions/{id}/approve") => one(
             format!("/api/v1/reports/submissions/{}/approve", p.submission),
             json!({}),

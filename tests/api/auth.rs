@@ -1252,3 +1252,133 @@ both!(access_tokens_end_with_their_session, |b| {
     assert_eq!(pull(&kept.access).status, 200);
     assert_eq!(refresh(&app, &kept.refresh).status, 200);
 });
+
+// Issue 15: an admin registers a phone for a field worker and the phone enrols with the
+// one-time code; the worker's villages (their scope) are changed by the admin.
+both!(
+    an_admin_registers_a_device_for_a_worker_and_edits_villages,
+    |b| {
+        use crate::sync::{new_id, person, Dev};
+        let from = micros();
+        let app = spawn_app(b);
+        seed_tree(&app);
+        add_user(&app, "root", Role::Admin, None, &[]);
+        let (v0, v1) = (village(0, 0, 0), village(0, 0, 1));
+        let wid = add_user(&app, "w1", Role::Worker, None, std::slice::from_ref(&v0));
+        add_user(&app, "w2", Role::Worker, None, std::slice::from_ref(&v1));
+        add_user(
+            &app,
+            "ts",
+            Role::TownshipSupervisor,
+            Some(&township(0, 0)),
+            &[],
+        );
+        let admin = session(&app, "root").access;
+        let ts = session(&app, "ts").access;
+        let register = |token: &str, user: &str| {
+            app.post(
+                &format!("/api/v1/users/{user}/devices"),
+                Some(token),
+                &json!({"name": "县配发手机 017"}),
+            )
+        };
+        // Admins only; a worker's account only; an unknown user is 404.
+        assert_eq!(register(&ts, &wid).status, 403);
+        let ts_id = users_t::table
+            .filter(users_t::username.eq("ts"))
+            .select(users_t::id)
+            .first::<String>(&mut app.conn())
+            .unwrap();
+        assert_eq!(register(&admin, &ts_id).status, 422);
+        assert_eq!(register(&admin, "nope").status, 404);
+        let r = register(&admin, &wid);
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let code = r.body["enrolment_code"].as_str().unwrap().to_string();
+        let device_id = r.body["device"]["id"].as_str().unwrap().to_string();
+        assert_eq!(r.body["device"]["username"], "w1");
+        assert!(r.body["expires_at"].as_i64().unwrap() > micros());
+        // The code is stored only as its hash.
+        #[derive(diesel::QueryableByName)]
+        struct H {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            code_hash: String,
+        }
+        let stored: Vec<H> = diesel::sql_query("SELECT code_hash FROM device_enrolments")
+            .load(&mut app.conn())
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_ne!(stored[0].code_hash, code);
+
+        // The phone enrols without a password: tokens bound to the device, for the worker.
+        let enrol = |c: &str| {
+            app.post(
+                "/api/v1/devices/enrol",
+                None,
+                &json!({"enrolment_code": c, "app_version": "2.1"}),
+            )
+        };
+        assert_eq!(enrol("wrong").status, 401);
+        let r = enrol(&code);
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        assert_eq!(r.body["device_id"], device_id.as_str());
+        assert_eq!(r.body["user"]["username"], "w1");
+        let phone = Dev {
+            token: r.body["access_token"].as_str().unwrap().to_string(),
+            device_id: device_id.clone(),
+            user_id: wid.clone(),
+            next_seq: std::sync::atomic::AtomicI64::new(1),
+        };
+        let r = enrol(&code);
+        assert_eq!(r.status, 401, "a code works once");
+        assert_eq!(r.body["code"], "invalid_enrolment_code");
+
+        // The phone syncs the worker's village; after the admin moves the worker to another
+        // village, it may write there and pulls that village's records, no longer the first's.
+        let mine = new_id();
+        let r = phone.push_ok(
+            &app,
+            &[phone.op("person", &mine, "create", None, person(&v0, "甲"))],
+        );
+        assert_eq!(r[0]["status"], "applied", "{r:?}");
+        let other = session(&app, "w2");
+        let theirs = new_id();
+        let r = app.post(
+        "/api/v1/sync/push",
+        Some(&other.access),
+        &json!({"ops": [{"seq": 1, "op_id": new_id(), "entity": "person", "id": theirs, "kind": "create",
+            "set": person(&v1, "乙"), "recorded_at": "2026-11-20T08:00:00Z"}]}),
+    );
+        assert_eq!(r.body["results"][0]["status"], "applied", "{:?}", r.body);
+        let (got, _) = phone.pull_all(&app, 0);
+        assert!(got.contains_key(&mine) && !got.contains_key(&theirs));
+        let r = app.send(
+            "PUT",
+            &format!("/api/v1/users/{wid}/villages"),
+            Some(&admin),
+            &json!({"villages": [v1.clone()]}),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["villages"], json!([v1.clone()]));
+        let (got, _) = phone.pull_all(&app, 0);
+        assert!(got.contains_key(&theirs), "the new village is pulled");
+        assert!(!got.contains_key(&mine), "the old village is not");
+        let r = phone.push_ok(
+            &app,
+            &[phone.op("person", &new_id(), "create", None, person(&v0, "丙"))],
+        );
+        assert_eq!(r[0]["status"], "rejected", "{r:?}");
+
+        // Revoked before it enrolled, a device's code no longer works.
+        let r = register(&admin, &wid);
+        let code2 = r.body["enrolment_code"].as_str().unwrap().to_string();
+        let id2 = r.body["device"]["id"].as_str().unwrap().to_string();
+        let r = app.post(
+            &format!("/api/v1/devices/{id2}/revoke"),
+            Some(&admin),
+            &json!({}),
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(enrol(&code2).status, 401);
+        check_audit_rows(&app, from, micros());
+    }
+);

@@ -3023,3 +3023,172 @@ both!(a_past_period_is_unchanged_by_later_status_changes, |b| {
         n(&november, "away_married_women_end") + 1
     );
 });
+
+both!(
+    approval_history_lists_each_action_with_who_role_and_reason,
+    |b| {
+        let w = world(b);
+        let app = &w.app;
+        let submit = || {
+            app.post(
+                "/api/v1/reports/submissions",
+                Some(&w.ts),
+                &json!({"org_unit": va(), "period": "2026-10"}),
+            )
+        };
+        let r = submit();
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let id = r.body["id"].as_str().unwrap().to_string();
+        let act = |what: &str, body: Value| {
+            app.post(
+                &format!("/api/v1/reports/submissions/{id}/{what}"),
+                Some(&w.ts),
+                &body,
+            )
+        };
+        assert_eq!(
+            act("return", json!({"comment": "出生登记缺一例"})).status,
+            200
+        );
+        // A refused action leaves no trace.
+        assert_eq!(act("approve", json!({})).status, 409);
+        assert_eq!(submit().status, 201);
+        assert_eq!(act("approve", json!({})).status, 200);
+        for v in [vb(), village(0, 0, 2)] {
+            let r = app.post(
+                "/api/v1/reports/submissions",
+                Some(&w.ts),
+                &json!({"org_unit": v, "period": "2026-10"}),
+            );
+            let other = r.body["id"].as_str().unwrap().to_string();
+            let r = app.post(
+                &format!("/api/v1/reports/submissions/{other}/approve"),
+                Some(&w.ts),
+                &json!({}),
+            );
+            assert_eq!(r.status, 200);
+        }
+        let r = app.post(
+            "/api/v1/reports/lock",
+            Some(&w.county),
+            &json!({"org_unit": township(0, 0), "period": "2026-10"}),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+
+        let path = format!("/api/v1/reports/submissions/{id}/history");
+        for token in [&w.ts, &w.county] {
+            let r = app.get(&path, Some(token));
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            assert_eq!(r.body["submission"]["status"], "locked");
+            let events = r.body["events"].as_array().unwrap();
+            let seen: Vec<(&str, &str, &str, &str, Option<&str>)> = events
+                .iter()
+                .map(|e| {
+                    (
+                        e["action"].as_str().unwrap(),
+                        e["status"].as_str().unwrap(),
+                        e["username"].as_str().unwrap(),
+                        e["role"].as_str().unwrap(),
+                        e["reason"].as_str(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                seen,
+                [
+                    ("submit", "submitted", "ts", "township_supervisor", None),
+                    (
+                        "return",
+                        "returned",
+                        "ts",
+                        "township_supervisor",
+                        Some("出生登记缺一例")
+                    ),
+                    ("resubmit", "submitted", "ts", "township_supervisor", None),
+                    ("approve", "approved", "ts", "township_supervisor", None),
+                    ("lock", "locked", "cs", "county_supervisor", None),
+                ]
+            );
+            let times: Vec<i64> = events.iter().map(|e| e["at"].as_i64().unwrap()).collect();
+            assert!(times.windows(2).all(|p| p[0] <= p[1]), "{times:?}");
+        }
+        // Another township's supervisor does not find it; a worker may not ask; no such id is 404.
+        assert_eq!(app.get(&path, Some(&w.ts2)).status, 404);
+        assert_eq!(app.get(&path, Some(&w.worker)).status, 403);
+        assert_eq!(
+            app.get("/api/v1/reports/submissions/nope/history", Some(&w.ts))
+                .status,
+            404
+        );
+    }
+);
+
+both!(breakdown_worst_first_respects_floor_ceiling_and_band, |b| {
+    let w = world(b);
+    let (t1, t2) = (township(0, 0), township(0, 1));
+    let order = |sort: &str| -> Vec<String> {
+        let r = w.app.get(
+            &format!("/api/v1/reports/breakdown?period=2026-10&sort={sort}&order=worst"),
+            Some(&w.county),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["org_unit"]["code"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // No targets: a rate pushed up lowest first (township 1: 75%, township 2: 100%); a rate
+    // held down highest first (township 2 has no births).
+    assert_eq!(order("contraceptive_prevalence"), [t1.clone(), t2.clone()]);
+    assert_eq!(order("crude_birth_rate"), [t1.clone(), t2.clone()]);
+    let set = |unit: &str, target: Value| {
+        let r = w.app.send(
+            "PUT",
+            "/api/v1/targets",
+            Some(&w.county),
+            &json!({"org_unit": unit, "year": 2026, "targets": [target]}),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    };
+    // A ceiling township 2 exceeds by 10 points comes before a floor township 1 meets.
+    set(
+        &t1,
+        json!({"indicator": "contraceptive_prevalence", "direction": "at_least", "value": 70.0}),
+    );
+    set(
+        &t2,
+        json!({"indicator": "contraceptive_prevalence", "direction": "at_most", "value": 90.0}),
+    );
+    assert_eq!(order("contraceptive_prevalence"), [t2.clone(), t1.clone()]);
+    // A band: township 1 inside 70..80, township 2 above 80..99.
+    set(
+        &t1,
+        json!({"indicator": "contraceptive_prevalence", "value": 70.0, "upper": 80.0}),
+    );
+    set(
+        &t2,
+        json!({"indicator": "contraceptive_prevalence", "value": 80.0, "upper": 99.0}),
+    );
+    assert_eq!(order("contraceptive_prevalence"), [t2.clone(), t1.clone()]);
+    let r = w.app.get(
+        "/api/v1/reports/breakdown?period=2026-10&sort=contraceptive_prevalence&order=worst",
+        Some(&w.county),
+    );
+    assert_eq!(r.body["rows"][0]["rank"], 1);
+    assert_eq!(
+        r.body["rows"][0]["indicators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["indicator"] == "contraceptive_prevalence")
+            .unwrap()["attainment"]["met"],
+        false
+    );
+    let r = w.app.get(
+        "/api/v1/reports/breakdown?period=2026-10&sort=contraceptive_prevalence&order=worse",
+        Some(&w.county),
+    );
+    assert_eq!(r.status, 400);
+});

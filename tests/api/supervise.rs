@@ -3032,3 +3032,125 @@ both!(merges_list_is_scoped_paged_and_shows_undone, |b| {
         409
     );
 });
+
+both!(
+    merges_and_dismissals_filter_scope_in_the_query_and_page,
+    |b| {
+        let World {
+            app,
+            a,
+            far,
+            ts,
+            other,
+            county,
+            ..
+        } = world(b);
+        // p0..p5 the township's, q0 and q1 too (for the county's pairs across townships), f1..f5
+        // the other township's.
+        let p: Vec<String> = (0..8).map(|_| new_id()).collect();
+        let f: Vec<String> = (0..6).map(|_| new_id()).collect();
+        a.push_ok(
+            &app,
+            &p.iter()
+                .enumerate()
+                .map(|(i, id)| a.op("person", id, "create", None, person(V1, &format!("钱{i}"))))
+                .collect::<Vec<_>>(),
+        );
+        far.push_ok(
+            &app,
+            &f.iter()
+                .enumerate()
+                .skip(1)
+                .map(|(i, id)| far.op("person", id, "create", None, person(V3, &format!("孙{i}"))))
+                .collect::<Vec<_>>(),
+        );
+        let merge = |s: &str, m: &str, token: &str| -> String {
+            post_ok(
+                &app,
+                "/api/v1/supervise/duplicates/merge",
+                token,
+                json!({"survivor_id": s, "merged_id": m}),
+            )["merge_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let dismiss = |x: &str, y: &str, token: &str| {
+            post_ok(
+                &app,
+                "/api/v1/supervise/duplicates/dismiss",
+                token,
+                json!({"a_id": x, "b_id": y, "reason": "入户核实为两人"}),
+            );
+        };
+        // The township's own: three merges, three dismissals.
+        let mine = [
+            merge(&p[0], &p[1], &ts),
+            merge(&p[2], &p[3], &ts),
+            merge(&p[4], &p[5], &ts),
+        ];
+        dismiss(&p[0], &p[2], &ts);
+        dismiss(&p[0], &p[4], &ts);
+        dismiss(&p[2], &p[4], &ts);
+        // The other township's, and the county's across both townships (one person in each).
+        merge(&f[1], &f[2], &other);
+        dismiss(&f[1], &f[3], &other);
+        merge(&p[6], &f[4], &county);
+        dismiss(&p[7], &f[5], &county);
+        // Two merges at the same instant page by id, each once.
+        {
+            use diesel::RunQueryDsl;
+            diesel::sql_query(format!(
+                "UPDATE person_merges SET merged_at = 1000 WHERE id IN ('{}', '{}')",
+                mine[0], mine[1]
+            ))
+            .execute(&mut *app.conn())
+            .unwrap();
+        }
+        let (items, total) = all_pages(&app, "/api/v1/supervise/merges", &ts, 1);
+        assert_eq!(total, 3);
+        let got: BTreeSet<&str> = items
+            .iter()
+            .map(|i| i["merge_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, mine.iter().map(String::as_str).collect());
+        assert_eq!(items.len(), 3, "each merge once");
+        assert_eq!(items[0]["merge_id"], mine[2].as_str(), "newest first");
+        let (items, total) = all_pages(&app, "/api/v1/supervise/merges", &ts, 2);
+        assert_eq!((items.len(), total), (3, 3));
+        let (items, total) = all_pages(&app, "/api/v1/supervise/duplicates/dismissed", &ts, 1);
+        assert_eq!((items.len(), total), (3, 3));
+        let keys: Vec<&str> = items.iter().map(|i| i["key"].as_str().unwrap()).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "by key");
+        assert!(items.iter().all(|i| {
+            let pa = i["dismissal"]["person_a"].as_str().unwrap();
+            let pb = i["dismissal"]["person_b"].as_str().unwrap();
+            p[..6].iter().any(|x| x == pa) && p[..6].iter().any(|x| x == pb)
+        }));
+        // The other township sees its own only; the county everything.
+        let r = get_ok(&app, "/api/v1/supervise/merges", &other);
+        assert_eq!(r["total"], 1);
+        let r = get_ok(&app, "/api/v1/supervise/duplicates/dismissed", &other);
+        assert_eq!(r["total"], 1);
+        let (items, total) = all_pages(&app, "/api/v1/supervise/merges", &county, 2);
+        assert_eq!((items.len(), total), (5, 5));
+        let (items, total) = all_pages(&app, "/api/v1/supervise/duplicates/dismissed", &county, 2);
+        assert_eq!((items.len(), total), (5, 5));
+        // Bad cursors are 400, not 500.
+        for bad in ["x", "12", "abc|def"] {
+            assert_eq!(
+                app.get(&format!("/api/v1/supervise/merges?after={bad}"), Some(&ts))
+                    .status,
+                400,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            app.get("/api/v1/supervise/duplicates/dismissed?after=x", Some(&ts))
+                .status,
+            400
+        );
+    }
+);

@@ -3,6 +3,9 @@
 //! Chromium through Playwright for Python against it (`executable_path`, headless; browsers
 //! that download themselves cannot work here).
 //!
+//! Each pytest test arranges its own data, so any one passes alone: set FIELDSYNC_BROWSER_TESTS
+//! to a pytest `-k` expression to run only those.
+//!
 //! Needs `/usr/bin/chromium` (Debian `chromium`) and `python3 -m pip install playwright pytest
 //! openpyxl`. Without them the tests say they skipped; under `CI=true` they fail instead.
 
@@ -140,8 +143,14 @@ pub fn run_pytest(file: &str, backend: Backend) {
     }
     let server = start_demo(backend);
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let status = Command::new("python3")
-        .args(["-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"])
+    let mut pytest = Command::new("python3");
+    pytest.args(["-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]);
+    // One test (or a few) alone: FIELDSYNC_BROWSER_TESTS is pytest's `-k` expression, e.g.
+    // FIELDSYNC_BROWSER_TESTS=test_return_a_submission cargo test --test browser console::sqlite
+    if let Some(k) = std::env::var_os("FIELDSYNC_BROWSER_TESTS").filter(|k| !k.is_empty()) {
+        pytest.arg("-k").arg(k);
+    }
+    let status = pytest
         .arg(here.join(file))
         .current_dir(&here)
         .env("FIELDSYNC_BASE_URL", &server.base)

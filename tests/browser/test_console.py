@@ -38,8 +38,25 @@ def this_month():
 
 
 def last_month():
-    d = datetime.date.today().replace(day=1) - datetime.timedelta(days=1)
+    return months_ago(1)
+
+
+def months_ago(n):
+    d = datetime.date.today().replace(day=1)
+    for _ in range(n):
+        d = (d - datetime.timedelta(days=1)).replace(day=1)
     return f"{d.year}-{d.month:02d}"
+
+
+def show_report(page, period, unit=None):
+    """On the report page: picks the unit and the month, and waits for the report drawn."""
+    if unit:
+        page.select_option("#report-unit", unit)
+    page.select_option("#period-kind", "month")
+    page.fill("#period", period)
+    page.evaluate("document.getElementById('page').removeAttribute('data-ready')")
+    page.click("#show-report")
+    wait_ready(page, "report")
 
 
 def sign_in(context, username):
@@ -205,6 +222,13 @@ def test_overview_shows_the_figures_of_the_report_api(context):
     assert int(page.inner_text("#count-flags .n")) == flags["total"]
     ranking = page.locator("#ranking tbody tr")
     assert ranking.count() == 4  # the township's four villages
+    # The ranking's indicator is the user's pick, worst first as the API's order=worst ranks.
+    for indicator in ["crude_birth_rate", "long_acting_measure_rate"]:
+        page.select_option("#ranking-indicator", indicator)
+        page.wait_for_selector(f'#ranking[data-ranked-by="{indicator}"]')
+        _, worst = api("GET", f"/api/v1/reports/breakdown?org_unit=130131100&period={this_month()}&sort={indicator}&order=worst", token)
+        shown = [ranking.nth(i).get_attribute("data-unit") for i in range(ranking.count())]
+        assert shown == [r["org_unit"]["code"] for r in worst["rows"]], (indicator, shown)
     page.wait_for_selector('#page[data-trends="drawn"]')
     assert page.locator("#key-indicators svg").count() >= 5  # the ECharts trends
     page.click("#count-conflicts")
@@ -266,7 +290,10 @@ def test_approve_a_village_submission(context):
     wait_ready(page, "report")
     page.click("#approve")
     page.wait_for_selector("#approval-status:has-text('已审核')")
-    assert page.locator("#approval-history li").count() >= 2
+    history = page.locator("#approval-history li")
+    assert [history.nth(i).get_attribute("data-action") for i in range(history.count())] == ["submit", "approve"]
+    assert "乡镇计生办" in history.nth(1).inner_text() and "township" in history.nth(1).inner_text()
+    assert "村计生专干" in history.nth(0).inner_text()
     token = login("township")
     _, rep = api("GET", f"/api/v1/reports?org_unit={VILLAGE}&period={last_month()}", token)
     assert rep["approval"]["submission"]["status"] == "approved"
@@ -460,7 +487,9 @@ def submission_of(token, village, period):
 
 
 def test_return_a_submission_with_a_reason_then_the_county_locks_the_month(context):
-    period = last_month()
+    # Its own month (two months back): the approval test's month (last month) is neither
+    # needed nor locked here, so each passes alone and in any order.
+    period = months_ago(2)
     token = login("township")
     villages = township_villages(token, period)
     target = next(v for v, st in sorted(villages.items()) if v != VILLAGE and st in ("none", "returned"))
@@ -470,6 +499,7 @@ def test_return_a_submission_with_a_reason_then_the_county_locks_the_month(conte
     page = sign_in(context, "township")
     wait_ready(page, "overview")
     open_page(page, "report")
+    show_report(page, period)
     page.locator(f'#submissions tr[data-village="{target}"] .open-village').click()
     page.wait_for_selector("#return")
     wait_ready(page, "report")
@@ -497,16 +527,23 @@ def test_return_a_submission_with_a_reason_then_the_county_locks_the_month(conte
     county = sign_in(context, "county")
     wait_ready(county, "overview")
     open_page(county, "report", "report (county)")
-    county.select_option("#report-unit", "130131100")
-    county.click("#show-report")
+    show_report(county, period, "130131100")
     county.wait_for_selector("#lock")
-    wait_ready(county, "report")
     county.click("#lock")
     county.wait_for_function(
         "() => [...document.querySelectorAll('#submissions .status')].every(e => e.textContent === '已锁定')"
         " && document.querySelectorAll('#submissions .status').length > 0"
     )
     assert set(township_villages(token, period).values()) == {"locked"}
+    # The returned village's history: every action with who, role and the reason.
+    county.locator(f'#submissions tr[data-village="{target}"] .open-village').click()
+    county.wait_for_selector("#approval-history li")
+    wait_ready(county, "report")
+    items = county.locator("#approval-history li")
+    actions = [items.nth(i).get_attribute("data-action") for i in range(items.count())]
+    assert actions == ["submit", "return", "resubmit", "approve", "lock"], actions
+    assert reason in items.nth(1).inner_text()
+    assert "县卫健局" in items.nth(4).inner_text() and "county" in items.nth(4).inner_text()
 
 
 def conflict_row(page, cid):
@@ -676,3 +713,41 @@ def test_household_detail_lists_its_members(context):
     wait_ready(page, "ledgers")
     page.wait_for_selector("#versions li")
     assert first["fields"]["name"] in page.inner_text("h1")
+
+
+def test_admin_registers_a_device_and_changes_a_workers_villages(context):
+    """The users page: an admin moves a worker to another village and registers a phone for
+    them; the phone enrols with the code shown, and syncs the new village, not the old one."""
+    admin = login("admin")
+    other_village = "130131100202"
+    status, worker = api(
+        "POST",
+        "/api/v1/users",
+        admin,
+        {"username": "enrol_w", "display_name": "新专干", "password": "a long enough password", "role": "worker", "villages": [VILLAGE]},
+    )
+    assert status == 201, worker
+    page = sign_in(context, "admin")
+    wait_ready(page, "users")
+    row = page.locator('#users tr[data-user="enrol_w"]')
+    row.locator(".villages-input").fill(other_village)
+    row.locator(".save-villages").click()
+    row.locator(".saved:has-text('已保存')").wait_for()
+    row.locator(".device-name").fill("县配发手机 017")
+    row.locator(".register-device").click()
+    page.wait_for_selector("#enrolment-code")
+    code = page.inner_text("#enrolment-code").strip()
+    assert page.locator("#user-devices tr", has_text="县配发手机 017").count() == 1
+    status, enrolled = api("POST", "/api/v1/devices/enrol", body={"enrolment_code": code, "app_version": "test"})
+    assert status == 201, enrolled
+    phone = Device.__new__(Device)
+    phone.token, phone.seq = enrolled["access_token"], 1
+    _, me = api("GET", "/api/v1/me", phone.token)
+    assert me["scope"] == [other_village], me
+    records, _ = phone.pull_all()
+    people = [r for r in records.values() if r.get("entity") == "person"]
+    assert people and all(r["org_unit"].startswith(other_village) for r in people)
+    status, again = api("POST", "/api/v1/devices/enrol", body={"enrolment_code": code})
+    assert status == 401, again
+    _, users = api("GET", "/api/v1/users", admin)
+    assert next(u for u in users if u["username"] == "enrol_w")["villages"] == [other_village]

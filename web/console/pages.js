@@ -110,18 +110,34 @@ function entitySelect(id, selected, withAll = true) {
 
 // 首页 overview ----------------------------------------------------------------------------
 
+const overviewState = { rankBy: "contraceptive_prevalence" };
+
+/** The child units ranked worst first by `indicator` (the API's `order=worst`). */
+const rankingOf = (ctx, month, indicator) =>
+  api.get("/api/v1/reports/breakdown", { org_unit: ctx.root, period: month, sort: indicator, order: "worst", lang: lang() });
+
+function rankingRows(ranking, indicator) {
+  return ranking.rows.map((row) => {
+    const r = row.indicators.find((i) => i.indicator === indicator);
+    const cls = r.attainment ? (r.attainment.met ? "met" : "missed") : null;
+    return h(
+      "tr",
+      { dataset: { unit: row.org_unit.code }, class: cls },
+      h("td", {}, row.rank === null ? "—" : String(row.rank)),
+      h("th", { scope: "row" }, row.org_unit.name),
+      h("td", { class: "num value" }, valueText(r)),
+      h("td", {}, targetText(r)),
+      h("td", {}, attainmentText(r)),
+    );
+  });
+}
+
 async function overview(ctx, main) {
   const month = thisMonth();
   const months = monthsBack(12);
   const [report, ranking, conflicts, dups, flags, stale] = await Promise.all([
     api.get("/api/v1/reports", { org_unit: ctx.root, period: month, lang: lang() }),
-    api.get("/api/v1/reports/breakdown", {
-      org_unit: ctx.root,
-      period: month,
-      sort: "contraceptive_prevalence",
-      order: "asc",
-      lang: lang(),
-    }),
+    rankingOf(ctx, month, overviewState.rankBy),
     api.get("/api/v1/supervise/conflicts", { status: "open", limit: 1 }),
     api.get("/api/v1/supervise/duplicates", { limit: 1 }),
     api.get("/api/v1/supervise/flags/summary"),
@@ -154,18 +170,27 @@ async function overview(ctx, main) {
       h("div", { class: "chart", dataset: { chart: k } }),
     );
   });
-  const rows = ranking.rows.map((row) => {
-    const by = Object.fromEntries(row.indicators.map((r) => [r.indicator, r]));
-    return h(
-      "tr",
-      {},
-      h("td", {}, row.rank === null ? "—" : String(row.rank)),
-      h("th", { scope: "row" }, row.org_unit.name),
-      ["contraceptive_prevalence", "policy_compliant_birth_rate", "long_acting_measure_rate"].map((k) =>
-        h("td", { class: "num" }, valueText(by[k])),
-      ),
-    );
-  });
+  const tbody = h("tbody", {}, rankingRows(ranking, overviewState.rankBy));
+  const rankMsg = h("p", { class: "error", role: "alert" });
+  const rankBy = h(
+    "select",
+    {
+      id: "ranking-indicator",
+      "aria-label": t("rank_by"),
+      onchange: async () => {
+        overviewState.rankBy = rankBy.value;
+        rankMsg.textContent = "";
+        try {
+          const r = await rankingOf(ctx, month, rankBy.value);
+          tbody.replaceChildren(...rankingRows(r, rankBy.value));
+          tbody.closest("table").dataset.rankedBy = rankBy.value;
+        } catch (e) {
+          rankMsg.textContent = `${t("error")}: ${e.message}`;
+        }
+      },
+    },
+    INDICATORS.map((k) => h("option", { value: k, selected: k === overviewState.rankBy }, indicatorName(report, k))),
+  );
   clear(
     main,
     h("h1", {}, `${t("nav_overview")} · ${report.org_unit.name} · ${report.period.label}`),
@@ -173,10 +198,18 @@ async function overview(ctx, main) {
     section(t("key_indicators"), h("div", { class: "cards", id: "key-indicators" }, cards), h("p", { class: "hint" }, t("trend_12"))),
     section(
       t("ranking"),
-      table(
-        [t("rank"), t("unit"), ...["contraceptive_prevalence", "policy_compliant_birth_rate", "long_acting_measure_rate"].map((k) => indicatorName(report, k))],
-        rows,
-        { id: "ranking" },
+      h("p", { class: "filters" }, h("label", { for: "ranking-indicator" }, t("rank_by")), rankBy),
+      h("p", { class: "hint" }, t("ranking_hint")),
+      rankMsg,
+      h(
+        "div",
+        { class: "scroll" },
+        h(
+          "table",
+          { id: "ranking", dataset: { rankedBy: overviewState.rankBy } },
+          h("thead", {}, h("tr", {}, [t("rank"), t("unit"), t("value"), t("target"), t("attainment")].map((c) => h("th", { scope: "col" }, c)))),
+          tbody,
+        ),
       ),
     ),
   );
@@ -277,6 +310,12 @@ async function report(ctx, main, handoff) {
     h("button", { type: "submit", id: "show-report" }, t("show")),
   );
   const params = { org_unit: s.unit, ...periodParams(s), lang: lang() };
+  // A month's completeness table (not a village's) is asked for at once, beside the report.
+  const completeness =
+    s.kind === "month" && !ctx.villages.some((v) => v.code === s.unit)
+      ? api.get("/api/v1/reports/completeness", { org_unit: s.unit, period: s.period, lang: lang() })
+      : null;
+  completeness?.catch(() => {});
   const [rep, bd] = await Promise.all([
     api.get("/api/v1/reports", params),
     api.get("/api/v1/reports/breakdown", params).catch((e) => (e.status === 400 || e.status === 404 ? null : Promise.reject(e))),
@@ -326,7 +365,7 @@ async function report(ctx, main, handoff) {
       h("p", {}, h("button", { type: "button", class: "link", onclick: () => ((s.unit = ctx.root), ctx.rerender()) }, `${t("back_to")} ${ctx.unitName}`)),
     );
   }
-  if (s.kind === "month") parts.push(await approvalSection(ctx, rep, s));
+  if (s.kind === "month") parts.push(await approvalSection(ctx, rep, s, completeness));
   parts.push(section(t("indicator"), ind));
   if (bd && bd.rows.length) {
     parts.push(
@@ -357,7 +396,7 @@ function statusText(st) {
   return t(`status_${st || "none"}`);
 }
 
-async function approvalSection(ctx, rep, s) {
+async function approvalSection(ctx, rep, s, completeness) {
   const role = ctx.user.role;
   const box = h("section", { id: "approval" }, h("h2", {}, t("approval")));
   const reason = h("input", { id: "approval-reason", "aria-label": t("reason"), placeholder: t("reason") });
@@ -398,19 +437,29 @@ async function approvalSection(ctx, rep, s) {
     }
     box.append(h("div", { class: "actions" }, buttons), msg);
     if (sub) {
+      // Every action on the report, oldest first: who (name, role), when, and a return's reason.
+      const hist = await api.get(`/api/v1/reports/submissions/${sub.id}/history`);
       box.append(
+        h("h3", {}, t("history")),
         h(
           "ol",
           { class: "timeline", id: "approval-history" },
-          h("li", {}, `${t("submitted_at")}: ${when(sub.first_submitted_at)}`, sub.submitted_at !== sub.first_submitted_at ? ` / ${when(sub.submitted_at)}` : ""),
-          sub.decided_at ? h("li", {}, `${t("decided_at")}: ${when(sub.decided_at)} · ${statusText(sub.status === "locked" ? "approved" : sub.status)}`, sub.comment ? ` · ${t("comment")}: ${sub.comment}` : "") : null,
-          sub.locked_at ? h("li", {}, `${t("locked_at")}: ${when(sub.locked_at)}`) : null,
+          hist.events.map((e) =>
+            h(
+              "li",
+              { dataset: { action: e.action } },
+              h("strong", {}, t(`action_${e.action}`)),
+              ` · ${when(e.at)} · ${e.display_name ? `${e.display_name} (${e.username})` : e.username || e.user_id.slice(0, 8)}`,
+              e.role ? ` · ${t(`role_${e.role}`)}` : "",
+              e.reason ? h("div", { class: "reason" }, `${t("comment")}: ${e.reason}`) : null,
+            ),
+          ),
         ),
       );
     }
     return box;
   }
-  const c = await api.get("/api/v1/reports/completeness", { org_unit: rep.org_unit.code, period: s.period, lang: lang() });
+  const c = await (completeness || api.get("/api/v1/reports/completeness", { org_unit: rep.org_unit.code, period: s.period, lang: lang() }));
   if (role === "county_supervisor") {
     box.append(h("div", { class: "actions" }, h("button", { type: "button", id: "lock", onclick: act(() => api.post("/api/v1/reports/lock", { org_unit: rep.org_unit.code, period: s.period })) }, t("lock"))));
   }
@@ -1064,6 +1113,39 @@ async function targets(ctx, main) {
 async function users(ctx, main) {
   const [list, devs] = await Promise.all([api.get("/api/v1/users"), api.get("/api/v1/devices")]);
   const msg = h("p", { class: "error", role: "alert" });
+  const deviceRow = (d) =>
+    h(
+      "tr",
+      { dataset: { device: d.id } },
+      h("th", { scope: "row" }, d.name),
+      h("td", {}, d.username),
+      h("td", {}, when(d.last_push_at)),
+      h("td", {}, when(d.last_pull_at)),
+      h(
+        "td",
+        {},
+        d.revoked_at
+          ? t("revoked")
+          : h(
+              "button",
+              {
+                type: "button",
+                class: "revoke",
+                onclick: async () => {
+                  if (!window.confirm(t("confirm_revoke"))) return;
+                  try {
+                    await api.post(`/api/v1/devices/${d.id}/revoke`);
+                    ctx.rerender();
+                  } catch (e) {
+                    msg.textContent = e.message;
+                  }
+                },
+              },
+              t("revoke"),
+            ),
+      ),
+    );
+  const devBody = h("tbody", {}, devs.map(deviceRow));
   const f = {
     username: h("input", { id: "new-username", "aria-label": t("username"), placeholder: t("username") }),
     display_name: h("input", { id: "new-name", "aria-label": t("display_name"), placeholder: t("display_name") }),
@@ -1089,53 +1171,66 @@ async function users(ctx, main) {
       msg.textContent = err.message;
     }
   };
+  // A worker's villages (their sync scope, read from the database at each request).
+  const villagesEditor = (u) => {
+    const input = h("input", { class: "villages-input", value: u.villages.join(", "), "aria-label": `${t("villages")} ${u.username}`, size: 16 });
+    const done = h("span", { class: "saved hint", role: "status" });
+    const save = async () => {
+      msg.textContent = done.textContent = "";
+      try {
+        const v = await api.put(`/api/v1/users/${u.id}/villages`, { villages: input.value.split(/[,\s]+/).filter(Boolean) });
+        input.value = v.villages.join(", ");
+        done.textContent = t("villages_saved");
+      } catch (e) {
+        msg.textContent = e.message;
+      }
+    };
+    return h("span", { class: "actions" }, input, h("button", { type: "button", class: "save-villages", onclick: save }, t("save_villages")), done);
+  };
+  // An admin registers a phone for a worker; the phone enrols with the one-time code shown here.
+  const enrolment = h("div", { id: "enrolment", role: "status" });
+  const deviceForm = (u) => {
+    const name = h("input", { class: "device-name", "aria-label": `${t("device_name")} ${u.username}`, placeholder: t("device_name"), size: 12 });
+    const register = async () => {
+      msg.textContent = "";
+      try {
+        const e = await api.post(`/api/v1/users/${u.id}/devices`, { name: name.value.trim() });
+        clear(
+          enrolment,
+          h(
+            "section",
+            { class: "notice" },
+            h("h2", {}, `${t("enrolment_code")} · ${u.display_name} (${u.username}) · ${e.device.name}`),
+            h("p", { class: "code", id: "enrolment-code" }, e.enrolment_code),
+            h("p", {}, t("enrolment_hint", { hours: String(Math.round((e.expires_at - Date.now() * 1000) / 3.6e9)) }), ` ${t("expires_at")}: ${when(e.expires_at)}`),
+          ),
+        );
+        name.value = "";
+        const d = e.device;
+        devBody.prepend(deviceRow(d));
+      } catch (err) {
+        msg.textContent = err.message;
+      }
+    };
+    return h("span", { class: "actions" }, name, h("button", { type: "button", class: "register-device", onclick: register }, t("register_device")));
+  };
   clear(
     main,
     h("h1", {}, t("nav_users")),
     h("form", { class: "filters", id: "user-form", onsubmit: create }, Object.values(f), h("button", { type: "submit" }, t("create_user"))),
     msg,
+    enrolment,
     table(
-      [t("username"), t("display_name"), t("role"), t("org_unit"), t("villages"), t("status")],
-      list.map((u) => h("tr", {}, h("th", { scope: "row" }, u.username), h("td", {}, u.display_name), h("td", {}, t(`role_${u.role}`)), h("td", {}, u.org_unit || "—"), h("td", {}, u.villages.join(", ")), h("td", {}, u.active ? t("active") : "—"))),
+      [t("username"), t("display_name"), t("role"), t("org_unit"), t("villages"), t("status"), t("devices")],
+      list.map((u) => h("tr", { dataset: { user: u.username } }, h("th", { scope: "row" }, u.username), h("td", {}, u.display_name), h("td", {}, t(`role_${u.role}`)), h("td", {}, u.org_unit || "—"), h("td", {}, u.role === "worker" ? villagesEditor(u) : u.villages.join(", ")), h("td", {}, u.active ? t("active") : "—"), h("td", {}, u.role === "worker" && u.active ? deviceForm(u) : null))),
       { id: "users" },
     ),
     section(
       t("devices"),
-      table(
-        [t("device"), t("username"), t("last_push"), t("last_pull"), t("status")],
-        devs.map((d) =>
-          h(
-            "tr",
-            {},
-            h("th", { scope: "row" }, d.name),
-            h("td", {}, d.username),
-            h("td", {}, when(d.last_push_at)),
-            h("td", {}, when(d.last_pull_at)),
-            h(
-              "td",
-              {},
-              d.revoked_at
-                ? t("revoked")
-                : h(
-                    "button",
-                    {
-                      type: "button",
-                      class: "revoke",
-                      onclick: async () => {
-                        if (!window.confirm(t("confirm_revoke"))) return;
-                        try {
-                          await api.post(`/api/v1/devices/${d.id}/revoke`);
-                          ctx.rerender();
-                        } catch (e) {
-                          msg.textContent = e.message;
-                        }
-                      },
-                    },
-                    t("revoke"),
-                  ),
-            ),
-          ),
-        ),
+      h(
+        "div",
+        { class: "scroll" },
+        h("table", { id: "user-devices" }, h("thead", {}, h("tr", {}, [t("device"), t("username"), t("last_push"), t("last_pull"), t("status")].map((c) => h("th", { scope: "col" }, c)))), devBody),
       ),
     ),
   );
