@@ -225,7 +225,8 @@ fn range_predicate(col: &str, n: usize) -> String {
 
 /// The text of [`changes`], built once per backend, number of ranges and kind of pull.
 fn changes_sql(backend: Backend, ranges: usize, fresh: bool) -> Arc<str> {
-    static SHAPES: OnceLock<Mutex<HashMap<(Backend, usize, bool), Arc<str>>>> = OnceLock::new();
+    type Shapes = Mutex<HashMap<(Backend, usize, bool), Arc<str>>>;
+    static SHAPES: OnceLock<Shapes> = OnceLock::new();
     let shapes = SHAPES.get_or_init(Default::default);
     let key = (backend, ranges, fresh);
     if let Some(sql) = shapes.lock().expect("shapes lock").get(&key) {
