@@ -754,6 +754,7 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
         .count();
     let push = json!({
         "devices": pushers.len(), "ops": ops, "ops_per_device": OPS_PER_DEVICE, "clients": CLIENTS,
+        "villages": villages.len(),
         "mix": "60% creates (persons, visits), 35% updates of persons, 5% deletes",
         "wall_ms": ms(run.wall), "ops_per_s": (ops as f64 / run.wall.as_secs_f64()).round(),
         "batch_latency": percentiles(run.latencies.clone()),
@@ -886,6 +887,11 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
             pushers, writer, reader, big_reader, batches, batches2, run, load_push, changes,
         ));
         trim_heap();
+        let server = ServerProcess::spawn(&app.settings)?;
+        for d in storm_devices.iter_mut() {
+            d.base = server.base.clone();
+        }
+        let server_rss_before = server.vm("VmRSS:");
         let rss_reset = reset_peak_rss();
         let rss_before = vm("VmRSS:");
         let clients = 32;
@@ -923,15 +929,19 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
             }
         });
         let wall = t.elapsed();
+        let server_peak = server.vm("VmHWM:");
+        drop(server);
         let errors = errors.into_inner().expect("lock");
         json!({
             "devices": slots.len(), "ops_per_device": 20, "clients": clients, "wall_ms": ms(wall),
             "syncs_per_s": (slots.len() as f64 / wall.as_secs_f64() * 10.0).round() / 10.0,
             "sync_latency": percentiles(lat.into_inner().expect("lock")),
             "errors": errors.len(), "first_errors": errors.iter().take(3).collect::<Vec<_>>(),
-            "peak_rss_mb": vm("VmHWM:").map(|k| k / 1024), "rss_before_mb": rss_before.map(|k| k / 1024),
-            "peak_rss_reset": rss_reset,
-            "rss_note": "VmHWM of the bench process: the server with its pools, plus the 32 client threads and the storm devices not yet synced (each synced device is dropped and its connection closed); reset before the storm after freeing the other benchmarks' client state",
+            "peak_rss_mb": server_peak.map(|k| k / 1024),
+            "server_rss_before_mb": server_rss_before.map(|k| k / 1024),
+            "bench_process_peak_rss_mb": vm("VmHWM:").map(|k| k / 1024), "bench_rss_before_mb": rss_before.map(|k| k / 1024),
+            "bench_peak_rss_reset": rss_reset,
+            "rss_note": "peak RSS (VmHWM) of the server alone: for the storm the server runs as its own process (this harness binary again, serving the same database), started just before it; PostgreSQL's own memory is not included. bench_process_peak_rss_mb: the harness process (clients, the idle in-process server)",
         })
     };
     eprintln!("[{backend}] storm: {storm}");
@@ -1032,6 +1042,64 @@ fn report_stage(
     }))
 }
 
+/// The storm's server as its own process, so that its peak RSS is the server's alone: this
+/// harness binary started again with `FIELDSYNC_BENCH_SERVE` (the database URL) and
+/// `FIELDSYNC_BENCH_SERVE_DATA` (the data dir with the signing keys the devices' tokens were
+/// made with), serving until its stdin closes.
+struct ServerProcess {
+    child: std::process::Child,
+    base: String,
+}
+
+impl ServerProcess {
+    fn spawn(settings: &fieldsync::settings::Settings) -> anyhow::Result<ServerProcess> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .env("FIELDSYNC_BENCH_SERVE", &settings.database_url)
+            .env("FIELDSYNC_BENCH_SERVE_DATA", &settings.data_dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("start the server process")?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().context("child stdout")?)
+            .read_line(&mut line)?;
+        let base = line.trim().to_string();
+        anyhow::ensure!(base.starts_with("http://"), "server process said {base:?}");
+        Ok(ServerProcess { child, base })
+    }
+
+    fn vm(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with(field))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The child side of [`ServerProcess`].
+fn serve_child(url: String, data: String) -> anyhow::Result<()> {
+    use std::io::Read;
+    let settings = fieldsync::settings::Settings {
+        bind: "127.0.0.1:0".into(),
+        database_url: url,
+        data_dir: data.into(),
+        ..fieldsync::settings::Settings::default()
+    };
+    let app = Spawned::start(settings, None)?;
+    println!("{}", app.base);
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+    drop(app);
+    Ok(())
+}
+
 fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
         s.lines()
@@ -1052,6 +1120,12 @@ fn machine() -> Value {
 }
 
 fn main() -> anyhow::Result<()> {
+    if let (Ok(url), Ok(data)) = (
+        std::env::var("FIELDSYNC_BENCH_SERVE"),
+        std::env::var("FIELDSYNC_BENCH_SERVE_DATA"),
+    ) {
+        return serve_child(url, data);
+    }
     let a = args();
     // RUST_LOG=fieldsync::report=debug prints each report statement's time.
     if std::env::var_os("RUST_LOG").is_some() {

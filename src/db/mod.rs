@@ -3,6 +3,7 @@
 
 pub mod records;
 pub mod schema;
+pub mod stmt;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,7 +38,7 @@ pub enum DbConn {
     Postgres(diesel::PgConnection),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
     Sqlite,
     Postgres,
@@ -320,11 +321,15 @@ impl Db {
     where
         F: FnOnce(&mut DbConn) -> Result<T, AppError>,
     {
-        let mut conn = self.conn()?;
+        // SQLite: the single-writer lock first, then a connection. Taken the other way round,
+        // writers queued for the lock held pooled connections while they waited, and with 8
+        // devices pushing the pool was empty: a pull (a reader, which SQLite's WAL would let
+        // run beside the writer) waited for a connection behind them.
         let _guard = match self.backend {
             Backend::Sqlite => Some(self.writer.lock().unwrap_or_else(|p| p.into_inner())),
             Backend::Postgres => None,
         };
+        let mut conn = self.conn()?;
         let result = DbConn::transaction(&mut conn, f);
         self.note_storage(&result);
         result

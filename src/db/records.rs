@@ -10,6 +10,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use serde_json::{json, Map, Value};
 
+use crate::db::stmt::{chunk_sizes, Bind, Stmt};
 use crate::db::{Backend, DbConn};
 use crate::domain::entities::{Entity, FieldType, ENTITIES};
 use crate::error::{AppError, AppResult};
@@ -89,7 +90,7 @@ fn pg_json_insert_sql(
         .map(|(n, t)| format!("{n} {}", t.pg()))
         .collect();
     format!(
-        "INSERT INTO {table} ({list}) SELECT {list} FROM jsonb_to_recordset($1::jsonb) AS x({}){}",
+        "INSERT INTO {table} ({list}) SELECT {list} FROM jsonb_to_recordset(?::jsonb) AS x({}){}",
         typed.join(", "),
         conflict_clause(on_conflict)
     )
@@ -110,11 +111,13 @@ fn conflict_clause(on_conflict: Option<(&str, &[&str])>) -> String {
     }
 }
 
-/// Runs a statement whose only parameter is a JSON text.
+/// Runs a statement whose only parameter (`?`) is a JSON text, kept prepared (`db::stmt`): the
+/// SQL must be one of a bounded set of texts, with every value in the parameter.
 pub fn exec_json(conn: &mut DbConn, sql: &str, param: &str) -> AppResult<usize> {
+    let q = Stmt::new(sql).text(param);
     let n = match conn {
-        DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(param).execute(c)?,
-        DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(param).execute(c)?,
+        DbConn::Sqlite(c) => q.execute(c)?,
+        DbConn::Postgres(c) => q.execute(c)?,
     };
     Ok(n)
 }
@@ -166,6 +169,20 @@ pub enum Cell<'a> {
 }
 
 impl<'a> Cell<'a> {
+    /// The cell as a bind of the column's type (a NULL keeps the type: it is part of the
+    /// prepared statement's cache key).
+    fn bind(&self, ty: ColType) -> Bind<'_> {
+        match (self, ty) {
+            (Cell::Null, ColType::Text) => Bind::Text(None),
+            (Cell::Null, ColType::BigInt | ColType::Int) => Bind::Int(None),
+            (Cell::Null, ColType::Bool) => Bind::Bool(None),
+            (Cell::Text(s), _) => Bind::Text(Some(s)),
+            (Cell::OwnedText(s), _) => Bind::Text(Some(s.as_str())),
+            (Cell::Int(i), _) => Bind::Int(Some(*i)),
+            (Cell::Bool(b), _) => Bind::Bool(Some(*b)),
+        }
+    }
+
     fn text(s: Option<&'a str>) -> Cell<'a> {
         s.map_or(Cell::Null, Cell::Text)
     }
@@ -195,38 +212,57 @@ fn insert_cells_sqlite(
     on_conflict: Option<(&str, &[&str])>,
     rows: &[Vec<Cell>],
 ) -> AppResult<()> {
-    use diesel::sql_types::{Bool, Nullable};
-    use diesel::sqlite::Sqlite;
-
     if rows.is_empty() {
         return Ok(());
     }
-    let names: Vec<&str> = cols.iter().map(|c| c.0).collect();
-    let row_sql = format!("({})", vec!["?"; cols.len()].join(", "));
-    let conflict = conflict_clause(on_conflict);
-    // SQLite allows 32,766 parameters per statement.
-    let per_chunk = (30_000 / cols.len()).max(1);
-    for chunk in rows.chunks(per_chunk) {
-        let sql = format!(
-            "INSERT INTO {table} ({}) VALUES {}{conflict}",
-            names.join(", "),
-            vec![row_sql.as_str(); chunk.len()].join(", ")
-        );
-        let mut q = diesel::sql_query(sql).into_boxed::<Sqlite>();
+    // SQLite allows 32,766 parameters per statement; the row counts come from `chunk_sizes`
+    // so that each table has a few statement shapes, kept prepared (`db::stmt`).
+    let mut rest = rows;
+    for n in chunk_sizes(rows.len(), (30_000 / cols.len()).clamp(1, 256)) {
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let sql = insert_sql(table, cols, on_conflict, n);
+        let mut q = Stmt::with_capacity(&*sql, n * cols.len());
         for row in chunk {
-            for cell in row {
-                q = match cell {
-                    Cell::Null => q.bind::<Nullable<Text>, _>(None::<&str>),
-                    Cell::Text(s) => q.bind::<Text, _>(*s),
-                    Cell::OwnedText(s) => q.bind::<Text, _>(s.as_str()),
-                    Cell::Int(i) => q.bind::<BigInt, _>(*i),
-                    Cell::Bool(b) => q.bind::<Bool, _>(*b),
-                };
+            for (cell, (_, ty)) in row.iter().zip(cols) {
+                q.push(cell.bind(*ty));
             }
         }
         q.execute(c)?;
     }
     Ok(())
+}
+
+/// `INSERT INTO table (cols) VALUES (?, ...) x rows [ON CONFLICT ...]`, built once per shape.
+fn insert_sql(
+    table: &str,
+    cols: &[(&str, ColType)],
+    on_conflict: Option<(&str, &[&str])>,
+    rows: usize,
+) -> std::sync::Arc<str> {
+    type Key = (String, usize, Option<(String, Vec<String>)>, usize);
+    static SHAPES: OnceLock<std::sync::Mutex<HashMap<Key, std::sync::Arc<str>>>> = OnceLock::new();
+    let key: Key = (
+        table.to_string(),
+        cols.len(),
+        on_conflict.map(|(k, u)| (k.to_string(), u.iter().map(|s| s.to_string()).collect())),
+        rows,
+    );
+    let shapes = SHAPES.get_or_init(Default::default);
+    if let Some(sql) = shapes.lock().expect("shapes lock").get(&key) {
+        return sql.clone();
+    }
+    let names: Vec<&str> = cols.iter().map(|c| c.0).collect();
+    let row_sql = format!("({})", vec!["?"; cols.len()].join(", "));
+    let sql: std::sync::Arc<str> = format!(
+        "INSERT INTO {table} ({}) VALUES {}{}",
+        names.join(", "),
+        vec![row_sql.as_str(); rows].join(", "),
+        conflict_clause(on_conflict)
+    )
+    .into();
+    shapes.lock().expect("shapes lock").insert(key, sql.clone());
+    sql
 }
 
 struct EntitySql {
@@ -276,7 +312,7 @@ fn build_entity_sql(backend: Backend, entity: Entity) -> EntitySql {
     let select_by_ids = match backend {
         Backend::Sqlite => format!("{select_json} WHERE id IN (SELECT value FROM json_each(?))"),
         Backend::Postgres => {
-            format!("{select_json} WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))")
+            format!("{select_json} WHERE id IN (SELECT jsonb_array_elements_text(?::jsonb))")
         }
     };
     EntitySql {
@@ -450,9 +486,10 @@ pub fn load(conn: &mut DbConn, entity: Entity, ids: &[&str]) -> AppResult<Vec<Re
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(2000) {
         let param = serde_json::to_string(chunk).expect("ids serialise");
+        let q = Stmt::new(sql.as_str()).text(&param);
         let rows: Vec<JsonRow> = match conn {
-            DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
-            DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
+            DbConn::Sqlite(c) => q.load(c)?,
+            DbConn::Postgres(c) => q.load(c)?,
         };
         for r in rows {
             out.push(RecordRow::from_json(&r.j)?);
@@ -626,20 +663,15 @@ pub fn load_bases(
              CROSS JOIN record_versions v ON v.entity = ? AND v.record_id = k.value ->> 0 \
              AND v.version = k.value ->> 1",
         Backend::Postgres => "SELECT v.record_id, v.version, v.data FROM record_versions v \
-             JOIN jsonb_array_elements($1::jsonb) k ON v.record_id = k ->> 0 AND v.version = (k ->> 1)::bigint \
-             WHERE v.entity = $2",
+             JOIN jsonb_array_elements(?::jsonb) k ON v.record_id = k ->> 0 AND v.version = (k ->> 1)::bigint \
+             WHERE v.entity = ?",
     };
     for chunk in keys.chunks(2000) {
         let param = serde_json::to_string(chunk).expect("keys serialise");
+        let q = Stmt::new(sql).text(&param).text(entity.name());
         let rows: Vec<DataRow> = match conn {
-            DbConn::Sqlite(c) => diesel::sql_query(sql)
-                .bind::<Text, _>(&param)
-                .bind::<Text, _>(entity.name())
-                .load(c)?,
-            DbConn::Postgres(c) => diesel::sql_query(sql)
-                .bind::<Text, _>(&param)
-                .bind::<Text, _>(entity.name())
-                .load(c)?,
+            DbConn::Sqlite(c) => q.load(c)?,
+            DbConn::Postgres(c) => q.load(c)?,
         };
         for r in rows {
             let fields: Fields = serde_json::from_str(&r.data)

@@ -1,6 +1,9 @@
 //! The pull service: changes in the device's scope after its cursor, in commit order, read in
 //! one snapshot together with the device's last_seq.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::RunQueryDsl;
@@ -8,6 +11,7 @@ use diesel::RunQueryDsl;
 use crate::auth::scope::Scope;
 use crate::db::records::{self, backend_of, JsonRow, RecordRow};
 use crate::db::schema::{devices, sync_state};
+use crate::db::stmt::{Bind, Stmt};
 use crate::db::{now_micros, Backend, Db, DbConn};
 use crate::domain::entities::ENTITIES;
 use crate::error::{AppError, AppResult};
@@ -18,16 +22,6 @@ pub struct Puller {
     pub user_id: String,
     pub device_id: String,
     pub scope: Scope,
-}
-
-/// `org_unit` range predicates for a scope. Codes are checked to be ASCII letters and digits
-/// (org units are validated on insert), so they can be written into the SQL text.
-fn scope_predicate(scope: &Scope) -> String {
-    scope_predicate_on(scope, "org_unit")
-}
-
-fn scope_predicate_on(scope: &Scope, col: &str) -> String {
-    scope.sql_condition(col)
 }
 
 /// A stored row in the wire shape, rendered in Rust: what the database's own rendering
@@ -170,6 +164,9 @@ pub fn pull(
 /// that was moved out of the scope after `cursor`. A fresh snapshot (cursor 0) leaves out
 /// tombstones, except those of merges: a device may still hold the merged-away id (from a
 /// backup, or an op not yet sent), and the tombstone tells it where that id went.
+///
+/// The scope's ranges, the cursor and the limit are bound, so the statement has one text per
+/// number of scope ranges and kind of pull and stays prepared (`db::stmt`).
 pub fn changes(
     conn: &mut DbConn,
     scope: &Scope,
@@ -177,8 +174,66 @@ pub fn changes(
     limit: usize,
 ) -> AppResult<Vec<JsonRow>> {
     let backend = backend_of(conn);
-    let pred = scope_predicate(scope);
-    let live = if cursor == 0 {
+    let ranges = bound_ranges(scope);
+    let sql = changes_sql(backend, ranges.len(), cursor == 0);
+    let limit = limit as i64;
+    let mut q = Stmt::new(&*sql);
+    for _ in ENTITIES {
+        bind_ranges(&mut q, &ranges);
+        q.push(Bind::Int(Some(cursor)));
+        q.push(Bind::Int(Some(limit)));
+    }
+    if cursor > 0 {
+        for _ in 0..3 {
+            bind_ranges(&mut q, &ranges);
+        }
+        q.push(Bind::Int(Some(cursor)));
+        q.push(Bind::Int(Some(limit)));
+    }
+    q.push(Bind::Int(Some(limit)));
+    Ok(match conn {
+        DbConn::Sqlite(c) => q.load(c)?,
+        DbConn::Postgres(c) => q.load(c)?,
+    })
+}
+
+/// The scope's `org_unit` ranges as they are bound (codes of ASCII letters and digits only, as
+/// org units are validated on insert).
+fn bound_ranges(scope: &Scope) -> Vec<(String, String)> {
+    scope
+        .ranges()
+        .into_iter()
+        .filter(|(lo, _)| lo.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .collect()
+}
+
+fn bind_ranges<'a>(q: &mut Stmt<'a>, ranges: &'a [(String, String)]) {
+    for (lo, hi) in ranges {
+        q.push(Bind::Text(Some(lo)));
+        q.push(Bind::Text(Some(hi)));
+    }
+}
+
+/// `((col >= ? AND col < ?) OR ...)` for `n` bound ranges.
+fn range_predicate(col: &str, n: usize) -> String {
+    if n == 0 {
+        return "1 = 0".into();
+    }
+    let one = format!("({col} >= ? AND {col} < ?)");
+    format!("({})", vec![one.as_str(); n].join(" OR "))
+}
+
+/// The text of [`changes`], built once per backend, number of ranges and kind of pull.
+fn changes_sql(backend: Backend, ranges: usize, fresh: bool) -> Arc<str> {
+    type Shapes = Mutex<HashMap<(Backend, usize, bool), Arc<str>>>;
+    static SHAPES: OnceLock<Shapes> = OnceLock::new();
+    let shapes = SHAPES.get_or_init(Default::default);
+    let key = (backend, ranges, fresh);
+    if let Some(sql) = shapes.lock().expect("shapes lock").get(&key) {
+        return sql.clone();
+    }
+    let pred = range_predicate("org_unit", ranges);
+    let live = if fresh {
         " AND (NOT deleted OR merged_into IS NOT NULL)"
     } else {
         ""
@@ -189,29 +244,28 @@ pub fn changes(
             let picked = records::select_wire_limited_sql(
                 backend,
                 d.entity,
-                &format!(" WHERE {pred} AND change_seq > {cursor}{live} ORDER BY change_seq LIMIT {limit}"),
+                &format!(" WHERE {pred} AND change_seq > ?{live} ORDER BY change_seq LIMIT ?"),
             );
             format!("SELECT * FROM ({picked}) AS s_{}", d.table)
         })
         .collect();
-    if cursor > 0 {
-        parts.push(departures_sql(backend, scope, cursor, limit));
+    if !fresh {
+        parts.push(departures_sql(backend, ranges));
     }
-    let sql = format!(
-        "{} ORDER BY change_seq LIMIT {limit}",
-        parts.join(" UNION ALL ")
-    );
-    Ok(diesel::sql_query(sql).load(conn)?)
+    let sql: Arc<str> = format!("{} ORDER BY change_seq LIMIT ?", parts.join(" UNION ALL ")).into();
+    shapes.lock().expect("shapes lock").insert(key, sql.clone());
+    sql
 }
 
-/// Moves out of the scope after `cursor` (from a unit in it to one outside it), as tombstones in
-/// the wire shape of a record. A move is left out when a later version of the record is in the
-/// scope again (it came back): that version reaches the device itself, later in commit order, so
-/// a record appears once, and the last word on it is its latest state.
-fn departures_sql(backend: Backend, scope: &Scope, cursor: i64, limit: usize) -> String {
-    let from = scope_predicate_on(scope, "d.from_org_unit");
-    let to = scope_predicate_on(scope, "d.to_org_unit");
-    let back = scope_predicate_on(scope, "v.org_unit");
+/// Moves out of the scope after the cursor (from a unit in it to one outside it), as tombstones
+/// in the wire shape of a record. A move is left out when a later version of the record is in
+/// the scope again (it came back): that version reaches the device itself, later in commit
+/// order, so a record appears once, and the last word on it is its latest state. Binds: the
+/// ranges three times, the cursor, the limit.
+fn departures_sql(backend: Backend, ranges: usize) -> String {
+    let from = range_predicate("d.from_org_unit", ranges);
+    let to = range_predicate("d.to_org_unit", ranges);
+    let back = range_predicate("v.org_unit", ranges);
     let j = match backend {
         Backend::Sqlite => {
             "json_object('entity', d.entity, 'id', d.record_id, 'org_unit', d.from_org_unit, \
@@ -226,10 +280,10 @@ fn departures_sql(backend: Backend, scope: &Scope, cursor: i64, limit: usize) ->
     };
     format!(
         "SELECT * FROM (SELECT d.change_seq, {j} AS j FROM departures d \
-         WHERE {from} AND NOT {to} AND d.change_seq > {cursor} \
+         WHERE {from} AND NOT {to} \
          AND NOT EXISTS (SELECT 1 FROM record_versions v WHERE v.entity = d.entity \
          AND v.record_id = d.record_id AND v.version > d.version AND {back}) \
-         ORDER BY d.change_seq LIMIT {limit}) AS s_departures"
+         AND d.change_seq > ? ORDER BY d.change_seq LIMIT ?) AS s_departures"
     )
 }
 
@@ -239,10 +293,18 @@ fn conflicts(
     after: i64,
     upto: i64,
 ) -> AppResult<Vec<ConflictOut>> {
+    let ranges = bound_ranges(scope);
     let sql = format!(
-        "{CONFLICT_SELECT} WHERE {} AND change_seq > {after} AND change_seq <= {upto} ORDER BY change_seq",
-        scope_predicate(scope)
+        "{CONFLICT_SELECT} WHERE {} AND change_seq > ? AND change_seq <= ? ORDER BY change_seq",
+        range_predicate("org_unit", ranges.len())
     );
-    let rows: Vec<ConflictRow> = diesel::sql_query(sql).load(conn)?;
+    let mut q = Stmt::new(sql);
+    bind_ranges(&mut q, &ranges);
+    q.push(Bind::Int(Some(after)));
+    q.push(Bind::Int(Some(upto)));
+    let rows: Vec<ConflictRow> = match conn {
+        DbConn::Sqlite(c) => q.load(c)?,
+        DbConn::Postgres(c) => q.load(c)?,
+    };
     Ok(rows.into_iter().map(ConflictRow::into_out).collect())
 }

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::auth::scope::Scope;
 use crate::db::records::{backend_of, insert_rows, ColType};
 use crate::db::schema::{departures, device_ops, devices, sync_state};
+use crate::db::stmt::Stmt;
 use crate::db::{Backend, DbConn};
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
@@ -35,10 +36,13 @@ struct SeqRow {
 
 impl SeqAlloc {
     pub fn lock(conn: &mut DbConn) -> AppResult<SeqAlloc> {
-        let rows: Vec<SeqRow> = diesel::sql_query(
+        let q = Stmt::new(
             "UPDATE sync_state SET last_change_seq = last_change_seq WHERE id = 1 RETURNING last_change_seq",
-        )
-        .load(conn)?;
+        );
+        let rows: Vec<SeqRow> = match conn {
+            DbConn::Sqlite(c) => q.load(c)?,
+            DbConn::Postgres(c) => q.load(c)?,
+        };
         let last = rows
             .first()
             .map(|r| r.last_change_seq)
@@ -386,16 +390,20 @@ pub fn set_flags(
     let clear = match backend_of(conn) {
         // A row-value IN lets SQLite look the keys up by primary key; a correlated EXISTS
         // scanned every flag and re-read the JSON for each.
-        Backend::Sqlite => format!(
-            "UPDATE flags SET active = false, cleared_at = {now} WHERE active AND (entity, record_id) IN \
+        Backend::Sqlite => {
+            "UPDATE flags SET active = false, cleared_at = ? WHERE active AND (entity, record_id) IN \
              (SELECT k.value ->> 0, k.value ->> 1 FROM json_each(?) k)"
-        ),
-        Backend::Postgres => format!(
-            "UPDATE flags SET active = false, cleared_at = {now} WHERE active AND EXISTS \
-             (SELECT 1 FROM jsonb_array_elements($1::jsonb) k WHERE flags.entity = k ->> 0 AND flags.record_id = k ->> 1)"
-        ),
+        }
+        Backend::Postgres => {
+            "UPDATE flags SET active = false, cleared_at = ? WHERE active AND EXISTS \
+             (SELECT 1 FROM jsonb_array_elements(?::jsonb) k WHERE flags.entity = k ->> 0 AND flags.record_id = k ->> 1)"
+        }
     };
-    crate::db::records::exec_json(conn, &clear, &keys)?;
+    let q = Stmt::new(clear).int(now).text(&keys);
+    match conn {
+        DbConn::Sqlite(c) => q.execute(c)?,
+        DbConn::Postgres(c) => q.execute(c)?,
+    };
     let rows: Vec<Value> = records
         .iter()
         .flat_map(|(entity, id, org_unit, version, codes)| {
