@@ -1258,7 +1258,7 @@ both!(access_tokens_end_with_their_session, |b| {
 both!(
     an_admin_registers_a_device_for_a_worker_and_edits_villages,
     |b| {
-        use crate::sync::{new_id, person, Dev};
+        use crate::common::{new_id, person, Dev};
         let from = micros();
         let app = spawn_app(b);
         seed_tree(&app);

@@ -526,3 +526,39 @@ def test_expired_access_token_is_refreshed_during_sync(phones):
     assert auth["access_token"] != "expired"
     assert auth["refresh_token"] != before, "the rotated refresh token was stored"
     assert pid in a.durable()["view"]
+
+
+def test_phone_enrols_with_an_admins_code_without_a_password(phones):
+    """An admin registers a phone for a new worker; the phone enrols on the sign-in screen with
+    the one-time code (no password typed), is bound to that device, and downloads the worker's
+    village. A wrong code is refused with a message, and a used code does not work twice."""
+    admin = login("admin")
+    username = unique("enrol_f")
+    status, worker = api(
+        "POST",
+        "/api/v1/users",
+        admin,
+        {"username": username, "display_name": "登记码专干", "password": "a long enough password", "role": "worker", "villages": [VILLAGE]},
+    )
+    assert status == 201, worker
+    status, enrolment = api("POST", f"/api/v1/users/{worker['id']}/devices", admin, {"name": "县配发手机"})
+    assert status == 201, enrolment
+    code = enrolment["enrolment_code"]
+
+    phone = phones("enrolled")
+    phone.allowed.append("401")
+    page = phone.open()
+    page.fill("#enrolment-code", "not-a-code")
+    page.click("#enrol-submit")
+    page.wait_for_selector("#enrol-msg .err")
+    assert "登记码错误" in page.inner_text("#enrol-msg")
+    page.fill("#enrolment-code", code)
+    page.click("#enrol-submit")
+    page.wait_for_selector("#sync-result[data-applied]", timeout=120_000)
+    state = phone.durable()
+    assert state["meta"]["device_id"] == enrolment["device"]["id"]
+    people = [r for r in state["view"].values() if r["entity"] == "person"]
+    assert people, "the village's persons reached the enrolled phone"
+    phone.assert_converged()
+    status, again = api("POST", "/api/v1/devices/enrol", body={"enrolment_code": code})
+    assert status == 401, again

@@ -196,6 +196,25 @@ export class SyncEngine {
   }
 
   /**
+   * Enrols the phone with the one-time code an administrator issued for it (no password typed
+   * on the phone): the server answers the device id and tokens bound to it. A phone that holds
+   * another worker's unsent changes refuses, as a sign-in does.
+   * @param {string} code
+   */
+  async enrol(code) {
+    const meta = this.state.meta;
+    if (meta.auth && this.unacked().length > 0) {
+      throw new SyncError('other_user', 'this phone holds unsent changes of a signed-in worker: sign out first');
+    }
+    const reg = await this.call('/api/v1/devices/enrol', { enrolment_code: code, app_version: 'field-1' }, null);
+    if (meta.auth && meta.auth.user.username !== reg.user.username) await this.wipe();
+    const auth = { access_token: reg.access_token, refresh_token: reg.refresh_token, device_id: reg.device_id, user: reg.user };
+    const me = await this.send('/api/v1/me', undefined, auth.access_token, 'GET');
+    const scope = /** @type {string[]} */ ((me.body && me.body.scope) || []);
+    await this.commit({ meta: { auth, revoked: false, scope } });
+  }
+
+  /**
    * Signs out and wipes the phone's copy (personal data). With unsent ops it pushes first; if
    * some are still unsent it refuses unless `discardUnsent` is set.
    * @param {{discardUnsent?: boolean}} [opts]

@@ -218,7 +218,41 @@ function renderLogin(note) {
       msg.replaceChildren(h('p', { class: 'err' }, signInError(e)));
     }
   });
-  main.replaceChildren(f);
+  main.replaceChildren(f, renderEnrol());
+}
+
+/** The other way in: the one-time code an administrator issued for this phone. */
+function renderEnrol() {
+  const msg = h('div', { id: 'enrol-msg' });
+  const f = h('form', { id: 'enrol' },
+    h('h2', {}, '用登记码登记本手机'),
+    h('p', { class: 'muted' }, '管理员在“用户”页为您登记手机后会给您一个登记码，不需要输入密码。'),
+    h('label', { for: 'enrolment-code' }, '登记码'),
+    h('input', { id: 'enrolment-code', name: 'code', autocomplete: 'off', autocapitalize: 'off', spellcheck: 'false', required: true }),
+    msg,
+    h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'enrol-submit' }, '登记')),
+  );
+  f.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const code = String(new FormData(/** @type {HTMLFormElement} */ (f)).get('code')).trim();
+    msg.replaceChildren(h('p', { class: 'muted' }, '正在登记…'));
+    try {
+      await client.enrol(code);
+      statusBox.textContent = '登记成功，正在下载本村数据…';
+      location.hash = '#today';
+      render();
+      await doSync();
+    } catch (e) {
+      msg.replaceChildren(h('p', { class: 'err' }, enrolError(e)));
+    }
+  });
+  return f;
+}
+
+/** @param {unknown} e */
+function enrolError(e) {
+  if (e instanceof SyncError && Number(e.extra.status) === 401) return '登记码错误、已使用或已过期：请向管理员重新申请。';
+  return signInError(e).replace('登录', '登记');
 }
 
 /** @param {unknown} e */
