@@ -637,9 +637,9 @@ fn day_2026(n: usize) -> String {
 /// the married women and their measures (1,096 of 1,206), and the persons away (472; 59 married
 /// women, 59 with a certificate); the other figures of the paragraph (population, the second
 /// and later births, the split by method and by destination, the benefits) are this test's,
-/// of the same kinds. Of the seeds' other figures the report has no indicator yet for 长效避孕
-/// 及时率, 独生子女领证 (cumulative), 新婚/晚婚, 独男户, 信息准确率, 药具使用率 or the 常住/流动
-/// split of 符合政策生育率 (the `indicators` branch adds them); they are not in this paragraph.
+/// of the same kinds. The seeds' other indicators (长效避孕及时率, 独生子女领证 cumulative,
+/// 新婚/晚婚, 独男户, 信息准确率, 药具使用率, the 常住/流动 split of 符合政策生育率) are not in
+/// this paragraph; `report_indicators.rs` tests each of them with hand-written figures.
 fn seed_paragraph_ledgers(a: &[String; 3]) -> Vec<Vec<(&'static str, String, Value)>> {
     let org = |i: usize| a[i % 3].clone();
     let women: Vec<String> = (0..1206).map(|_| new_id()).collect();
