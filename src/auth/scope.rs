@@ -52,14 +52,22 @@ impl Scope {
         self.roots.iter().map(|r| subtree_range(r)).collect()
     }
 
-    /// `col` within the scope's subtrees, as SQL text (`1 = 0` for an empty scope). Codes are
-    /// ASCII letters and digits (validated when org units are created), so they are written into
-    /// the SQL text; a root of any other shape is left out.
-    pub fn sql_condition(&self, col: &str) -> String {
-        let parts: Vec<String> = self
-            .ranges()
+    /// The ranges of the roots that are org-unit codes (ASCII letters and digits, as validated
+    /// when org units are created); a root of any other shape is left out. The one rule for
+    /// which ranges reach SQL, bound ([`crate::sync::pull`]) or written ([`Scope::sql_condition`]).
+    pub fn sql_ranges(&self) -> Vec<(String, String)> {
+        self.ranges()
             .into_iter()
             .filter(|(lo, _)| lo.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .collect()
+    }
+
+    /// `col` within the scope's subtrees, as SQL text (`1 = 0` for an empty scope): the
+    /// [`Scope::sql_ranges`], safe to write into the SQL text.
+    pub fn sql_condition(&self, col: &str) -> String {
+        let parts: Vec<String> = self
+            .sql_ranges()
+            .into_iter()
             .map(|(lo, hi)| format!("({col} >= '{lo}' AND {col} < '{hi}')"))
             .collect();
         if parts.is_empty() {

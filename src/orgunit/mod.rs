@@ -7,8 +7,8 @@
 pub mod store;
 
 pub use store::{
-    children, children_at, count, get, level, names, parse_csv, subtree, subtree_at, upsert,
-    upsert_reporting, NewOrgUnit, OrgUnit,
+    children, children_at, count, get, level, names, parse_csv, record_holders, subtree,
+    subtree_at, upsert, upsert_reporting, NewOrgUnit, OrgUnit,
 };
 
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! Org-unit storage, the one reader and writer of the `org_units` table: insert (one by one or
 //! from a CSV of code,name,parent), look-ups, children, subtrees, names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use diesel::prelude::*;
 use serde::Serialize;
@@ -189,6 +189,20 @@ pub fn names(conn: &mut DbConn, codes: &[String]) -> AppResult<BTreeMap<String, 
         .load::<(String, String)>(conn)?
         .into_iter()
         .collect())
+}
+
+/// The units among `codes` that exist and may hold records (villages and groups): what a
+/// record's `org_unit` must name.
+pub fn record_holders(conn: &mut DbConn, codes: &BTreeSet<String>) -> AppResult<BTreeSet<String>> {
+    if codes.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let found: Vec<String> = org_units::table
+        .filter(org_units::code.eq_any(codes))
+        .filter(org_units::level.eq_any([Level::Village.as_str(), Level::Group.as_str()]))
+        .select(org_units::code)
+        .load(conn)?;
+    Ok(found.into_iter().collect())
 }
 
 /// How many units are stored.

@@ -765,6 +765,18 @@ pub struct DismissedPage {
     pub next_after: Option<String>,
 }
 
+/// The persons `ids` names (in one read for a page of pairs or merges), by id.
+fn persons_by_id<'a>(
+    conn: &mut DbConn,
+    ids: impl Iterator<Item = &'a str>,
+) -> AppResult<BTreeMap<String, RecordRow>> {
+    let ids: Vec<&str> = ids.collect::<BTreeSet<_>>().into_iter().collect();
+    Ok(records::load(conn, Entity::Person, &ids)?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect())
+}
+
 /// Dismissed pairs whose two persons both lie in the caller's subtree, by key; reading them is
 /// audited like the duplicates list. The scope and the cursor are conditions of the query
 /// (keyset paging on the primary key), so a page reads no more rows than it shows.
@@ -812,15 +824,11 @@ pub fn dismissed_list(
         )?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let ids: BTreeSet<&str> = rows
-            .iter()
-            .flat_map(|r| [r.person_a.as_str(), r.person_b.as_str()])
-            .collect();
-        let ids: Vec<&str> = ids.into_iter().collect();
-        let people: BTreeMap<String, RecordRow> = records::load(conn, Entity::Person, &ids)?
-            .into_iter()
-            .map(|r| (r.id.clone(), r))
-            .collect();
+        let people = persons_by_id(
+            conn,
+            rows.iter()
+                .flat_map(|r| [r.person_a.as_str(), r.person_b.as_str()]),
+        )?;
         let mut items = Vec::new();
         let mut persons = BTreeSet::new();
         for r in rows {
@@ -998,15 +1006,11 @@ pub fn merges_list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppRe
         )?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let ids: BTreeSet<&str> = rows
-            .iter()
-            .flat_map(|r| [r.survivor_id.as_str(), r.merged_id.as_str()])
-            .collect();
-        let ids: Vec<&str> = ids.into_iter().collect();
-        let people: BTreeMap<String, RecordRow> = records::load(conn, Entity::Person, &ids)?
-            .into_iter()
-            .map(|r| (r.id.clone(), r))
-            .collect();
+        let people = persons_by_id(
+            conn,
+            rows.iter()
+                .flat_map(|r| [r.survivor_id.as_str(), r.merged_id.as_str()]),
+        )?;
         let mut items = Vec::new();
         let mut persons = BTreeSet::new();
         for r in rows {

@@ -174,7 +174,7 @@ pub fn changes(
     limit: usize,
 ) -> AppResult<Vec<JsonRow>> {
     let backend = backend_of(conn);
-    let ranges = bound_ranges(scope);
+    let ranges = scope.sql_ranges();
     let sql = changes_sql(backend, ranges.len(), cursor == 0);
     let limit = limit as i64;
     let mut q = Stmt::new(&*sql);
@@ -195,16 +195,6 @@ pub fn changes(
         DbConn::Sqlite(c) => q.load(c)?,
         DbConn::Postgres(c) => q.load(c)?,
     })
-}
-
-/// The scope's `org_unit` ranges as they are bound (codes of ASCII letters and digits only, as
-/// org units are validated on insert).
-fn bound_ranges(scope: &Scope) -> Vec<(String, String)> {
-    scope
-        .ranges()
-        .into_iter()
-        .filter(|(lo, _)| lo.bytes().all(|b| b.is_ascii_alphanumeric()))
-        .collect()
 }
 
 fn bind_ranges<'a>(q: &mut Stmt<'a>, ranges: &'a [(String, String)]) {
@@ -293,7 +283,7 @@ fn conflicts(
     after: i64,
     upto: i64,
 ) -> AppResult<Vec<ConflictOut>> {
-    let ranges = bound_ranges(scope);
+    let ranges = scope.sql_ranges();
     let sql = format!(
         "{CONFLICT_SELECT} WHERE {} AND change_seq > ? AND change_seq <= ? ORDER BY change_seq",
         range_predicate("org_unit", ranges.len())

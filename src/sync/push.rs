@@ -401,7 +401,7 @@ fn apply_chunk(
         .iter()
         .filter_map(|(_, p)| p.as_ref().ok()?.org_unit.clone())
         .collect();
-    let known_units = existing_units(conn, &named_units)?;
+    let known_units = crate::orgunit::record_holders(conn, &named_units)?;
     for (_, p) in parsed.iter_mut() {
         if let Some(refusal) = p
             .as_ref()
@@ -529,7 +529,7 @@ pub fn apply_direct(conn: &mut DbConn, actor: &Actor, op: &ParsedOp) -> AppResul
         .to_string(),
     };
     let named: BTreeSet<String> = op.org_unit.iter().cloned().collect();
-    let known = existing_units(conn, &named)?;
+    let known = crate::orgunit::record_holders(conn, &named)?;
     if let Some(refusal) = unit_refusal(op, actor.scope, &known) {
         return Ok(rejected(&h, &refusal));
     }
@@ -540,21 +540,6 @@ pub fn apply_direct(conn: &mut DbConn, actor: &Actor, op: &ParsedOp) -> AppResul
     cs.plan.complete(&checks.flags, &mut result);
     cs.write(conn, &checks)?;
     Ok(result)
-}
-
-fn existing_units(conn: &mut DbConn, units: &BTreeSet<String>) -> AppResult<BTreeSet<String>> {
-    use crate::db::schema::org_units;
-    use diesel::prelude::*;
-    if units.is_empty() {
-        return Ok(BTreeSet::new());
-    }
-    let list: Vec<&String> = units.iter().collect();
-    let found: Vec<String> = org_units::table
-        .filter(org_units::code.eq_any(list))
-        .filter(org_units::level.eq_any(["village", "group"]))
-        .select(org_units::code)
-        .load(conn)?;
-    Ok(found.into_iter().collect())
 }
 
 /// The server's date, for checks such as an overdue pregnancy outcome.

@@ -135,8 +135,9 @@ function rankingRows(ranking, indicator) {
 async function overview(ctx, main) {
   const month = thisMonth();
   const months = monthsBack(12);
-  const [report, ranking, conflicts, dups, flags, stale] = await Promise.all([
-    api.get("/api/v1/reports", { org_unit: ctx.root, period: month, lang: lang() }),
+  // One breakdown answers both the unit's figures (its total row is the report's figure) and
+  // the ranking: asking for the report beside it counted the whole unit twice.
+  const [ranking, conflicts, dups, flags, stale] = await Promise.all([
     rankingOf(ctx, month, overviewState.rankBy),
     api.get("/api/v1/supervise/conflicts", { status: "open", limit: 1 }),
     api.get("/api/v1/supervise/duplicates", { limit: 1 }),
@@ -155,6 +156,7 @@ async function overview(ctx, main) {
       h("a", { href: `#/${page}`, class: "count", id }, h("span", { class: "n" }, String(n)), h("span", {}, name)),
     ),
   );
+  const report = { org_unit: ranking.org_unit, period: ranking.period, labels: ranking.labels, indicators: ranking.total.indicators };
   labelCache[lang()] = { labels: report.labels };
   const byKey = Object.fromEntries(report.indicators.map((r) => [r.indicator, r]));
   const cards = KEY_INDICATORS.map((k) => {
