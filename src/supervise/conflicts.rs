@@ -20,36 +20,8 @@ use crate::supervise::record::{view, RecordView};
 use crate::supervise::sql::{count, plain, prefix_cond, scope_cond, Query};
 use crate::sync::changeset::Changeset;
 use crate::sync::protocol::{from_wire, ConflictKind, ConflictStatus, Policy, Winner};
+pub use crate::sync::store::ConflictRow;
 use crate::sync::validate;
-
-#[derive(Queryable, Selectable, Debug, Clone)]
-#[diesel(table_name = conflicts)]
-pub struct ConflictDb {
-    pub id: String,
-    pub entity: String,
-    pub record_id: String,
-    pub org_unit: String,
-    pub field: Option<String>,
-    pub kind: String,
-    pub policy: String,
-    pub status: String,
-    pub winner: String,
-    pub base_value: String,
-    pub server_value: String,
-    pub device_value: String,
-    pub base_version: Option<i64>,
-    pub server_version: i64,
-    pub device_id: Option<String>,
-    pub user_id: String,
-    pub op_id: Option<String>,
-    pub recorded_at: i64,
-    pub created_at: i64,
-    pub change_seq: i64,
-    pub resolved_by: Option<String>,
-    pub resolved_at: Option<i64>,
-    pub resolution: Option<String>,
-    pub reason: Option<String>,
-}
 
 /// A conflict as supervisors see it: the three values side by side.
 #[derive(Serialize, ToSchema, Debug, Clone)]
@@ -90,7 +62,7 @@ pub struct ConflictView {
     pub reason: Option<String>,
 }
 
-pub fn conflict_views(rows: Vec<ConflictDb>, ids: IdNumberView) -> Vec<ConflictView> {
+pub fn conflict_views(rows: Vec<ConflictRow>, ids: IdNumberView) -> Vec<ConflictView> {
     let now = crate::db::now_micros();
     rows.into_iter()
         .filter_map(|c| {
@@ -221,7 +193,7 @@ pub fn list(db: &Db, principal: &Principal, f: &ConflictFilter) -> AppResult<Con
         let rows = conflicts::table
             .filter(conflicts::id.eq_any(&ids))
             .order(conflicts::id)
-            .select(ConflictDb::as_select())
+            .select(ConflictRow::as_select())
             .load(conn)?;
         let persons: BTreeSet<String> = rows
             .iter()
@@ -241,13 +213,13 @@ pub fn list(db: &Db, principal: &Principal, f: &ConflictFilter) -> AppResult<Con
     Ok(page)
 }
 
-fn load_conflict(conn: &mut DbConn, scope: &Scope, id: &str) -> AppResult<ConflictDb> {
+fn load_conflict(conn: &mut DbConn, scope: &Scope, id: &str) -> AppResult<ConflictRow> {
     if !plain(id) {
         return Err(AppError::NotFound);
     }
     conflicts::table
         .filter(conflicts::id.eq(id))
-        .select(ConflictDb::as_select())
+        .select(ConflictRow::as_select())
         .first(conn)
         .optional()?
         .filter(|c| scope.contains(&c.org_unit))
@@ -357,7 +329,7 @@ fn resolve_in(
     principal: &Principal,
     id: &str,
     r: &Resolve,
-) -> AppResult<(ConflictDb, i64)> {
+) -> AppResult<(ConflictRow, i64)> {
     let c = load_conflict(conn, scope, id)?;
     if c.status == ConflictStatus::Resolved.as_str() {
         return Err(AppError::Conflict(

@@ -521,7 +521,7 @@ fn open_conflicts_of(
         .filter(conflicts::record_id.eq(id))
         .filter(conflicts::status.eq("open"))
         .order(conflicts::id)
-        .select(crate::supervise::conflicts::ConflictDb::as_select())
+        .select(crate::sync::store::ConflictRow::as_select())
         .load(conn)?;
     Ok(conflict_views(rows, ids))
 }
@@ -736,7 +736,7 @@ pub fn history(db: &Db, principal: &Principal, entity: Entity, id: &str) -> AppR
             .filter(conflicts::entity.eq(entity.name()))
             .filter(conflicts::record_id.eq(id))
             .order(conflicts::id)
-            .select(crate::supervise::conflicts::ConflictDb::as_select())
+            .select(crate::sync::store::ConflictRow::as_select())
             .load(conn)?;
         Ok(History {
             entity: entity.name().to_string(),

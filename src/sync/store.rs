@@ -2,12 +2,12 @@
 //! Record rows themselves go through `db::records`.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::BigInt;
 use serde_json::{json, Value};
 
 use crate::auth::scope::Scope;
 use crate::db::records::{backend_of, insert_rows, ColType};
-use crate::db::schema::{departures, device_ops, devices, sync_state};
+use crate::db::schema::{conflicts, departures, device_ops, devices, sync_state};
 use crate::db::stmt::Stmt;
 use crate::db::{Backend, DbConn};
 use crate::domain::entities::Entity;
@@ -265,32 +265,35 @@ pub fn insert_conflicts(conn: &mut DbConn, conflicts: &[NewConflict], now: i64) 
     insert_rows(conn, "conflicts", CONFLICT_COLS, None, &rows)
 }
 
-#[derive(QueryableByName)]
+/// A row of the `conflicts` table, read by the pull (`QueryableByName`) and the supervisor
+/// queue (`Selectable`).
+#[derive(Queryable, Selectable, QueryableByName, Debug, Clone)]
+#[diesel(table_name = conflicts)]
 pub struct ConflictRow {
-    #[diesel(sql_type = Text)]
     pub id: String,
-    #[diesel(sql_type = Text)]
     pub entity: String,
-    #[diesel(sql_type = Text)]
     pub record_id: String,
-    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    pub org_unit: String,
     pub field: Option<String>,
-    #[diesel(sql_type = Text)]
     pub kind: String,
-    #[diesel(sql_type = Text)]
     pub policy: String,
-    #[diesel(sql_type = Text)]
     pub status: String,
-    #[diesel(sql_type = Text)]
     pub winner: String,
-    #[diesel(sql_type = Text)]
     pub base_value: String,
-    #[diesel(sql_type = Text)]
     pub server_value: String,
-    #[diesel(sql_type = Text)]
     pub device_value: String,
-    #[diesel(sql_type = BigInt)]
+    pub base_version: Option<i64>,
+    pub server_version: i64,
+    pub device_id: Option<String>,
+    pub user_id: String,
+    pub op_id: Option<String>,
+    pub recorded_at: i64,
+    pub created_at: i64,
     pub change_seq: i64,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<i64>,
+    pub resolution: Option<String>,
+    pub reason: Option<String>,
 }
 
 impl ConflictRow {
@@ -313,9 +316,7 @@ impl ConflictRow {
     }
 }
 
-pub const CONFLICT_SELECT: &str =
-    "SELECT id, entity, record_id, field, kind, policy, status, winner, \
-     base_value, server_value, device_value, change_seq FROM conflicts";
+pub const CONFLICT_SELECT: &str = "SELECT * FROM conflicts";
 
 const DEPARTURE_COLS: &[(&str, ColType)] = &[
     ("entity", ColType::Text),
