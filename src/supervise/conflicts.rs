@@ -20,7 +20,7 @@ use crate::supervise::record::{view, RecordView};
 use crate::supervise::sql::{count, plain, prefix_cond, scope_cond, Query};
 use crate::sync::changeset::Changeset;
 use crate::sync::protocol::{from_wire, ConflictKind, ConflictStatus, Policy, Winner};
-pub use crate::sync::store::ConflictRow;
+use crate::sync::store::ConflictRow;
 use crate::sync::validate;
 
 /// A conflict as supervisors see it: the three values side by side.

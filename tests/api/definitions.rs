@@ -12,18 +12,6 @@ use crate::both;
 use crate::common::*;
 use fieldsync::auth::roles::Role;
 
-const COUNTY: &str = "130131";
-
-fn va() -> String {
-    village(0, 0, 0)
-}
-fn vb() -> String {
-    village(0, 0, 1)
-}
-fn vc() -> String {
-    village(0, 1, 0)
-}
-
 /// A worker's phone: pushes records over the sync API, a create the first time an id is seen
 /// and an update of the version it last got afterwards.
 struct Phone<'a> {

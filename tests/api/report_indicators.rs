@@ -11,18 +11,6 @@ use crate::both;
 use crate::common::*;
 use fieldsync::auth::roles::Role;
 
-const COUNTY: &str = "130131";
-
-fn va() -> String {
-    village(0, 0, 0)
-}
-fn vb() -> String {
-    village(0, 0, 1)
-}
-fn vc() -> String {
-    village(0, 1, 0)
-}
-
 /// A village's pushes: each `add` is one create op of the worker's device, applied.
 struct Ledger<'a> {
     app: &'a TestApp,

@@ -23,19 +23,9 @@ use fieldsync::report::indicators as ind;
 use fieldsync::report::lang::Lang;
 use fieldsync::report::report::{rates, Period};
 
-fn va() -> String {
-    village(0, 0, 0)
-}
-fn vb() -> String {
-    village(0, 0, 1)
-}
-fn vc() -> String {
-    village(0, 1, 0)
-}
 fn outside() -> String {
     village(1, 0, 0)
 }
-const COUNTY: &str = "130131";
 
 /// Records written straight to the store, with change sequences after everything else.
 struct Fixture {

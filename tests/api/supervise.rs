@@ -16,7 +16,6 @@ use fieldsync::domain::resident_id;
 
 const TOWNSHIP: &str = "130131102";
 const OTHER_TOWNSHIP: &str = "130131103";
-const COUNTY: &str = "130131";
 
 struct World {
     app: TestApp,

@@ -39,6 +39,17 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// The headers of a ureq answer, as `Resp::headers` holds them.
+    pub fn headers_of(resp: &ureq::Response) -> Vec<(String, String)> {
+        resp.headers_names()
+            .into_iter()
+            .map(|n| {
+                let v = resp.header(&n).unwrap_or("").to_string();
+                (n, v)
+            })
+            .collect()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -156,14 +167,7 @@ impl TestApp {
         };
         let status = resp.status();
         let ct = resp.header("content-type").map(str::to_string);
-        let headers = resp
-            .headers_names()
-            .into_iter()
-            .map(|n| {
-                let v = resp.header(&n).unwrap_or("").to_string();
-                (n, v)
-            })
-            .collect();
+        let headers = Resp::headers_of(&resp);
         let text = resp.into_string().unwrap_or_default();
         let json: Option<Value> = serde_json::from_str(&text).ok();
         let is_json = ct.as_deref().is_some_and(|c| c.contains("json"));

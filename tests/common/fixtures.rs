@@ -63,6 +63,20 @@ pub fn village(county: usize, t: usize, v: usize) -> String {
     format!("{}{}", township(county, t), 201 + v)
 }
 
+/// The first county of the tree (the report and supervision tests' county).
+pub const COUNTY: &str = COUNTIES[0];
+
+/// Villages A and B of the first township and village C of the second, of the first county.
+pub fn va() -> String {
+    village(0, 0, 0)
+}
+pub fn vb() -> String {
+    village(0, 0, 1)
+}
+pub fn vc() -> String {
+    village(0, 1, 0)
+}
+
 /// 2 counties x 2 townships x 3 villages.
 pub fn seed_tree(app: &TestApp) {
     let mut units = Vec::new();

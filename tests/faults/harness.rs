@@ -428,14 +428,7 @@ impl Server {
             Err(e) => return Err(e.to_string()),
         };
         let status = resp.status();
-        let headers = resp
-            .headers_names()
-            .into_iter()
-            .map(|n| {
-                let v = resp.header(&n).unwrap_or("").to_string();
-                (n, v)
-            })
-            .collect();
+        let headers = Resp::headers_of(&resp);
         let text = resp.into_string().map_err(|e| e.to_string())?;
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Ok(Resp {

@@ -190,9 +190,7 @@ export class SyncEngine {
       const reg = await this.call('/api/v1/devices', { name: deviceName, app_version: 'field-1' }, login.access_token);
       auth = { ...auth, access_token: reg.access_token, refresh_token: reg.refresh_token, device_id: reg.device_id };
     }
-    const me = await this.send('/api/v1/me', undefined, auth.access_token, 'GET');
-    const scope = /** @type {string[]} */ ((me.body && me.body.scope) || []);
-    await this.commit({ meta: { auth, revoked: false, scope } });
+    await this.adopt(auth);
   }
 
   /**
@@ -208,7 +206,14 @@ export class SyncEngine {
     }
     const reg = await this.call('/api/v1/devices/enrol', { enrolment_code: code, app_version: 'field-1' }, null);
     if (meta.auth && meta.auth.user.username !== reg.user.username) await this.wipe();
-    const auth = { access_token: reg.access_token, refresh_token: reg.refresh_token, device_id: reg.device_id, user: reg.user };
+    await this.adopt({ access_token: reg.access_token, refresh_token: reg.refresh_token, device_id: reg.device_id, user: reg.user });
+  }
+
+  /**
+   * Keeps the device-bound session a sign-in or an enrolment gave, with the scope it may sync.
+   * @param {Auth} auth
+   */
+  async adopt(auth) {
     const me = await this.send('/api/v1/me', undefined, auth.access_token, 'GET');
     const scope = /** @type {string[]} */ ((me.body && me.body.scope) || []);
     await this.commit({ meta: { auth, revoked: false, scope } });

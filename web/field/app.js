@@ -210,15 +210,23 @@ function renderLogin(note) {
     msg.replaceChildren(h('p', { class: 'muted' }, '正在登录…'));
     try {
       await client.signIn(String(fd.get('username')).trim(), String(fd.get('password')), String(fd.get('device')).trim());
-      statusBox.textContent = '登录成功，正在下载本村数据…';
-      location.hash = '#today';
-      render();
-      await doSync();
+      await firstSync('登录成功，正在下载本村数据…');
     } catch (e) {
       msg.replaceChildren(h('p', { class: 'err' }, signInError(e)));
     }
   });
   main.replaceChildren(f, renderEnrol());
+}
+
+/**
+ * After a sign-in or an enrolment: the day's page, and the village downloaded.
+ * @param {string} message
+ */
+async function firstSync(message) {
+  statusBox.textContent = message;
+  location.hash = '#today';
+  render();
+  await doSync();
 }
 
 /** The other way in: the one-time code an administrator issued for this phone. */
@@ -238,10 +246,7 @@ function renderEnrol() {
     msg.replaceChildren(h('p', { class: 'muted' }, '正在登记…'));
     try {
       await client.enrol(code);
-      statusBox.textContent = '登记成功，正在下载本村数据…';
-      location.hash = '#today';
-      render();
-      await doSync();
+      await firstSync('登记成功，正在下载本村数据…');
     } catch (e) {
       msg.replaceChildren(h('p', { class: 'err' }, enrolError(e)));
     }
