@@ -411,11 +411,18 @@ struct Stmt {
     aggs: Vec<(&'static str, String)>,
     /// Its values are added to those of another statement with the same keys (a correction).
     adds: bool,
-    /// PostgreSQL: plan its joins as hash joins (see [`count`]).
+    /// PostgreSQL: plan its joins as hash joins (see [`count`]); its look-ups must then be
+    /// written without joins (as [`husband_select`] is).
     hash_joins: bool,
 }
 
 impl Stmt {
+    /// Whether one of its counts is of distinct persons or records (`COUNT(DISTINCT ...)`),
+    /// which a sum over units would count twice when they have rows in two units.
+    fn counts_distinct(&self) -> bool {
+        self.aggs.iter().any(|(_, a)| a.contains("DISTINCT"))
+    }
+
     fn new(from: String, aggs: Vec<(&'static str, String)>) -> Stmt {
         Stmt {
             with: None,
@@ -569,17 +576,22 @@ fn spouse_at_end_lookup(w: &str) -> String {
     )
 }
 
-/// Her husband (`h`), joined by `join` (e.g. to `measures m`), for a woman `w` (a row with
-/// `id`, `household_id` and `relation`) whose spouse at period end is `spouse`: the one rule
-/// of the couple. The man her link names; when it names none, a man whose link names her;
-/// only when no live person's link names her either, the male head or spouse of her household
-/// while she is its head or spouse. Returns `(SELECT {select} ...)` over his rows meeting
-/// `cond`: NULL (for an aggregate like `MIN`) when he has none.
-fn husband_select(w: &str, spouse: &str, select: &str, join: &str, cond: &str) -> String {
+/// Her husband (`h`) for a woman `w` (a row with `id`, `household_id` and `relation`) whose
+/// spouse at period end is `spouse`: the one rule of the couple. The man her link names; when
+/// it names none, a man whose link names her; only when no live person's link names her
+/// either, the male head or spouse of her household while she is its head or spouse. Returns
+/// `MIN(per_man)` over those men, `per_man` a scalar over `h` (e.g. a look-up of his
+/// measures): NULL when there is none.
+///
+/// Written as look-ups within look-ups, without a join, so that the plan is an index look-up
+/// per woman and per man whatever the planner's setting (the married-women statement turns
+/// nested loops off, [`Stmt::hash_joins`], and a join here would then hash a whole ledger for
+/// each woman).
+fn husband_select(w: &str, spouse: &str, per_man: &str) -> String {
     let q = |branch: String| {
         format!(
-            "(SELECT {select} FROM persons h {join} WHERE {branch} AND NOT h.deleted \
-               AND h.sex = 'male' AND {cond})"
+            "(SELECT MIN({per_man}) FROM persons h WHERE {branch} AND NOT h.deleted \
+               AND h.sex = 'male')"
         )
     };
     format!(
@@ -602,9 +614,11 @@ fn husband_measure(w: &str, spouse: &str, value: &str, cond: &str) -> String {
     husband_select(
         w,
         spouse,
-        &format!("MIN({value})"),
-        "JOIN measures m ON m.person_id = h.id",
-        &format!("m.method IN ({}) AND {cond}", list(MALE_METHODS)),
+        &format!(
+            "(SELECT MIN({value}) FROM measures m WHERE m.person_id = h.id \
+               AND m.method IN ({}) AND {cond})",
+            list(MALE_METHODS)
+        ),
     )
 }
 
@@ -820,9 +834,7 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
         husband_select(
             "q",
             "q.spouse",
-            "MIN(1)",
-            "JOIN supplies s ON s.person_id = h.id",
-            handed
+            &format!("(SELECT MIN(1) FROM supplies s WHERE s.person_id = h.id AND {handed})")
         )
     );
     aggs.push((
@@ -833,32 +845,41 @@ fn statements(start: NaiveDate, end: NaiveDate) -> Vec<Stmt> {
         "supply_method_users_supplied",
         when(&format!("x.r IN ({supply_ranks}) AND x.sup = 1")),
     ));
+    // Living children: each birth's child looked up by id (a scalar look-up, which PostgreSQL
+    // never turns into a join: as `NOT EXISTS` it became an anti-join hashing every person).
     // A child marked dead without a death record: dead from the day that was recorded.
     let child_marked_dead = "COALESCE((SELECT COALESCE(s.old_value, 'true') \
            FROM person_status_changes s WHERE s.person_id = c.id AND s.field = 'alive' \
              AND s.effective_on > :e ORDER BY s.effective_on, s.change_seq LIMIT 1), \
          CASE WHEN c.alive IS NULL OR c.alive THEN 'true' ELSE 'false' END) = 'false'";
     let r = least("q.own", "q.couple");
+    // `q` is materialised so that each woman's couple look-ups run once, not once for each use
+    // of `q.couple` in `r`; `supplied` is asked only of supply users (in a `CASE`, which
+    // PostgreSQL evaluates lazily: in `NULL AND x` it would evaluate `x` for every woman
+    // without a measure).
     out.push(Stmt {
         with: Some(format!(
-            "SELECT q.org_unit AS org_unit, q.nc AS nc, {r} AS r, \
-               CASE WHEN {r} IN ({supply_ranks}) AND {supplied} THEN 1 ELSE 0 END AS sup FROM (\
+            "WITH q AS MATERIALIZED (\
              SELECT p.org_unit AS org_unit, p.id AS id, p.household_id AS household_id, \
                p.relation AS relation, {spouse} AS spouse, COALESCE(bc.nc, 0) AS nc, \
                om.r AS own, {couple} AS couple \
              FROM persons p {joins} \
              LEFT JOIN (SELECT b.mother_id AS pid, COUNT(*) AS nc FROM births b \
                WHERE {brange} AND b.birth_date <= :e \
-                 AND NOT EXISTS (SELECT 1 FROM persons c WHERE c.id = b.child_id AND (c.deleted \
+                 AND COALESCE((SELECT CASE WHEN c.deleted \
                    OR EXISTS (SELECT 1 FROM deaths cd WHERE cd.person_id = c.id \
                      AND NOT cd.deleted AND cd.death_date <= :e) \
                    OR (NOT EXISTS (SELECT 1 FROM deaths cd \
-                     WHERE cd.person_id = c.id AND NOT cd.deleted) AND {child_marked_dead}))) \
+                     WHERE cd.person_id = c.id AND NOT cd.deleted) AND {child_marked_dead}) \
+                   THEN 1 ELSE 0 END FROM persons c WHERE c.id = b.child_id), 0) = 0 \
                GROUP BY b.mother_id) bc ON bc.pid = p.id \
              LEFT JOIN (SELECT m.person_id AS pid, MIN({rank}) AS r FROM measures m \
                WHERE {mrange} AND {CURRENT} GROUP BY m.person_id) om ON om.pid = p.id \
              WHERE {prange} AND {at_end} AND p.sex = 'female' \
-               AND {married} AND p.birth_date >= :wlo AND p.birth_date <= :whi) q",
+               AND {married} AND p.birth_date >= :wlo AND p.birth_date <= :whi) \
+             SELECT q.org_unit AS org_unit, q.nc AS nc, {r} AS r, \
+               CASE WHEN {r} IN ({supply_ranks}) THEN CASE WHEN {supplied} THEN 1 ELSE 0 END \
+                 ELSE 0 END AS sup FROM q",
             joins = dated_status_joins(),
             prange = range("p"),
             at_end = dated.at_end(),
@@ -1253,19 +1274,16 @@ fn indicator_statements(w: &Window, postgres: bool) -> Vec<Stmt> {
     ));
 
     // 独男户: counted like 独生子女户 (the register's one-child flag), when the household's
-    // children (relation `child`, live, not marked dead) are sons only.
-    let child = |sex: &str| {
-        format!(
-            "EXISTS (SELECT 1 FROM persons c WHERE c.household_id = x.id AND NOT c.deleted \
-               AND c.relation = 'child' AND (c.alive IS NULL OR c.alive) AND c.sex = '{sex}')"
-        )
-    };
+    // children (relation `child`, live, not marked dead) are sons only: the greatest of 1 for
+    // a son and 2 for a daughter is 1. A scalar look-up per flagged household, by the
+    // household index: as `EXISTS`, PostgreSQL made it a merge join over the whole index.
     out.push(Stmt::new(
         format!(
-            "households x WHERE {} AND x.one_child AND {} AND NOT {}",
+            "households x WHERE {} AND x.one_child \
+             AND (SELECT MAX(CASE c.sex WHEN 'male' THEN 1 WHEN 'female' THEN 2 END) \
+               FROM persons c WHERE c.household_id = x.id AND NOT c.deleted \
+                 AND c.relation = 'child' AND (c.alive IS NULL OR c.alive)) = 1",
             range("x"),
-            child("male"),
-            child("female")
         ),
         vec![("households_one_son", "COUNT(*)".into())],
     ));
@@ -1273,7 +1291,10 @@ fn indicator_statements(w: &Window, postgres: bool) -> Vec<Stmt> {
     // Marriages of the period, counted by the woman (a couple is one bride): 当年新婚对数; of
     // them, first marriages (status `first_marriage`) and late ones (晚婚).
     // Marital status and marriage date at the period end, from the history (joined as `se`),
-    // so a divorce or remarriage after the period does not change it.
+    // so a divorce or remarriage after the period does not change it. The women looked at:
+    // those whose recorded marriage date is on or after the period start, and those whose
+    // marital status changed after its end (their date then may differ), found by the
+    // marriage-date index and the history, not by a scan of every person.
     let since_end = marriage_date_from_key("se.ms", "p.marriage_date");
     out.push(Stmt {
         with: Some(format!(
@@ -1282,7 +1303,11 @@ fn indicator_statements(w: &Window, postgres: bool) -> Vec<Stmt> {
              SELECT p.org_unit AS org_unit, p.birth_date AS birth_date, \
                {since_end} AS marriage_date, {status} AS ms \
              FROM persons p {joins} WHERE {} AND p.sex = 'female' \
-               AND (p.marriage_date >= :s OR se.ms IS NOT NULL)) y \
+               AND p.id IN (SELECT c.id FROM persons c WHERE c.marriage_date >= :s \
+                   AND c.org_unit >= :lo AND c.org_unit < :hi \
+                 UNION SELECT s.person_id FROM person_status_changes s \
+                 WHERE s.field = 'marital_status' AND s.effective_on > :e \
+                   AND s.org_unit >= :lo AND s.org_unit < :hi)) y \
              WHERE y.marriage_date >= :s AND y.marriage_date <= :e",
             range("p"),
             status = status_at("se", "ms", "p.marital_status"),
@@ -1453,12 +1478,56 @@ fn key_expr(by: KeyBy) -> String {
 /// Every count of [`COUNTS`] for the window, one entry per group key (only keys with any row;
 /// callers fill the rest with [`zero`]).
 pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<String, Counts>> {
+    let mut out = run(conn, w, by, |_| true)?;
+    for counts in out.values_mut() {
+        for d in COUNTS {
+            counts.entry(d.key.to_string()).or_insert(0);
+        }
+        derive(counts);
+    }
+    Ok(out)
+}
+
+/// [`count`] grouped by `by`, and the whole window's counts beside it, from one run of the
+/// statements: a count over rows each keyed to one unit is the sum of its groups; only the
+/// statements with a distinct-person count ([`Stmt::counts_distinct`]: a woman with visits in
+/// two villages is one woman checked in the township) run again for the whole window.
+pub fn count_with_total(
+    conn: &mut DbConn,
+    w: &Window,
+    by: KeyBy,
+) -> AppResult<(BTreeMap<String, Counts>, Counts)> {
+    let groups = count(conn, w, by)?;
+    if by == KeyBy::Total {
+        let total = groups.get("").cloned().unwrap_or_else(zero);
+        return Ok((groups, total));
+    }
+    let mut total = zero();
+    for c in groups.values() {
+        add(&mut total, c);
+    }
+    if let Some(whole) = run(conn, w, KeyBy::Total, Stmt::counts_distinct)?.remove("") {
+        total.extend(whole);
+    }
+    derive(&mut total);
+    Ok((groups, total))
+}
+
+/// Runs the statements `pick` selects, grouped by `by`: their counts only, not yet
+/// [`derive`]d.
+fn run(
+    conn: &mut DbConn,
+    w: &Window,
+    by: KeyBy,
+    pick: impl Fn(&Stmt) -> bool,
+) -> AppResult<BTreeMap<String, Counts>> {
     let postgres = matches!(conn, DbConn::Postgres(_));
     if postgres {
         // These statements are short aggregates with many expressions: PostgreSQL's JIT would
         // spend longer compiling them (over a second on a county) than they take to run.
         diesel::sql_query("SET LOCAL jit = off").execute(conn)?;
     }
+    let mut nestloop_off = false;
     let (lo, hi) = subtree_range(&w.org_unit);
     let (wlo, whi) = indicators::wcba_birth_date_bounds(w.end);
     let s = w.start.format("%Y-%m-%d").to_string();
@@ -1478,6 +1547,7 @@ pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<Str
     for stmt in statements(w.start, w.end)
         .into_iter()
         .chain(indicator_statements(w, postgres))
+        .filter(|s| pick(s))
     {
         let aggs: Vec<&str> = stmt.aggs.iter().map(|(_, a)| a.as_str()).collect();
         // The key column is named after the statement's alias `x`; persons use `p` (and so do
@@ -1504,14 +1574,16 @@ pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<Str
         };
         let sql = format!("{with}SELECT {key} AS k, {json} AS j FROM {from}{group}");
         let started = std::time::Instant::now();
-        if postgres {
+        if postgres && stmt.hash_joins != nestloop_off {
             // The married-women statement joins the women of the subtree to small per-person
-            // aggregates of the ledgers: a hash join is right at every size. Right after a bulk
-            // load (before autovacuum's ANALYZE) the planner estimates the persons range at a
-            // few rows, and the nested loops it then picks took 23 s instead of 0.2 s on the
-            // 300,000-person county (bench/analysis.md).
-            let nestloop = if stmt.hash_joins { "off" } else { "on" };
-            diesel::sql_query(format!("SET LOCAL enable_nestloop = {nestloop}")).execute(conn)?;
+            // aggregates of the ledgers: a hash join is right at every size, and everything
+            // else in it is a look-up per row. The planner misjudges how many women pass the
+            // married-at-end rule (a few rows, for 25,000 in a township), and the nested
+            // loops it then picks rescan the aggregates per woman: 4.3 s instead of 0.4 s on
+            // the 300,000-person county, 67 s before any ANALYZE (bench/analysis.md).
+            nestloop_off = stmt.hash_joins;
+            let on = if nestloop_off { "off" } else { "on" };
+            diesel::sql_query(format!("SET LOCAL enable_nestloop = {on}")).execute(conn)?;
         }
         tracing::trace!(%sql, "report count statement");
         let rows = load_keyed(conn, &sql, &params)?;
@@ -1528,7 +1600,7 @@ pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<Str
         for row in rows {
             let values: Vec<serde_json::Value> = serde_json::from_str(&row.j)
                 .map_err(|e| AppError::Internal(format!("count row: {e}")))?;
-            let entry = out.entry(row.k).or_insert_with(zero);
+            let entry = out.entry(row.k).or_default();
             for ((name, _), v) in stmt.aggs.iter().zip(values) {
                 let n = v
                     .as_i64()
@@ -1541,9 +1613,6 @@ pub fn count(conn: &mut DbConn, w: &Window, by: KeyBy) -> AppResult<BTreeMap<Str
                 }
             }
         }
-    }
-    for counts in out.values_mut() {
-        derive(counts);
     }
     Ok(out)
 }

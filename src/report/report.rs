@@ -386,15 +386,21 @@ impl Breakdown {
     }
 }
 
-/// The unit's counts, grouped by `by`, with locked villages' frozen figures in place of live
-/// ones for a month.
+/// The unit's counts grouped by `by`, and its whole counts (the report's figures), with locked
+/// villages' frozen figures in place of live ones for a month.
+struct Grouped {
+    groups: BTreeMap<String, Counts>,
+    total: Counts,
+    approval: Option<ApprovalState>,
+}
+
 fn grouped(
     conn: &mut DbConn,
     unit: &OrgUnit,
     period: &Period,
     by: KeyBy,
     rules: Rules,
-) -> AppResult<(BTreeMap<String, Counts>, Option<ApprovalState>)> {
+) -> AppResult<Grouped> {
     let window = Window {
         org_unit: unit.code.clone(),
         start: period.start,
@@ -402,7 +408,12 @@ fn grouped(
         rules,
     };
     let Some(month) = period.month_code() else {
-        return Ok((counts::count(conn, &window, by)?, None));
+        let (groups, total) = counts::count_with_total(conn, &window, by)?;
+        return Ok(Grouped {
+            groups,
+            total,
+            approval: None,
+        });
     };
     let subs = approval::in_subtree(conn, &unit.code, &month)?;
     let mut state = ApprovalState {
@@ -419,8 +430,12 @@ fn grouped(
     }
     let locked: Vec<&Submission> = subs.iter().filter(|s| s.status == "locked").collect();
     if locked.is_empty() || by == KeyBy::Unit && level_of(unit) == Level::Village {
-        let live = counts::count(conn, &window, by)?;
-        return Ok((live, Some(state)));
+        let (groups, total) = counts::count_with_total(conn, &window, by)?;
+        return Ok(Grouped {
+            groups,
+            total,
+            approval: Some(state),
+        });
     }
     // Village by village, frozen where locked, then rolled up to the requested grouping.
     let mut villages = counts::count(conn, &window, KeyBy::Prefix(12))?;
@@ -436,7 +451,9 @@ fn grouped(
         state.locked_villages.push(s.org_unit.clone());
     }
     let mut out: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut total = counts::zero();
     for (code, c) in villages {
+        counts::add(&mut total, &c);
         let key = match by {
             KeyBy::Total => String::new(),
             KeyBy::Prefix(n) => code.chars().take(n).collect(),
@@ -444,7 +461,11 @@ fn grouped(
         };
         counts::add(out.entry(key).or_insert_with(counts::zero), &c);
     }
-    Ok((out, Some(state)))
+    Ok(Grouped {
+        groups: out,
+        total,
+        approval: Some(state),
+    })
 }
 
 /// The counts of `org_unit` whose live value differs from the approved (frozen) one. A count
@@ -474,9 +495,8 @@ pub fn report(
     period: &Period,
     rules: Rules,
 ) -> AppResult<Report> {
-    let (mut rows, approval) = grouped(conn, unit, period, KeyBy::Total, rules)?;
-    let c = rows.remove("").unwrap_or_else(counts::zero);
-    report_of(conn, unit, period, c, approval)
+    let g = grouped(conn, unit, period, KeyBy::Total, rules)?;
+    report_of(conn, unit, period, g.total, g.approval)
 }
 
 fn report_of(
@@ -533,10 +553,8 @@ pub fn breakdown(
     order: Option<Order>,
     rules: Rules,
 ) -> AppResult<Breakdown> {
-    let (grouped_counts, _) = grouped(conn, unit, period, breakdown_key(unit), rules)?;
-    let (mut whole, _) = grouped(conn, unit, period, KeyBy::Total, rules)?;
-    let total = whole.remove("").unwrap_or_else(counts::zero);
-    breakdown_of(conn, unit, period, sort, order, grouped_counts, total)
+    let g = grouped(conn, unit, period, breakdown_key(unit), rules)?;
+    breakdown_of(conn, unit, period, sort, order, g.groups, g.total)
 }
 
 /// How a breakdown of `unit` groups: townships of a county, villages of a township, groups of
@@ -561,15 +579,15 @@ pub fn report_and_breakdown(
     order: Option<Order>,
     rules: Rules,
 ) -> AppResult<(Report, Breakdown)> {
-    let report = report(conn, unit, period, rules)?;
-    let (grouped_counts, _) = grouped(conn, unit, period, breakdown_key(unit), rules)?;
+    let g = grouped(conn, unit, period, breakdown_key(unit), rules)?;
+    let report = report_of(conn, unit, period, g.total.clone(), g.approval)?;
     let b = breakdown_of(
         conn,
         unit,
         period,
         sort,
         order,
-        grouped_counts,
+        g.groups,
         report.counts.clone(),
     )?;
     Ok((report, b))

@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 use crate::auth::scope::Scope;
-use crate::db::{now_micros, Backend, Db, DbConn};
+use crate::db::{now_micros, Db, DbConn};
 use crate::error::{AppError, AppResult};
 use crate::sync::changeset::Changeset;
 use crate::sync::merge::{self, Disposition};
@@ -71,10 +71,7 @@ pub fn push(db: &Db, caller: &Caller, ops: Vec<Value>) -> AppResult<PushResponse
     let mut stop: Option<(i64, StopReason)> = None;
     let shared = std::sync::Arc::new(caller.clone());
     for chunk in items.chunks(CHUNK) {
-        let applied = match db.backend() {
-            Backend::Sqlite => group::apply(db, &shared, chunk),
-            Backend::Postgres => db.write(|conn| apply_chunk(conn, caller, chunk)),
-        };
+        let applied = group::apply(db, &shared, chunk);
         match applied {
             Ok(out) => {
                 results.extend(out.results);
@@ -170,7 +167,8 @@ mod unsafe_ack {
     }
 }
 
-/// Group commit on SQLite, where one writer commits at a time: the chunks of several devices
+/// Group commit, where one writer commits at a time (the SQLite writer; on PostgreSQL the
+/// `sync_state` row lock that orders the change sequence): the chunks of several devices
 /// queued behind the writer are applied in one transaction, each in a savepoint of its own (a
 /// chunk that fails rolls back alone and is answered with its error), and every device is
 /// answered only after that one commit. The first pusher to find no group being committed

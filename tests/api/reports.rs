@@ -3182,3 +3182,53 @@ both!(breakdown_worst_first_respects_floor_ceiling_and_band, |b| {
     );
     assert_eq!(r.status, 400);
 });
+
+// The breakdown's total row comes from the same statements as its rows (summed), with only the
+// distinct-person counts counted again over the whole unit: on the demo county, for a county and
+// a township and every kind of period, it is the report's every figure.
+both!(breakdown_total_is_the_report_on_the_demo_county, |b| {
+    let app = spawn_app(b);
+    fieldsync::demo::load(&app.db, 2026, true).expect("demo loads");
+    let county = fieldsync::demo::COUNTY_CODE;
+    add_user(&app, "cs", Role::CountySupervisor, Some(county), &[]);
+    let token = session(&app, "cs").access;
+    let all = |v: &Value| -> Counts { serde_json::from_value(v["counts"].clone()).unwrap() };
+    for unit in [county, "130131102"] {
+        for period in [
+            "period=2026-10",
+            "period=2026-Q3",
+            "kind=ytd&period=2026-10",
+            "period=2026",
+            "from=2026-03-01&to=2026-05-15",
+        ] {
+            let q = format!("{period}&org_unit={unit}");
+            let r = app.get(&format!("/api/v1/reports?{q}"), Some(&token));
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            let bd = app.get(&format!("/api/v1/reports/breakdown?{q}"), Some(&token));
+            assert_eq!(bd.status, 200, "{:?}", bd.body);
+            let report = all(&r.body);
+            assert!(
+                report["married_wcba"] > 0 && report["population_end"] > 0,
+                "{q}"
+            );
+            if period == "period=2026" {
+                assert!(
+                    report["births"] > 0 && report["supply_recipients"] > 0,
+                    "{q}"
+                );
+            }
+            assert_eq!(all(&bd.body["total"]), report, "{q}");
+            // The summed counts are the sum of the rows; a distinct count may be less.
+            let rows = bd.body["rows"].as_array().expect("rows");
+            for key in [
+                "population_end",
+                "married_wcba",
+                "births",
+                "contraceptive_users",
+            ] {
+                let sum: i64 = rows.iter().map(|row| all(row)[key]).sum();
+                assert_eq!(sum, report[key], "{q} {key}");
+            }
+        }
+    }
+});

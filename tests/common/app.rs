@@ -87,6 +87,18 @@ pub fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Te
     };
     let mut settings = test_settings(&url);
     tweak(&mut settings);
+    serve(backend, url, settings, dir, pg_db)
+}
+
+/// A server on `settings`' database, torn down (and its PostgreSQL database `pg_db` dropped)
+/// with the returned app.
+fn serve(
+    backend: Backend,
+    url: String,
+    settings: Settings,
+    dir: Option<tempfile::TempDir>,
+    pg_db: Option<(String, String)>,
+) -> TestApp {
     let db = fieldsync::open_database(&settings).expect("open test database");
     let (tx, rx) = mpsc::channel();
     let server_settings = settings.clone();
@@ -121,6 +133,23 @@ pub fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Te
 }
 
 impl TestApp {
+    /// A second server on the same database, with its own connection pool and push queue: a
+    /// second process of a PostgreSQL deployment.
+    pub fn peer(&self) -> TestApp {
+        assert_eq!(
+            self.backend,
+            Backend::Postgres,
+            "one process owns a SQLite file"
+        );
+        serve(
+            self.backend,
+            self.database_url.clone(),
+            self.settings.clone(),
+            None,
+            None,
+        )
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
