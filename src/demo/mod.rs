@@ -266,6 +266,15 @@ pub fn load(db: &Db, seed: u64, force: bool) -> AppResult<Summary> {
         Ok(range) => range,
         Err(s) => return Ok(not_loaded(s)),
     };
+    if db.backend() == crate::db::Backend::Postgres {
+        // A bulk load right before first use: take planner statistics now rather than when
+        // autovacuum gets to it. Without them the county's report took about twice as long
+        // (bench/analysis.md).
+        db.write(|conn| {
+            diesel::sql_query("ANALYZE").execute(conn)?;
+            Ok(())
+        })?;
+    }
     let n = |e: Entity| generated.count(e);
     let recent = ymd_string(2025);
     Ok(Summary {
