@@ -1303,13 +1303,13 @@ fn indicator_statements(w: &Window, postgres: bool) -> Vec<Stmt> {
              SELECT p.org_unit AS org_unit, p.birth_date AS birth_date, \
                {since_end} AS marriage_date, {status} AS ms \
              FROM persons p {joins} WHERE {} AND p.sex = 'female' \
-               AND p.id IN (SELECT c.id FROM persons c WHERE c.marriage_date >= :s \
-                   AND c.org_unit >= :lo AND c.org_unit < :hi \
+               AND p.id IN (SELECT c.id FROM persons c WHERE c.marriage_date >= :s AND {} \
                  UNION SELECT s.person_id FROM person_status_changes s \
                  WHERE s.field = 'marital_status' AND s.effective_on > :e \
                    AND s.org_unit >= :lo AND s.org_unit < :hi)) y \
              WHERE y.marriage_date >= :s AND y.marriage_date <= :e",
             range("p"),
+            range("c"),
             status = status_at("se", "ms", "p.marital_status"),
             joins = status_changes_join("se", "> :e"),
         )),

@@ -386,14 +386,16 @@ impl Breakdown {
     }
 }
 
-/// The unit's counts grouped by `by`, and its whole counts (the report's figures), with locked
-/// villages' frozen figures in place of live ones for a month.
+/// A unit's counts grouped by a key, its whole counts (the report's figures) and, for a month,
+/// the approval state.
 struct Grouped {
     groups: BTreeMap<String, Counts>,
     total: Counts,
     approval: Option<ApprovalState>,
 }
 
+/// The unit's counts grouped by `by`, and its whole counts, with locked villages' frozen
+/// figures in place of live ones for a month.
 fn grouped(
     conn: &mut DbConn,
     unit: &OrgUnit,
@@ -580,7 +582,7 @@ pub fn report_and_breakdown(
     rules: Rules,
 ) -> AppResult<(Report, Breakdown)> {
     let g = grouped(conn, unit, period, breakdown_key(unit), rules)?;
-    let report = report_of(conn, unit, period, g.total.clone(), g.approval)?;
+    let report = report_of(conn, unit, period, g.total, g.approval)?;
     let b = breakdown_of(
         conn,
         unit,
