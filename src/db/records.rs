@@ -309,12 +309,10 @@ fn build_entity_sql(backend: Backend, entity: Entity) -> EntitySql {
         ),
     };
     let select_json = format!("SELECT {json_list} FROM {} t", def.table);
-    let select_by_ids = match backend {
-        Backend::Sqlite => format!("{select_json} WHERE id IN (SELECT value FROM json_each(?))"),
-        Backend::Postgres => {
-            format!("{select_json} WHERE id IN (SELECT jsonb_array_elements_text(?::jsonb))")
-        }
-    };
+    let select_by_ids = format!(
+        "{select_json} WHERE {}",
+        crate::db::stmt::in_json_list(backend, "id", "?")
+    );
     EntitySql {
         select_by_ids,
         select_json,

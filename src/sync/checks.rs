@@ -11,6 +11,7 @@ use diesel::sql_types::{BigInt, Text};
 use serde_json::Value;
 
 use crate::db::records::{self, backend_of, RecordRow};
+use crate::db::stmt::{bind_mark, in_json_list};
 use crate::db::{Backend, DbConn};
 use crate::domain::checks::{self, CheckInput};
 use crate::domain::entities::Entity;
@@ -134,10 +135,11 @@ fn death_dates(
         return Ok(out);
     }
     let param = serde_json::to_string(&persons.iter().collect::<Vec<_>>()).expect("ids serialise");
-    let sql = match backend_of(conn) {
-        Backend::Sqlite => "SELECT id, person_id, death_date FROM deaths WHERE NOT deleted AND person_id IN (SELECT value FROM json_each(?))",
-        Backend::Postgres => "SELECT id, person_id, death_date FROM deaths WHERE NOT deleted AND person_id IN (SELECT jsonb_array_elements_text($1::jsonb))",
-    };
+    let backend = backend_of(conn);
+    let sql = format!(
+        "SELECT id, person_id, death_date FROM deaths WHERE NOT deleted AND {}",
+        in_json_list(backend, "person_id", &bind_mark(backend, 1))
+    );
     let rows: Vec<DeathRow> = match conn {
         DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
         DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
@@ -259,14 +261,11 @@ pub fn recheck_related(
         };
         let base = records::select_json_sql(backend_of(conn), def.entity);
         // `field` comes from the record-type table, never from input.
-        let sql = match backend_of(conn) {
-            Backend::Sqlite => format!(
-                "{base} WHERE NOT deleted AND {field} IN (SELECT value FROM json_each(?))"
-            ),
-            Backend::Postgres => format!(
-                "{base} WHERE NOT deleted AND {field} IN (SELECT jsonb_array_elements_text($1::jsonb))"
-            ),
-        };
+        let backend = backend_of(conn);
+        let sql = format!(
+            "{base} WHERE NOT deleted AND {}",
+            in_json_list(backend, field, &bind_mark(backend, 1))
+        );
         let rows: Vec<records::JsonRow> = match conn {
             DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
             DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,

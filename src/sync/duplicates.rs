@@ -15,6 +15,7 @@ use diesel::RunQueryDsl;
 use serde_json::{json, Value};
 
 use crate::db::records::{self, backend_of, insert_rows, ColType, JsonRow, RecordRow};
+use crate::db::stmt::{bind_mark, in_json_list};
 use crate::db::{Backend, DbConn};
 use crate::domain::entities::{Entity, ENTITIES};
 use crate::error::AppResult;
@@ -115,16 +116,23 @@ pub fn undismiss_pair(conn: &mut DbConn, a: &str, b: &str) -> AppResult<bool> {
     Ok(true)
 }
 
+/// The look-up of live persons by ID number: one JSON array of numbers bound as the first
+/// parameter. Public for the test that checks it is answered from `persons_id_number`.
+pub fn persons_with_numbers_sql(backend: Backend) -> String {
+    let base = records::select_json_sql(backend, Entity::Person);
+    format!(
+        "{base} WHERE NOT deleted AND merged_into IS NULL AND {}",
+        in_json_list(backend, "id_number", &bind_mark(backend, 1))
+    )
+}
+
+/// Live persons holding one of `numbers` (the duplicate look-up of a push chunk).
 pub fn persons_with_numbers(
     conn: &mut DbConn,
     numbers: &BTreeSet<String>,
 ) -> AppResult<Vec<RecordRow>> {
     let param = serde_json::to_string(&numbers.iter().collect::<Vec<_>>()).expect("serialise");
-    let base = records::select_json_sql(backend_of(conn), Entity::Person);
-    let sql = match backend_of(conn) {
-        Backend::Sqlite => format!("{base} WHERE NOT deleted AND merged_into IS NULL AND id_number IN (SELECT value FROM json_each(?))"),
-        Backend::Postgres => format!("{base} WHERE NOT deleted AND merged_into IS NULL AND id_number IN (SELECT jsonb_array_elements_text($1::jsonb))"),
-    };
+    let sql = persons_with_numbers_sql(backend_of(conn));
     let rows: Vec<JsonRow> = match conn {
         DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
         DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
@@ -193,16 +201,11 @@ pub fn children_of(
         for field in def.refs_to(Entity::Person) {
             let base = records::select_json_sql(backend_of(conn), def.entity);
             // `field` comes from the record-type table, never from input.
-            let sql = match backend_of(conn) {
-                Backend::Sqlite => format!(
-                    "{base} WHERE {} IN (SELECT value FROM json_each(?))",
-                    field.name
-                ),
-                Backend::Postgres => format!(
-                    "{base} WHERE {} IN (SELECT jsonb_array_elements_text($1::jsonb))",
-                    field.name
-                ),
-            };
+            let backend = backend_of(conn);
+            let sql = format!(
+                "{base} WHERE {}",
+                in_json_list(backend, field.name, &bind_mark(backend, 1))
+            );
             let rows: Vec<JsonRow> = match conn {
                 DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
                 DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,

@@ -1845,3 +1845,58 @@ fn transient_stop_mid_batch_keeps_the_committed_chunks() {
     assert_eq!(recs[&x]["version"], 2);
     assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM persons"), 501);
 }
+
+// The duplicate look-up of every push chunk is answered from the ID-number index on both
+// databases. On PostgreSQL, `id_number IN (SELECT jsonb_array_elements_text($1))` was planned
+// as a hash join over a scan of every person (the planner guesses 100 list elements), which
+// made the look-up grow with the county; the demo county (about 3,000 persons, statistics
+// taken by the demo load) is enough for that plan to be chosen.
+both!(duplicate_lookup_by_id_number_uses_its_index, |b| {
+    use diesel::sql_types::Text;
+    use diesel::RunQueryDsl;
+    use fieldsync::db::DbConn;
+    #[derive(diesel::QueryableByName)]
+    struct PgLine {
+        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct SqliteLine {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+    let app = spawn_app(b);
+    fieldsync::demo::load(&app.db, 2026, true).expect("demo loads");
+    let numbers = r#"["130131199001011234","130131198502023456"]"#;
+    let mut conn = app.conn();
+    let plan: Vec<String> = match &mut *conn {
+        DbConn::Postgres(c) => {
+            let sql = fieldsync::sync::duplicates::persons_with_numbers_sql(
+                fieldsync::db::Backend::Postgres,
+            );
+            diesel::sql_query(format!("EXPLAIN {sql}"))
+                .bind::<Text, _>(numbers)
+                .load::<PgLine>(c)
+                .expect("explain")
+                .into_iter()
+                .map(|l| l.line)
+                .collect()
+        }
+        DbConn::Sqlite(c) => {
+            let sql = fieldsync::sync::duplicates::persons_with_numbers_sql(
+                fieldsync::db::Backend::Sqlite,
+            );
+            diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+                .bind::<Text, _>(numbers)
+                .load::<SqliteLine>(c)
+                .expect("explain")
+                .into_iter()
+                .map(|l| l.detail)
+                .collect()
+        }
+    };
+    let text = plan.join("\n");
+    assert!(text.contains("persons_id_number"), "{text}");
+    assert!(!text.contains("Seq Scan on persons"), "{text}");
+    assert!(!plan.iter().any(|l| l.trim() == "SCAN t"), "{text}");
+});
