@@ -12,6 +12,16 @@ results/console-pages-<backend>.json, which `bench/run --render` shows in BENCHM
     bench/console-pages.py                       # SQLite in a temp dir, 15 loads per page
     bench/console-pages.py --runs 30
     bench/console-pages.py --pg-url postgres://postgres@127.0.0.1:5432/postgres   # a new database
+
+A database made elsewhere (the load harness's 300,000-person county, kept with `--keep`) is
+served as it is with `--database-url URL --tag NAME`: no demo is loaded, the accounts
+`township` and `county` must exist with the password in FIELDSYNC_BENCH_PASSWORD, and the
+figures go to results/console-pages-<backend>-<NAME>.json:
+
+    cargo bench --bench load -- --backend postgres --only report --keep
+    fieldsync --database-url URL user add --username county --role county_supervisor --org-unit 130131 --password-stdin
+    fieldsync --database-url URL user add --username township --role township_supervisor --org-unit 130131104 --password-stdin
+    FIELDSYNC_BENCH_PASSWORD=... bench/console-pages.py --database-url URL --tag 300k
 """
 
 import argparse
@@ -43,11 +53,11 @@ def percentile(xs, p):
     return round(xs[lo] + (xs[hi] - xs[lo]) * (k - lo), 1)
 
 
-def start_server(binary, url):
+def start_server(binary, url, demo_load=True):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDSYNC_")}
     workdir = tempfile.mkdtemp(prefix="fs-console-bench-")
     proc = subprocess.Popen(
-        [binary, "--database-url", url, "serve", "--demo", "--bind", "127.0.0.1:0"],
+        [binary, "--database-url", url, "serve", "--bind", "127.0.0.1:0"] + (["--demo"] if demo_load else []),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=workdir,
     )
     base = password = None
@@ -133,13 +143,15 @@ def measure(browser, base, password, username, runs):
             "p95_ms": percentile(wall, 95),
             "max_ms": round(max(wall), 1),
             "in_page_median_ms": percentile(inner, 50),
+            "in_page_p95_ms": percentile(inner, 95),
             "api_median_ms": {p: percentile(v, 50) for p, v in sorted(api.items())},
             "api_calls_per_load": round(sum(len(v) for v in api.values()) / runs, 1),
         }
         if trends:
             out[name]["trends_median_ms"] = percentile(trends, 50)
             out[name]["trends_p95_ms"] = percentile(trends, 95)
-        print(f"{username:>8} {name:<11} median {out[name]['median_ms']:>7} ms  p95 {out[name]['p95_ms']:>7} ms", flush=True)
+        print(f"{username:>8} {name:<11} median {out[name]['median_ms']:>7} ms  p95 {out[name]['p95_ms']:>7} ms"
+              f"  in page {out[name]['in_page_median_ms']:>5} / {out[name]['in_page_p95_ms']:>5} ms", flush=True)
     ctx.close()
     return out
 
@@ -149,6 +161,8 @@ def main():
     ap.add_argument("--runs", type=int, default=15, help="loads per page (after one warm-up)")
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/fieldsync"))
     ap.add_argument("--pg-url", help="PostgreSQL admin URL: a new database is made and dropped")
+    ap.add_argument("--database-url", help="serve this database as it is (no demo load); needs --tag")
+    ap.add_argument("--tag", help="suffix of the results file for --database-url (e.g. 300k)")
     ap.add_argument("--chromium", default=os.environ.get("FIELDSYNC_TEST_CHROMIUM", "/usr/bin/chromium"))
     ap.add_argument("--out", default=os.path.join(ROOT, "results"))
     args = ap.parse_args()
@@ -156,7 +170,12 @@ def main():
     if not os.path.exists(args.binary):
         raise SystemExit(f"{args.binary} missing: cargo build --release")
     pg = None
-    if args.pg_url:
+    if args.database_url:
+        if not args.tag or not os.environ.get("FIELDSYNC_BENCH_PASSWORD"):
+            raise SystemExit("--database-url needs --tag and FIELDSYNC_BENCH_PASSWORD")
+        url = args.database_url
+        backend = "postgres" if url.startswith("postgres") else "sqlite"
+    elif args.pg_url:
         name = f"fs_console_bench_{uuid.uuid4().hex[:12]}"
         subprocess.run(["psql", args.pg_url, "-qc", f"CREATE DATABASE {name}"], check=True)
         url = args.pg_url.rsplit("/", 1)[0] + "/" + name
@@ -165,7 +184,10 @@ def main():
         url = "sqlite://" + os.path.join(tempfile.mkdtemp(prefix="fs-console-bench-"), "fieldsync.db")
         backend = "sqlite"
     load_start = loadavg()
-    proc, base, password, demo = start_server(args.binary, url)
+    proc, base, password, demo = start_server(args.binary, url, demo_load=not args.database_url)
+    if args.database_url:
+        password = os.environ["FIELDSYNC_BENCH_PASSWORD"]
+        demo = f"existing database ({args.tag}), served as it is"
     started = time.time()
     try:
         with sync_playwright() as p:
@@ -182,6 +204,8 @@ def main():
         if pg:
             subprocess.run(["psql", args.pg_url, "-qc", f"DROP DATABASE IF EXISTS {pg} WITH (FORCE)"])
     cmd = "bench/console-pages.py" + (f" --runs {args.runs}" if args.runs != 15 else "") + (" --pg-url URL" if pg else "")
+    if args.database_url:
+        cmd += f" --database-url URL --tag {args.tag}"
     if "/release/" not in args.binary:
         cmd += f" --binary {os.path.relpath(args.binary, ROOT)}"
     result = {
@@ -203,7 +227,8 @@ def main():
         "roles": roles,
     }
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"console-pages-{backend}.json")
+    suffix = f"-{args.tag}" if args.database_url else ""
+    path = os.path.join(args.out, f"console-pages-{backend}{suffix}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1, ensure_ascii=False)
         f.write("\n")

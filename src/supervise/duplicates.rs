@@ -151,17 +151,37 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
         if let Some(v) = &f.village {
             groups.push(prefix_cond(v, "org_unit")?);
         }
-        let from = format!(
-            "FROM (SELECT org_unit, birth_date, name FROM persons WHERE {} \
-             GROUP BY org_unit, birth_date, name HAVING COUNT(*) BETWEEN 2 AND {MAX_NAMESAKES}) g \
-             JOIN persons a ON a.org_unit = g.org_unit AND a.birth_date = g.birth_date AND a.name = g.name \
-             JOIN persons b ON b.org_unit = g.org_unit AND b.birth_date = g.birth_date AND b.name = g.name",
+        // The groups are read once (materialised) from the partial index of live persons, and
+        // each group's members are looked up in it: on PostgreSQL through LATERAL, since the
+        // planner, expecting thousands of groups where there are a handful, otherwise hashes
+        // the whole county (2 s over 300,000 persons; 0.13 s this way).
+        let with = format!(
+            "WITH g AS MATERIALIZED (SELECT org_unit, birth_date, name FROM persons WHERE {} \
+             GROUP BY org_unit, birth_date, name HAVING COUNT(*) BETWEEN 2 AND {MAX_NAMESAKES})",
             groups.join(" AND ")
         );
+        let member = |alias: &str| {
+            format!(
+                "SELECT * FROM persons {alias}0 WHERE {alias}0.org_unit = g.org_unit \
+                 AND {alias}0.birth_date = g.birth_date AND {alias}0.name = g.name \
+                 AND NOT {alias}0.deleted AND {alias}0.merged_into IS NULL"
+            )
+        };
+        let from = match w.backend() {
+            crate::db::Backend::Postgres => format!(
+                "FROM g JOIN LATERAL ({}) a ON true JOIN LATERAL ({}) b ON true",
+                member("a"),
+                member("b")
+            ),
+            crate::db::Backend::Sqlite => "FROM g \
+                 JOIN persons a ON a.org_unit = g.org_unit AND a.birth_date = g.birth_date AND a.name = g.name \
+                 JOIN persons b ON b.org_unit = g.org_unit AND b.birth_date = g.birth_date AND b.name = g.name"
+                .to_string(),
+        };
         let weak_total: Vec<CountRow> = w.load(
             conn,
             &format!(
-                "SELECT COUNT(*) AS n FROM (SELECT 1 {from}{} LIMIT {}) capped",
+                "{with} SELECT COUNT(*) AS n FROM (SELECT 1 {from}{} LIMIT {}) capped",
                 w.where_sql(),
                 COMPUTED_PAIRS_COUNT_CAP + 1
             ),
@@ -182,7 +202,7 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
         let weak: Vec<PairRow> = w.load(
             conn,
             &format!(
-                "SELECT a.id AS a, b.id AS b {from}{} ORDER BY a.id{bytes}, b.id{bytes} LIMIT {}",
+                "{with} SELECT a.id AS a, b.id AS b {from}{} ORDER BY a.id{bytes}, b.id{bytes} LIMIT {}",
                 w.where_sql(),
                 limit + 1
             ),
