@@ -52,6 +52,8 @@ use utoipa::OpenApi;
         crate::api::ledgers::history,
         crate::api::reports::get_report,
         crate::api::reports::get_breakdown,
+        crate::api::reports::get_report_with_breakdown,
+        crate::api::reports::units,
         crate::api::reports::completeness,
         crate::api::reports::submit,
         crate::api::reports::submission_history,

@@ -137,6 +137,84 @@ pub async fn get_breakdown(
     Ok(HttpResponse::Ok().json(b.in_lang(lang)))
 }
 
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UnitsQuery {
+    /// Org unit code (default: the caller's own unit).
+    pub org_unit: Option<String>,
+}
+
+/// An org unit and the child units a breakdown of it has rows for.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct UnitChildren {
+    pub org_unit: rep::UnitRef,
+    pub children: Vec<rep::UnitRef>,
+}
+
+/// An org unit in your scope and its child units (townships of a county, villages of a
+/// township, groups of a village), by code: what the console lists before it asks for figures.
+#[utoipa::path(get, path = "/api/v1/reports/units", tag = "reports", params(UnitsQuery),
+    responses(
+        (status = 200, body = UnitChildren),
+        (status = 403, description = "Not a supervisor", body = crate::error::Problem),
+        (status = 404, description = "No such org unit in your scope", body = crate::error::Problem),
+    ),
+    security(("bearer" = [])))]
+pub async fn units(
+    principal: Principal,
+    state: web::Data<AppState>,
+    q: web::Query<UnitsQuery>,
+) -> AppResult<HttpResponse> {
+    let db = state.db.clone();
+    let out = web::block(move || {
+        db.read(|c| {
+            let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
+            let children = orgunit::children(c, &unit.code)?;
+            Ok(UnitChildren {
+                org_unit: (&unit).into(),
+                children: children.iter().map(Into::into).collect(),
+            })
+        })
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// The report of an org unit and its breakdown by child unit, counted once: the same
+/// `report` as `GET /api/v1/reports` and the same `breakdown` as
+/// `GET /api/v1/reports/breakdown` (whose total row is the report's figure), for a page that
+/// shows both. Same parameters as the breakdown.
+#[utoipa::path(get, path = "/api/v1/reports/with-breakdown", tag = "reports", params(ReportQuery),
+    responses(
+        (status = 200, body = rep::ReportWithBreakdown),
+        (status = 400, description = "Bad period or indicator", body = crate::error::Problem),
+        (status = 403, description = "Not a supervisor", body = crate::error::Problem),
+        (status = 404, description = "No such org unit in your scope", body = crate::error::Problem),
+    ),
+    security(("bearer" = [])))]
+pub async fn get_report_with_breakdown(
+    principal: Principal,
+    state: web::Data<AppState>,
+    q: web::Query<ReportQuery>,
+) -> AppResult<HttpResponse> {
+    let period = q.period()?;
+    let sort = q.sort.as_deref().map(rep::parse_indicator).transpose()?;
+    let lang = q.lang.unwrap_or_default();
+    let db = state.db.clone();
+    let rules = state.settings.report;
+    let (report, breakdown) = web::block(move || {
+        db.read(|c| {
+            let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
+            rep::report_and_breakdown(c, &unit, &period, sort, q.order, rules)
+        })
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(rep::ReportWithBreakdown {
+        report: report.in_lang(lang),
+        breakdown: breakdown.in_lang(lang),
+    }))
+}
+
 /// Sets yearly targets of one org unit. A county supervisor sets its townships' targets, a
 /// township supervisor its villages'; `direction` defaults to the indicator's usual one
 /// (at most for the population rates and the sex ratio, at least for the others), or to

@@ -365,6 +365,13 @@ pub struct BreakdownRow {
     pub indicators: Vec<IndicatorRow>,
 }
 
+/// A report and its breakdown from one count of the unit (the report page of the console).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ReportWithBreakdown {
+    pub report: Report,
+    pub breakdown: Breakdown,
+}
+
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Breakdown {
     pub org_unit: UnitRef,

@@ -935,6 +935,8 @@ enum Count {
     ReportCounts,
     /// every number of `total.counts` (a breakdown)
     BreakdownCounts,
+    /// every number of `report.counts` (a report with its breakdown)
+    ReportWithBreakdownCounts,
     /// `villages` and `submitted`
     Completeness,
     /// data rows of a CSV or XLSX file
@@ -1037,6 +1039,19 @@ fn list_entry(method: &str, pattern: &str) -> Option<ListEntry> {
             Some("org_unit"),
             false,
         ),
+        "/api/v1/reports/with-breakdown" => e(
+            vec![format!("/api/v1/reports/with-breakdown?period={PERIOD}")],
+            ReportWithBreakdownCounts,
+            Some("org_unit"),
+            false,
+        ),
+        // Names of units, not data: what matters is that another unit's answer is a 404.
+        "/api/v1/reports/units" => e(
+            vec!["/api/v1/reports/units".to_string()],
+            Nothing,
+            Some("org_unit"),
+            false,
+        ),
         "/api/v1/reports/completeness" => e(
             vec![format!("/api/v1/reports/completeness?period={PERIOD}")],
             Completeness,
@@ -1105,6 +1120,7 @@ fn counted(count: Count, text: &str, rows: &[Vec<String>]) -> Vec<f64> {
         Count::Len => vec![v().as_array().expect("a list").len() as f64],
         Count::ReportCounts => nums(&v()["counts"]),
         Count::BreakdownCounts => nums(&v()["total"]["counts"]),
+        Count::ReportWithBreakdownCounts => nums(&v()["report"]["counts"]),
         Count::Completeness => {
             let v = v();
             vec![

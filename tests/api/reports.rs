@@ -3232,3 +3232,82 @@ both!(breakdown_total_is_the_report_on_the_demo_county, |b| {
         }
     }
 });
+
+// The console's report page reads the report and its breakdown from one count of the unit:
+// both parts are exactly what the two separate requests answer. And the unit list it reads at
+// sign-in names the same child units as a breakdown, within the caller's scope only.
+both!(
+    report_with_breakdown_and_units_answer_as_the_separate_requests,
+    |b| {
+        let app = spawn_app(b);
+        fieldsync::demo::load(&app.db, 2026, true).expect("demo loads");
+        let county = fieldsync::demo::COUNTY_CODE;
+        add_user(&app, "cs", Role::CountySupervisor, Some(county), &[]);
+        add_user(&app, "ts", Role::TownshipSupervisor, Some("130131102"), &[]);
+        let token = session(&app, "cs").access;
+        let villages = app.get("/api/v1/reports/units?org_unit=130131102", Some(&token));
+        assert_eq!(villages.status, 200, "{:?}", villages.body);
+        let village = villages.body["children"][0]["code"]
+            .as_str()
+            .expect("a village")
+            .to_string();
+        for q in [
+            format!("org_unit={county}&period=2026-10&lang=en"),
+            "org_unit=130131102&period=2026-Q3&sort=contraceptive_prevalence&order=worst"
+                .to_string(),
+            format!("org_unit={village}&period=2026"),
+        ] {
+            let both = app.get(&format!("/api/v1/reports/with-breakdown?{q}"), Some(&token));
+            assert_eq!(both.status, 200, "{:?}", both.body);
+            let r = app.get(&format!("/api/v1/reports?{q}"), Some(&token));
+            let bd = app.get(&format!("/api/v1/reports/breakdown?{q}"), Some(&token));
+            assert_eq!((r.status, bd.status), (200, 200), "{q}");
+            assert_eq!(both.body["report"], r.body, "{q}");
+            assert_eq!(both.body["breakdown"], bd.body, "{q}");
+            assert!(
+                r.body["counts"]["population_end"].as_i64().unwrap() > 0,
+                "{q}"
+            );
+        }
+
+        let units = app.get(
+            &format!("/api/v1/reports/units?org_unit={county}"),
+            Some(&token),
+        );
+        assert_eq!(units.status, 200, "{:?}", units.body);
+        let bd = app.get(
+            &format!("/api/v1/reports/breakdown?org_unit={county}&period=2026-10"),
+            Some(&token),
+        );
+        let codes = |v: &Value, f: &dyn Fn(&Value) -> Value| -> Vec<String> {
+            v.as_array()
+                .expect("array")
+                .iter()
+                .map(|x| f(x).as_str().expect("code").to_string())
+                .collect()
+        };
+        let children = codes(&units.body["children"], &|u| u["code"].clone());
+        assert!(children.len() >= 2, "{children:?}");
+        assert_eq!(
+            children,
+            codes(&bd.body["rows"], &|r| r["org_unit"]["code"].clone())
+        );
+        assert_eq!(units.body["org_unit"]["code"], county);
+
+        // A township supervisor: its own unit by default, its villages, nothing outside.
+        let ts = session(&app, "ts").access;
+        let own = app.get("/api/v1/reports/units", Some(&ts));
+        assert_eq!(own.status, 200, "{:?}", own.body);
+        assert_eq!(own.body["org_unit"]["code"], "130131102");
+        assert!(codes(&own.body["children"], &|u| u["code"].clone())
+            .iter()
+            .all(|c| c.starts_with("130131102") && c.len() == 12));
+        let other = app.get("/api/v1/reports/units?org_unit=130131100", Some(&ts));
+        assert_eq!(other.status, 404, "{:?}", other.body);
+        let other = app.get(
+            "/api/v1/reports/with-breakdown?org_unit=130131100&period=2026-10",
+            Some(&ts),
+        );
+        assert_eq!(other.status, 404, "{:?}", other.body);
+    }
+);

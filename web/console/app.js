@@ -42,13 +42,14 @@ async function loadUnits() {
   const root = ctx.me.scope[0];
   ctx.root = root;
   if (!root) return;
+  // The unit and its children by name only: a breakdown here counted the whole unit at sign-in.
   const [b, c] = await Promise.all([
-    api.get("/api/v1/reports/breakdown", { org_unit: root, period: currentMonth() }),
+    api.get("/api/v1/reports/units", { org_unit: root }),
     api.get("/api/v1/reports/completeness", { org_unit: root, period: currentMonth() }).catch(() => null),
   ]);
   ctx.unitName = b.org_unit.name;
   ctx.unitLevel = b.org_unit.level;
-  ctx.children = b.rows.map((r) => r.org_unit);
+  ctx.children = b.children;
   ctx.villages = c ? c.rows.map((r) => r.org_unit) : [];
 }
 

@@ -318,10 +318,8 @@ async function report(ctx, main, handoff) {
       ? api.get("/api/v1/reports/completeness", { org_unit: s.unit, period: s.period, lang: lang() })
       : null;
   completeness?.catch(() => {});
-  const [rep, bd] = await Promise.all([
-    api.get("/api/v1/reports", params),
-    api.get("/api/v1/reports/breakdown", params).catch((e) => (e.status === 400 || e.status === 404 ? null : Promise.reject(e))),
-  ]);
+  // The report and its breakdown from one count of the unit (two requests counted it twice).
+  const { report: rep, breakdown: bd } = await api.get("/api/v1/reports/with-breakdown", params);
   const ind = table(
     [t("indicator"), t("numerator"), t("denominator"), t("value"), t("target"), t("attainment")],
     rep.indicators.map((r) =>
