@@ -737,6 +737,13 @@ def test_admin_registers_a_device_and_changes_a_workers_villages(context):
     row.locator(".register-device").click()
     page.wait_for_selector("#enrolment-code")
     code = page.inner_text("#enrolment-code").strip()
+    # The same code as the field app's enrolment link, and that link as a QR code.
+    link = page.get_attribute("#enrolment-link", "href")
+    assert link == f"{BASE}/field/#enrol={code}", link
+    page.wait_for_selector("#enrolment-qr path")
+    modules = int(page.get_attribute("#enrolment-qr", "data-modules"))
+    assert modules >= 25, modules  # version 2 or more (21 + 2 x 2 border modules at least)
+    assert page.get_attribute("#enrolment-qr path", "d").count("M") > 100
     assert page.locator("#user-devices tr", has_text="县配发手机 017").count() == 1
     status, enrolled = api("POST", "/api/v1/devices/enrol", body={"enrolment_code": code, "app_version": "test"})
     assert status == 201, enrolled

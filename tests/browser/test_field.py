@@ -5,6 +5,7 @@ checked through the supervisor API, each phone's through its IndexedDB (read by 
 instance opened on it, i.e. what survives a closed tab).
 """
 
+import urllib.parse
 import datetime
 import random
 
@@ -531,7 +532,9 @@ def test_expired_access_token_is_refreshed_during_sync(phones):
 def test_phone_enrols_with_an_admins_code_without_a_password(phones):
     """An admin registers a phone for a new worker; the phone enrols on the sign-in screen with
     the one-time code (no password typed), is bound to that device, and downloads the worker's
-    village. A wrong code is refused with a message, and a used code does not work twice."""
+    village. A wrong code is refused with a message; the right one comes by the enrolment link
+    (the console's QR code), filled in and taken out of the address; a used code does not work
+    twice."""
     admin = login("admin")
     username = unique("enrol_f")
     status, worker = api(
@@ -552,7 +555,13 @@ def test_phone_enrols_with_an_admins_code_without_a_password(phones):
     page.click("#enrol-submit")
     page.wait_for_selector("#enrol-msg .err")
     assert "登记码错误" in page.inner_text("#enrol-msg")
-    page.fill("#enrolment-code", code)
+    # The right code arrives by the enrolment link the console shows as a QR code: the app
+    # fills it in and takes it out of the address.
+    phone.close_page()
+    page = phone.open("#enrol=" + urllib.parse.quote(code, safe=""))
+    assert page.input_value("#enrolment-code") == code
+    assert "enrol=" not in page.url and code not in page.url, page.url
+    assert page.locator("#enrol-linked").is_visible()
     page.click("#enrol-submit")
     page.wait_for_selector("#sync-result[data-applied]", timeout=120_000)
     state = phone.durable()

@@ -171,6 +171,9 @@ export const MESSAGES = {
     device_name: "设备名称",
     enrolment_code: "激活码",
     enrolment_hint: "请在手机端输入此激活码（仅显示一次，{hours}小时内有效）。",
+    enrolment_qr: "激活二维码",
+    enrolment_link_hint: "或用手机相机扫描二维码，打开后自动填入激活码：",
+    enrolment_link: "激活链接",
     expires_at: "有效期至",
   },
   en: {
@@ -341,6 +344,9 @@ export const MESSAGES = {
     device_name: "Device name",
     enrolment_code: "Enrolment code",
     enrolment_hint: "Enter this code in the phone app (shown once, valid for {hours} hours).",
+    enrolment_qr: "Enrolment QR code",
+    enrolment_link_hint: "Or scan the QR code with the phone's camera: the app opens with the code filled in:",
+    enrolment_link: "enrolment link",
     expires_at: "Valid until",
   },
 };

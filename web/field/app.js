@@ -46,6 +46,24 @@ const syncButton = /** @type {HTMLButtonElement} */ (document.getElementById('sy
 let client;
 let syncing = false;
 
+/**
+ * The code of an enrolment link (`/field/#enrol=CODE`, the QR code the console shows when an
+ * administrator registers this phone): taken out of the address at once, so it stays neither
+ * in the history nor in the address bar, and filled into the enrolment form.
+ * @returns {string}
+ */
+function takeEnrolCode() {
+  const m = location.hash.match(/^#enrol=([^&/?]+)/);
+  if (!m) return '';
+  history.replaceState(null, '', location.pathname + location.search);
+  try {
+    return decodeURIComponent(m[1]).trim();
+  } catch {
+    return '';
+  }
+}
+const linkedCode = takeEnrolCode();
+
 /** @typedef {Node|string|null|undefined|false} Leaf */
 /** @typedef {Leaf|Leaf[]|Leaf[][]} Child */
 
@@ -236,7 +254,8 @@ function renderEnrol() {
     h('h2', {}, '用登记码登记本手机'),
     h('p', { class: 'muted' }, '管理员在“用户”页为您登记手机后会给您一个登记码，不需要输入密码。'),
     h('label', { for: 'enrolment-code' }, '登记码'),
-    h('input', { id: 'enrolment-code', name: 'code', autocomplete: 'off', autocapitalize: 'off', spellcheck: 'false', required: true }),
+    h('input', { id: 'enrolment-code', name: 'code', autocomplete: 'off', autocapitalize: 'off', spellcheck: 'false', required: true, value: linkedCode }),
+    linkedCode ? h('p', { id: 'enrol-linked', class: 'muted' }, '已从激活链接填入登记码，请点击“登记”。') : null,
     msg,
     h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'enrol-submit' }, '登记')),
   );

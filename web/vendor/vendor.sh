@@ -13,6 +13,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 PACKAGES=(
   "echarts 6.1.0 dist/echarts.esm.min.mjs"
   "idb 8.0.4 build/index.js"
+  "uqr 0.1.3 dist/index.mjs"
 )
 
 work="$(mktemp -d)"
