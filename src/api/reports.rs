@@ -180,6 +180,26 @@ pub async fn units(
     Ok(HttpResponse::Ok().json(out))
 }
 
+/// The report and breakdown a query asks for, from one count of the unit (the report page's
+/// request and the exports).
+async fn report_and_breakdown(
+    principal: Principal,
+    state: &AppState,
+    q: ReportQuery,
+) -> AppResult<(Report, Breakdown)> {
+    let period = q.period()?;
+    let sort = q.sort.as_deref().map(rep::parse_indicator).transpose()?;
+    let db = state.db.clone();
+    let rules = state.settings.report;
+    web::block(move || {
+        db.read(|c| {
+            let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
+            rep::report_and_breakdown(c, &unit, &period, sort, q.order, rules)
+        })
+    })
+    .await?
+}
+
 /// The report of an org unit and its breakdown by child unit, counted once: the same
 /// `report` as `GET /api/v1/reports` and the same `breakdown` as
 /// `GET /api/v1/reports/breakdown` (whose total row is the report's figure), for a page that
@@ -197,18 +217,8 @@ pub async fn get_report_with_breakdown(
     state: web::Data<AppState>,
     q: web::Query<ReportQuery>,
 ) -> AppResult<HttpResponse> {
-    let period = q.period()?;
-    let sort = q.sort.as_deref().map(rep::parse_indicator).transpose()?;
     let lang = q.lang.unwrap_or_default();
-    let db = state.db.clone();
-    let rules = state.settings.report;
-    let (report, breakdown) = web::block(move || {
-        db.read(|c| {
-            let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
-            rep::report_and_breakdown(c, &unit, &period, sort, q.order, rules)
-        })
-    })
-    .await??;
+    let (report, breakdown) = report_and_breakdown(principal, &state, q.into_inner()).await?;
     Ok(HttpResponse::Ok().json(rep::ReportWithBreakdown {
         report: report.in_lang(lang),
         breakdown: breakdown.in_lang(lang),
@@ -614,18 +624,8 @@ pub async fn export_report(
     q: web::Query<ReportQuery>,
 ) -> AppResult<HttpResponse> {
     let format = format_of(&format)?;
-    let period = q.period()?;
-    let sort = q.sort.as_deref().map(rep::parse_indicator).transpose()?;
     let lang = q.lang.unwrap_or_default();
-    let db = state.db.clone();
-    let rules = state.settings.report;
-    let (report, b) = web::block(move || {
-        db.read(|c| {
-            let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
-            rep::report_and_breakdown(c, &unit, &period, sort, q.order, rules)
-        })
-    })
-    .await??;
+    let (report, b) = report_and_breakdown(principal, &state, q.into_inner()).await?;
     let name = format!(
         "report-{}-{}.{}",
         report.org_unit.code,

@@ -311,7 +311,7 @@ fn build_entity_sql(backend: Backend, entity: Entity) -> EntitySql {
     let select_json = format!("SELECT {json_list} FROM {} t", def.table);
     let select_by_ids = format!(
         "{select_json} WHERE {}",
-        crate::db::stmt::in_json_list(backend, "id", "?")
+        crate::db::stmt::in_json_list(backend, "id")
     );
     EntitySql {
         select_by_ids,
@@ -494,6 +494,41 @@ pub fn load(conn: &mut DbConn, entity: Entity, ids: &[&str]) -> AppResult<Vec<Re
         }
     }
     Ok(out)
+}
+
+/// SQL reading the records of `entity` whose `column` is one of the texts of the JSON array
+/// bound as the one parameter (`?`, run as a [`Stmt`]), and that meet `also` when given.
+/// `column` and `also` come from the record-type table or the code, never from input.
+pub fn select_where_in_sql(
+    backend: Backend,
+    entity: Entity,
+    column: &str,
+    also: Option<&str>,
+) -> String {
+    let list = crate::db::stmt::in_json_list(backend, column);
+    let base = select_json_sql(backend, entity);
+    match also {
+        Some(cond) => format!("{base} WHERE {cond} AND {list}"),
+        None => format!("{base} WHERE {list}"),
+    }
+}
+
+/// The records of `entity` whose `column` is one of `values_json` (a JSON array of texts), and
+/// that meet `also` when given (see [`select_where_in_sql`]).
+pub fn load_where_in(
+    conn: &mut DbConn,
+    entity: Entity,
+    column: &str,
+    also: Option<&str>,
+    values_json: &str,
+) -> AppResult<Vec<RecordRow>> {
+    let sql = select_where_in_sql(backend_of(conn), entity, column, also);
+    let q = Stmt::new(sql).text(values_json);
+    let rows: Vec<JsonRow> = match conn {
+        DbConn::Sqlite(c) => q.load(c)?,
+        DbConn::Postgres(c) => q.load(c)?,
+    };
+    rows.iter().map(|r| RecordRow::from_json(&r.j)).collect()
 }
 
 pub fn load_one(conn: &mut DbConn, entity: Entity, id: &str) -> AppResult<Option<RecordRow>> {

@@ -139,27 +139,18 @@ pub fn chunk_sizes(n: usize, max: usize) -> Vec<usize> {
     out
 }
 
-/// SQL for "`column` is one of the texts of the JSON array bound at `param`" (`?` or `$n`).
+/// SQL for "`column` is one of the texts of the JSON array bound at the `?`" (a [`Stmt`]).
 ///
 /// On PostgreSQL the list is made an array first (`= ANY(ARRAY(...))`), so an index on `column`
 /// is used however long the list: `IN (SELECT jsonb_array_elements_text(..))` is planned as a
 /// set of 100 rows and became a hash join over a scan of the whole table (the duplicate
 /// look-up by ID number: ~35 ms a chunk at 20,000 persons).
-pub fn in_json_list(backend: crate::db::Backend, column: &str, param: &str) -> String {
+pub fn in_json_list(backend: crate::db::Backend, column: &str) -> String {
     match backend {
-        crate::db::Backend::Sqlite => format!("{column} IN (SELECT value FROM json_each({param}))"),
+        crate::db::Backend::Sqlite => format!("{column} IN (SELECT value FROM json_each(?))"),
         crate::db::Backend::Postgres => {
-            format!("{column} = ANY(ARRAY(SELECT jsonb_array_elements_text({param}::jsonb)))")
+            format!("{column} = ANY(ARRAY(SELECT jsonb_array_elements_text(?::jsonb)))")
         }
-    }
-}
-
-/// The `n`th bind's placeholder in SQL run by `diesel::sql_query` (`?` on SQLite, `$n` on
-/// PostgreSQL); SQL run as a [`Stmt`] uses `?` on both.
-pub fn bind_mark(backend: crate::db::Backend, n: usize) -> String {
-    match backend {
-        crate::db::Backend::Sqlite => "?".to_string(),
-        crate::db::Backend::Postgres => format!("${n}"),
     }
 }
 

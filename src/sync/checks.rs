@@ -11,7 +11,7 @@ use diesel::sql_types::{BigInt, Text};
 use serde_json::Value;
 
 use crate::db::records::{self, backend_of, RecordRow};
-use crate::db::stmt::{bind_mark, in_json_list};
+use crate::db::stmt::{in_json_list, Stmt};
 use crate::db::{Backend, DbConn};
 use crate::domain::checks::{self, CheckInput};
 use crate::domain::entities::Entity;
@@ -135,14 +135,14 @@ fn death_dates(
         return Ok(out);
     }
     let param = serde_json::to_string(&persons.iter().collect::<Vec<_>>()).expect("ids serialise");
-    let backend = backend_of(conn);
     let sql = format!(
         "SELECT id, person_id, death_date FROM deaths WHERE NOT deleted AND {}",
-        in_json_list(backend, "person_id", &bind_mark(backend, 1))
+        in_json_list(backend_of(conn), "person_id")
     );
+    let q = Stmt::new(sql).text(&param);
     let rows: Vec<DeathRow> = match conn {
-        DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
-        DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
+        DbConn::Sqlite(c) => q.load(c)?,
+        DbConn::Postgres(c) => q.load(c)?,
     };
     for r in rows {
         // A death changed in this batch is judged by its new state below.
@@ -259,20 +259,14 @@ pub fn recheck_related(
         let Some(field) = subject_field(def.entity) else {
             continue;
         };
-        let base = records::select_json_sql(backend_of(conn), def.entity);
         // `field` comes from the record-type table, never from input.
-        let backend = backend_of(conn);
-        let sql = format!(
-            "{base} WHERE NOT deleted AND {}",
-            in_json_list(backend, field, &bind_mark(backend, 1))
-        );
-        let rows: Vec<records::JsonRow> = match conn {
-            DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
-            DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
-        };
-        for r in rows {
-            related.push(RecordRow::from_json(&r.j)?);
-        }
+        related.extend(records::load_where_in(
+            conn,
+            def.entity,
+            field,
+            Some("NOT deleted"),
+            &param,
+        )?);
     }
     related.retain(|r| !r.deleted && !done.contains(&(r.entity, r.id.clone())));
     if related.is_empty() {

@@ -14,8 +14,7 @@ use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
 use serde_json::{json, Value};
 
-use crate::db::records::{self, backend_of, insert_rows, ColType, JsonRow, RecordRow};
-use crate::db::stmt::{bind_mark, in_json_list};
+use crate::db::records::{self, backend_of, insert_rows, ColType, RecordRow};
 use crate::db::{Backend, DbConn};
 use crate::domain::entities::{Entity, ENTITIES};
 use crate::error::AppResult;
@@ -116,14 +115,12 @@ pub fn undismiss_pair(conn: &mut DbConn, a: &str, b: &str) -> AppResult<bool> {
     Ok(true)
 }
 
-/// The look-up of live persons by ID number: one JSON array of numbers bound as the first
+const LIVE: &str = "NOT deleted AND merged_into IS NULL";
+
+/// The look-up of live persons by ID number: one JSON array of numbers bound as the one
 /// parameter. Public for the test that checks it is answered from `persons_id_number`.
 pub fn persons_with_numbers_sql(backend: Backend) -> String {
-    let base = records::select_json_sql(backend, Entity::Person);
-    format!(
-        "{base} WHERE NOT deleted AND merged_into IS NULL AND {}",
-        in_json_list(backend, "id_number", &bind_mark(backend, 1))
-    )
+    records::select_where_in_sql(backend, Entity::Person, "id_number", Some(LIVE))
 }
 
 /// Live persons holding one of `numbers` (the duplicate look-up of a push chunk).
@@ -132,12 +129,7 @@ pub fn persons_with_numbers(
     numbers: &BTreeSet<String>,
 ) -> AppResult<Vec<RecordRow>> {
     let param = serde_json::to_string(&numbers.iter().collect::<Vec<_>>()).expect("serialise");
-    let sql = persons_with_numbers_sql(backend_of(conn));
-    let rows: Vec<JsonRow> = match conn {
-        DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
-        DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
-    };
-    rows.iter().map(|r| RecordRow::from_json(&r.j)).collect()
+    records::load_where_in(conn, Entity::Person, "id_number", Some(LIVE), &param)
 }
 
 const CANDIDATE_COLS: &[(&str, ColType)] = &[
@@ -199,19 +191,8 @@ pub fn children_of(
     let param = serde_json::to_string(&person_ids.iter().collect::<Vec<_>>()).expect("serialise");
     for def in ENTITIES {
         for field in def.refs_to(Entity::Person) {
-            let base = records::select_json_sql(backend_of(conn), def.entity);
             // `field` comes from the record-type table, never from input.
-            let backend = backend_of(conn);
-            let sql = format!(
-                "{base} WHERE {}",
-                in_json_list(backend, field.name, &bind_mark(backend, 1))
-            );
-            let rows: Vec<JsonRow> = match conn {
-                DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
-                DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
-            };
-            for r in rows {
-                let row = RecordRow::from_json(&r.j)?;
+            for row in records::load_where_in(conn, def.entity, field.name, None, &param)? {
                 if let Some(p) = row.fields.get(field.name).and_then(Value::as_str) {
                     let p = p.to_string();
                     out.push((row, field.name, p));

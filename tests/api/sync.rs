@@ -1854,6 +1854,7 @@ fn transient_stop_mid_batch_keeps_the_committed_chunks() {
 both!(duplicate_lookup_by_id_number_uses_its_index, |b| {
     use diesel::sql_types::Text;
     use diesel::RunQueryDsl;
+    use fieldsync::db::stmt::Stmt;
     use fieldsync::db::DbConn;
     #[derive(diesel::QueryableByName)]
     struct PgLine {
@@ -1869,31 +1870,24 @@ both!(duplicate_lookup_by_id_number_uses_its_index, |b| {
     fieldsync::demo::load(&app.db, 2026, true).expect("demo loads");
     let numbers = r#"["130131199001011234","130131198502023456"]"#;
     let mut conn = app.conn();
+    let sql = fieldsync::sync::duplicates::persons_with_numbers_sql(
+        fieldsync::db::records::backend_of(&conn),
+    );
     let plan: Vec<String> = match &mut *conn {
-        DbConn::Postgres(c) => {
-            let sql = fieldsync::sync::duplicates::persons_with_numbers_sql(
-                fieldsync::db::Backend::Postgres,
-            );
-            diesel::sql_query(format!("EXPLAIN {sql}"))
-                .bind::<Text, _>(numbers)
-                .load::<PgLine>(c)
-                .expect("explain")
-                .into_iter()
-                .map(|l| l.line)
-                .collect()
-        }
-        DbConn::Sqlite(c) => {
-            let sql = fieldsync::sync::duplicates::persons_with_numbers_sql(
-                fieldsync::db::Backend::Sqlite,
-            );
-            diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
-                .bind::<Text, _>(numbers)
-                .load::<SqliteLine>(c)
-                .expect("explain")
-                .into_iter()
-                .map(|l| l.detail)
-                .collect()
-        }
+        DbConn::Postgres(c) => Stmt::new(format!("EXPLAIN {sql}"))
+            .text(numbers)
+            .load::<PgLine>(c)
+            .expect("explain")
+            .into_iter()
+            .map(|l| l.line)
+            .collect(),
+        DbConn::Sqlite(c) => Stmt::new(format!("EXPLAIN QUERY PLAN {sql}"))
+            .text(numbers)
+            .load::<SqliteLine>(c)
+            .expect("explain")
+            .into_iter()
+            .map(|l| l.detail)
+            .collect(),
     };
     let text = plan.join("\n");
     assert!(text.contains("persons_id_number"), "{text}");

@@ -92,18 +92,13 @@ async function qrSvg(text, label) {
   const n = data.length;
   let d = "";
   data.forEach((row, y) => row.forEach((dark, x) => dark && (d += `M${x} ${y}h1v1h-1z`)));
-  const NS = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(NS, "svg");
-  for (const [k, v] of Object.entries({ viewBox: `0 0 ${n} ${n}`, role: "img", "aria-label": label, id: "enrolment-qr", class: "qr", "shape-rendering": "crispEdges" })) {
-    svg.setAttribute(k, v);
-  }
-  const bg = document.createElementNS(NS, "rect");
-  for (const [k, v] of Object.entries({ width: n, height: n, fill: "#fff" })) bg.setAttribute(k, String(v));
-  const path = document.createElementNS(NS, "path");
-  path.setAttribute("d", d);
-  path.setAttribute("fill", "#000");
-  svg.append(bg, path);
-  svg.dataset.modules = String(n);
+  const svgEl = (tag, attrs) => {
+    const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+    return el;
+  };
+  const svg = svgEl("svg", { viewBox: `0 0 ${n} ${n}`, role: "img", "aria-label": label, id: "enrolment-qr", class: "qr", "shape-rendering": "crispEdges", "data-modules": n });
+  svg.append(svgEl("rect", { width: n, height: n, fill: "#fff" }), svgEl("path", { d, fill: "#000" }));
   return svg;
 }
 
@@ -1223,6 +1218,7 @@ async function users(ctx, main) {
       msg.textContent = "";
       try {
         const e = await api.post(`/api/v1/users/${u.id}/devices`, { name: name.value.trim() });
+        const link = enrolmentLink(e.enrolment_code);
         clear(
           enrolment,
           h(
@@ -1231,11 +1227,11 @@ async function users(ctx, main) {
             h("h2", {}, `${t("enrolment_code")} · ${u.display_name} (${u.username}) · ${e.device.name}`),
             h("p", { class: "code", id: "enrolment-code" }, e.enrolment_code),
             h("p", {}, t("enrolment_hint", { hours: String(Math.round((e.expires_at - Date.now() * 1000) / 3.6e9)) }), ` ${t("expires_at")}: ${when(e.expires_at)}`),
-            h("div", { class: "qr-box", id: "enrolment-qr-box" }),
-            h("p", {}, t("enrolment_link_hint"), " ", h("a", { id: "enrolment-link", href: enrolmentLink(e.enrolment_code), rel: "noreferrer" }, t("enrolment_link"))),
+            h("div", { id: "enrolment-qr-box" }),
+            h("p", {}, t("enrolment_link_hint"), " ", h("a", { id: "enrolment-link", href: link, rel: "noreferrer" }, t("enrolment_link"))),
           ),
         );
-        qrSvg(enrolmentLink(e.enrolment_code), t("enrolment_qr"))
+        qrSvg(link, t("enrolment_qr"))
           .then((svg) => enrolment.querySelector("#enrolment-qr-box")?.append(svg))
           .catch((err) => (msg.textContent = `${t("enrolment_qr")}: ${err.message}`));
         name.value = "";
