@@ -54,6 +54,7 @@ use utoipa::OpenApi;
         crate::api::reports::get_breakdown,
         crate::api::reports::get_report_with_breakdown,
         crate::api::reports::units,
+        crate::api::reports::get_trend,
         crate::api::reports::completeness,
         crate::api::reports::submit,
         crate::api::reports::submission_history,

@@ -119,6 +119,7 @@ routes! {
     get "/api/v1/reports/breakdown" => reports::get_breakdown, Access::Roles(SUPERVISORS);
     get "/api/v1/reports/with-breakdown" => reports::get_report_with_breakdown, Access::Roles(SUPERVISORS);
     get "/api/v1/reports/units" => reports::units, Access::Roles(SUPERVISORS);
+    get "/api/v1/reports/trend" => reports::get_trend, Access::Roles(SUPERVISORS);
     get "/api/v1/reports/completeness" => reports::completeness, Access::Roles(SUPERVISORS);
     post "/api/v1/reports/submissions" => reports::submit, Access::Roles(REPORT_SUBMITTERS);
     get "/api/v1/reports/submissions/{id}/history" => reports::submission_history, Access::Roles(SUPERVISORS);

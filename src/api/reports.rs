@@ -4,6 +4,8 @@
 
 use std::io::Write;
 
+use chrono::Datelike;
+
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
@@ -18,6 +20,7 @@ use crate::error::{AppError, AppResult};
 use crate::orgunit::{self, OrgUnit};
 use crate::report::approval::{self, Actor, Completeness, LockResult, ReportHistory, Submission};
 use crate::report::export::{self, ExportFormat};
+use crate::report::indicators::Indicator;
 use crate::report::lang::Lang;
 use crate::report::report::{self as rep, Breakdown, Order, Period, Report};
 use crate::report::targets::{self, SetTargets, TargetRow};
@@ -223,6 +226,83 @@ pub async fn get_report_with_breakdown(
         report: report.in_lang(lang),
         breakdown: breakdown.in_lang(lang),
     }))
+}
+
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrendQuery {
+    /// Org unit code (default: the caller's own unit).
+    pub org_unit: Option<String>,
+    /// The last month, `YYYY-MM` (default: the server's current month).
+    pub to: Option<String>,
+    /// How many months, 1 to 24 (default 12).
+    pub months: Option<u32>,
+    /// Indicator codes, comma-separated (default: every indicator).
+    pub indicators: Option<String>,
+    /// Language of the labels: `zh-CN` (default) or `en`.
+    pub lang: Option<Lang>,
+}
+
+impl TrendQuery {
+    fn months(&self) -> AppResult<Vec<Period>> {
+        let last = match self.to.as_deref() {
+            Some(m) => Period::parse_month(m).map_err(AppError::BadRequest)?,
+            None => {
+                let today = crate::sync::push::today();
+                Period::month(today.year(), today.month())
+                    .ok_or_else(|| AppError::Internal("no current month".into()))?
+            }
+        };
+        rep::months_to(&last, self.months.unwrap_or(12))
+    }
+
+    fn indicators(&self) -> AppResult<Vec<Indicator>> {
+        let Some(list) = self.indicators.as_deref() else {
+            return Ok(Indicator::ALL.to_vec());
+        };
+        let mut out: Vec<Indicator> = Vec::new();
+        for code in list.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            let i = rep::parse_indicator(code)?;
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+        if out.is_empty() {
+            return Err(AppError::BadRequest("indicators names no indicator".into()));
+        }
+        Ok(out)
+    }
+}
+
+/// Indicators of an org unit month by month (the console's twelve-month trend lines): each
+/// month's values are exactly those of `GET /api/v1/reports` for that month, counted in one
+/// request rather than one per month.
+#[utoipa::path(get, path = "/api/v1/reports/trend", tag = "reports", params(TrendQuery),
+    responses(
+        (status = 200, body = rep::Trend),
+        (status = 400, description = "Bad month, number of months or indicator", body = crate::error::Problem),
+        (status = 403, description = "Not a supervisor", body = crate::error::Problem),
+        (status = 404, description = "No such org unit in your scope", body = crate::error::Problem),
+    ),
+    security(("bearer" = [])))]
+pub async fn get_trend(
+    principal: Principal,
+    state: web::Data<AppState>,
+    q: web::Query<TrendQuery>,
+) -> AppResult<HttpResponse> {
+    let months = q.months()?;
+    let indicators = q.indicators()?;
+    let lang = q.lang.unwrap_or_default();
+    let db = state.db.clone();
+    let rules = state.settings.report;
+    let trend = web::block(move || {
+        db.read(|c| {
+            let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
+            rep::trend(c, &unit, &months, &indicators, rules)
+        })
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(trend.in_lang(lang)))
 }
 
 /// Sets yearly targets of one org unit. A county supervisor sets its townships' targets, a

@@ -410,6 +410,19 @@ fn grouped(
     by: KeyBy,
     rules: Rules,
 ) -> AppResult<Grouped> {
+    grouped_with(conn, unit, period, by, rules, true)
+}
+
+/// [`grouped`], reading the records changed after approval only when `changes` is set (a
+/// trend shows the figures, not the approval state).
+fn grouped_with(
+    conn: &mut DbConn,
+    unit: &OrgUnit,
+    period: &Period,
+    by: KeyBy,
+    rules: Rules,
+    changes: bool,
+) -> AppResult<Grouped> {
     let window = Window {
         org_unit: unit.code.clone(),
         start: period.start,
@@ -433,7 +446,7 @@ fn grouped(
         .iter()
         .filter(|s| s.status == "approved" || s.status == "locked")
         .collect();
-    if !approved.is_empty() {
+    if changes && !approved.is_empty() {
         state.changes = approval::changes_after_approval(conn, &unit.code, period, &approved)?;
         state.changed_after_approval = !state.changes.is_empty();
     }
@@ -537,6 +550,111 @@ fn with_zeros(mut c: Counts) -> Counts {
         c.entry(d.key.to_string()).or_insert(0);
     }
     c
+}
+
+/// Most months one trend covers.
+pub const MAX_TREND_MONTHS: u32 = 24;
+
+/// One month of an indicator's trend.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TrendPoint {
+    /// The month, `YYYY-MM`.
+    pub period: String,
+    pub numerator: i64,
+    pub denominator: i64,
+    /// `null` when the indicator does not apply that month.
+    pub value: Option<f64>,
+}
+
+/// One indicator month by month, oldest first.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TrendSeries {
+    pub indicator: Indicator,
+    pub points: Vec<TrendPoint>,
+}
+
+/// Indicators of one unit over consecutive months: each month's values are those of its
+/// monthly report (locked villages with their frozen figures).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Trend {
+    pub org_unit: UnitRef,
+    /// The months, oldest first, `YYYY-MM`.
+    pub months: Vec<String>,
+    pub series: Vec<TrendSeries>,
+    /// The indicators' and counts' labels in the language asked for (`lang`).
+    pub labels: Labels,
+}
+
+impl Trend {
+    /// The trend with its labels in `lang`.
+    pub fn in_lang(self, lang: Lang) -> Trend {
+        Trend {
+            labels: Labels::new(lang),
+            ..self
+        }
+    }
+}
+
+/// The `n` months ending with `last` (a month), oldest first.
+pub fn months_to(last: &Period, n: u32) -> AppResult<Vec<Period>> {
+    if last.kind != PeriodKind::Month {
+        return Err(AppError::BadRequest(
+            "a trend ends with a month YYYY-MM".into(),
+        ));
+    }
+    if !(1..=MAX_TREND_MONTHS).contains(&n) {
+        return Err(AppError::BadRequest(format!(
+            "months must be 1 to {MAX_TREND_MONTHS}, not {n}"
+        )));
+    }
+    let end = last.end.year() * 12 + last.end.month0() as i32;
+    (end + 1 - n as i32..=end)
+        .map(|i| {
+            Period::month(i.div_euclid(12), i.rem_euclid(12) as u32 + 1)
+                .ok_or_else(|| AppError::BadRequest("month out of range".into()))
+        })
+        .collect()
+}
+
+/// `indicators` of `unit` for each of `months`: the same figures as each month's report,
+/// counted month by month in one request.
+pub fn trend(
+    conn: &mut DbConn,
+    unit: &OrgUnit,
+    months: &[Period],
+    indicators: &[Indicator],
+    rules: Rules,
+) -> AppResult<Trend> {
+    let mut series: Vec<TrendSeries> = indicators
+        .iter()
+        .map(|&indicator| TrendSeries {
+            indicator,
+            points: Vec::with_capacity(months.len()),
+        })
+        .collect();
+    for period in months {
+        let g = grouped_with(conn, unit, period, KeyBy::Total, rules, false)?;
+        let rates = rates(&g.total, period);
+        for s in &mut series {
+            let r = rates
+                .iter()
+                .find(|(i, _)| *i == s.indicator)
+                .map(|(_, r)| r)
+                .ok_or_else(|| AppError::Internal("indicator without a rate".into()))?;
+            s.points.push(TrendPoint {
+                period: period.label.clone(),
+                numerator: r.numerator,
+                denominator: r.denominator,
+                value: r.value,
+            });
+        }
+    }
+    Ok(Trend {
+        org_unit: unit.into(),
+        months: months.iter().map(|p| p.label.clone()).collect(),
+        series,
+        labels: Labels::default(),
+    })
 }
 
 /// Sort order of a breakdown.

@@ -937,6 +937,8 @@ enum Count {
     BreakdownCounts,
     /// every number of `report.counts` (a report with its breakdown)
     ReportWithBreakdownCounts,
+    /// every month's denominator of every indicator of a trend
+    TrendDenominators,
     /// `villages` and `submitted`
     Completeness,
     /// data rows of a CSV or XLSX file
@@ -1045,6 +1047,17 @@ fn list_entry(method: &str, pattern: &str) -> Option<ListEntry> {
             Some("org_unit"),
             false,
         ),
+        "/api/v1/reports/trend" => e(
+            // Denominators that add up over units (births, married women), unlike the
+            // average population of the crude rates.
+            vec![format!(
+                "/api/v1/reports/trend?to={PERIOD}&months=2\
+                 &indicators=policy_compliant_birth_rate,contraceptive_prevalence,sex_ratio_at_birth"
+            )],
+            TrendDenominators,
+            Some("org_unit"),
+            false,
+        ),
         // Names of units, not data: what matters is that another unit's answer is a 404.
         "/api/v1/reports/units" => e(
             vec!["/api/v1/reports/units".to_string()],
@@ -1121,6 +1134,13 @@ fn counted(count: Count, text: &str, rows: &[Vec<String>]) -> Vec<f64> {
         Count::ReportCounts => nums(&v()["counts"]),
         Count::BreakdownCounts => nums(&v()["total"]["counts"]),
         Count::ReportWithBreakdownCounts => nums(&v()["report"]["counts"]),
+        Count::TrendDenominators => v()["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["points"].as_array().into_iter().flatten())
+            .map(|p| p["denominator"].as_f64().unwrap_or(0.0))
+            .collect(),
         Count::Completeness => {
             let v = v();
             vec![

@@ -1998,6 +1998,17 @@ both!(approval_return_lock_and_changes_after_approval, |b| {
     assert_eq!(v["approval"]["changed_after_approval"], true);
     let v = report(&w, &w.county, &format!("org_unit={}&period=2026-Q4", va()));
     assert_eq!(body_counts(&v)["births"], 5);
+    // The trend shows the locked month with its frozen figures too, as its report does.
+    let tr = assert_trend_is_the_reports(
+        &w.app,
+        &w.county,
+        &va(),
+        "2026-11",
+        2,
+        &["sex_ratio_at_birth", "policy_compliant_birth_rate"],
+    );
+    // October's births are the two approved, not the three live ones.
+    assert_eq!(tr["series"][1]["points"][0]["denominator"], 2, "{tr:?}");
     // The county's month cannot be locked while township 2's village has not reported.
     assert_eq!(lock(COUNTY).status, 409);
 });
@@ -3311,3 +3322,140 @@ both!(
         assert_eq!(other.status, 404, "{:?}", other.body);
     }
 );
+
+/// The trend of `unit` over the `months` months ending with `to` equals, month by month, the
+/// indicators of each month's report (numerator, denominator and value). Returns the trend.
+fn assert_trend_is_the_reports(
+    app: &TestApp,
+    token: &str,
+    unit: &str,
+    to: &str,
+    months: u32,
+    indicators: &[&str],
+) -> Value {
+    let q = format!(
+        "org_unit={unit}&to={to}&months={months}&indicators={}",
+        indicators.join(",")
+    );
+    let tr = app.get(&format!("/api/v1/reports/trend?{q}"), Some(token));
+    assert_eq!(tr.status, 200, "{:?}", tr.body);
+    assert_eq!(tr.body["org_unit"]["code"], unit);
+    let listed: Vec<String> = tr.body["months"]
+        .as_array()
+        .expect("months")
+        .iter()
+        .map(|m| m.as_str().expect("month").to_string())
+        .collect();
+    assert_eq!(listed.len(), months as usize, "{q}");
+    assert_eq!(listed.last().map(String::as_str), Some(to), "{q}");
+    let series = tr.body["series"].as_array().expect("series");
+    assert_eq!(
+        series
+            .iter()
+            .map(|s| s["indicator"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        indicators,
+        "{q}"
+    );
+    for (i, month) in listed.iter().enumerate() {
+        let r = app.get(
+            &format!("/api/v1/reports?org_unit={unit}&period={month}"),
+            Some(token),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        for s in series {
+            let k = &s["indicator"];
+            let row = r.body["indicators"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| &x["indicator"] == k)
+                .expect("indicator in the report");
+            let p = &s["points"][i];
+            assert_eq!(p["period"].as_str(), Some(month.as_str()), "{q}");
+            for f in ["numerator", "denominator", "value"] {
+                assert_eq!(p[f], row[f], "{q} {month} {k} {f}");
+            }
+        }
+    }
+    tr.body
+}
+
+// The overview's trend lines come from one request: each month's values are exactly that month's
+// report, for a county and a township, across a year boundary; the request's bounds are checked
+// and the caller's scope enforced.
+both!(trend_is_each_months_report, |b| {
+    let app = spawn_app(b);
+    fieldsync::demo::load(&app.db, 2026, true).expect("demo loads");
+    let county = fieldsync::demo::COUNTY_CODE;
+    add_user(&app, "cs", Role::CountySupervisor, Some(county), &[]);
+    add_user(&app, "ts", Role::TownshipSupervisor, Some("130131102"), &[]);
+    let token = session(&app, "cs").access;
+    let key = [
+        "contraceptive_prevalence",
+        "policy_compliant_birth_rate",
+        "crude_birth_rate",
+        "sex_ratio_at_birth",
+        "follow_up_rate",
+    ];
+    let tr = assert_trend_is_the_reports(&app, &token, county, "2026-10", 12, &key);
+    let values = |s: &Value| -> Vec<Value> {
+        s["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["denominator"].clone())
+            .collect()
+    };
+    // Not twelve copies of one month: married women are counted at each month's end and
+    // births in each month.
+    assert!(
+        tr["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| values(s).windows(2).any(|w| w[0] != w[1])),
+        "{tr:?}"
+    );
+    assert_eq!(tr["labels"]["lang"], "zh-CN");
+    assert_trend_is_the_reports(
+        &app,
+        &token,
+        "130131102",
+        "2026-02",
+        3,
+        &["crude_birth_rate", "long_acting_measure_rate"],
+    );
+    // Every indicator by default, labels in English on request.
+    let all = app.get(
+        &format!("/api/v1/reports/trend?org_unit={county}&to=2026-10&months=1&lang=en"),
+        Some(&token),
+    );
+    assert_eq!(all.status, 200, "{:?}", all.body);
+    assert_eq!(
+        all.body["series"].as_array().unwrap().len(),
+        ind::Indicator::ALL.len()
+    );
+    assert_eq!(all.body["labels"]["lang"], "en");
+    for bad in [
+        "to=2026-13",
+        "to=2026-10-01",
+        "to=2026-10&months=0",
+        "to=2026-10&months=25",
+        "to=2026-10&months=-1",
+        "to=2026-10&indicators=nonsense",
+        "to=2026-10&indicators=,",
+    ] {
+        let r = app.get(&format!("/api/v1/reports/trend?{bad}"), Some(&token));
+        assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+    }
+    let ts = session(&app, "ts").access;
+    let own = app.get("/api/v1/reports/trend?to=2026-10&months=2", Some(&ts));
+    assert_eq!(own.status, 200, "{:?}", own.body);
+    assert_eq!(own.body["org_unit"]["code"], "130131102");
+    let other = app.get(
+        "/api/v1/reports/trend?org_unit=130131100&to=2026-10",
+        Some(&ts),
+    );
+    assert_eq!(other.status, 404, "{:?}", other.body);
+});

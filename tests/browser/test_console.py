@@ -231,6 +231,16 @@ def test_overview_shows_the_figures_of_the_report_api(context):
         assert shown == [r["org_unit"]["code"] for r in worst["rows"]], (indicator, shown)
     page.wait_for_selector('#page[data-trends="drawn"]')
     assert page.locator("#key-indicators svg").count() >= 5  # the ECharts trends
+    # Each trend line ends with this month's figure, and its earlier points are those months'
+    # reports (two checked here, from the report API).
+    for key in ["contraceptive_prevalence", "crude_birth_rate"]:
+        points = json.loads(page.get_attribute(f'[data-chart="{key}"]', "data-points"))
+        assert len(points) == 12, points
+        this = next(r for r in rep["indicators"] if r["indicator"] == key)
+        assert points[-1] == this["value"], (key, points, this)
+        _, before = api("GET", f"/api/v1/reports?org_unit=130131100&period={last_month()}", token)
+        last = next(r for r in before["indicators"] if r["indicator"] == key)
+        assert points[-2] == last["value"], (key, points, last)
     page.click("#count-conflicts")
     wait_ready(page, "conflicts")
 

@@ -551,6 +551,9 @@ def test_phone_enrols_with_an_admins_code_without_a_password(phones):
     phone = phones("enrolled")
     phone.allowed.append("401")
     page = phone.open()
+    # Nobody is signed in: no tabs and no sync button yet.
+    assert not page.locator("#tabs").is_visible()
+    assert not page.locator("#sync").is_visible()
     page.fill("#enrolment-code", "not-a-code")
     page.click("#enrol-submit")
     page.wait_for_selector("#enrol-msg .err")

@@ -255,7 +255,7 @@ function renderEnrol() {
     h('p', { class: 'muted' }, '管理员在“用户”页为您登记手机后会给您一个登记码，不需要输入密码。'),
     h('label', { for: 'enrolment-code' }, '登记码'),
     h('input', { id: 'enrolment-code', name: 'code', autocomplete: 'off', autocapitalize: 'off', spellcheck: 'false', required: true, value: linkedCode }),
-    linkedCode ? h('p', { id: 'enrol-linked', class: 'muted' }, '已从激活链接填入登记码，请点击“登记”。') : null,
+    linkedCode ? h('p', { id: 'enrol-linked', class: 'muted' }, '已从登记链接填入登记码，请点击“登记”。') : null,
     msg,
     h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'enrol-submit' }, '登记')),
   );
