@@ -377,18 +377,9 @@ impl Db {
     fn probe_write(&self) -> Result<(), AppError> {
         self.write(|c| {
             let blob = "0".repeat(64 * 1024);
-            match c {
-                DbConn::Sqlite(c) => {
-                    diesel::sql_query("INSERT INTO storage_probe (filler) VALUES (?)")
-                        .bind::<Text, _>(&blob)
-                        .execute(c)?
-                }
-                DbConn::Postgres(c) => {
-                    diesel::sql_query("INSERT INTO storage_probe (filler) VALUES ($1)")
-                        .bind::<Text, _>(&blob)
-                        .execute(c)?
-                }
-            };
+            stmt::Stmt::new("INSERT INTO storage_probe (filler) VALUES (?)")
+                .text(&blob)
+                .execute_on(c)?;
             diesel::sql_query("DELETE FROM storage_probe").execute(c)?;
             Ok(())
         })

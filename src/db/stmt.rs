@@ -9,10 +9,14 @@
 //! of [`chunk_sizes`].
 
 use diesel::backend::Backend;
+use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Bool, HasSqlType, Nullable, Text, Untyped};
-use diesel::{QueryResult, RunQueryDsl};
+use diesel::sqlite::Sqlite;
+use diesel::{QueryResult, QueryableByName, RunQueryDsl};
+
+use crate::db::DbConn;
 
 /// One bound value with its SQL type; `None` is NULL of that type (the type is part of the
 /// cache key, so a NULL keeps the column's type).
@@ -62,6 +66,37 @@ impl<'a> Stmt<'a> {
 
     pub fn int(self, i: i64) -> Stmt<'a> {
         self.bind(Bind::Int(Some(i)))
+    }
+
+    /// Runs the statement on either backend (the text and binds are the same for both: diesel
+    /// writes each backend's placeholders for the `?`s).
+    pub fn execute_on(self, conn: &mut DbConn) -> QueryResult<usize> {
+        match conn {
+            DbConn::Sqlite(c) => self.execute(c),
+            DbConn::Postgres(c) => self.execute(c),
+        }
+    }
+
+    /// The rows of the statement, on either backend.
+    pub fn load_on<U>(self, conn: &mut DbConn) -> QueryResult<Vec<U>>
+    where
+        U: QueryableByName<Sqlite> + QueryableByName<Pg> + 'static,
+    {
+        match conn {
+            DbConn::Sqlite(c) => self.load(c),
+            DbConn::Postgres(c) => self.load(c),
+        }
+    }
+
+    /// The first row of the statement, on either backend (`NotFound` without one).
+    pub fn first_on<U>(self, conn: &mut DbConn) -> QueryResult<U>
+    where
+        U: QueryableByName<Sqlite> + QueryableByName<Pg> + 'static,
+    {
+        self.load_on(conn)?
+            .into_iter()
+            .next()
+            .ok_or(diesel::result::Error::NotFound)
     }
 }
 

@@ -22,6 +22,7 @@ use utoipa::ToSchema;
 
 use crate::auth::roles::Role;
 use crate::db::schema::{sync_state, users};
+use crate::db::stmt::Stmt;
 use crate::db::{now_micros, DbConn};
 use crate::error::{AppError, AppResult};
 use crate::orgunit::{self, OrgUnit};
@@ -547,29 +548,18 @@ pub fn changes_after_approval(
         return Ok(Vec::new());
     };
     let (lo, hi) = subtree_range(code);
-    let sql = |p: [&str; 3]| {
-        format!(
-            "SELECT v.entity, v.record_id, v.org_unit, v.version, v.change_seq, v.deleted, v.data \
-             FROM record_versions v WHERE (v.entity, v.record_id) IN \
-               (SELECT a.entity, a.record_id FROM record_versions a WHERE a.change_seq > {} \
-                AND EXISTS (SELECT 1 FROM record_versions r WHERE r.entity = a.entity \
-                  AND r.record_id = a.record_id AND r.org_unit >= {} AND r.org_unit < {})) \
-             ORDER BY v.entity, v.record_id, v.version",
-            p[0], p[1], p[2]
-        )
-    };
-    let rows: Vec<VersionRow> = match conn {
-        DbConn::Sqlite(c) => diesel::sql_query(sql(["?", "?", "?"]))
-            .bind::<BigInt, _>(min_seq)
-            .bind::<Text, _>(&lo)
-            .bind::<Text, _>(&hi)
-            .load(c)?,
-        DbConn::Postgres(c) => diesel::sql_query(sql(["$1", "$2", "$3"]))
-            .bind::<BigInt, _>(min_seq)
-            .bind::<Text, _>(&lo)
-            .bind::<Text, _>(&hi)
-            .load(c)?,
-    };
+    let sql =
+        "SELECT v.entity, v.record_id, v.org_unit, v.version, v.change_seq, v.deleted, v.data \
+         FROM record_versions v WHERE (v.entity, v.record_id) IN \
+           (SELECT a.entity, a.record_id FROM record_versions a WHERE a.change_seq > ? \
+            AND EXISTS (SELECT 1 FROM record_versions r WHERE r.entity = a.entity \
+              AND r.record_id = a.record_id AND r.org_unit >= ? AND r.org_unit < ?)) \
+         ORDER BY v.entity, v.record_id, v.version";
+    let rows: Vec<VersionRow> = Stmt::new(sql)
+        .int(min_seq)
+        .text(&lo)
+        .text(&hi)
+        .load_on(conn)?;
     let mut by_record: BTreeMap<(String, String), Vec<VersionRow>> = BTreeMap::new();
     for r in rows {
         by_record

@@ -11,12 +11,13 @@ use std::io::Write;
 use std::path::Path;
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::BigInt;
 use rust_xlsxwriter::{Format, Workbook, Worksheet, XlsxError};
 
 use crate::auth::audit::AuditEntry;
 use crate::db::records::{backend_of, select_json_sql, JsonRow, RecordRow};
-use crate::db::{Backend, DbConn};
+use crate::db::stmt::Stmt;
+use crate::db::DbConn;
 use crate::domain::entities::{Entity, FieldType};
 use crate::domain::resident_id::ResidentId;
 use crate::error::{AppError, AppResult};
@@ -354,39 +355,24 @@ pub fn for_each_record(
     code: &str,
     mut each: impl FnMut(&RecordRow) -> AppResult<()>,
 ) -> AppResult<u64> {
-    let backend = backend_of(conn);
-    let base = select_json_sql(backend, entity);
-    let sql = match backend {
-        Backend::Sqlite => format!(
-            "SELECT q.change_seq, q.j FROM ({base} WHERE org_unit < ? AND NOT deleted \
-             AND (org_unit > ? OR (org_unit = ? AND change_seq > ?)) \
-             ORDER BY org_unit, change_seq LIMIT {PAGE}) q"
-        ),
-        Backend::Postgres => format!(
-            "SELECT q.change_seq, q.j FROM ({base} WHERE org_unit < $1 AND NOT deleted \
-             AND (org_unit > $2 OR (org_unit = $3 AND change_seq > $4)) \
-             ORDER BY org_unit, change_seq LIMIT {PAGE}) q"
-        ),
-    };
+    let base = select_json_sql(backend_of(conn), entity);
+    // One text per record type and backend: kept prepared.
+    let sql = format!(
+        "SELECT q.change_seq, q.j FROM ({base} WHERE org_unit < ? AND NOT deleted \
+         AND (org_unit > ? OR (org_unit = ? AND change_seq > ?)) \
+         ORDER BY org_unit, change_seq LIMIT {PAGE}) q"
+    );
     let (lo, hi) = subtree_range(code);
     // Start just before the range: the first key is (lo, seq > -1).
     let mut after = (lo, -1i64);
     let mut n = 0u64;
     loop {
-        let rows: Vec<JsonRow> = match conn {
-            DbConn::Sqlite(c) => diesel::sql_query(&sql)
-                .bind::<Text, _>(&hi)
-                .bind::<Text, _>(&after.0)
-                .bind::<Text, _>(&after.0)
-                .bind::<BigInt, _>(after.1)
-                .load(c)?,
-            DbConn::Postgres(c) => diesel::sql_query(&sql)
-                .bind::<Text, _>(&hi)
-                .bind::<Text, _>(&after.0)
-                .bind::<Text, _>(&after.0)
-                .bind::<BigInt, _>(after.1)
-                .load(c)?,
-        };
+        let rows: Vec<JsonRow> = Stmt::new(sql.as_str())
+            .text(&hi)
+            .text(&after.0)
+            .text(&after.0)
+            .int(after.1)
+            .load_on(conn)?;
         let full = rows.len() as i64 == PAGE;
         for r in rows {
             let rec = RecordRow::from_json(&r.j)?;
@@ -411,20 +397,13 @@ struct CountRow {
 fn count_records(conn: &mut DbConn, entity: Entity, code: &str) -> AppResult<i64> {
     let table = entity.def().table;
     let (lo, hi) = subtree_range(code);
-    let row: CountRow = match conn {
-        DbConn::Sqlite(c) => diesel::sql_query(format!(
-            "SELECT COUNT(*) AS n FROM {table} WHERE org_unit >= ? AND org_unit < ? AND NOT deleted"
-        ))
-        .bind::<Text, _>(&lo)
-        .bind::<Text, _>(&hi)
-        .get_result(c)?,
-        DbConn::Postgres(c) => diesel::sql_query(format!(
-            "SELECT COUNT(*) AS n FROM {table} WHERE org_unit >= $1 AND org_unit < $2 AND NOT deleted"
-        ))
-        .bind::<Text, _>(&lo)
-        .bind::<Text, _>(&hi)
-        .get_result(c)?,
-    };
+    // One text per record type: a bounded set, so kept prepared.
+    let row: CountRow = Stmt::new(format!(
+        "SELECT COUNT(*) AS n FROM {table} WHERE org_unit >= ? AND org_unit < ? AND NOT deleted"
+    ))
+    .text(&lo)
+    .text(&hi)
+    .first_on(conn)?;
     Ok(row.n)
 }
 

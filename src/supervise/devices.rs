@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Principal, Scope};
 use crate::db::schema::{device_ops, devices, user_villages, users};
+use crate::db::stmt::Stmt;
 use crate::db::{now_micros, Db, DbConn};
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
@@ -143,15 +144,13 @@ fn device_statuses(
     now: i64,
 ) -> AppResult<Vec<DeviceStatus>> {
     let (day, week) = (now - DAY, now - 7 * DAY);
-    let sql = format!(
-        "SELECT d.id, d.name, d.user_id, u.username, u.display_name, d.status, d.revoked_at, d.app_version, d.last_seq, \
+    let sql = "SELECT d.id, d.name, d.user_id, u.username, u.display_name, d.status, d.revoked_at, d.app_version, d.last_seq, \
          d.last_push_at, d.last_pull_at, d.clock_offset_ms, d.created_at, \
-         (SELECT COUNT(*) FROM device_ops o WHERE o.device_id = d.id AND o.received_at >= {day}) AS ops_day, \
-         (SELECT COUNT(*) FROM device_ops o WHERE o.device_id = d.id AND o.received_at >= {week}) AS ops_week, \
+         (SELECT COUNT(*) FROM device_ops o WHERE o.device_id = d.id AND o.received_at >= ?) AS ops_day, \
+         (SELECT COUNT(*) FROM device_ops o WHERE o.device_id = d.id AND o.received_at >= ?) AS ops_week, \
          (SELECT COUNT(*) FROM device_ops o WHERE o.device_id = d.id AND o.status = 'rejected') AS rejected \
-         FROM devices d JOIN users u ON u.id = d.user_id WHERE u.role = 'worker' ORDER BY d.id"
-    );
-    let rows: Vec<Row> = diesel::sql_query(sql).load(conn)?;
+         FROM devices d JOIN users u ON u.id = d.user_id WHERE u.role = 'worker' ORDER BY d.id";
+    let rows: Vec<Row> = Stmt::new(sql).int(day).int(week).load_on(conn)?;
     Ok(rows
         .into_iter()
         .filter(|r| workers.contains_key(&r.user_id))

@@ -139,11 +139,7 @@ fn death_dates(
         "SELECT id, person_id, death_date FROM deaths WHERE NOT deleted AND {}",
         in_json_list(backend_of(conn), "person_id")
     );
-    let q = Stmt::new(sql).text(&param);
-    let rows: Vec<DeathRow> = match conn {
-        DbConn::Sqlite(c) => q.load(c)?,
-        DbConn::Postgres(c) => q.load(c)?,
-    };
+    let rows: Vec<DeathRow> = Stmt::new(sql).text(&param).load_on(conn)?;
     for r in rows {
         // A death changed in this batch is judged by its new state below.
         if state.contains_key(&(Entity::Death, r.id)) {
@@ -195,21 +191,14 @@ fn earlier_births(
     let sql = match backend_of(conn) {
         Backend::Sqlite => "SELECT COUNT(*) AS n FROM births WHERE NOT deleted AND mother_id = ? AND birth_date < ? \
                            AND id NOT IN (SELECT value FROM json_each(?))",
-        Backend::Postgres => "SELECT COUNT(*) AS n FROM births WHERE NOT deleted AND mother_id = $1 AND birth_date < $2 \
-                           AND id NOT IN (SELECT jsonb_array_elements_text($3::jsonb))",
+        Backend::Postgres => "SELECT COUNT(*) AS n FROM births WHERE NOT deleted AND mother_id = ? AND birth_date < ? \
+                           AND id NOT IN (SELECT jsonb_array_elements_text(?::jsonb))",
     };
-    let rows: Vec<CountRow> = match conn {
-        DbConn::Sqlite(c) => diesel::sql_query(sql)
-            .bind::<Text, _>(mother)
-            .bind::<Text, _>(on)
-            .bind::<Text, _>(&exclude)
-            .load(c)?,
-        DbConn::Postgres(c) => diesel::sql_query(sql)
-            .bind::<Text, _>(mother)
-            .bind::<Text, _>(on)
-            .bind::<Text, _>(&exclude)
-            .load(c)?,
-    };
+    let rows: Vec<CountRow> = Stmt::new(sql)
+        .text(mother)
+        .text(on)
+        .text(&exclude)
+        .load_on(conn)?;
     let stored = rows.first().map_or(0, |r| r.n);
     let batch = in_state
         .iter()
@@ -315,12 +304,9 @@ fn active_flags(
         Backend::Sqlite => "SELECT entity, record_id, check_code FROM flags WHERE active AND (entity, record_id) IN \
                             (SELECT k.value ->> 0, k.value ->> 1 FROM json_each(?) k)",
         Backend::Postgres => "SELECT entity, record_id, check_code FROM flags WHERE active AND EXISTS \
-                              (SELECT 1 FROM jsonb_array_elements($1::jsonb) k WHERE flags.entity = k ->> 0 AND flags.record_id = k ->> 1)",
+                              (SELECT 1 FROM jsonb_array_elements(?::jsonb) k WHERE flags.entity = k ->> 0 AND flags.record_id = k ->> 1)",
     };
-    let found: Vec<FlagRow> = match conn {
-        DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
-        DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
-    };
+    let found: Vec<FlagRow> = Stmt::new(sql).text(&param).load_on(conn)?;
     let mut out: HashMap<Key, BTreeSet<String>> = HashMap::new();
     for f in found {
         if let Some(e) = Entity::parse(&f.entity) {

@@ -10,11 +10,10 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use diesel::sql_types::Text;
-use diesel::RunQueryDsl;
 use serde_json::{json, Value};
 
-use crate::db::records::{self, backend_of, insert_rows, ColType, RecordRow};
+use crate::db::records::{self, insert_rows, ColType, RecordRow};
+use crate::db::stmt::Stmt;
 use crate::db::{Backend, DbConn};
 use crate::domain::entities::{Entity, ENTITIES};
 use crate::error::AppResult;
@@ -224,22 +223,11 @@ pub fn insert_merges(conn: &mut DbConn, merges: &[PersonMerge]) -> AppResult<()>
         })
         .collect();
     insert_rows(conn, "person_merges", MERGE_COLS, None, &rows)?;
-    let sql = match backend_of(conn) {
-        Backend::Sqlite => "UPDATE duplicate_candidates SET status = 'merged' WHERE person_a = ? AND person_b = ?",
-        Backend::Postgres => "UPDATE duplicate_candidates SET status = 'merged' WHERE person_a = $1 AND person_b = $2",
-    };
+    let sql =
+        "UPDATE duplicate_candidates SET status = 'merged' WHERE person_a = ? AND person_b = ?";
     for m in merges {
         let (a, b) = ordered(&m.survivor, &m.merged);
-        match conn {
-            DbConn::Sqlite(c) => diesel::sql_query(sql)
-                .bind::<Text, _>(a)
-                .bind::<Text, _>(b)
-                .execute(c)?,
-            DbConn::Postgres(c) => diesel::sql_query(sql)
-                .bind::<Text, _>(a)
-                .bind::<Text, _>(b)
-                .execute(c)?,
-        };
+        Stmt::new(sql).text(a).text(b).execute_on(conn)?;
     }
     Ok(())
 }

@@ -191,10 +191,7 @@ pub fn changes(
         q.push(Bind::Int(Some(limit)));
     }
     q.push(Bind::Int(Some(limit)));
-    Ok(match conn {
-        DbConn::Sqlite(c) => q.load(c)?,
-        DbConn::Postgres(c) => q.load(c)?,
-    })
+    Ok(q.load_on(conn)?)
 }
 
 fn bind_ranges<'a>(q: &mut Stmt<'a>, ranges: &'a [(String, String)]) {
@@ -292,9 +289,6 @@ fn conflicts(
     bind_ranges(&mut q, &ranges);
     q.push(Bind::Int(Some(after)));
     q.push(Bind::Int(Some(upto)));
-    let rows: Vec<ConflictRow> = match conn {
-        DbConn::Sqlite(c) => q.load(c)?,
-        DbConn::Postgres(c) => q.load(c)?,
-    };
+    let rows: Vec<ConflictRow> = q.load_on(conn)?;
     Ok(rows.into_iter().map(ConflictRow::into_out).collect())
 }

@@ -36,13 +36,10 @@ struct SeqRow {
 
 impl SeqAlloc {
     pub fn lock(conn: &mut DbConn) -> AppResult<SeqAlloc> {
-        let q = Stmt::new(
+        let rows: Vec<SeqRow> = Stmt::new(
             "UPDATE sync_state SET last_change_seq = last_change_seq WHERE id = 1 RETURNING last_change_seq",
-        );
-        let rows: Vec<SeqRow> = match conn {
-            DbConn::Sqlite(c) => q.load(c)?,
-            DbConn::Postgres(c) => q.load(c)?,
-        };
+        )
+        .load_on(conn)?;
         let last = rows
             .first()
             .map(|r| r.last_change_seq)
@@ -400,11 +397,7 @@ pub fn set_flags(
              (SELECT 1 FROM jsonb_array_elements(?::jsonb) k WHERE flags.entity = k ->> 0 AND flags.record_id = k ->> 1)"
         }
     };
-    let q = Stmt::new(clear).int(now).text(&keys);
-    match conn {
-        DbConn::Sqlite(c) => q.execute(c)?,
-        DbConn::Postgres(c) => q.execute(c)?,
-    };
+    Stmt::new(clear).int(now).text(&keys).execute_on(conn)?;
     let rows: Vec<Value> = records
         .iter()
         .flat_map(|(entity, id, org_unit, version, codes)| {
