@@ -828,3 +828,99 @@ both!(a_seed_report_paragraph_is_reproduced, |b| {
         [402, 366, 36]
     );
 });
+
+/// The status-history rows of one person: (field, old value, effective on, org unit).
+fn status_history(app: &TestApp, person: &str) -> Vec<(String, Option<String>, String, String)> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct H {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        field: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        old_value: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        effective_on: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        org_unit: String,
+    }
+    assert!(person.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+    let rows: Vec<H> = diesel::sql_query(format!(
+        "SELECT field, old_value, effective_on, org_unit FROM person_status_changes \
+         WHERE person_id = '{person}' ORDER BY change_seq, field"
+    ))
+    .load(&mut *app.conn())
+    .unwrap();
+    rows.into_iter()
+        .map(|h| (h.field, h.old_value, h.effective_on, h.org_unit))
+        .collect()
+}
+
+// Definition 1's history is kept by a trigger on persons, which fires only for an update that
+// changes a status field or the org unit: an edit of anything else leaves no row, a change of
+// status leaves one with the value it replaced, and a move carries the rows to the new unit.
+both!(status_history_keeps_only_changes_of_status, |b| {
+    let app = spawn_app(b);
+    seed_tree(&app);
+    add_user(&app, "w", Role::Worker, None, &[va(), vb()]);
+    let mut phone = Phone::new(&app, "w");
+    let (a, w) = (va(), new_id());
+    let single = json!({"marital_status": "unmarried"});
+    phone.push(
+        "2026-03-01",
+        &[(
+            "person",
+            w.clone(),
+            person(&a, "female", "1990-01-01", single),
+        )],
+    );
+    phone.push(
+        "2026-04-01",
+        &[(
+            "person",
+            w.clone(),
+            json!({"name": "某某某", "id_number": null}),
+        )],
+    );
+    assert_eq!(status_history(&app, &w), vec![]);
+    phone.push(
+        "2026-05-01",
+        &[(
+            "person",
+            w.clone(),
+            json!({"marital_status": "first_marriage", "marriage_date": "2026-04-20"}),
+        )],
+    );
+    let married = (
+        "marital_status".to_string(),
+        Some("unmarried".to_string()),
+        "2026-04-20".to_string(),
+        a.clone(),
+    );
+    assert_eq!(status_history(&app, &w), vec![married.clone()]);
+    phone.push(
+        "2026-06-02",
+        &[("person", w.clone(), json!({"residence": "moved_out"}))],
+    );
+    let moved_out = (
+        "residence".to_string(),
+        Some("resident".to_string()),
+        "2026-06-02".to_string(),
+        a.clone(),
+    );
+    assert_eq!(
+        status_history(&app, &w),
+        vec![married.clone(), moved_out.clone()]
+    );
+    phone.push(
+        "2026-07-01",
+        &[("person", w.clone(), json!({"org_unit": vb()}))],
+    );
+    let at_b = |mut h: (String, Option<String>, String, String)| {
+        h.3 = vb();
+        h
+    };
+    assert_eq!(
+        status_history(&app, &w),
+        vec![at_b(married), at_b(moved_out)]
+    );
+});

@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use super::{Fields, RecordRow, Stamps};
 use crate::db::stmt::Bind;
@@ -118,34 +118,6 @@ pub struct JsonRow {
 }
 
 impl RecordRow {
-    /// The row as a JSON object keyed by column, for the upsert and the version history.
-    pub fn to_columns(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("id".into(), json!(self.id));
-        m.insert("org_unit".into(), json!(self.org_unit));
-        m.insert("version".into(), json!(self.version));
-        m.insert("change_seq".into(), json!(self.change_seq));
-        m.insert("deleted".into(), json!(self.deleted));
-        m.insert("merged_into".into(), json!(self.merged_into));
-        m.insert(
-            "field_stamps".into(),
-            json!(serde_json::to_string(&self.stamps).expect("stamps serialise")),
-        );
-        m.insert("created_at".into(), json!(self.created_at));
-        m.insert("updated_at".into(), json!(self.updated_at));
-        m.insert("recorded_at".into(), json!(self.recorded_at));
-        m.insert("created_by".into(), json!(self.created_by));
-        m.insert("updated_by".into(), json!(self.updated_by));
-        m.insert("updated_device".into(), json!(self.updated_device));
-        for f in self.entity.def().fields {
-            m.insert(
-                f.name.to_string(),
-                self.fields.get(f.name).cloned().unwrap_or(Value::Null),
-            );
-        }
-        Value::Object(m)
-    }
-
     /// The row's cells in the order of [`columns`], for SQLite's row writer.
     pub(super) fn cells(&self) -> AppResult<Vec<Cell<'_>>> {
         let def = self.entity.def();

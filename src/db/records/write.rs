@@ -1,12 +1,11 @@
 //! Writes of ledger records and their history. A whole batch of rows is written in one
-//! statement per table: a multi-row `VALUES` with bound cells on SQLite, one JSON array
-//! parameter through `jsonb_to_recordset` on PostgreSQL.
+//! statement per table and chunk: a multi-row `VALUES` with one bound cell per column, the
+//! same on both backends.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
-use diesel::RunQueryDsl;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::rows::{columns, Cell, ColType};
 use super::RecordRow;
@@ -14,25 +13,6 @@ use crate::db::stmt::{chunk_sizes, Stmt};
 use crate::db::DbConn;
 use crate::domain::entities::Entity;
 use crate::error::AppResult;
-
-/// PostgreSQL's side of `insert_rows`: `INSERT ... SELECT ... FROM jsonb_to_recordset($1)`, so a
-/// whole batch of rows is one parameter and one round trip.
-fn pg_json_insert_sql(
-    table: &str,
-    cols: &[(&str, ColType)],
-    on_conflict: Option<(&str, &[&str])>,
-) -> String {
-    let list = cols.iter().map(|c| c.0).collect::<Vec<_>>().join(", ");
-    let typed: Vec<String> = cols
-        .iter()
-        .map(|(n, t)| format!("{n} {}", t.pg()))
-        .collect();
-    format!(
-        "INSERT INTO {table} ({list}) SELECT {list} FROM jsonb_to_recordset(?::jsonb) AS x({}){}",
-        typed.join(", "),
-        conflict_clause(on_conflict)
-    )
-}
 
 /// ` ON CONFLICT (key) DO NOTHING | DO UPDATE SET c = excluded.c, ...`, or nothing.
 fn conflict_clause(on_conflict: Option<(&str, &[&str])>) -> String {
@@ -49,12 +29,6 @@ fn conflict_clause(on_conflict: Option<(&str, &[&str])>) -> String {
     }
 }
 
-/// Runs a statement whose only parameter (`?`) is a JSON text, kept prepared (`db::stmt`): the
-/// SQL must be one of a bounded set of texts, with every value in the parameter.
-pub fn exec_json(conn: &mut DbConn, sql: &str, param: &str) -> AppResult<usize> {
-    Ok(Stmt::new(sql).text(param).execute_on(conn)?)
-}
-
 /// Inserts `rows` (JSON objects keyed by column) in one statement per chunk.
 pub fn insert_rows(
     conn: &mut DbConn,
@@ -66,32 +40,25 @@ pub fn insert_rows(
     if rows.is_empty() {
         return Ok(());
     }
-    if let DbConn::Sqlite(c) = conn {
-        let cells = rows
-            .iter()
-            .map(|row| {
-                cols.iter()
-                    .map(|(name, ty)| Cell::of_value(*ty, &row[*name]))
-                    .collect()
-            })
-            .collect::<AppResult<Vec<Vec<Cell>>>>()?;
-        return insert_cells_sqlite(c, table, cols, on_conflict, &cells);
-    }
-    let sql = pg_json_insert_sql(table, cols, on_conflict);
-    for chunk in rows.chunks(2000) {
-        let param = Value::Array(chunk.to_vec()).to_string();
-        exec_json(conn, &sql, &param)?;
-    }
-    Ok(())
+    let cells = rows
+        .iter()
+        .map(|row| {
+            cols.iter()
+                .map(|(name, ty)| Cell::of_value(*ty, &row[*name]))
+                .collect()
+        })
+        .collect::<AppResult<Vec<Vec<Cell>>>>()?;
+    insert_cells(conn, table, cols, on_conflict, &cells)
 }
 
-/// SQLite's side of the row writers: a multi-row `VALUES` statement with one bound parameter
+/// The row writer of both backends: a multi-row `VALUES` statement with one bound parameter
 /// per cell. The profile showed SQLite spending most of a push in its JSON functions when each
 /// cell was pulled out of one JSON array parameter with `->>`; binding the cells avoids that
 /// walk, and binding them from the rows themselves (`Cell`) avoids building a JSON object per
-/// row first.
-fn insert_cells_sqlite(
-    c: &mut diesel::SqliteConnection,
+/// row first. PostgreSQL took each batch as one JSON array through `jsonb_to_recordset`
+/// before; it now takes the same typed binds.
+fn insert_cells(
+    conn: &mut DbConn,
     table: &str,
     cols: &[(&str, ColType)],
     on_conflict: Option<(&str, &[&str])>,
@@ -100,8 +67,9 @@ fn insert_cells_sqlite(
     if rows.is_empty() {
         return Ok(());
     }
-    // SQLite allows 32,766 parameters per statement; the row counts come from `chunk_sizes`
-    // so that each table has a few statement shapes, kept prepared (`db::stmt`).
+    // SQLite allows 32,766 parameters per statement, PostgreSQL 65,535; the row counts come
+    // from `chunk_sizes` so that each table has a few statement shapes, kept prepared
+    // (`db::stmt`), the same texts on both backends.
     let mut rest = rows;
     for n in chunk_sizes(rows.len(), (30_000 / cols.len()).clamp(1, 256)) {
         let (chunk, tail) = rest.split_at(n);
@@ -113,7 +81,7 @@ fn insert_cells_sqlite(
                 q.push(cell.bind(*ty));
             }
         }
-        q.execute(c)?;
+        q.execute_on(conn)?;
     }
     Ok(())
 }
@@ -162,19 +130,11 @@ pub fn upsert(conn: &mut DbConn, rows: &[RecordRow]) -> AppResult<()> {
         let update: Vec<&str> = cols.iter().map(|c| c.0).filter(|c| *c != "id").collect();
         let on_conflict = Some(("id", update.as_slice()));
         let table = entity.def().table;
-        match conn {
-            DbConn::Sqlite(c) => {
-                let cells = rows
-                    .iter()
-                    .map(|r| r.cells())
-                    .collect::<AppResult<Vec<_>>>()?;
-                insert_cells_sqlite(c, table, &cols, on_conflict, &cells)?;
-            }
-            DbConn::Postgres(_) => {
-                let values: Vec<Value> = rows.iter().map(|r| r.to_columns()).collect();
-                insert_rows(conn, table, &cols, on_conflict, &values)?;
-            }
-        }
+        let cells = rows
+            .iter()
+            .map(|r| r.cells())
+            .collect::<AppResult<Vec<_>>>()?;
+        insert_cells(conn, table, &cols, on_conflict, &cells)?;
     }
     Ok(())
 }
@@ -202,50 +162,26 @@ const VERSION_COLS: &[(&str, ColType)] = &[
 ];
 
 pub fn insert_versions(conn: &mut DbConn, versions: &[VersionRow]) -> AppResult<()> {
-    if let DbConn::Sqlite(c) = conn {
-        let cells: Vec<Vec<Cell>> = versions
-            .iter()
-            .map(|v| {
-                let r = v.row;
-                vec![
-                    Cell::Text(r.entity.name()),
-                    Cell::Text(&r.id),
-                    Cell::Int(r.version),
-                    Cell::Text(&r.org_unit),
-                    Cell::Bool(r.deleted),
-                    Cell::text(r.merged_into.as_deref()),
-                    Cell::OwnedText(serde_json::to_string(&r.fields).expect("fields serialise")),
-                    Cell::Int(r.change_seq),
-                    Cell::text(v.op_id),
-                    Cell::text(r.updated_device.as_deref()),
-                    Cell::Text(&r.updated_by),
-                    Cell::Int(r.recorded_at),
-                    Cell::Int(r.updated_at),
-                ]
-            })
-            .collect();
-        return insert_cells_sqlite(c, "record_versions", VERSION_COLS, None, &cells);
-    }
-    let rows: Vec<Value> = versions
+    let cells: Vec<Vec<Cell>> = versions
         .iter()
         .map(|v| {
             let r = v.row;
-            json!({
-                "entity": r.entity.name(),
-                "record_id": r.id,
-                "version": r.version,
-                "org_unit": r.org_unit,
-                "deleted": r.deleted,
-                "merged_into": r.merged_into,
-                "data": serde_json::to_string(&r.fields).expect("fields serialise"),
-                "change_seq": r.change_seq,
-                "op_id": v.op_id,
-                "device_id": r.updated_device,
-                "user_id": r.updated_by,
-                "recorded_at": r.recorded_at,
-                "created_at": r.updated_at,
-            })
+            vec![
+                Cell::Text(r.entity.name()),
+                Cell::Text(&r.id),
+                Cell::Int(r.version),
+                Cell::Text(&r.org_unit),
+                Cell::Bool(r.deleted),
+                Cell::text(r.merged_into.as_deref()),
+                Cell::OwnedText(serde_json::to_string(&r.fields).expect("fields serialise")),
+                Cell::Int(r.change_seq),
+                Cell::text(v.op_id),
+                Cell::text(r.updated_device.as_deref()),
+                Cell::Text(&r.updated_by),
+                Cell::Int(r.recorded_at),
+                Cell::Int(r.updated_at),
+            ]
         })
         .collect();
-    insert_rows(conn, "record_versions", VERSION_COLS, None, &rows)
+    insert_cells(conn, "record_versions", VERSION_COLS, None, &cells)
 }
