@@ -34,6 +34,8 @@ pub enum Bind<'a> {
 pub struct Stmt<'a> {
     sql: std::borrow::Cow<'a, str>,
     binds: Vec<Bind<'a>>,
+    /// Kept in diesel's statement cache (all but [`Stmt::unprepared`]).
+    cached: bool,
 }
 
 impl<'a> Stmt<'a> {
@@ -41,6 +43,17 @@ impl<'a> Stmt<'a> {
         Stmt {
             sql: sql.into(),
             binds: Vec::new(),
+            cached: true,
+        }
+    }
+
+    /// A statement with typed binds that is parsed (and on PostgreSQL planned) afresh at each
+    /// execution, like `diesel::sql_query`: for SQL that must be planned for its values.
+    pub fn unprepared(sql: impl Into<std::borrow::Cow<'a, str>>, binds: Vec<Bind<'a>>) -> Stmt<'a> {
+        Stmt {
+            sql: sql.into(),
+            binds,
+            cached: false,
         }
     }
 
@@ -48,6 +61,7 @@ impl<'a> Stmt<'a> {
         Stmt {
             sql: sql.into(),
             binds: Vec::with_capacity(binds),
+            cached: true,
         }
     }
 
@@ -123,6 +137,9 @@ where
     for<'x> Option<&'x str>: ToSql<Nullable<Text>, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        if !self.cached {
+            out.unsafe_to_cache_prepared();
+        }
         let mut pieces = self.sql.split('?');
         if let Some(first) = pieces.next() {
             out.push_sql(first);
