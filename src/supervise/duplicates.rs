@@ -154,7 +154,9 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
         // The groups are read once (materialised) from the partial index of live persons, and
         // each group's members are looked up in it: on PostgreSQL through LATERAL, since the
         // planner, expecting thousands of groups where there are a handful, otherwise hashes
-        // the whole county (2 s over 300,000 persons; 0.13 s this way).
+        // the whole county (2 s over 300,000 persons; 0.13 s this way). `OFFSET 0` keeps each
+        // look-up a subquery: without it the planner may pull it up into the same hash join
+        // (seen for a township of 98,000 persons: 212 ms, against 36 ms with it).
         let with = format!(
             "WITH g AS MATERIALIZED (SELECT org_unit, birth_date, name FROM persons WHERE {} \
              GROUP BY org_unit, birth_date, name HAVING COUNT(*) BETWEEN 2 AND {MAX_NAMESAKES})",
@@ -164,7 +166,7 @@ pub fn list(db: &Db, principal: &Principal, f: &DuplicateFilter) -> AppResult<Du
             format!(
                 "SELECT * FROM persons {alias}0 WHERE {alias}0.org_unit = g.org_unit \
                  AND {alias}0.birth_date = g.birth_date AND {alias}0.name = g.name \
-                 AND NOT {alias}0.deleted AND {alias}0.merged_into IS NULL"
+                 AND NOT {alias}0.deleted AND {alias}0.merged_into IS NULL OFFSET 0"
             )
         };
         let from = match w.backend() {
