@@ -3244,18 +3244,26 @@ both!(breakdown_total_is_the_report_on_the_demo_county, |b| {
     }
 });
 
+/// The demo county with a county supervisor `cs` and a supervisor `ts` of township 130131102;
+/// returns the app and the county supervisor's access token.
+fn demo_county_supervisors(b: Backend) -> (TestApp, String) {
+    let app = spawn_app(b);
+    fieldsync::demo::load(&app.db, 2026, true).expect("demo loads");
+    let county = fieldsync::demo::COUNTY_CODE;
+    add_user(&app, "cs", Role::CountySupervisor, Some(county), &[]);
+    add_user(&app, "ts", Role::TownshipSupervisor, Some("130131102"), &[]);
+    let token = session(&app, "cs").access;
+    (app, token)
+}
+
 // The console's report page reads the report and its breakdown from one count of the unit:
 // both parts are exactly what the two separate requests answer. And the unit list it reads at
 // sign-in names the same child units as a breakdown, within the caller's scope only.
 both!(
     report_with_breakdown_and_units_answer_as_the_separate_requests,
     |b| {
-        let app = spawn_app(b);
-        fieldsync::demo::load(&app.db, 2026, true).expect("demo loads");
+        let (app, token) = demo_county_supervisors(b);
         let county = fieldsync::demo::COUNTY_CODE;
-        add_user(&app, "cs", Role::CountySupervisor, Some(county), &[]);
-        add_user(&app, "ts", Role::TownshipSupervisor, Some("130131102"), &[]);
-        let token = session(&app, "cs").access;
         let villages = app.get("/api/v1/reports/units?org_unit=130131102", Some(&token));
         assert_eq!(villages.status, 200, "{:?}", villages.body);
         let village = villages.body["children"][0]["code"]
@@ -3385,12 +3393,8 @@ fn assert_trend_is_the_reports(
 // report, for a county and a township, across a year boundary; the request's bounds are checked
 // and the caller's scope enforced.
 both!(trend_is_each_months_report, |b| {
-    let app = spawn_app(b);
-    fieldsync::demo::load(&app.db, 2026, true).expect("demo loads");
+    let (app, token) = demo_county_supervisors(b);
     let county = fieldsync::demo::COUNTY_CODE;
-    add_user(&app, "cs", Role::CountySupervisor, Some(county), &[]);
-    add_user(&app, "ts", Role::TownshipSupervisor, Some("130131102"), &[]);
-    let token = session(&app, "cs").access;
     let key = [
         "contraceptive_prevalence",
         "policy_compliant_birth_rate",
@@ -3399,7 +3403,7 @@ both!(trend_is_each_months_report, |b| {
         "follow_up_rate",
     ];
     let tr = assert_trend_is_the_reports(&app, &token, county, "2026-10", 12, &key);
-    let values = |s: &Value| -> Vec<Value> {
+    let denominators = |s: &Value| -> Vec<Value> {
         s["points"]
             .as_array()
             .unwrap()
@@ -3414,7 +3418,7 @@ both!(trend_is_each_months_report, |b| {
             .as_array()
             .unwrap()
             .iter()
-            .any(|s| values(s).windows(2).any(|w| w[0] != w[1])),
+            .any(|s| denominators(s).windows(2).any(|w| w[0] != w[1])),
         "{tr:?}"
     );
     assert_eq!(tr["labels"]["lang"], "zh-CN");

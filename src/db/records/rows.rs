@@ -1,5 +1,5 @@
-//! Row mapping: the columns of a record type's table, a record as the cells or the JSON object
-//! the writers bind, and a record parsed back from the JSON row the readers select.
+//! Row mapping: the columns of a record type's table, a record as the cells the writers bind,
+//! and a record parsed back from the JSON row the readers select.
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
@@ -10,7 +10,7 @@ use crate::db::stmt::Bind;
 use crate::domain::entities::{Entity, FieldType};
 use crate::error::{AppError, AppResult};
 
-/// The column kinds the JSON row statements need to name on PostgreSQL.
+/// The kind of a column: the type each of its cells is bound with (a NULL too).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum ColType {
     Text,
@@ -67,7 +67,7 @@ pub fn columns(entity: Entity) -> Vec<(&'static str, ColType)> {
     cols
 }
 
-/// One cell of a row bound on SQLite, borrowed from the row where it can be.
+/// One cell of a row to bind, borrowed from the row where it can be.
 pub enum Cell<'a> {
     Null,
     Text(&'a str),
@@ -118,7 +118,7 @@ pub struct JsonRow {
 }
 
 impl RecordRow {
-    /// The row's cells in the order of [`columns`], for SQLite's row writer.
+    /// The row's cells in the order of [`columns`], for the row writer.
     pub(super) fn cells(&self) -> AppResult<Vec<Cell<'_>>> {
         let def = self.entity.def();
         let mut out = Vec::with_capacity(META.len() + def.fields.len());

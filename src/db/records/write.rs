@@ -51,12 +51,9 @@ pub fn insert_rows(
     insert_cells(conn, table, cols, on_conflict, &cells)
 }
 
-/// The row writer of both backends: a multi-row `VALUES` statement with one bound parameter
-/// per cell. The profile showed SQLite spending most of a push in its JSON functions when each
-/// cell was pulled out of one JSON array parameter with `->>`; binding the cells avoids that
-/// walk, and binding them from the rows themselves (`Cell`) avoids building a JSON object per
-/// row first. PostgreSQL took each batch as one JSON array through `jsonb_to_recordset`
-/// before; it now takes the same typed binds.
+/// The row writer of both backends: a multi-row `VALUES` statement with one typed bind per
+/// cell, taken from the rows themselves (`Cell`), so that no JSON is built on the way to the
+/// store or parsed in it (bench/analysis.md has the profiles that led here).
 fn insert_cells(
     conn: &mut DbConn,
     table: &str,
