@@ -104,6 +104,7 @@ fn sqlite_path(url: &str) -> &str {
 
 /// The r2d2 manager: establishes the right connection for the URL and applies SQLite's
 /// pragmas to every connection, since they are per connection.
+#[derive(Clone)]
 pub struct Manager {
     url: String,
     backend: Backend,
@@ -121,6 +122,11 @@ const STORAGE_ROOM: u64 = 1024 * 1024;
 
 /// `/ready` waits at most this for a connection, so a probe never hangs.
 const READY_WAIT: Duration = Duration::from_millis(800);
+
+/// Page cache of SQLite's one writing connection, in KiB. A group commit modifies thousands of
+/// pages; with the default 2 MB cache SQLite spilled dirty pages to the WAL in the middle of
+/// the transaction (`pagerStress`, a tenth of a push in the load bench's profile).
+const SQLITE_WRITER_CACHE_KIB: u32 = 32 * 1024;
 
 /// The pool's error handler: one line when connections start failing, not one per attempt
 /// (r2d2 retries in the background with backoff); `Manager::connect` logs the recovery.
@@ -160,6 +166,20 @@ impl ManageConnection for Manager {
 }
 
 impl Manager {
+    /// SQLite's one writing connection: a pooled connection's settings plus a page cache that
+    /// holds a group commit's dirty pages, and statement journals in memory. Every savepoint
+    /// and multi-row statement inside a transaction journals the pages it touches; on disk
+    /// that was a `pwrite` per page (13% of a push). Readers keep the default temp store,
+    /// under which the report's grouped passes measured faster.
+    fn establish_writer(&self) -> Result<DbConn, DbError> {
+        let mut c = self.establish()?;
+        c.batch_execute(&format!(
+            "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{SQLITE_WRITER_CACHE_KIB};"
+        ))
+        .map_err(|e| DbError::Connect(e.to_string()))?;
+        Ok(c)
+    }
+
     fn establish(&self) -> Result<DbConn, DbError> {
         match self.backend {
             Backend::Sqlite => {
@@ -169,8 +189,7 @@ impl Manager {
                 // recovery after a crash, another process's checkpoint on close), which must be
                 // waited for, not reported as `database is locked`. The WAL is checkpointed in
                 // the background (`Checkpointer`), not by the committing writer.
-                // (`temp_store = MEMORY` was measured too: 3% on a push, 10% off the report
-                // breakdowns' grouped passes; not kept.)
+                // The writer's own settings are in `establish_writer`.
                 c.batch_execute(&format!(
                     "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
                      PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = {};",
@@ -189,14 +208,17 @@ impl Manager {
 pub type Pool = r2d2::Pool<Manager>;
 pub type PooledConn = r2d2::PooledConnection<Manager>;
 
-/// The handle the rest of the service uses: a pool plus, on SQLite, the single-writer lock.
+/// The handle the rest of the service uses: a pool plus, on SQLite, the one writing connection.
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
     backend: Backend,
-    /// SQLite allows one writer at a time; taking this lock in-process before `BEGIN` turns
-    /// contention into a short queue instead of `database is locked` errors.
-    writer: Arc<Mutex<()>>,
+    /// SQLite allows one writer at a time: writes queue in-process for this connection instead
+    /// of meeting `database is locked`. Kept apart from the pool so that its page cache stays
+    /// warm and its settings are the writer's (`Manager::establish_writer`); opened at the
+    /// first write and again after a write that failed (PostgreSQL writes use the pool).
+    writer: Arc<Mutex<Option<DbConn>>>,
+    manager: Manager,
     /// SQLite: stops the background checkpointer when the last handle goes.
     _checkpointer: Option<Arc<Checkpointer>>,
     /// Set when a write failed for lack of space, cleared by the next write that commits:
@@ -265,13 +287,14 @@ impl Db {
             .min_idle(Some(1))
             .connection_timeout(opts.connect_timeout)
             .error_handler(Box::new(OutageLog(outage.clone())))
-            .build(manager)
+            .build(manager.clone())
             .map_err(|e| DbError::Pool(e.to_string()))?;
         let checkpointer = (backend == Backend::Sqlite).then(|| Checkpointer::start(pool.clone()));
         Ok(Db {
             pool,
             backend,
-            writer: Arc::new(Mutex::new(())),
+            writer: Arc::new(Mutex::new(None)),
+            manager,
             _checkpointer: checkpointer,
             storage_full: Arc::default(),
             sqlite_file: (backend == Backend::Sqlite).then(|| sqlite_path(&opts.url).into()),
@@ -316,22 +339,42 @@ impl Db {
         DbConn::transaction(&mut conn, f)
     }
 
-    /// Runs `f` in a write transaction; on SQLite behind the single-writer lock.
+    /// Runs `f` in a write transaction; on SQLite on the one writing connection.
     pub fn write<T, F>(&self, f: F) -> Result<T, AppError>
     where
         F: FnOnce(&mut DbConn) -> Result<T, AppError>,
     {
-        // SQLite: the single-writer lock first, then a connection. Taken the other way round,
-        // writers queued for the lock held pooled connections while they waited, and with 8
-        // devices pushing the pool was empty: a pull (a reader, which SQLite's WAL would let
-        // run beside the writer) waited for a connection behind them.
-        let _guard = match self.backend {
-            Backend::Sqlite => Some(self.writer.lock().unwrap_or_else(|p| p.into_inner())),
-            Backend::Postgres => None,
+        let result = match self.backend {
+            Backend::Sqlite => self.write_sqlite(f),
+            Backend::Postgres => {
+                let mut conn = self.conn()?;
+                DbConn::transaction(&mut conn, f)
+            }
         };
-        let mut conn = self.conn()?;
-        let result = DbConn::transaction(&mut conn, f);
         self.note_storage(&result);
+        result
+    }
+
+    /// Waits for the writing connection (a pull, which WAL lets read beside the writer, never
+    /// waits behind queued writers for a pooled connection), opening it if needed. After a
+    /// failed write it is closed, so that no state of a failed transaction outlives it; the
+    /// next write opens it again.
+    fn write_sqlite<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, AppError>,
+    {
+        let mut slot = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = match &mut *slot {
+            Some(conn) => conn,
+            empty => empty.insert(self.manager.establish_writer().map_err(|e| {
+                tracing::error!(error = %e, "cannot open the SQLite writing connection");
+                AppError::Unavailable
+            })?),
+        };
+        let result = DbConn::transaction(conn, f);
+        if result.is_err() {
+            *slot = None;
+        }
         result
     }
 
