@@ -458,6 +458,12 @@ both!(promise_07_convergence, |b| {
     for (i, id) in p.iter().enumerate().take(4) {
         ops.push(a.op("person", id, "create", None, person(V1, &format!("甲{i}"))));
     }
+    // text that JSON must escape, as each backend renders it for a pull: quotes, a backslash,
+    // control characters, a non-BMP character, markup
+    let mut odd = person(V1, "\"引号\" \\ 反斜杠");
+    odd["notes"] = json!("line1\nline2\ttab \u{1} \u{1f} 😀 </script> '单引号'");
+    odd["phone"] = Value::Null;
+    ops.push(a.op("person", &new_id(), "create", None, odd));
     a.push_ok(&app, &ops);
     rw.step(&app, PAGE);
     let ops: Vec<Value> = p[4..]

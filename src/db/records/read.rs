@@ -71,47 +71,57 @@ fn build_entity_sql(backend: Backend, entity: Entity) -> EntitySql {
     }
 }
 
-/// See `EntitySql::wire_list`. Null members are dropped by `json_patch` onto `{}` (SQLite: a
-/// merge patch removes the keys it sets to null, nested objects too) or `jsonb_strip_nulls`
-/// (PostgreSQL); SQLite keeps booleans as 0 and 1, so they are spelt out as JSON.
+/// See `EntitySql::wire_list`. Null members are left out. On SQLite the object is written as
+/// text: each member is `"name":` and the value through `json_quote` (strings escaped, numbers
+/// as they are), booleans spelt out, a null member is NULL, and `concat_ws` drops those. It replaced
+/// `json_patch('{}', json_object(...))`, which parsed every object it had just built again to
+/// drop its nulls: two thirds of a village pull's statement time on SQLite. Every field is a
+/// scalar (`FieldType`), so no nested object can hold a null. PostgreSQL builds a `jsonb` and
+/// strips its nulls.
 fn wire_list(backend: Backend, entity: Entity) -> String {
     let def = entity.def();
-    let bool_sql = |col: &str| match backend {
+    match backend {
         Backend::Sqlite => {
+            let member = |name: &str, ty: FieldType| {
+                let col = format!("t.{name}");
+                match ty {
+                    FieldType::Bool => format!(
+                        "CASE WHEN {col} IS NULL THEN NULL WHEN {col} THEN '\"{name}\":true' \
+                         ELSE '\"{name}\":false' END"
+                    ),
+                    // json_quote(NULL) is the text `null`, so the null test comes first.
+                    _ => format!(
+                        "CASE WHEN {col} IS NULL THEN NULL ELSE '\"{name}\":' || json_quote({col}) END"
+                    ),
+                }
+            };
+            let fields: Vec<String> = def.fields.iter().map(|f| member(f.name, f.ty)).collect();
             format!(
-                "json(CASE WHEN {col} IS NULL THEN NULL WHEN {col} THEN 'true' ELSE 'false' END)"
+                "t.change_seq, '{{\"entity\":\"{}\",\"id\":' || json_quote(t.id) || \
+                 ',\"org_unit\":' || json_quote(t.org_unit) || ',\"version\":' || t.version || \
+                 ',\"deleted\":' || CASE WHEN t.deleted THEN 'true' ELSE 'false' END || \
+                 CASE WHEN t.merged_into IS NULL THEN '' \
+                 ELSE ',\"merged_into\":' || json_quote(t.merged_into) END || \
+                 ',\"fields\":{{' || concat_ws(',', {}) || '}},\"change_seq\":' || t.change_seq || '}}' AS j",
+                def.name,
+                fields.join(", ")
             )
         }
-        Backend::Postgres => col.to_string(),
-    };
-    let fields: Vec<String> = def
-        .fields
-        .iter()
-        .map(|f| {
-            let col = format!("t.{}", f.name);
-            let v = if matches!(f.ty, FieldType::Bool) {
-                bool_sql(&col)
-            } else {
-                col
-            };
-            format!("'{}', {v}", f.name)
-        })
-        .collect();
-    let object = match backend {
-        Backend::Sqlite => "json_object",
-        Backend::Postgres => "jsonb_build_object",
-    };
-    let record = format!(
-        "{object}('entity', '{}', 'id', t.id, 'org_unit', t.org_unit, 'version', t.version, \
-         'deleted', {}, 'merged_into', t.merged_into, 'fields', {object}({}), \
-         'change_seq', t.change_seq)",
-        def.name,
-        bool_sql("t.deleted"),
-        fields.join(", ")
-    );
-    match backend {
-        Backend::Sqlite => format!("t.change_seq, json_patch('{{}}', {record}) AS j"),
-        Backend::Postgres => format!("t.change_seq, jsonb_strip_nulls({record})::text AS j"),
+        Backend::Postgres => {
+            let fields: Vec<String> = def
+                .fields
+                .iter()
+                .map(|f| format!("'{}', t.{}", f.name, f.name))
+                .collect();
+            format!(
+                "t.change_seq, jsonb_strip_nulls(jsonb_build_object('entity', '{}', 'id', t.id, \
+                 'org_unit', t.org_unit, 'version', t.version, 'deleted', t.deleted, \
+                 'merged_into', t.merged_into, 'fields', jsonb_build_object({}), \
+                 'change_seq', t.change_seq))::text AS j",
+                def.name,
+                fields.join(", ")
+            )
+        }
     }
 }
 
