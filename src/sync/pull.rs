@@ -132,9 +132,7 @@ pub fn pull(
                 reset_reason: Some(reason.into()),
             });
         }
-        let rows = changes(conn, &p.scope, req.cursor, limit + 1)?;
-        let has_more = rows.len() > limit;
-        let rows: Vec<JsonRow> = rows.into_iter().take(limit).collect();
+        let (rows, has_more) = changes(conn, &p.scope, req.cursor, limit)?;
         let upper = if has_more {
             rows.last().map_or(req.cursor, |r| r.change_seq)
         } else {
@@ -159,39 +157,85 @@ pub fn pull(
     Ok((resp, scope_news))
 }
 
-/// Records in scope changed after `cursor`, oldest change first, across every record type in
-/// one statement, each as a pull sends it, with a `reason: "moved"` tombstone for each record
-/// that was moved out of the scope after `cursor`. A fresh snapshot (cursor 0) leaves out
-/// tombstones, except those of merges: a device may still hold the merged-away id (from a
+/// Records in scope changed after `cursor`, oldest change first, at most `limit` of them
+/// (more only when several share the last change number), across every record type, each as a
+/// pull sends it, with a `reason: "moved"` tombstone for each record that was moved out of the
+/// scope after `cursor`; and whether more changes follow. A fresh snapshot (cursor 0) leaves
+/// out tombstones, except those of merges: a device may still hold the merged-away id (from a
 /// backup, or an op not yet sent), and the tombstone tells it where that id went.
 ///
-/// The scope's ranges, the cursor and the limit are bound, so the statement has one text per
+/// On SQLite, two statements in the pull's one snapshot: the first finds where the page ends
+/// from the change numbers alone (the scope-and-sequence indexes), the second renders the
+/// records up to there, which are then put in commit order here. In one statement SQLite
+/// sorted the page's rows twice per record type (to pick them, then to merge the types), with
+/// their JSON. PostgreSQL merges the types' ordered scans itself and was slower with two
+/// statements (bench/analysis.md), so it keeps one.
+/// The scope's ranges, the cursor and the bounds are bound, so each statement has one text per
 /// number of scope ranges and kind of pull and stays prepared (`db::stmt`).
 pub fn changes(
     conn: &mut DbConn,
     scope: &Scope,
     cursor: i64,
     limit: usize,
-) -> AppResult<Vec<JsonRow>> {
+) -> AppResult<(Vec<JsonRow>, bool)> {
     let backend = backend_of(conn);
     let ranges = scope.sql_ranges();
-    let sql = changes_sql(backend, ranges.len(), cursor == 0);
-    let limit = limit as i64;
-    let mut q = Stmt::new(&*sql);
-    for _ in ENTITIES {
-        bind_ranges(&mut q, &ranges);
-        q.push(Bind::Int(Some(cursor)));
-        q.push(Bind::Int(Some(limit)));
+    let fresh = cursor == 0;
+    let limit = limit.max(1) as i64;
+    if backend == Backend::Postgres {
+        let sql = changes_sql(backend, ranges.len(), fresh, Part::Whole);
+        let mut q = Stmt::new(&*sql);
+        bind_arms(&mut q, &ranges, fresh, cursor, limit + 1);
+        q.push(Bind::Int(Some(limit + 1)));
+        let mut rows: Vec<JsonRow> = q.load_on(conn)?;
+        let has_more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        return Ok((rows, has_more));
     }
-    if cursor > 0 {
+    // The limit-th change after the cursor, and the one after it if there is one.
+    let end_sql = changes_sql(backend, ranges.len(), fresh, Part::End);
+    let mut q = Stmt::new(&*end_sql);
+    bind_arms(&mut q, &ranges, fresh, cursor, limit + 1);
+    q.push(Bind::Int(Some(limit - 1)));
+    let ends: Vec<Seq> = q.load_on(conn)?;
+    let has_more = ends.len() > 1;
+    let upper = ends.first().map_or(i64::MAX, |e| e.change_seq);
+
+    let page_sql = changes_sql(backend, ranges.len(), fresh, Part::Page);
+    let mut q = Stmt::new(&*page_sql);
+    bind_arms(&mut q, &ranges, fresh, cursor, upper);
+    let mut rows: Vec<JsonRow> = q.load_on(conn)?;
+    rows.sort_by_key(|r| r.change_seq);
+    Ok((rows, has_more))
+}
+
+#[derive(QueryableByName)]
+struct Seq {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    change_seq: i64,
+}
+
+/// The binds of each part of [`changes`]: per record type (and departures, but for a fresh
+/// pull) the ranges, the cursor, and `last` (a count or a change number, `Part`).
+fn bind_arms<'a>(
+    q: &mut Stmt<'a>,
+    ranges: &'a [(String, String)],
+    fresh: bool,
+    cursor: i64,
+    last: i64,
+) {
+    for _ in ENTITIES {
+        bind_ranges(q, ranges);
+        q.push(Bind::Int(Some(cursor)));
+        q.push(Bind::Int(Some(last)));
+    }
+    if !fresh {
         for _ in 0..3 {
-            bind_ranges(&mut q, &ranges);
+            bind_ranges(q, ranges);
         }
         q.push(Bind::Int(Some(cursor)));
-        q.push(Bind::Int(Some(limit)));
+        q.push(Bind::Int(Some(last)));
     }
-    q.push(Bind::Int(Some(limit)));
-    Ok(q.load_on(conn)?)
 }
 
 fn bind_ranges<'a>(q: &mut Stmt<'a>, ranges: &'a [(String, String)]) {
@@ -210,24 +254,39 @@ fn range_predicate(col: &str, n: usize) -> String {
     format!("({})", vec![one.as_str(); n].join(" OR "))
 }
 
-/// A bound row limit. Written as a bare `LIMIT ?`, SQLite's planner reads the bound value
-/// (`sqlite3ExprIsInteger`) and marks the statement to be planned again whenever that
-/// parameter is bound anew: the pull's statement, kept prepared, was parsed and planned again
-/// at every pull (a quarter of its time). A cast is an expression it does not read.
+/// A bound integer in a `LIMIT` or `OFFSET`. Written as a bare `?`, SQLite's planner reads the
+/// bound value (`sqlite3ExprIsInteger`) and marks the statement to be planned again whenever
+/// that parameter is bound anew: the pull's statement, kept prepared, was parsed and planned
+/// again at every pull (a quarter of its time). A cast is an expression it does not read.
 /// PostgreSQL keeps the plain form.
-fn limit(backend: Backend) -> &'static str {
+fn bound_count(backend: Backend) -> &'static str {
     match backend {
-        Backend::Sqlite => "LIMIT CAST(? AS BIGINT)",
-        Backend::Postgres => "LIMIT ?",
+        Backend::Sqlite => "CAST(? AS BIGINT)",
+        Backend::Postgres => "?",
     }
 }
 
-/// The text of [`changes`], built once per backend, number of ranges and kind of pull.
-fn changes_sql(backend: Backend, ranges: usize, fresh: bool) -> Arc<str> {
-    type Shapes = Mutex<HashMap<(Backend, usize, bool), Arc<str>>>;
+/// The statements of [`changes`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Part {
+    /// The page in one statement, in commit order, with at most `?` rows of each type and in
+    /// all (binds per type: ranges, cursor, count; then the count).
+    Whole,
+    /// Change numbers after the cursor, each type's first `?` (binds per type: ranges, cursor,
+    /// count), then the two at the `?`-th offset across types.
+    End,
+    /// The records after the cursor up to a change number (binds per type: ranges, cursor,
+    /// last), in no order.
+    Page,
+}
+
+/// The text of [`changes`]' statements, built once per backend, number of ranges, kind of pull
+/// and part.
+fn changes_sql(backend: Backend, ranges: usize, fresh: bool, part: Part) -> Arc<str> {
+    type Shapes = Mutex<HashMap<(Backend, usize, bool, Part), Arc<str>>>;
     static SHAPES: OnceLock<Shapes> = OnceLock::new();
     let shapes = SHAPES.get_or_init(Default::default);
-    let key = (backend, ranges, fresh);
+    let key = (backend, ranges, fresh, part);
     if let Some(sql) = shapes.lock().expect("shapes lock").get(&key) {
         return sql.clone();
     }
@@ -237,28 +296,46 @@ fn changes_sql(backend: Backend, ranges: usize, fresh: bool) -> Arc<str> {
     } else {
         ""
     };
+    let n = bound_count(backend);
     let mut parts: Vec<String> = ENTITIES
         .iter()
-        .map(|d| {
-            let picked = records::select_wire_limited_sql(
-                backend,
-                d.entity,
-                &format!(
-                    " WHERE {pred} AND change_seq > ?{live} ORDER BY change_seq {}",
-                    limit(backend)
+        .map(|d| match part {
+            Part::Whole => format!(
+                "SELECT * FROM ({}) AS s_{}",
+                records::select_wire_limited_sql(
+                    backend,
+                    d.entity,
+                    &format!(
+                        " WHERE {pred} AND change_seq > ?{live} ORDER BY change_seq LIMIT {n}"
+                    ),
                 ),
-            );
-            format!("SELECT * FROM ({picked}) AS s_{}", d.table)
+                d.table
+            ),
+            Part::End => format!(
+                "SELECT change_seq FROM (SELECT change_seq FROM {} WHERE {pred} \
+                 AND change_seq > ?{live} ORDER BY change_seq LIMIT {n}) AS k_{}",
+                d.table, d.table
+            ),
+            Part::Page => format!(
+                "SELECT * FROM ({}) AS s_{}",
+                records::select_wire_limited_sql(
+                    backend,
+                    d.entity,
+                    &format!(" WHERE {pred} AND change_seq > ? AND change_seq <= ?{live}"),
+                ),
+                d.table
+            ),
         })
         .collect();
     if !fresh {
-        parts.push(departures_sql(backend, ranges));
+        parts.push(departures_sql(backend, ranges, part));
     }
-    let sql: Arc<str> = format!(
-        "{} ORDER BY change_seq {}",
-        parts.join(" UNION ALL "),
-        limit(backend)
-    )
+    let all = parts.join(" UNION ALL ");
+    let sql: Arc<str> = match part {
+        Part::Whole => format!("{all} ORDER BY change_seq LIMIT {n}"),
+        Part::End => format!("{all} ORDER BY change_seq LIMIT 2 OFFSET {n}"),
+        Part::Page => all,
+    }
     .into();
     shapes.lock().expect("shapes lock").insert(key, sql.clone());
     sql
@@ -268,11 +345,17 @@ fn changes_sql(backend: Backend, ranges: usize, fresh: bool) -> Arc<str> {
 /// in the wire shape of a record. A move is left out when a later version of the record is in
 /// the scope again (it came back): that version reaches the device itself, later in commit
 /// order, so a record appears once, and the last word on it is its latest state. Binds: the
-/// ranges three times, the cursor, the limit.
-fn departures_sql(backend: Backend, ranges: usize) -> String {
+/// ranges three times, the cursor, and the count or the last change number (`Part`).
+fn departures_sql(backend: Backend, ranges: usize, part: Part) -> String {
     let from = range_predicate("d.from_org_unit", ranges);
     let to = range_predicate("d.to_org_unit", ranges);
     let back = range_predicate("v.org_unit", ranges);
+    let moved = format!(
+        "FROM departures d WHERE {from} AND NOT {to} \
+         AND NOT EXISTS (SELECT 1 FROM record_versions v WHERE v.entity = d.entity \
+         AND v.record_id = d.record_id AND v.version > d.version AND {back}) \
+         AND d.change_seq > ?"
+    );
     let j = match backend {
         Backend::Sqlite => {
             "json_object('entity', d.entity, 'id', d.record_id, 'org_unit', d.from_org_unit, \
@@ -285,14 +368,18 @@ fn departures_sql(backend: Backend, ranges: usize) -> String {
              'fields', jsonb_build_object(), 'change_seq', d.change_seq)::text"
         }
     };
-    format!(
-        "SELECT * FROM (SELECT d.change_seq, {j} AS j FROM departures d \
-         WHERE {from} AND NOT {to} \
-         AND NOT EXISTS (SELECT 1 FROM record_versions v WHERE v.entity = d.entity \
-         AND v.record_id = d.record_id AND v.version > d.version AND {back}) \
-         AND d.change_seq > ? ORDER BY d.change_seq {}) AS s_departures",
-        limit(backend)
-    )
+    let n = bound_count(backend);
+    match part {
+        Part::Whole => format!(
+            "SELECT * FROM (SELECT d.change_seq, {j} AS j {moved} ORDER BY d.change_seq LIMIT {n}) \
+             AS s_departures"
+        ),
+        Part::End => format!(
+            "SELECT change_seq FROM (SELECT d.change_seq {moved} ORDER BY d.change_seq LIMIT {n}) \
+             AS k_departures"
+        ),
+        Part::Page => format!("SELECT d.change_seq, {j} AS j {moved} AND d.change_seq <= ?"),
+    }
 }
 
 fn conflicts(
