@@ -123,11 +123,6 @@ const STORAGE_ROOM: u64 = 1024 * 1024;
 /// `/ready` waits at most this for a connection, so a probe never hangs.
 const READY_WAIT: Duration = Duration::from_millis(800);
 
-/// Page cache of SQLite's one writing connection, in KiB. A group commit modifies thousands of
-/// pages; with the default 2 MB cache SQLite spilled dirty pages to the WAL in the middle of
-/// the transaction (`pagerStress`, a tenth of a push in the load bench's profile).
-const SQLITE_WRITER_CACHE_KIB: u32 = 32 * 1024;
-
 /// The pool's error handler: one line when connections start failing, not one per attempt
 /// (r2d2 retries in the background with backoff); `Manager::connect` logs the recovery.
 #[derive(Debug)]
@@ -166,17 +161,15 @@ impl ManageConnection for Manager {
 }
 
 impl Manager {
-    /// SQLite's one writing connection: a pooled connection's settings plus a page cache that
-    /// holds a group commit's dirty pages, and statement journals in memory. Every savepoint
-    /// and multi-row statement inside a transaction journals the pages it touches; on disk
-    /// that was a `pwrite` per page (13% of a push). Readers keep the default temp store,
-    /// under which the report's grouped passes measured faster.
+    /// SQLite's one writing connection: a pooled connection's settings plus statement journals
+    /// in memory. A multi-row statement inside a transaction journals the pages it touches; on
+    /// disk that was a `pwrite` per page. Readers keep the default temp store, under which the
+    /// report's grouped passes measured faster. (A 16-32 MB page cache for this connection was
+    /// measured too: no faster once group commit stopped using savepoints, and more memory.)
     fn establish_writer(&self) -> Result<DbConn, DbError> {
         let mut c = self.establish()?;
-        c.batch_execute(&format!(
-            "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{SQLITE_WRITER_CACHE_KIB};"
-        ))
-        .map_err(|e| DbError::Connect(e.to_string()))?;
+        c.batch_execute("PRAGMA temp_store = MEMORY;")
+            .map_err(|e| DbError::Connect(e.to_string()))?;
         Ok(c)
     }
 
