@@ -1900,3 +1900,92 @@ both!(duplicate_lookup_by_id_number_uses_its_index, |b| {
     assert!(!text.contains("Seq Scan on persons"), "{text}");
     assert!(!plan.iter().any(|l| l.trim() == "SCAN t"), "{text}");
 });
+
+// Group commit: a chunk that fails inside a group (its device was revoked while its push
+// waited for the writer) rolls the group back, and the group's other chunks are applied again
+// on their own: only the failing device gets the error. The writer is held (SQLite: a write
+// transaction of the test; PostgreSQL: the change-sequence row lock) while the pushes queue, and
+// the revoke commits when it is let go. The first push is sent alone and leads the first group;
+// the other two queue behind it and are committed as the second group.
+both!(group_commit_answers_a_failing_chunk_alone, |b| {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    use diesel::RunQueryDsl;
+    let app = spawn_app(b);
+    seed_units(&app);
+    let a = worker(&app, "worker_a", &[V1]);
+    let r = worker(&app, "worker_r", &[V1]); // revoked while its push waits
+    let c = worker(&app, "worker_c", &[V1]);
+    let (ida, idr, idc) = (new_id(), new_id(), new_id());
+    let op_a = a.op("person", &ida, "create", None, person(V1, "甲先到"));
+    let op_r = r.op("person", &idr, "create", None, person(V1, "乙已停用"));
+    let op_c = c.op("person", &idc, "create", None, person(V1, "丙同组"));
+    let revoke = format!(
+        "UPDATE devices SET status = 'revoked' WHERE id = '{}'",
+        r.device_id
+    );
+    let pause = std::time::Duration::from_millis(400);
+    std::thread::scope(|s| {
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let db = app.db.clone();
+        let url = app.database_url.clone();
+        let holder = s.spawn(move || match b {
+            Backend::Sqlite => db
+                .write(|conn| {
+                    diesel::sql_query(revoke.as_str()).execute(conn)?;
+                    started_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    Ok(())
+                })
+                .unwrap(),
+            Backend::Postgres => {
+                let mut l = diesel::PgConnection::establish(&url).unwrap();
+                l.batch_execute("BEGIN").unwrap();
+                l.batch_execute(&revoke).unwrap();
+                l.batch_execute("SELECT last_change_seq FROM sync_state WHERE id = 1 FOR UPDATE")
+                    .unwrap();
+                started_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                l.batch_execute("COMMIT").unwrap();
+            }
+        });
+        started_rx.recv().unwrap();
+        let pa = s.spawn(|| a.push(&app, std::slice::from_ref(&op_a)));
+        std::thread::sleep(pause);
+        let pr = s.spawn(|| r.push(&app, std::slice::from_ref(&op_r)));
+        let pc = s.spawn(|| c.push(&app, std::slice::from_ref(&op_c)));
+        std::thread::sleep(pause);
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+        let (ra, rr, rc) = (pa.join().unwrap(), pr.join().unwrap(), pc.join().unwrap());
+        assert_eq!(ra.status, 200, "{:?}", ra.body);
+        assert_eq!(status(&ra.body["results"][0]), "applied", "{:?}", ra.body);
+        assert_eq!(rr.status, 403, "{:?}", rr.body);
+        assert_eq!(rr.body["code"], "device_revoked");
+        assert_eq!(
+            rc.status, 200,
+            "the other chunk of the group: {:?}",
+            rc.body
+        );
+        assert_eq!(status(&rc.body["results"][0]), "applied", "{:?}", rc.body);
+    });
+    let n = |id: &str| {
+        count(
+            &app,
+            &format!("SELECT COUNT(*) AS n FROM persons WHERE id = '{id}'"),
+        )
+    };
+    assert_eq!((n(&ida), n(&idr), n(&idc)), (1, 0, 1));
+    assert_eq!(
+        count(
+            &app,
+            &format!(
+                "SELECT COUNT(*) AS n FROM device_ops WHERE device_id = '{}'",
+                r.device_id
+            )
+        ),
+        0,
+        "nothing of the revoked device's chunk is kept"
+    );
+});
