@@ -350,13 +350,20 @@ impl Db {
 
     /// Waits for the writing connection (a pull, which WAL lets read beside the writer, never
     /// waits behind queued writers for a pooled connection), opening it if needed. After a
-    /// failed write it is closed, so that no state of a failed transaction outlives it; the
-    /// next write opens it again.
+    /// failed or panicked write it is closed, so that no state of a failed transaction
+    /// outlives it; the next write opens it again.
     fn write_sqlite<T, F>(&self, f: F) -> Result<T, AppError>
     where
         F: FnOnce(&mut DbConn) -> Result<T, AppError>,
     {
-        let mut slot = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.writer.lock().unwrap_or_else(|poisoned| {
+            // A write panicked while it held the connection, maybe inside its transaction:
+            // that connection is not used again.
+            let mut slot = poisoned.into_inner();
+            *slot = None;
+            self.writer.clear_poison();
+            slot
+        });
         let conn = match &mut *slot {
             Some(conn) => conn,
             empty => empty.insert(self.manager.establish_writer().map_err(|e| {
@@ -564,6 +571,46 @@ mod tests {
         assert_eq!(Backend::from_url("sqlite://x.db").unwrap(), Backend::Sqlite);
         assert_eq!(Backend::from_url("x.db").unwrap(), Backend::Sqlite);
         assert!(Backend::from_url("mysql://x").is_err());
+    }
+
+    /// A write that panics inside its transaction leaves nothing open on SQLite's writing
+    /// connection: the next write commits, and a reader sees it but not the panicked one.
+    #[test]
+    fn a_panicked_write_does_not_hold_the_writer_in_its_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&DbOptions {
+            url: format!("sqlite://{}", dir.path().join("w.db").display()),
+            pool_size: 2,
+            sqlite_synchronous: "FULL".into(),
+            connect_timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        db.run_migrations().unwrap();
+        let insert = |c: &mut DbConn, v: &str| {
+            stmt::Stmt::new("INSERT INTO storage_probe (filler) VALUES (?)")
+                .text(v)
+                .execute_on(c)
+        };
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            db.write(|c| {
+                insert(c, "lost")?;
+                panic!("a write that panics mid-transaction");
+                #[allow(unreachable_code)]
+                Ok(())
+            })
+        }));
+        assert!(panicked.is_err());
+        db.write(|c| Ok(insert(c, "kept")?)).unwrap();
+        let seen: Vec<Setting> = db
+            .read(|c| {
+                Ok(
+                    diesel::sql_query("SELECT filler AS value FROM storage_probe ORDER BY filler")
+                        .load(c)?,
+                )
+            })
+            .unwrap();
+        let seen: Vec<String> = seen.into_iter().map(|s| s.value).collect();
+        assert_eq!(seen, vec!["kept".to_string()]);
     }
 
     #[test]
