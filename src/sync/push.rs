@@ -171,7 +171,8 @@ mod unsafe_ack {
 /// `sync_state` row lock that orders the change sequence): the chunks of several devices
 /// queued behind the writer are applied in one transaction, and every device is answered only
 /// after that one commit. When a chunk fails the whole group rolls back and its chunks are
-/// applied again one transaction each, so only the chunk at fault is answered with its error.
+/// applied again one transaction each, so only the chunk at fault is answered with its error;
+/// when the store is away or full, every chunk of the group is answered so at once.
 /// (A savepoint per chunk did the same with less work on a failure, but SQLite copied every
 /// page a chunk touched into the savepoint's journal, kept until the commit: a fifth of a
 /// push's time on disk, and the server's peak memory in the storm in memory.) The first pusher to find no group being committed
@@ -280,6 +281,16 @@ mod group {
                     }
                     Err(e) if jobs.len() == 1 => {
                         let _ = jobs[0].reply.send(Err(e));
+                    }
+                    // The store is away or full: no chunk is at fault, and each is told so at
+                    // once (503 / 507) rather than tried again on its own.
+                    Err(e @ (AppError::Unavailable | AppError::StorageFull)) => {
+                        for job in jobs {
+                            let _ = job.reply.send(Err(match e {
+                                AppError::StorageFull => AppError::StorageFull,
+                                _ => AppError::Unavailable,
+                            }));
+                        }
                     }
                     // A chunk failed and the group rolled back: each chunk again in a
                     // transaction of its own, so that only the one at fault fails.
