@@ -299,32 +299,25 @@ fn changes_sql(backend: Backend, ranges: usize, fresh: bool, part: Part) -> Arc<
     let n = bound_count(backend);
     let mut parts: Vec<String> = ENTITIES
         .iter()
-        .map(|d| match part {
-            Part::Whole => format!(
-                "SELECT * FROM ({}) AS s_{}",
-                records::select_wire_limited_sql(
-                    backend,
-                    d.entity,
-                    &format!(
-                        " WHERE {pred} AND change_seq > ?{live} ORDER BY change_seq LIMIT {n}"
-                    ),
+        .map(|d| {
+            // The type's records after the cursor, each as a pull sends it.
+            let records = |tail: &str| {
+                let picked = records::select_wire_limited_sql(backend, d.entity, tail);
+                format!("SELECT * FROM ({picked}) AS s_{}", d.table)
+            };
+            match part {
+                Part::Whole => records(&format!(
+                    " WHERE {pred} AND change_seq > ?{live} ORDER BY change_seq LIMIT {n}"
+                )),
+                Part::End => format!(
+                    "SELECT change_seq FROM (SELECT change_seq FROM {} WHERE {pred} \
+                     AND change_seq > ?{live} ORDER BY change_seq LIMIT {n}) AS k_{}",
+                    d.table, d.table
                 ),
-                d.table
-            ),
-            Part::End => format!(
-                "SELECT change_seq FROM (SELECT change_seq FROM {} WHERE {pred} \
-                 AND change_seq > ?{live} ORDER BY change_seq LIMIT {n}) AS k_{}",
-                d.table, d.table
-            ),
-            Part::Page => format!(
-                "SELECT * FROM ({}) AS s_{}",
-                records::select_wire_limited_sql(
-                    backend,
-                    d.entity,
-                    &format!(" WHERE {pred} AND change_seq > ? AND change_seq <= ?{live}"),
-                ),
-                d.table
-            ),
+                Part::Page => records(&format!(
+                    " WHERE {pred} AND change_seq > ? AND change_seq <= ?{live}"
+                )),
+            }
         })
         .collect();
     if !fresh {

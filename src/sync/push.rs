@@ -174,9 +174,10 @@ mod unsafe_ack {
 /// applied again one transaction each, so only the chunk at fault is answered with its error;
 /// when the store is away or full, every chunk of the group is answered so at once.
 /// (A savepoint per chunk did the same with less work on a failure, but SQLite copied every
-/// page a chunk touched into the savepoint's journal, kept until the commit: a fifth of a
-/// push's time on disk, and the server's peak memory in the storm in memory.) The first pusher to find no group being committed
-/// commits groups until the queue is empty; the others wait for their answer.
+/// page a chunk touched into the savepoint's journal and kept it until the commit: with the
+/// journal on disk a fifth of a push's time, in memory the storm's peak server memory.) The
+/// first pusher to find no group being committed commits groups until the queue is empty; the
+/// others wait for their answer.
 mod group {
     use std::collections::HashMap;
     use std::sync::mpsc;

@@ -73,11 +73,11 @@ fn build_entity_sql(backend: Backend, entity: Entity) -> EntitySql {
 
 /// See `EntitySql::wire_list`. Null members are left out. On SQLite the object is written as
 /// text: each member is `"name":` and the value through `json_quote` (strings escaped, numbers
-/// as they are), booleans spelt out, a null member is NULL, and `concat_ws` drops those. It replaced
-/// `json_patch('{}', json_object(...))`, which parsed every object it had just built again to
-/// drop its nulls: two thirds of a village pull's statement time on SQLite. Every field is a
-/// scalar (`FieldType`), so no nested object can hold a null. PostgreSQL builds a `jsonb` and
-/// strips its nulls.
+/// as they are), booleans spelt out, a null member is NULL, and `concat_ws` drops those. It
+/// replaced `json_patch('{}', json_object(...))`, which parsed every object it had just built
+/// again to drop its nulls: two thirds of a village pull's statement time on SQLite. Every
+/// field is a scalar (`FieldType`), so no nested object can hold a null. PostgreSQL builds a
+/// `jsonb` and strips its nulls.
 fn wire_list(backend: Backend, entity: Entity) -> String {
     let def = entity.def();
     match backend {
