@@ -1,4 +1,9 @@
-//! Statements that diesel keeps prepared: SQL text with `?` placeholders and typed binds.
+//! The one way SQL with values is written: [`Stmt`], SQL text with `?` placeholders (or `:name`
+//! parameters, [`Stmt::named`]) and typed binds, run on either backend. Lists of keys are one
+//! bind each (a JSON array, [`list`] / [`pairs`]) read by the fragments [`in_json_list`] and
+//! [`json_pairs`], so a statement has one text however long its list. (`diesel::sql_query`
+//! is left to fixed statements without values: settings, `ANALYZE`, integrity checks; the
+//! fixed tables go through diesel's DSL.)
 //!
 //! diesel caches a prepared statement per connection for every query that does not call
 //! `unsafe_to_cache_prepared`, keyed by its SQL and bind types; `diesel::sql_query` always calls
@@ -34,7 +39,7 @@ pub enum Bind<'a> {
 pub struct Stmt<'a> {
     sql: std::borrow::Cow<'a, str>,
     binds: Vec<Bind<'a>>,
-    /// Kept in diesel's statement cache (all but [`Stmt::unprepared`]).
+    /// Kept in diesel's statement cache (all but [`Stmt::uncached`] ones).
     cached: bool,
 }
 
@@ -47,14 +52,23 @@ impl<'a> Stmt<'a> {
         }
     }
 
-    /// A statement with typed binds that is parsed (and on PostgreSQL planned) afresh at each
-    /// execution, like `diesel::sql_query`: for SQL that must be planned for its values.
-    pub fn unprepared(sql: impl Into<std::borrow::Cow<'a, str>>, binds: Vec<Bind<'a>>) -> Stmt<'a> {
+    /// A statement written with `:name` parameters (a name is a lowercase letter, then lowercase
+    /// letters, digits or `_`), each replaced by a `?` bound to its value; a name used twice is
+    /// bound twice. `::type` casts and names not in `params` are left as they are.
+    pub fn named(sql: &str, params: &[(&str, Bind<'a>)]) -> Stmt<'a> {
+        let (sql, binds) = bind_names(sql, params);
         Stmt {
             sql: sql.into(),
             binds,
-            cached: false,
+            cached: true,
         }
+    }
+
+    /// The same statement, parsed (and planned) afresh at each execution: for SQL whose text
+    /// holds values (checked codes, limits) and so takes more shapes than a cache should keep.
+    pub fn uncached(mut self) -> Stmt<'a> {
+        self.cached = false;
+        self
     }
 
     pub fn with_capacity(sql: impl Into<std::borrow::Cow<'a, str>>, binds: usize) -> Stmt<'a> {
@@ -191,6 +205,74 @@ pub fn chunk_sizes(n: usize, max: usize) -> Vec<usize> {
     out
 }
 
+/// Replaces `:name` parameters with `?`; returns the SQL and the values in order.
+fn bind_names<'a>(sql: &str, params: &[(&str, Bind<'a>)]) -> (String, Vec<Bind<'a>>) {
+    let mut out = String::with_capacity(sql.len());
+    let mut values = Vec::new();
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    while i < sql.len() {
+        if bytes[i] == b':' && (i == 0 || bytes[i - 1] != b':') {
+            let rest = &sql[i + 1..];
+            let len = if rest.bytes().next().is_some_and(|b| b.is_ascii_lowercase()) {
+                rest.bytes()
+                    .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+                    .count()
+            } else {
+                0
+            };
+            if let Some((_, v)) = params.iter().find(|(n, _)| len > 0 && *n == &rest[..len]) {
+                values.push(v.clone());
+                out.push('?');
+                i += 1 + len;
+                continue;
+            }
+        }
+        let ch = sql[i..].chars().next().expect("in bounds");
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    (out, values)
+}
+
+/// A list of texts as one bind, for [`in_json_list`].
+pub fn list<S: AsRef<str>>(items: &[S]) -> Bind<'static> {
+    let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+    Bind::OwnedText(Some(
+        serde_json::to_string(&items).expect("texts serialise"),
+    ))
+}
+
+/// A list of (text, text) keys as one bind, for [`json_pairs`].
+pub fn pairs<A: AsRef<str>, B: AsRef<str>>(items: &[(A, B)]) -> Bind<'static> {
+    let items: Vec<[&str; 2]> = items
+        .iter()
+        .map(|(a, b)| [a.as_ref(), b.as_ref()])
+        .collect();
+    Bind::OwnedText(Some(
+        serde_json::to_string(&items).expect("texts serialise"),
+    ))
+}
+
+/// A list of (text, number) keys as one bind, for [`json_pairs`] (the number as `b`).
+pub fn keyed_numbers<A: AsRef<str>>(items: &[(A, i64)]) -> Bind<'static> {
+    let items: Vec<(&str, i64)> = items.iter().map(|(a, b)| (a.as_ref(), *b)).collect();
+    Bind::OwnedText(Some(serde_json::to_string(&items).expect("keys serialise")))
+}
+
+/// SQL for a row source `alias(a, b)` over the pairs bound at the `?` ([`pairs`],
+/// [`keyed_numbers`]), both columns as text.
+pub fn json_pairs(backend: crate::db::Backend, alias: &str) -> String {
+    match backend {
+        crate::db::Backend::Sqlite => {
+            format!("(SELECT k.value ->> 0 AS a, k.value ->> 1 AS b FROM json_each(?) k) {alias}")
+        }
+        crate::db::Backend::Postgres => format!(
+            "(SELECT k ->> 0 AS a, k ->> 1 AS b FROM jsonb_array_elements(?::jsonb) k) {alias}"
+        ),
+    }
+}
+
 /// SQL for "`column` is one of the texts of the JSON array bound at the `?`" (a [`Stmt`]).
 ///
 /// On PostgreSQL the list is made an array first (`= ANY(ARRAY(...))`), so an index on `column`
@@ -208,7 +290,41 @@ pub fn in_json_list(backend: crate::db::Backend, column: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::chunk_sizes;
+    use super::{bind_names, chunk_sizes, Bind};
+
+    #[test]
+    fn names_bind_in_order() {
+        let p = [
+            ("s", Bind::Text(Some("A"))),
+            ("e", Bind::Int(Some(7))),
+            ("p1", Bind::Int(Some(1))),
+        ];
+        let (sql, v) = bind_names(
+            "x >= :s AND y <= :e AND z <= :e AND 'a:b' = :q AND w = :p1 AND t = '10:30'",
+            &p,
+        );
+        assert_eq!(
+            sql,
+            "x >= ? AND y <= ? AND z <= ? AND 'a:b' = :q AND w = ? AND t = '10:30'"
+        );
+        assert_eq!(
+            format!("{v:?}"),
+            format!(
+                "{:?}",
+                [
+                    Bind::Text(Some("A")),
+                    Bind::Int(Some(7)),
+                    Bind::Int(Some(7)),
+                    Bind::Int(Some(1))
+                ]
+            )
+        );
+        let (sql, _) = bind_names("CAST(x AS TEXT)::jsonb >= :s", &p);
+        assert_eq!(sql, "CAST(x AS TEXT)::jsonb >= ?");
+        // `:p10` is not `:p1` followed by a 0.
+        let (sql, v) = bind_names("a = :p10", &p);
+        assert_eq!((sql.as_str(), v.len()), ("a = :p10", 0));
+    }
 
     #[test]
     fn chunk_sizes_cover_every_row_with_few_shapes() {

@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::db::records::{self, RecordRow, Stamps, VersionRow};
 use crate::db::schema::sync_state;
+use crate::db::stmt::Stmt;
 use crate::db::{now_micros, Db, DbConn};
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
@@ -118,10 +119,9 @@ fn existing(conn: &mut DbConn) -> AppResult<Option<Skipped>> {
     if units == 0 {
         return Ok(None);
     }
-    let rows: Vec<Count> = diesel::sql_query(format!(
-        "SELECT COUNT(*) AS n FROM households WHERE created_by = '{DEMO_USER}'"
-    ))
-    .load(conn)?;
+    let rows: Vec<Count> = Stmt::new("SELECT COUNT(*) AS n FROM households WHERE created_by = ?")
+        .text(DEMO_USER)
+        .load_on(conn)?;
     let demo = rows.first().map_or(0, |r| r.n) > 0;
     Ok(Some(if demo {
         Skipped::AlreadyLoaded

@@ -1405,34 +1405,6 @@ struct KeyedJson {
     j: String,
 }
 
-/// Replaces `:name` parameters with `?` (a [`SqlStmt`] statement's placeholders, written by
-/// diesel for each backend); returns the SQL and the values in order.
-fn bind_names<'a>(sql: &str, params: &[(&str, Bind<'a>)]) -> (String, Vec<Bind<'a>>) {
-    let mut out = String::with_capacity(sql.len());
-    let mut values = Vec::new();
-    let bytes = sql.as_bytes();
-    let mut i = 0;
-    while i < sql.len() {
-        if bytes[i] == b':' && (i == 0 || bytes[i - 1] != b':') {
-            let rest = &sql[i + 1..];
-            let len = rest
-                .bytes()
-                .take_while(|b| b.is_ascii_lowercase() || *b == b'_')
-                .count();
-            if let Some((_, v)) = params.iter().find(|(n, _)| *n == &rest[..len]) {
-                values.push(v.clone());
-                out.push('?');
-                i += 1 + len;
-                continue;
-            }
-        }
-        let ch = sql[i..].chars().next().expect("in bounds");
-        out.push(ch);
-        i += ch.len_utf8();
-    }
-    (out, values)
-}
-
 /// Runs one count statement with its `:name` values bound, typed. It is not kept prepared: each
 /// report plans its statements for the window's values (a prepared copy measured no faster on
 /// either database, bench/analysis.md).
@@ -1441,8 +1413,7 @@ fn load_keyed(
     sql: &str,
     params: &[(&str, Bind<'_>)],
 ) -> AppResult<Vec<KeyedJson>> {
-    let (sql, values) = bind_names(sql, params);
-    Ok(SqlStmt::unprepared(sql, values).load_on(conn)?)
+    Ok(SqlStmt::named(sql, params).uncached().load_on(conn)?)
 }
 
 fn key_expr(by: KeyBy) -> String {
@@ -1633,26 +1604,6 @@ pub fn def(key: &str) -> Option<&'static CountDef> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_bind_in_order() {
-        let p = [("s", Bind::Text(Some("A"))), ("e", Bind::Int(Some(7)))];
-        let (sql, v) = bind_names("x >= :s AND y <= :e AND z <= :e AND 'a:b' = :q", &p);
-        assert_eq!(sql, "x >= ? AND y <= ? AND z <= ? AND 'a:b' = :q");
-        assert_eq!(
-            format!("{v:?}"),
-            format!(
-                "{:?}",
-                [
-                    Bind::Text(Some("A")),
-                    Bind::Int(Some(7)),
-                    Bind::Int(Some(7))
-                ]
-            )
-        );
-        let (sql, _) = bind_names("CAST(x AS TEXT)::jsonb >= :s", &p);
-        assert_eq!(sql, "CAST(x AS TEXT)::jsonb >= ?");
-    }
 
     /// Every value of the window is bound, never written into the SQL: the texts depend on the
     /// statement, the grouping and the rules only.

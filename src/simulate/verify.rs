@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use crate::db::stmt::{self, Stmt};
 use diesel::sql_types::{BigInt, Nullable, Text};
-use diesel::RunQueryDsl;
 use serde_json::Value;
 
 use crate::db::records::{self, backend_of, JsonRow, RecordRow};
@@ -58,15 +58,6 @@ fn check(name: &'static str, problems: Vec<String>, ok: String) -> Check {
     }
 }
 
-/// Ids are UUIDs from the devices and the server; anything else is not written into SQL.
-fn quoted(ids: &[&str]) -> String {
-    ids.iter()
-        .filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
-        .map(|s| format!("'{s}'"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 #[derive(diesel::QueryableByName)]
 struct ConflictLine {
     #[diesel(sql_type = Text)]
@@ -83,8 +74,17 @@ struct ConflictLine {
 
 const CONFLICT_LINE: &str = "SELECT id, record_id, kind, status, device_value FROM conflicts";
 
-fn conflicts_where(conn: &mut DbConn, pred: &str) -> AppResult<Vec<ConflictLine>> {
-    Ok(diesel::sql_query(format!("{CONFLICT_LINE} WHERE {pred}")).load(conn)?)
+/// The conflicts whose `column` is one of `values`.
+fn conflicts_where<S: AsRef<str>>(
+    conn: &mut DbConn,
+    column: &str,
+    values: &[S],
+) -> AppResult<Vec<ConflictLine>> {
+    let sql = format!(
+        "{CONFLICT_LINE} WHERE {}",
+        stmt::in_json_list(backend_of(conn), column)
+    );
+    Ok(Stmt::new(sql).bind(stmt::list(values)).load_on(conn)?)
 }
 
 #[derive(diesel::QueryableByName)]
@@ -119,11 +119,12 @@ fn record_key(a: &Ack) -> Option<(Entity, String)> {
 pub fn acknowledged(db: &Db, acks: &[Ack], devices: &[String]) -> AppResult<Check> {
     db.read(|conn| {
         let mut problems = Vec::new();
-        let ledger: Vec<LedgerLine> = diesel::sql_query(format!(
-            "SELECT device_id, seq, status, payload FROM device_ops WHERE device_id IN ({})",
-            quoted(&devices.iter().map(String::as_str).collect::<Vec<_>>())
+        let ledger: Vec<LedgerLine> = Stmt::new(format!(
+            "SELECT device_id, seq, status, payload FROM device_ops WHERE {}",
+            stmt::in_json_list(backend_of(conn), "device_id")
         ))
-        .load(conn)?;
+        .bind(stmt::list(devices))
+        .load_on(conn)?;
         let ledger: HashMap<(String, i64), LedgerLine> = ledger
             .into_iter()
             .map(|l| ((l.device_id.clone(), l.seq), l))
@@ -135,7 +136,7 @@ pub fn acknowledged(db: &Db, acks: &[Ack], devices: &[String]) -> AppResult<Chec
             .collect();
         let mut stored_conflicts = HashMap::new();
         for chunk in conflict_ids.chunks(500) {
-            for c in conflicts_where(conn, &format!("id IN ({})", quoted(chunk)))? {
+            for c in conflicts_where(conn, "id", chunk)? {
                 stored_conflicts.insert(c.id.clone(), c);
             }
         }
@@ -254,13 +255,7 @@ pub fn conflicts(
     made: &[Collision],
 ) -> AppResult<(Check, [usize; 4])> {
     db.read(|conn| {
-        let found = conflicts_where(
-            conn,
-            &format!(
-                "device_id IN ({})",
-                quoted(&devices.iter().map(String::as_str).collect::<Vec<_>>())
-            ),
-        )?;
+        let found = conflicts_where(conn, "device_id", devices)?;
         let mut by_record: HashMap<&str, Vec<&ConflictLine>> = HashMap::new();
         for c in &found {
             by_record.entry(c.record_id.as_str()).or_default().push(c);
@@ -325,11 +320,12 @@ pub fn live_count(db: &Db) -> AppResult<i64> {
     db.read(|conn| {
         let mut total = 0;
         for d in ENTITIES {
-            let rows: Vec<N> = diesel::sql_query(format!(
+            // `table` comes from the record-type table.
+            let rows: Vec<N> = Stmt::new(format!(
                 "SELECT COUNT(*) AS n FROM {} WHERE NOT deleted",
                 d.table
             ))
-            .load(conn)?;
+            .load_on(conn)?;
             total += rows.first().map_or(0, |r| r.n);
         }
         Ok(total)
@@ -402,10 +398,11 @@ pub fn scope_snapshot(conn: &mut DbConn, village: &str) -> AppResult<BTreeMap<St
     let mut out = BTreeMap::new();
     for d in ENTITIES {
         let sql = format!(
-            "{} WHERE org_unit >= '{village}' AND org_unit < '{village}~' AND NOT deleted",
+            "{} WHERE org_unit >= ? AND org_unit < ? AND NOT deleted",
             records::select_json_sql(backend, d.entity)
         );
-        let rows: Vec<JsonRow> = diesel::sql_query(sql).load(conn)?;
+        let upper = format!("{village}~");
+        let rows: Vec<JsonRow> = Stmt::new(sql).text(village).text(&upper).load_on(conn)?;
         for j in rows {
             let r = RecordRow::from_json(&j.j)?;
             out.insert(

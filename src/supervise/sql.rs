@@ -1,13 +1,11 @@
-//! SQL written by the supervisor services: scope predicates in the SQL text, and statements
-//! whose parameters travel as one JSON object (any number of filters, one bind on both
-//! backends).
+//! SQL written by the supervisor services: scope predicates in the SQL text, and filters whose
+//! values are bound as `:name` parameters of a [`Stmt`] (any number of filters).
 
-use diesel::sql_types::{BigInt, Text};
-use diesel::RunQueryDsl;
-use serde_json::{Map, Value};
+use diesel::sql_types::BigInt;
 
 use crate::auth::Scope;
 use crate::db::records::backend_of;
+use crate::db::stmt::{Bind, Stmt};
 use crate::db::{Backend, DbConn};
 use crate::error::{AppError, AppResult};
 use crate::orgunit::subtree_range;
@@ -43,11 +41,12 @@ pub fn prefix_cond(code: &str, col: &str) -> AppResult<String> {
     Ok(format!("({col} >= '{lo}' AND {col} < '{hi}')"))
 }
 
-/// A WHERE clause whose values travel in one JSON parameter.
+/// A WHERE clause and its values: each value is a `:name` parameter of a [`Stmt::named`]
+/// statement, bound typed (a name used twice is bound twice).
 pub struct Query {
     backend: Backend,
     conds: Vec<String>,
-    params: Map<String, Value>,
+    params: Vec<(String, String)>,
 }
 
 impl Query {
@@ -55,7 +54,7 @@ impl Query {
         Query {
             backend: backend_of(conn),
             conds: Vec::new(),
-            params: Map::new(),
+            params: Vec::new(),
         }
     }
 
@@ -63,14 +62,12 @@ impl Query {
         self.backend
     }
 
-    /// A text parameter; returns the SQL expression that reads it.
+    /// A text parameter; returns the SQL that reads it (its `:name`).
     pub fn text(&mut self, value: &str) -> String {
-        let key = format!("p{}", self.params.len());
-        self.params.insert(key.clone(), Value::String(value.into()));
-        match self.backend {
-            Backend::Sqlite => format!("json_extract(?1, '$.{key}')"),
-            Backend::Postgres => format!("($1::jsonb ->> '{key}')"),
-        }
+        let name = format!("p{}", self.params.len());
+        let sql = format!(":{name}");
+        self.params.push((name, value.to_string()));
+        sql
     }
 
     pub fn cond(&mut self, c: impl Into<String>) -> &mut Self {
@@ -78,40 +75,35 @@ impl Query {
         self
     }
 
-    /// ` WHERE ...`, always naming the parameter once so that both backends accept the bind.
+    /// ` WHERE ...` (` WHERE TRUE` without conditions, so callers may add ` AND ...`).
     pub fn where_sql(&self) -> String {
-        let touch = match self.backend {
-            Backend::Sqlite => "?1 IS NOT NULL",
-            Backend::Postgres => "$1::jsonb IS NOT NULL",
-        };
-        let mut all: Vec<&str> = self.conds.iter().map(String::as_str).collect();
-        all.push(touch);
-        format!(" WHERE {}", all.join(" AND "))
+        if self.conds.is_empty() {
+            return " WHERE TRUE".into();
+        }
+        format!(" WHERE {}", self.conds.join(" AND "))
     }
 
+    /// Runs `sql` with this query's parameters bound. Not kept prepared: the texts carry
+    /// checked codes and limits, so they take more shapes than a statement cache should hold.
     pub fn load<T>(&self, conn: &mut DbConn, sql: &str) -> AppResult<Vec<T>>
     where
         T: diesel::QueryableByName<diesel::sqlite::Sqlite>
             + diesel::QueryableByName<diesel::pg::Pg>
             + 'static,
     {
-        // PostgreSQL's jsonb refuses NUL characters: a client's NUL is its error, not ours.
-        if self
-            .params
-            .values()
-            .any(|v| v.as_str().is_some_and(|t| t.contains('\0')))
-        {
+        // PostgreSQL refuses NUL characters in text: a client's NUL is its error, not ours.
+        if self.params.iter().any(|(_, v)| v.contains('\0')) {
             return Err(AppError::bad_param(
                 "bad_text",
                 "text parameters may not contain NUL characters",
             ));
         }
-        let param = Value::Object(self.params.clone()).to_string();
-        let rows = match conn {
-            DbConn::Sqlite(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
-            DbConn::Postgres(c) => diesel::sql_query(sql).bind::<Text, _>(&param).load(c)?,
-        };
-        Ok(rows)
+        let params: Vec<(&str, Bind<'_>)> = self
+            .params
+            .iter()
+            .map(|(n, v)| (n.as_str(), Bind::Text(Some(v.as_str()))))
+            .collect();
+        Ok(Stmt::named(sql, &params).uncached().load_on(conn)?)
     }
 }
 

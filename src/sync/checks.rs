@@ -11,11 +11,12 @@ use diesel::sql_types::{BigInt, Text};
 use serde_json::Value;
 
 use crate::db::records::{self, backend_of, RecordRow};
-use crate::db::stmt::{in_json_list, Stmt};
-use crate::db::{Backend, DbConn};
+use crate::db::stmt::{self, Stmt};
+use crate::db::DbConn;
 use crate::domain::checks::{self, CheckInput};
 use crate::domain::entities::Entity;
 use crate::error::AppResult;
+use crate::sync::store;
 
 type Key = (Entity, String);
 
@@ -134,12 +135,12 @@ fn death_dates(
     if persons.is_empty() {
         return Ok(out);
     }
-    let param = serde_json::to_string(&persons.iter().collect::<Vec<_>>()).expect("ids serialise");
+    let ids: Vec<&String> = persons.iter().collect();
     let sql = format!(
         "SELECT id, person_id, death_date FROM deaths WHERE NOT deleted AND {}",
-        in_json_list(backend_of(conn), "person_id")
+        stmt::in_json_list(backend_of(conn), "person_id")
     );
-    let rows: Vec<DeathRow> = Stmt::new(sql).text(&param).load_on(conn)?;
+    let rows: Vec<DeathRow> = Stmt::new(sql).bind(stmt::list(&ids)).load_on(conn)?;
     for r in rows {
         // A death changed in this batch is judged by its new state below.
         if state.contains_key(&(Entity::Death, r.id)) {
@@ -187,17 +188,15 @@ fn earlier_births(
         })
         .collect();
     let exclude: Vec<&str> = in_state.iter().map(|r| r.id.as_str()).collect();
-    let exclude = serde_json::to_string(&exclude).expect("ids serialise");
-    let sql = match backend_of(conn) {
-        Backend::Sqlite => "SELECT COUNT(*) AS n FROM births WHERE NOT deleted AND mother_id = ? AND birth_date < ? \
-                           AND id NOT IN (SELECT value FROM json_each(?))",
-        Backend::Postgres => "SELECT COUNT(*) AS n FROM births WHERE NOT deleted AND mother_id = ? AND birth_date < ? \
-                           AND id NOT IN (SELECT jsonb_array_elements_text(?::jsonb))",
-    };
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM births WHERE NOT deleted AND mother_id = ? AND birth_date < ? \
+         AND NOT ({})",
+        stmt::in_json_list(backend_of(conn), "id")
+    );
     let rows: Vec<CountRow> = Stmt::new(sql)
         .text(mother)
         .text(on)
-        .text(&exclude)
+        .bind(stmt::list(&exclude))
         .load_on(conn)?;
     let stored = rows.first().map_or(0, |r| r.n);
     let batch = in_state
@@ -242,7 +241,7 @@ pub fn recheck_related(
     }
     let done: BTreeSet<&Key> = changed.iter().collect();
     let ids: Vec<&str> = persons.iter().map(String::as_str).collect();
-    let param = serde_json::to_string(&ids).expect("ids serialise");
+    let param = stmt::list(&ids);
     let mut related: Vec<RecordRow> = records::load(conn, Entity::Person, &ids)?;
     for def in crate::domain::entities::ENTITIES {
         let Some(field) = subject_field(def.entity) else {
@@ -294,19 +293,16 @@ fn active_flags(
     conn: &mut DbConn,
     rows: &[RecordRow],
 ) -> AppResult<HashMap<Key, BTreeSet<String>>> {
-    let keys: Vec<Value> = rows
+    let keys: Vec<(&str, &str)> = rows
         .iter()
-        .map(|r| serde_json::json!([r.entity.name(), r.id]))
+        .map(|r| (r.entity.name(), r.id.as_str()))
         .collect();
-    let param = Value::Array(keys).to_string();
     // Looked up by primary key, as `store::set_flags` clears them.
-    let sql = match backend_of(conn) {
-        Backend::Sqlite => "SELECT entity, record_id, check_code FROM flags WHERE active AND (entity, record_id) IN \
-                            (SELECT k.value ->> 0, k.value ->> 1 FROM json_each(?) k)",
-        Backend::Postgres => "SELECT entity, record_id, check_code FROM flags WHERE active AND EXISTS \
-                              (SELECT 1 FROM jsonb_array_elements(?::jsonb) k WHERE flags.entity = k ->> 0 AND flags.record_id = k ->> 1)",
-    };
-    let found: Vec<FlagRow> = Stmt::new(sql).text(&param).load_on(conn)?;
+    let sql = format!(
+        "SELECT entity, record_id, check_code FROM flags WHERE active AND {}",
+        store::flag_keys_in(backend_of(conn))
+    );
+    let found: Vec<FlagRow> = Stmt::new(sql).bind(stmt::pairs(&keys)).load_on(conn)?;
     let mut out: HashMap<Key, BTreeSet<String>> = HashMap::new();
     for f in found {
         if let Some(e) = Entity::parse(&f.entity) {

@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashSet};
 use serde_json::{json, Value};
 
 use crate::db::records::{self, insert_rows, ColType, RecordRow};
-use crate::db::stmt::Stmt;
+use crate::db::stmt::{self, Stmt};
 use crate::db::{Backend, DbConn};
 use crate::domain::entities::{Entity, ENTITIES};
 use crate::error::AppResult;
@@ -127,8 +127,14 @@ pub fn persons_with_numbers(
     conn: &mut DbConn,
     numbers: &BTreeSet<String>,
 ) -> AppResult<Vec<RecordRow>> {
-    let param = serde_json::to_string(&numbers.iter().collect::<Vec<_>>()).expect("serialise");
-    records::load_where_in(conn, Entity::Person, "id_number", Some(LIVE), &param)
+    let numbers: Vec<&String> = numbers.iter().collect();
+    records::load_where_in(
+        conn,
+        Entity::Person,
+        "id_number",
+        Some(LIVE),
+        &stmt::list(&numbers),
+    )
 }
 
 const CANDIDATE_COLS: &[(&str, ColType)] = &[
@@ -187,7 +193,8 @@ pub fn children_of(
     if person_ids.is_empty() {
         return Ok(out);
     }
-    let param = serde_json::to_string(&person_ids.iter().collect::<Vec<_>>()).expect("serialise");
+    let ids: Vec<&String> = person_ids.iter().collect();
+    let param = stmt::list(&ids);
     for def in ENTITIES {
         for field in def.refs_to(Entity::Person) {
             // `field` comes from the record-type table, never from input.

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::auth::scope::Scope;
 use crate::db::records::{backend_of, insert_rows, ColType};
 use crate::db::schema::{conflicts, departures, device_ops, devices, sync_state};
-use crate::db::stmt::Stmt;
+use crate::db::stmt::{self, Stmt};
 use crate::db::{Backend, DbConn};
 use crate::domain::entities::Entity;
 use crate::error::{AppError, AppResult};
@@ -75,6 +75,20 @@ impl SeqAlloc {
                 .execute(conn)?;
         }
         Ok(())
+    }
+}
+
+/// SQL for "the flag's `(entity, record_id)` is one of the pairs bound at the `?`"
+/// ([`stmt::pairs`]), looked up by the flags' primary key on both backends. (On SQLite a
+/// row-value IN does that; a correlated EXISTS scanned every flag and re-read the JSON for
+/// each. On PostgreSQL the EXISTS is planned as a join on the key.)
+pub fn flag_keys_in(backend: Backend) -> String {
+    let keys = stmt::json_pairs(backend, "k");
+    match backend {
+        Backend::Sqlite => format!("(entity, record_id) IN (SELECT k.a, k.b FROM {keys})"),
+        Backend::Postgres => format!(
+            "EXISTS (SELECT 1 FROM {keys} WHERE flags.entity = k.a AND flags.record_id = k.b)"
+        ),
     }
 }
 
@@ -383,21 +397,15 @@ pub fn set_flags(
     if records.is_empty() {
         return Ok(());
     }
-    let keys: Vec<Value> = records.iter().map(|r| json!([r.0, r.1])).collect();
-    let keys = Value::Array(keys).to_string();
-    let clear = match backend_of(conn) {
-        // A row-value IN lets SQLite look the keys up by primary key; a correlated EXISTS
-        // scanned every flag and re-read the JSON for each.
-        Backend::Sqlite => {
-            "UPDATE flags SET active = false, cleared_at = ? WHERE active AND (entity, record_id) IN \
-             (SELECT k.value ->> 0, k.value ->> 1 FROM json_each(?) k)"
-        }
-        Backend::Postgres => {
-            "UPDATE flags SET active = false, cleared_at = ? WHERE active AND EXISTS \
-             (SELECT 1 FROM jsonb_array_elements(?::jsonb) k WHERE flags.entity = k ->> 0 AND flags.record_id = k ->> 1)"
-        }
-    };
-    Stmt::new(clear).int(now).text(&keys).execute_on(conn)?;
+    let keys: Vec<(&str, &str)> = records.iter().map(|r| (r.0, r.1)).collect();
+    let clear = format!(
+        "UPDATE flags SET active = false, cleared_at = ? WHERE active AND {}",
+        flag_keys_in(backend_of(conn))
+    );
+    Stmt::new(clear)
+        .int(now)
+        .bind(stmt::pairs(&keys))
+        .execute_on(conn)?;
     let rows: Vec<Value> = records
         .iter()
         .flat_map(|(entity, id, org_unit, version, codes)| {

@@ -1,6 +1,6 @@
 //! Reads of ledger records: the SQL of each record type (built once per backend), records by id
 //! or by a list of column values, and the bases of three-way merges from the version history.
-//! Keys travel as one JSON array parameter (`json_each` / `jsonb_array_elements`).
+//! Keys travel as one list bind each (`db::stmt::list`, `db::stmt::keyed_numbers`).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -10,7 +10,7 @@ use diesel::sql_types::{BigInt, Text};
 
 use super::rows::{columns, JsonRow};
 use super::{backend_of, Fields, RecordRow};
-use crate::db::stmt::Stmt;
+use crate::db::stmt::{self, Bind, Stmt};
 use crate::db::{Backend, DbConn};
 use crate::domain::entities::{Entity, FieldType, ENTITIES};
 use crate::error::{AppError, AppResult};
@@ -59,10 +59,7 @@ fn build_entity_sql(backend: Backend, entity: Entity) -> EntitySql {
         ),
     };
     let select_json = format!("SELECT {json_list} FROM {} t", def.table);
-    let select_by_ids = format!(
-        "{select_json} WHERE {}",
-        crate::db::stmt::in_json_list(backend, "id")
-    );
+    let select_by_ids = format!("{select_json} WHERE {}", stmt::in_json_list(backend, "id"));
     EntitySql {
         select_by_ids,
         select_json,
@@ -133,8 +130,9 @@ pub fn load(conn: &mut DbConn, entity: Entity, ids: &[&str]) -> AppResult<Vec<Re
     let sql = &entity_sql(backend_of(conn), entity).select_by_ids;
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(2000) {
-        let param = serde_json::to_string(chunk).expect("ids serialise");
-        let rows: Vec<JsonRow> = Stmt::new(sql.as_str()).text(&param).load_on(conn)?;
+        let rows: Vec<JsonRow> = Stmt::new(sql.as_str())
+            .bind(stmt::list(chunk))
+            .load_on(conn)?;
         for r in rows {
             out.push(RecordRow::from_json(&r.j)?);
         }
@@ -151,7 +149,7 @@ pub fn select_where_in_sql(
     column: &str,
     also: Option<&str>,
 ) -> String {
-    let list = crate::db::stmt::in_json_list(backend, column);
+    let list = stmt::in_json_list(backend, column);
     let base = select_json_sql(backend, entity);
     match also {
         Some(cond) => format!("{base} WHERE {cond} AND {list}"),
@@ -159,17 +157,17 @@ pub fn select_where_in_sql(
     }
 }
 
-/// The records of `entity` whose `column` is one of `values_json` (a JSON array of texts), and
+/// The records of `entity` whose `column` is one of `values` (a [`stmt::list`]), and
 /// that meet `also` when given (see [`select_where_in_sql`]).
 pub fn load_where_in(
     conn: &mut DbConn,
     entity: Entity,
     column: &str,
     also: Option<&str>,
-    values_json: &str,
+    values: &Bind<'_>,
 ) -> AppResult<Vec<RecordRow>> {
     let sql = select_where_in_sql(backend_of(conn), entity, column, also);
-    let rows: Vec<JsonRow> = Stmt::new(sql).text(values_json).load_on(conn)?;
+    let rows: Vec<JsonRow> = Stmt::new(sql).bind(values.clone()).load_on(conn)?;
     rows.iter().map(|r| RecordRow::from_json(&r.j)).collect()
 }
 
@@ -231,20 +229,24 @@ pub fn load_bases(
     if keys.is_empty() {
         return Ok(out);
     }
-    let sql = match backend_of(conn) {
+    let backend = backend_of(conn);
+    let sql = match backend {
         // CROSS JOIN makes SQLite walk the keys and look each up by primary key; left to
         // itself it scans every version of the entity and re-reads the JSON for each one.
-        Backend::Sqlite => "SELECT v.record_id, v.version, v.data FROM json_each(?) k \
-             CROSS JOIN record_versions v ON v.entity = ? AND v.record_id = k.value ->> 0 \
-             AND v.version = k.value ->> 1",
-        Backend::Postgres => "SELECT v.record_id, v.version, v.data FROM record_versions v \
-             JOIN jsonb_array_elements(?::jsonb) k ON v.record_id = k ->> 0 AND v.version = (k ->> 1)::bigint \
-             WHERE v.entity = ?",
+        Backend::Sqlite => format!(
+            "SELECT v.record_id, v.version, v.data FROM {} \
+             CROSS JOIN record_versions v ON v.entity = ? AND v.record_id = k.a AND v.version = k.b",
+            stmt::json_pairs(backend, "k")
+        ),
+        Backend::Postgres => format!(
+            "SELECT v.record_id, v.version, v.data FROM record_versions v \
+             JOIN {} ON v.record_id = k.a AND v.version = k.b::bigint WHERE v.entity = ?",
+            stmt::json_pairs(backend, "k")
+        ),
     };
     for chunk in keys.chunks(2000) {
-        let param = serde_json::to_string(chunk).expect("keys serialise");
-        let rows: Vec<DataRow> = Stmt::new(sql)
-            .text(&param)
+        let rows: Vec<DataRow> = Stmt::new(sql.as_str())
+            .bind(stmt::keyed_numbers(chunk))
             .text(entity.name())
             .load_on(conn)?;
         for r in rows {
