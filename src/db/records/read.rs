@@ -68,58 +68,50 @@ fn build_entity_sql(backend: Backend, entity: Entity) -> EntitySql {
     }
 }
 
-/// See `EntitySql::wire_list`. Null members are left out. On SQLite the object is written as
-/// text: each member is `"name":` and the value through `json_quote` (strings escaped, numbers
-/// as they are), booleans spelt out, a null member is NULL, and `concat_ws` drops those. It
-/// replaced `json_patch('{}', json_object(...))`, which parsed every object it had just built
-/// again to drop its nulls: two thirds of a village pull's statement time on SQLite. Every
-/// field is a scalar (`FieldType`), so no nested object can hold a null. PostgreSQL builds a
-/// `jsonb` and strips its nulls.
+/// See `EntitySql::wire_list`. Null members are left out. The object is written as text on
+/// both backends: each member is `"name":` and the value as JSON text (`json_quote` on SQLite,
+/// `to_json(..)::text` on PostgreSQL: strings escaped, numbers as they are), booleans spelt
+/// out, a null member is NULL, and `concat_ws` drops those. Every field is a scalar
+/// (`FieldType`), so no nested object can hold a null. It replaced, on SQLite,
+/// `json_patch('{}', json_object(...))`, which parsed every object it had just built again to
+/// drop its nulls (two thirds of a village pull's statement time), and on PostgreSQL
+/// `jsonb_strip_nulls(jsonb_build_object(...))::text`, which built a `jsonb` value, stripped it
+/// and printed it (a village pull 12.5-15.6 -> 6.4-7.4 ms idle, bench/analysis.md).
 fn wire_list(backend: Backend, entity: Entity) -> String {
     let def = entity.def();
-    match backend {
-        Backend::Sqlite => {
-            let member = |name: &str, ty: FieldType| {
-                let col = format!("t.{name}");
-                match ty {
-                    FieldType::Bool => format!(
-                        "CASE WHEN {col} IS NULL THEN NULL WHEN {col} THEN '\"{name}\":true' \
-                         ELSE '\"{name}\":false' END"
-                    ),
-                    // json_quote(NULL) is the text `null`, so the null test comes first.
-                    _ => format!(
-                        "CASE WHEN {col} IS NULL THEN NULL ELSE '\"{name}\":' || json_quote({col}) END"
-                    ),
-                }
-            };
-            let fields: Vec<String> = def.fields.iter().map(|f| member(f.name, f.ty)).collect();
-            format!(
-                "t.change_seq, '{{\"entity\":\"{}\",\"id\":' || json_quote(t.id) || \
-                 ',\"org_unit\":' || json_quote(t.org_unit) || ',\"version\":' || t.version || \
-                 ',\"deleted\":' || CASE WHEN t.deleted THEN 'true' ELSE 'false' END || \
-                 CASE WHEN t.merged_into IS NULL THEN '' \
-                 ELSE ',\"merged_into\":' || json_quote(t.merged_into) END || \
-                 ',\"fields\":{{' || concat_ws(',', {}) || '}},\"change_seq\":' || t.change_seq || '}}' AS j",
-                def.name,
-                fields.join(", ")
-            )
+    // A value as JSON text: strings escaped, numbers as they are (NULL stays NULL on
+    // PostgreSQL; on SQLite json_quote(NULL) is the text `null`, so members test first).
+    let quote = |col: &str| match backend {
+        Backend::Sqlite => format!("json_quote({col})"),
+        Backend::Postgres => format!("to_json({col})::text"),
+    };
+    let member = |name: &str, ty: FieldType| {
+        let col = format!("t.{name}");
+        match ty {
+            FieldType::Bool => format!(
+                "CASE WHEN {col} IS NULL THEN NULL WHEN {col} THEN '\"{name}\":true' \
+                 ELSE '\"{name}\":false' END"
+            ),
+            _ => format!(
+                "CASE WHEN {col} IS NULL THEN NULL ELSE '\"{name}\":' || {} END",
+                quote(&col)
+            ),
         }
-        Backend::Postgres => {
-            let fields: Vec<String> = def
-                .fields
-                .iter()
-                .map(|f| format!("'{}', t.{}", f.name, f.name))
-                .collect();
-            format!(
-                "t.change_seq, jsonb_strip_nulls(jsonb_build_object('entity', '{}', 'id', t.id, \
-                 'org_unit', t.org_unit, 'version', t.version, 'deleted', t.deleted, \
-                 'merged_into', t.merged_into, 'fields', jsonb_build_object({}), \
-                 'change_seq', t.change_seq))::text AS j",
-                def.name,
-                fields.join(", ")
-            )
-        }
-    }
+    };
+    let fields: Vec<String> = def.fields.iter().map(|f| member(f.name, f.ty)).collect();
+    format!(
+        "t.change_seq, '{{\"entity\":\"{}\",\"id\":' || {} || \
+         ',\"org_unit\":' || {} || ',\"version\":' || t.version || \
+         ',\"deleted\":' || CASE WHEN t.deleted THEN 'true' ELSE 'false' END || \
+         CASE WHEN t.merged_into IS NULL THEN '' \
+         ELSE ',\"merged_into\":' || {} END || \
+         ',\"fields\":{{' || concat_ws(',', {}) || '}},\"change_seq\":' || t.change_seq || '}}' AS j",
+        def.name,
+        quote("t.id"),
+        quote("t.org_unit"),
+        quote("t.merged_into"),
+        fields.join(", ")
+    )
 }
 
 /// Loads the records of one type with the given ids (missing ids are simply absent).
