@@ -44,20 +44,19 @@ fn entity_sql(backend: Backend, entity: Entity) -> &'static EntitySql {
 fn build_entity_sql(backend: Backend, entity: Entity) -> EntitySql {
     let def = entity.def();
     let cols = columns(entity);
-    let json_list = match backend {
-        Backend::Sqlite => {
-            let pairs: Vec<String> = cols.iter().map(|(n, _)| format!("'{n}', t.{n}")).collect();
-            format!(
-                "t.change_seq, json_object('entity', '{}', {}) AS j",
-                def.name,
-                pairs.join(", ")
-            )
-        }
-        Backend::Postgres => format!(
-            "t.change_seq, (to_jsonb(t) || jsonb_build_object('entity', '{}'))::text AS j",
-            def.name
-        ),
+    // One object per row, built as `json` (text), not `jsonb` (a binary value, printed
+    // afterwards): the loads of a push chunk's records were a third of its statement time on
+    // PostgreSQL with `to_jsonb(t) || jsonb_build_object(..)`.
+    let pairs: Vec<String> = cols.iter().map(|(n, _)| format!("'{n}', t.{n}")).collect();
+    let (object, as_text) = match backend {
+        Backend::Sqlite => ("json_object", ""),
+        Backend::Postgres => ("json_build_object", "::text"),
     };
+    let json_list = format!(
+        "t.change_seq, {object}('entity', '{}', {}){as_text} AS j",
+        def.name,
+        pairs.join(", ")
+    );
     let select_json = format!("SELECT {json_list} FROM {} t", def.table);
     let select_by_ids = format!("{select_json} WHERE {}", stmt::in_json_list(backend, "id"));
     EntitySql {
