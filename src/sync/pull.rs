@@ -132,7 +132,7 @@ pub fn pull(
                 reset_reason: Some(reason.into()),
             });
         }
-        let (rows, has_more) = changes(conn, &p.scope, req.cursor, limit)?;
+        let (rows, has_more) = changes(conn, &p.scope, req.cursor, limit, last_change_seq)?;
         let upper = if has_more {
             rows.last().map_or(req.cursor, |r| r.change_seq)
         } else {
@@ -172,11 +172,20 @@ pub fn pull(
 /// statements (bench/analysis.md), so it keeps one.
 /// The scope's ranges, the cursor and the bounds are bound, so each statement has one text per
 /// number of scope ranges and kind of pull and stays prepared (`db::stmt`).
+///
+/// SQLite plans the second statement once, without the values, and walks each type's
+/// `change_seq` index from the cursor to the page's end, reading every row on the way to test
+/// its unit. That is right when few changes (anywhere) lie between them, and wrong for a device
+/// that last synced before a busy day: it read every change made in the county since. Above
+/// [`WALK_SPAN`] change numbers (`last_change_seq`, the newest committed, bounds the span when
+/// the page is the last) the statement names the scope index (`INDEXED BY <table>_scope_seq`),
+/// whose entries are tested without reading rows.
 pub fn changes(
     conn: &mut DbConn,
     scope: &Scope,
     cursor: i64,
     limit: usize,
+    last_change_seq: i64,
 ) -> AppResult<(Vec<JsonRow>, bool)> {
     let backend = backend_of(conn);
     let ranges = scope.sql_ranges();
@@ -201,7 +210,13 @@ pub fn changes(
     let has_more = ends.len() > 1;
     let upper = ends.first().map_or(i64::MAX, |e| e.change_seq);
 
-    let page_sql = changes_sql(backend, ranges.len(), fresh, Part::Page);
+    let span = upper.min(last_change_seq).saturating_sub(cursor);
+    let part = if span > WALK_SPAN {
+        Part::PageByScope
+    } else {
+        Part::Page
+    };
+    let page_sql = changes_sql(backend, ranges.len(), fresh, part);
     let mut q = Stmt::new(&*page_sql);
     bind_arms(&mut q, &ranges, fresh, cursor, upper);
     let mut rows: Vec<JsonRow> = q.load_on(conn)?;
@@ -278,7 +293,13 @@ enum Part {
     /// The records after the cursor up to a change number (binds per type: ranges, cursor,
     /// last), in no order.
     Page,
+    /// [`Part::Page`] read through each type's scope index (SQLite).
+    PageByScope,
 }
+
+/// The most change numbers between a pull's cursor and its page's end for which SQLite walks
+/// the change-number index, reading each row on the way (see [`changes`]).
+const WALK_SPAN: i64 = 2_000;
 
 /// The text of [`changes`]' statements, built once per backend, number of ranges, kind of pull
 /// and part.
@@ -317,6 +338,10 @@ fn changes_sql(backend: Backend, ranges: usize, fresh: bool, part: Part) -> Arc<
                 Part::Page => records(&format!(
                     " WHERE {pred} AND change_seq > ? AND change_seq <= ?{live}"
                 )),
+                Part::PageByScope => records(&format!(
+                    " INDEXED BY {}_scope_seq WHERE {pred} AND change_seq > ? AND change_seq <= ?{live}",
+                    d.table
+                )),
             }
         })
         .collect();
@@ -327,7 +352,7 @@ fn changes_sql(backend: Backend, ranges: usize, fresh: bool, part: Part) -> Arc<
     let sql: Arc<str> = match part {
         Part::Whole => format!("{all} ORDER BY change_seq LIMIT {n}"),
         Part::End => format!("{all} ORDER BY change_seq LIMIT 2 OFFSET {n}"),
-        Part::Page => all,
+        Part::Page | Part::PageByScope => all,
     }
     .into();
     shapes.lock().expect("shapes lock").insert(key, sql.clone());
@@ -371,7 +396,9 @@ fn departures_sql(backend: Backend, ranges: usize, part: Part) -> String {
             "SELECT change_seq FROM (SELECT d.change_seq {moved} ORDER BY d.change_seq LIMIT {n}) \
              AS k_departures"
         ),
-        Part::Page => format!("SELECT d.change_seq, {j} AS j {moved} AND d.change_seq <= ?"),
+        Part::Page | Part::PageByScope => {
+            format!("SELECT d.change_seq, {j} AS j {moved} AND d.change_seq <= ?")
+        }
     }
 }
 

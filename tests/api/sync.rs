@@ -656,6 +656,58 @@ both!(promise_07_convergence, |b| {
         .all(|r| r["org_unit"].as_str().unwrap().starts_with(V1)));
 });
 
+// A device whose cursor is more than `pull::WALK_SPAN` change numbers behind (a busy day in
+// other villages) is served through the scope indexes on SQLite: the page that ends there and
+// the last page both hold exactly the village's changes, in order.
+both!(
+    a_pull_behind_many_changes_elsewhere_gets_only_its_own,
+    |b| {
+        let (app, a, _) = setup(b);
+        let other = worker(&app, "worker_o", &[V2]);
+        a.push_ok(
+            &app,
+            &[a.op("person", &new_id(), "create", None, person(V1, "甲"))],
+        );
+        let (_, cursor) = a.pull_all(&app, 0);
+        for batch in 0..5 {
+            let ops: Vec<Value> = (0..450)
+                .map(|i| {
+                    let name = format!("乙{batch}-{i}");
+                    other.op("person", &new_id(), "create", None, person(V2, &name))
+                })
+                .collect();
+            other.push_ok(&app, &ops);
+        }
+        let (x, y) = (new_id(), new_id());
+        a.push_ok(
+            &app,
+            &[
+                a.op("person", &x, "create", None, person(V1, "丙")),
+                a.op("person", &y, "create", None, person(V1, "丁")),
+            ],
+        );
+        // one page of one record: it ends at x, more than 2,000 change numbers after the cursor
+        let page = a.pull_page(&app, cursor, 1);
+        let ids: Vec<&str> = page["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, vec![x.as_str()]);
+        assert_eq!(page["has_more"], true);
+        let next = page["next_cursor"].as_i64().unwrap();
+        assert!(next - cursor > 2_000, "{cursor} -> {next}");
+        let (rest, _) = a.pull_all(&app, next);
+        assert_eq!(rest.keys().collect::<Vec<_>>(), vec![&y]);
+        // the whole span in one default page
+        let (all, _) = a.pull_all(&app, cursor);
+        let mut want = vec![x.clone(), y.clone()];
+        want.sort();
+        assert_eq!(all.keys().cloned().collect::<Vec<_>>(), want);
+    }
+);
+
 both!(pull_paging_has_more_until_the_last_page, |b| {
     let (app, a, r) = setup(b);
     const PAGE: usize = 5;
