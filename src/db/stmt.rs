@@ -236,32 +236,25 @@ fn bind_names<'a>(sql: &str, params: &[(&str, Bind<'a>)]) -> (String, Vec<Bind<'
 }
 
 /// A list of texts as one bind, for [`in_json_list`].
-pub fn list<S: AsRef<str>>(items: &[S]) -> Bind<'static> {
-    let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+pub fn list<I>(items: I) -> Bind<'static>
+where
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
+    let items: Vec<I::Item> = items.into_iter().collect();
+    let texts: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
     Bind::OwnedText(Some(
-        serde_json::to_string(&items).expect("texts serialise"),
+        serde_json::to_string(&texts).expect("texts serialise"),
     ))
 }
 
-/// A list of (text, text) keys as one bind, for [`json_pairs`].
-pub fn pairs<A: AsRef<str>, B: AsRef<str>>(items: &[(A, B)]) -> Bind<'static> {
-    let items: Vec<[&str; 2]> = items
-        .iter()
-        .map(|(a, b)| [a.as_ref(), b.as_ref()])
-        .collect();
-    Bind::OwnedText(Some(
-        serde_json::to_string(&items).expect("texts serialise"),
-    ))
+/// A list of two-part keys (texts or numbers) as one bind, for [`json_pairs`].
+pub fn pairs<A: serde::Serialize, B: serde::Serialize>(items: &[(A, B)]) -> Bind<'static> {
+    Bind::OwnedText(Some(serde_json::to_string(items).expect("keys serialise")))
 }
 
-/// A list of (text, number) keys as one bind, for [`json_pairs`] (the number as `b`).
-pub fn keyed_numbers<A: AsRef<str>>(items: &[(A, i64)]) -> Bind<'static> {
-    let items: Vec<(&str, i64)> = items.iter().map(|(a, b)| (a.as_ref(), *b)).collect();
-    Bind::OwnedText(Some(serde_json::to_string(&items).expect("keys serialise")))
-}
-
-/// SQL for a row source `alias(a, b)` over the pairs bound at the `?` ([`pairs`],
-/// [`keyed_numbers`]), both columns as text.
+/// SQL for a row source `alias(a, b)` over the pairs bound at the `?` ([`pairs`]), both
+/// columns as text.
 pub fn json_pairs(backend: crate::db::Backend, alias: &str) -> String {
     match backend {
         crate::db::Backend::Sqlite => {

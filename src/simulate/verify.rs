@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::db::stmt::{self, Stmt};
 use diesel::sql_types::{BigInt, Nullable, Text};
 use serde_json::Value;
 
 use crate::db::records::{self, backend_of, JsonRow, RecordRow};
+use crate::db::stmt::{self, Stmt};
 use crate::db::{Db, DbConn};
 use crate::domain::entities::{Entity, ENTITIES};
 use crate::error::AppResult;

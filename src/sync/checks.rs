@@ -135,12 +135,11 @@ fn death_dates(
     if persons.is_empty() {
         return Ok(out);
     }
-    let ids: Vec<&String> = persons.iter().collect();
     let sql = format!(
         "SELECT id, person_id, death_date FROM deaths WHERE NOT deleted AND {}",
         stmt::in_json_list(backend_of(conn), "person_id")
     );
-    let rows: Vec<DeathRow> = Stmt::new(sql).bind(stmt::list(&ids)).load_on(conn)?;
+    let rows: Vec<DeathRow> = Stmt::new(sql).bind(stmt::list(persons)).load_on(conn)?;
     for r in rows {
         // A death changed in this batch is judged by its new state below.
         if state.contains_key(&(Entity::Death, r.id)) {

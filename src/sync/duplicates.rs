@@ -127,13 +127,12 @@ pub fn persons_with_numbers(
     conn: &mut DbConn,
     numbers: &BTreeSet<String>,
 ) -> AppResult<Vec<RecordRow>> {
-    let numbers: Vec<&String> = numbers.iter().collect();
     records::load_where_in(
         conn,
         Entity::Person,
         "id_number",
         Some(LIVE),
-        &stmt::list(&numbers),
+        &stmt::list(numbers),
     )
 }
 
@@ -193,8 +192,7 @@ pub fn children_of(
     if person_ids.is_empty() {
         return Ok(out);
     }
-    let ids: Vec<&String> = person_ids.iter().collect();
-    let param = stmt::list(&ids);
+    let param = stmt::list(person_ids);
     for def in ENTITIES {
         for field in def.refs_to(Entity::Person) {
             // `field` comes from the record-type table, never from input.

@@ -335,13 +335,16 @@ fn changes_sql(backend: Backend, ranges: usize, fresh: bool, part: Part) -> Arc<
                      AND change_seq > ?{live} ORDER BY change_seq LIMIT {n}) AS k_{}",
                     d.table, d.table
                 ),
-                Part::Page => records(&format!(
-                    " WHERE {pred} AND change_seq > ? AND change_seq <= ?{live}"
-                )),
-                Part::PageByScope => records(&format!(
-                    " INDEXED BY {}_scope_seq WHERE {pred} AND change_seq > ? AND change_seq <= ?{live}",
-                    d.table
-                )),
+                Part::Page | Part::PageByScope => {
+                    let index = if part == Part::PageByScope {
+                        format!(" INDEXED BY {}_scope_seq", d.table)
+                    } else {
+                        String::new()
+                    };
+                    records(&format!(
+                        "{index} WHERE {pred} AND change_seq > ? AND change_seq <= ?{live}"
+                    ))
+                }
             }
         })
         .collect();

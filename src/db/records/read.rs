@@ -1,6 +1,6 @@
 //! Reads of ledger records: the SQL of each record type (built once per backend), records by id
 //! or by a list of column values, and the bases of three-way merges from the version history.
-//! Keys travel as one list bind each (`db::stmt::list`, `db::stmt::keyed_numbers`).
+//! Keys travel as one list bind each (`db::stmt::list`, `db::stmt::pairs`).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -237,7 +237,7 @@ pub fn load_bases(
     };
     for chunk in keys.chunks(2000) {
         let rows: Vec<DataRow> = Stmt::new(sql.as_str())
-            .bind(stmt::keyed_numbers(chunk))
+            .bind(stmt::pairs(chunk))
             .text(entity.name())
             .load_on(conn)?;
         for r in rows {
