@@ -44,6 +44,12 @@ const OPS_PER_DEVICE: usize = 250;
 const CLIENTS: usize = 8;
 const PULL_REPEATS: usize = 40;
 const REPORT_PERSONS: usize = 300_000;
+/// The day's-end storm: every storm device syncs once within this window.
+const STORM_WINDOW: Duration = Duration::from_secs(60);
+/// Client threads of the paced storm: enough that a sync never waits for a free one.
+const STORM_PACED_CLIENTS: usize = 128;
+/// Client threads of the saturation run (the storm figure before the paced one).
+const STORM_CLIENTS: usize = 32;
 
 struct Args {
     backends: Vec<&'static str>,
@@ -521,6 +527,76 @@ fn time_pulls(d: &Device, cursor: i64, repeats: usize) -> anyhow::Result<(Vec<Du
     Ok((out, records))
 }
 
+/// What one storm round measured.
+struct StormRound {
+    wall: Duration,
+    latencies: Vec<Duration>,
+    /// How late each sync started after its scheduled time (paced rounds).
+    lags: Vec<Duration>,
+    errors: Vec<String>,
+}
+
+/// Every storm device pushes `batches[i][round]` and then pulls what changed since it last
+/// synced, on `clients` threads: at the scheduled `arrivals` (latency counted from the scheduled
+/// time) or, without them, back to back. A synced phone hangs up: its connection is closed, so
+/// that the server's peak is the server's work rather than idle connections.
+fn storm_round(
+    slots: &[Mutex<Device>],
+    batches: &[[Vec<Value>; 2]],
+    round: usize,
+    arrivals: Option<&[Duration]>,
+    clients: usize,
+) -> StormRound {
+    let (lat, lags, errors) = (
+        Mutex::new(Vec::new()),
+        Mutex::new(Vec::new()),
+        Mutex::new(Vec::new()),
+    );
+    let t0 = Instant::now();
+    parallel(slots.len(), clients, |i| {
+        let mut d = slots[i].lock().expect("lock");
+        let start = match arrivals {
+            Some(a) => {
+                let due = t0 + a[i];
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                lags.lock()
+                    .expect("lock")
+                    .push(Instant::now().saturating_duration_since(due));
+                due
+            }
+            None => Instant::now(),
+        };
+        let r = d
+            .push(&batches[i][round])
+            .map_err(|e| e.to_string())
+            .and_then(|(resp, _)| {
+                if resp.results.iter().all(|r| r.status == OpStatus::Applied)
+                    && resp.results.len() == 20
+                {
+                    Ok(())
+                } else {
+                    Err(format!("push answered {} results", resp.results.len()))
+                }
+            });
+        let r = r.and_then(|_| d.pull_all().map_err(|e| e.to_string()));
+        let took = start.elapsed();
+        d.hang_up();
+        match r {
+            Ok(_) => lat.lock().expect("lock").push(took),
+            Err(e) => errors.lock().expect("lock").push(e),
+        }
+    });
+    StormRound {
+        wall: t0.elapsed(),
+        latencies: lat.into_inner().expect("lock"),
+        lags: lags.into_inner().expect("lock"),
+        errors: errors.into_inner().expect("lock"),
+    }
+}
+
 fn last_change_seq(db: &Db) -> anyhow::Result<i64> {
     use diesel::prelude::*;
     use fieldsync::db::schema::sync_state;
@@ -866,21 +942,32 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
                 (v.clone(), ids)
             })
             .collect();
-        let storm_batches: Vec<Vec<Value>> = storm_devices
+        // Two rounds of 20 visits per device: the arrival-paced storm, then the saturation run.
+        let storm_batches: Vec<[Vec<Value>; 2]> = storm_devices
             .iter_mut()
             .zip(&storm_villages)
             .map(|(d, v)| {
                 d.cursor = cursor;
-                (0..20)
-                    .map(|k| {
-                        let pid = &persons[v][rng.gen_range(0..persons[v].len())];
-                        let id = uuid_from(&mut rng);
-                        op(k + 1, &mut rng, "visit", &id, "create", None, json!({"org_unit": v, "person_id": pid,
-                           "kind": "iud_check", "visit_date": "2026-11-22", "findings": "环位正常"}))
-                    })
-                    .collect()
+                let mut round = |first: i64| {
+                    (0..20)
+                        .map(|k| {
+                            let pid = &persons[v][rng.gen_range(0..persons[v].len())];
+                            let id = uuid_from(&mut rng);
+                            op(first + k, &mut rng, "visit", &id, "create", None, json!({"org_unit": v, "person_id": pid,
+                               "kind": "iud_check", "visit_date": "2026-11-22", "findings": "环位正常"}))
+                        })
+                        .collect::<Vec<Value>>()
+                };
+                [round(1), round(21)]
             })
             .collect();
+        // The storm: the devices arrive within `STORM_WINDOW` at random (uniform) times,
+        // each sorted arrival time being its scheduled start whether or not the server has
+        // answered the ones before (an open loop, as phones are).
+        let mut arrivals: Vec<Duration> = (0..storm_devices.len())
+            .map(|_| STORM_WINDOW.mul_f64(rng.gen::<f64>()))
+            .collect();
+        arrivals.sort();
         // Only the server's state should count: drop the other devices' replicas and hand
         // freed heap back to the OS before the peak is reset.
         drop((
@@ -894,51 +981,38 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
         let server_rss_before = server.vm("VmRSS:");
         let rss_reset = reset_peak_rss();
         let rss_before = vm("VmRSS:");
-        let clients = 32;
-        let lat = Mutex::new(Vec::new());
-        let errors = Mutex::new(Vec::new());
-        let slots: Vec<Mutex<Option<Device>>> = storm_devices
-            .into_iter()
-            .map(|d| Mutex::new(Some(d)))
-            .collect();
-        let t = Instant::now();
-        parallel(slots.len(), clients, |i| {
-            let Some(mut d) = slots[i].lock().expect("lock").take() else {
-                return;
-            };
-            let t = Instant::now();
-            let r = d
-                .push(&storm_batches[i])
-                .map_err(|e| e.to_string())
-                .and_then(|(resp, _)| {
-                    if resp.results.iter().all(|r| r.status == OpStatus::Applied)
-                        && resp.results.len() == 20
-                    {
-                        Ok(())
-                    } else {
-                        Err(format!("push answered {} results", resp.results.len()))
-                    }
-                });
-            let r = r.and_then(|_| d.pull_all().map_err(|e| e.to_string()));
-            // Synced: the phone hangs up (its connection closes) and the harness forgets it, so
-            // that the peak below is the server's rather than the clients'.
-            drop(d);
-            match r {
-                Ok(_) => lat.lock().expect("lock").push(t.elapsed()),
-                Err(e) => errors.lock().expect("lock").push(e),
-            }
-        });
-        let wall = t.elapsed();
-        let server_peak = server.vm("VmHWM:");
+        let slots: Vec<Mutex<Device>> = storm_devices.into_iter().map(Mutex::new).collect();
+        let paced = storm_round(
+            &slots,
+            &storm_batches,
+            0,
+            Some(&arrivals),
+            STORM_PACED_CLIENTS,
+        );
+        let paced_peak = server.vm("VmHWM:");
+        let saturation_reset = server.reset_peak();
+        let saturation = storm_round(&slots, &storm_batches, 1, None, STORM_CLIENTS);
+        let saturation_peak = server.vm("VmHWM:");
         drop(server);
-        let errors = errors.into_inner().expect("lock");
+        let (paced_errors, saturation_errors) = (paced.errors.len(), saturation.errors.len());
         json!({
-            "devices": slots.len(), "ops_per_device": 20, "clients": clients, "wall_ms": ms(wall),
-            "syncs_per_s": (slots.len() as f64 / wall.as_secs_f64() * 10.0).round() / 10.0,
-            "sync_latency": percentiles(lat.into_inner().expect("lock")),
-            "errors": errors.len(), "first_errors": errors.iter().take(3).collect::<Vec<_>>(),
-            "peak_rss_mb": server_peak.map(|k| k / 1024),
+            "devices": slots.len(), "ops_per_device": 20,
+            "window_s": STORM_WINDOW.as_secs(), "clients": STORM_PACED_CLIENTS, "wall_ms": ms(paced.wall),
+            "arrivals": "uniform random times in the window (seeded), sorted; each sync starts at its time on a free client thread; latency from the scheduled start to the pull's end, so a late start counts",
+            "start_lag": percentiles(paced.lags),
+            "syncs_per_s": (slots.len() as f64 / paced.wall.as_secs_f64() * 10.0).round() / 10.0,
+            "sync_latency": percentiles(paced.latencies),
+            "errors": paced_errors, "first_errors": paced.errors.iter().take(3).collect::<Vec<_>>(),
+            "peak_rss_mb": paced_peak.map(|k| k / 1024),
             "server_rss_before_mb": server_rss_before.map(|k| k / 1024),
+            "saturation": {
+                "note": "the same devices sync again (20 more visits each, then a pull), 32 clients back to back: the server's capacity, not the issue's arrival rate",
+                "clients": STORM_CLIENTS, "wall_ms": ms(saturation.wall),
+                "syncs_per_s": (slots.len() as f64 / saturation.wall.as_secs_f64() * 10.0).round() / 10.0,
+                "sync_latency": percentiles(saturation.latencies),
+                "errors": saturation_errors, "first_errors": saturation.errors.iter().take(3).collect::<Vec<_>>(),
+                "peak_rss_mb": saturation_peak.map(|k| k / 1024), "peak_reset": saturation_reset,
+            },
             "bench_process_peak_rss_mb": vm("VmHWM:").map(|k| k / 1024), "bench_rss_before_mb": rss_before.map(|k| k / 1024),
             "bench_peak_rss_reset": rss_reset,
             "rss_note": "peak RSS (VmHWM) of the server alone: for the storm the server runs as its own process (this harness binary again, serving the same database), started just before it; PostgreSQL's own memory is not included. bench_process_peak_rss_mb: the harness process (clients, the idle in-process server)",
@@ -1067,6 +1141,11 @@ impl ServerProcess {
         let base = line.trim().to_string();
         anyhow::ensure!(base.starts_with("http://"), "server process said {base:?}");
         Ok(ServerProcess { child, base })
+    }
+
+    /// Resets the server's peak RSS, so that the next reading covers only what follows.
+    fn reset_peak(&self) -> bool {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").is_ok()
     }
 
     fn vm(&self, field: &str) -> Option<u64> {

@@ -134,6 +134,12 @@ impl Device {
         Ok((resp, elapsed))
     }
 
+    /// Closes the device's connections (as a phone going offline does); the next exchange opens
+    /// a new one.
+    pub fn hang_up(&mut self) {
+        self.agent = agent();
+    }
+
     /// One pull page from `cursor`, without touching the replica.
     pub fn pull_page(&self, cursor: i64) -> Result<(PullResponse, Duration), ClientError> {
         let started = Instant::now();
