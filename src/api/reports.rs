@@ -101,9 +101,9 @@ pub async fn get_report(
     let db = state.db.clone();
     let rules = state.settings.report;
     let report = web::block(move || {
-        db.read(|c| {
+        db.read_split(|c, second| {
             let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
-            rep::report(c, &unit, &period, rules)
+            rep::report(c, second, &unit, &period, rules)
         })
     })
     .await??;
@@ -131,9 +131,9 @@ pub async fn get_breakdown(
     let db = state.db.clone();
     let rules = state.settings.report;
     let b = web::block(move || {
-        db.read(|c| {
+        db.read_split(|c, second| {
             let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
-            rep::breakdown(c, &unit, &period, sort, q.order, rules)
+            rep::breakdown(c, second, &unit, &period, sort, q.order, rules)
         })
     })
     .await??;
@@ -195,9 +195,9 @@ async fn report_and_breakdown(
     let db = state.db.clone();
     let rules = state.settings.report;
     web::block(move || {
-        db.read(|c| {
+        db.read_split(|c, second| {
             let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
-            rep::report_and_breakdown(c, &unit, &period, sort, q.order, rules)
+            rep::report_and_breakdown(c, second, &unit, &period, sort, q.order, rules)
         })
     })
     .await?
@@ -296,9 +296,9 @@ pub async fn get_trend(
     let db = state.db.clone();
     let rules = state.settings.report;
     let trend = web::block(move || {
-        db.read(|c| {
+        db.read_split(|c, second| {
             let unit = unit_in_scope(c, &principal, q.org_unit.as_deref())?;
-            rep::trend(c, &unit, &months, &indicators, rules)
+            rep::trend(c, second, &unit, &months, &indicators, rules)
         })
     })
     .await??;

@@ -344,7 +344,7 @@ pub fn approve(
         rules,
     };
     let mut figures = counts::zero();
-    if let Some(c) = counts::count(conn, &window, KeyBy::Total)?.remove("") {
+    if let Some(c) = counts::count(conn, None, &window, KeyBy::Total)?.remove("") {
         figures.extend(c);
     }
     let now = now_micros();

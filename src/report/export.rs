@@ -502,9 +502,9 @@ pub fn write_report_file(
     rules: crate::report::indicators::Rules,
 ) -> AppResult<()> {
     use crate::report::report as rep;
-    let (report, b) = db.read(|c| {
+    let (report, b) = db.read_split(|c, second| {
         let unit = crate::orgunit::get(c, code)?.ok_or(AppError::NotFound)?;
-        rep::report_and_breakdown(c, &unit, period, None, None, rules)
+        rep::report_and_breakdown(c, second, &unit, period, None, None, rules)
     })?;
     match format {
         ExportFormat::Csv => {

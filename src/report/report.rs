@@ -405,18 +405,20 @@ struct Grouped {
 /// figures in place of live ones for a month.
 fn grouped(
     conn: &mut DbConn,
+    second: Option<&mut DbConn>,
     unit: &OrgUnit,
     period: &Period,
     by: KeyBy,
     rules: Rules,
 ) -> AppResult<Grouped> {
-    grouped_with(conn, unit, period, by, rules, true)
+    grouped_with(conn, second, unit, period, by, rules, true)
 }
 
 /// [`grouped`], reading the records changed after approval only when `changes` is set (a
 /// trend shows the figures, not the approval state).
 fn grouped_with(
     conn: &mut DbConn,
+    second: Option<&mut DbConn>,
     unit: &OrgUnit,
     period: &Period,
     by: KeyBy,
@@ -430,7 +432,7 @@ fn grouped_with(
         rules,
     };
     let Some(month) = period.month_code() else {
-        let (groups, total) = counts::count_with_total(conn, &window, by)?;
+        let (groups, total) = counts::count_with_total(conn, second, &window, by)?;
         return Ok(Grouped {
             groups,
             total,
@@ -452,7 +454,7 @@ fn grouped_with(
     }
     let locked: Vec<&Submission> = subs.iter().filter(|s| s.status == "locked").collect();
     if locked.is_empty() || by == KeyBy::Unit && level_of(unit) == Level::Village {
-        let (groups, total) = counts::count_with_total(conn, &window, by)?;
+        let (groups, total) = counts::count_with_total(conn, second, &window, by)?;
         return Ok(Grouped {
             groups,
             total,
@@ -460,7 +462,7 @@ fn grouped_with(
         });
     }
     // Village by village, frozen where locked, then rolled up to the requested grouping.
-    let mut villages = counts::count(conn, &window, KeyBy::Prefix(12))?;
+    let mut villages = counts::count(conn, second, &window, KeyBy::Prefix(12))?;
     for s in &locked {
         let frozen = s.frozen_counts();
         let live = villages
@@ -513,11 +515,12 @@ fn level_of(u: &OrgUnit) -> Level {
 /// The report of `unit` for `period`, counted by `rules`.
 pub fn report(
     conn: &mut DbConn,
+    second: Option<&mut DbConn>,
     unit: &OrgUnit,
     period: &Period,
     rules: Rules,
 ) -> AppResult<Report> {
-    let g = grouped(conn, unit, period, KeyBy::Total, rules)?;
+    let g = grouped(conn, second, unit, period, KeyBy::Total, rules)?;
     report_of(conn, unit, period, g.total, g.approval)
 }
 
@@ -620,6 +623,7 @@ pub fn months_to(last: &Period, n: u32) -> AppResult<Vec<Period>> {
 /// counted month by month in one request.
 pub fn trend(
     conn: &mut DbConn,
+    mut second: Option<&mut DbConn>,
     unit: &OrgUnit,
     months: &[Period],
     indicators: &[Indicator],
@@ -633,7 +637,15 @@ pub fn trend(
         })
         .collect();
     for period in months {
-        let g = grouped_with(conn, unit, period, KeyBy::Total, rules, false)?;
+        let g = grouped_with(
+            conn,
+            second.as_deref_mut(),
+            unit,
+            period,
+            KeyBy::Total,
+            rules,
+            false,
+        )?;
         let rates = rates(&g.total, period);
         for s in &mut series {
             let r = rates
@@ -674,13 +686,14 @@ pub enum Order {
 /// (highest first unless `order` is `asc`; not applicable last) or by code.
 pub fn breakdown(
     conn: &mut DbConn,
+    second: Option<&mut DbConn>,
     unit: &OrgUnit,
     period: &Period,
     sort: Option<Indicator>,
     order: Option<Order>,
     rules: Rules,
 ) -> AppResult<Breakdown> {
-    let g = grouped(conn, unit, period, breakdown_key(unit), rules)?;
+    let g = grouped(conn, second, unit, period, breakdown_key(unit), rules)?;
     breakdown_of(conn, unit, period, sort, order, g.groups, g.total)
 }
 
@@ -700,13 +713,14 @@ fn breakdown_key(unit: &OrgUnit) -> KeyBy {
 /// and once in each village's row.
 pub fn report_and_breakdown(
     conn: &mut DbConn,
+    second: Option<&mut DbConn>,
     unit: &OrgUnit,
     period: &Period,
     sort: Option<Indicator>,
     order: Option<Order>,
     rules: Rules,
 ) -> AppResult<(Report, Breakdown)> {
-    let g = grouped(conn, unit, period, breakdown_key(unit), rules)?;
+    let g = grouped(conn, second, unit, period, breakdown_key(unit), rules)?;
     let report = report_of(conn, unit, period, g.total, g.approval)?;
     let b = breakdown_of(
         conn,

@@ -3463,3 +3463,126 @@ both!(trend_is_each_months_report, |b| {
     );
     assert_eq!(other.status, 404, "{:?}", other.body);
 });
+
+// The counts read through two connections in one snapshot (`Db::read_split`, as the report
+// endpoints read: the married-women statement on the second, the others on the first) are
+// those read through one connection: for the county and a township, as a total and by each
+// grouping the reports use, for a month and a year.
+both!(counts_read_in_two_parts_are_the_counts_read_whole, |b| {
+    use fieldsync::report::counts::{count, count_with_total, KeyBy, Window};
+    let w = world(b);
+    for kind in ["month", "year"] {
+        let period = if kind == "month" {
+            Period::parse_month("2026-10").unwrap()
+        } else {
+            Period::parse(Some("year"), Some("2026"), None, None).unwrap()
+        };
+        for (unit, by) in [
+            (COUNTY.to_string(), KeyBy::Total),
+            (COUNTY.to_string(), KeyBy::Prefix(9)),
+            (COUNTY.to_string(), KeyBy::Prefix(12)),
+            (township(0, 0), KeyBy::Total),
+            (township(0, 0), KeyBy::Prefix(12)),
+            (township(0, 0), KeyBy::Unit),
+        ] {
+            let window = Window {
+                org_unit: unit.clone(),
+                start: period.start,
+                end: period.end,
+                rules: Default::default(),
+            };
+            let whole = w
+                .app
+                .db
+                .read(|c| count_with_total(c, None, &window, by))
+                .unwrap();
+            let (parts, split) = w
+                .app
+                .db
+                .read_split(|c, second| {
+                    let split = second.is_some();
+                    Ok((count_with_total(c, second, &window, by)?, split))
+                })
+                .unwrap();
+            assert!(split, "{unit} {by:?}: a second connection was free");
+            assert_eq!(parts, whole, "{unit} {by:?} {kind}");
+            let total = whole.1.get("married_wcba").copied().unwrap_or(0);
+            assert!(total > 0, "{unit} {kind}: the fixture counts married women");
+            let plain = w
+                .app
+                .db
+                .read_split(|c, second| count(c, second, &window, by))
+                .unwrap();
+            assert_eq!(plain, whole.0, "{unit} {by:?} {kind}: count");
+        }
+    }
+});
+
+// A read split over two connections sees one snapshot: a write committed while it runs is
+// seen by neither connection. On SQLite it never waits for a write in progress: it reads
+// through one connection instead.
+both!(a_split_read_is_one_snapshot, |b| {
+    let app = spawn_app(b);
+    seed_tree(&app);
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let units = |c: &mut fieldsync::db::DbConn| -> i64 {
+        diesel::sql_query("SELECT COUNT(*) AS n FROM org_units")
+            .load::<N>(c)
+            .unwrap()[0]
+            .n
+    };
+    let insert = |code: &str| {
+        let code = code.to_string();
+        let db = app.db.clone();
+        std::thread::spawn(move || {
+            db.write(|c| {
+                diesel::sql_query(format!(
+                    "INSERT INTO org_units (code, name, level, parent_code, created_at) \
+                     VALUES ('{code}', 'x', 'county', NULL, 0)"
+                ))
+                .execute(c)?;
+                Ok(())
+            })
+            .unwrap()
+        })
+        .join()
+        .unwrap()
+    };
+    let before = app.db.read(|c| Ok(units(c))).unwrap();
+    app.db
+        .read_split(|a, second| {
+            let second = second.expect("a second connection is free");
+            insert("139901");
+            assert_eq!(units(a), before, "the first connection's snapshot");
+            assert_eq!(units(second), before, "the second connection's snapshot");
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(app.db.read(|c| Ok(units(c))).unwrap(), before + 1);
+
+    // A write in progress: SQLite reads through one connection rather than wait for it.
+    let (held, release) = (
+        std::sync::Arc::new(std::sync::Barrier::new(2)),
+        std::sync::Arc::new(std::sync::Barrier::new(2)),
+    );
+    let writer = {
+        let (db, held, release) = (app.db.clone(), held.clone(), release.clone());
+        std::thread::spawn(move || {
+            db.write(|_| {
+                held.wait();
+                release.wait();
+                Ok(())
+            })
+            .unwrap()
+        })
+    };
+    held.wait();
+    let split = app.db.read_split(|_, second| Ok(second.is_some())).unwrap();
+    release.wait();
+    writer.join().unwrap();
+    assert_eq!(split, b == Backend::Postgres);
+});

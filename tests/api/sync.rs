@@ -2041,3 +2041,63 @@ both!(group_commit_answers_a_failing_chunk_alone, |b| {
         "nothing of the revoked device's chunk is kept"
     );
 });
+
+// A batch long enough that PostgreSQL appends its ledger and history rows with `COPY` (32 rows
+// and more) keeps every character: the history row of each record holds the text as sent
+// (tabs, line breaks, carriage returns, backslashes, a `\.` and a `\N` that COPY's text format
+// would otherwise read as an end or a NULL), and the batch sent again is answered from the
+// device ledger with the same results.
+both!(a_large_batch_keeps_its_text_exactly, |b| {
+    let (app, a, _) = setup(b);
+    let texts: Vec<String> = (0..40)
+        .map(|i| format!("第{i}户\t制表\n换行\r回车 \\ 反斜杠 \\. \\N \"引号\" 😀"))
+        .collect();
+    let ids: Vec<String> = (0..40).map(|_| new_id()).collect();
+    let ops: Vec<Value> = ids
+        .iter()
+        .zip(&texts)
+        .map(|(id, t)| {
+            let mut p = person(V1, "文本");
+            p["notes"] = json!(t);
+            a.op("person", id, "create", None, p)
+        })
+        .collect();
+    let first = a.push_ok(&app, &ops);
+    assert!(first.iter().all(|r| status(r) == "applied"), "{first:?}");
+    #[derive(diesel::QueryableByName)]
+    struct Data {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        record_id: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        data: String,
+    }
+    let rows: Vec<Data> = {
+        use diesel::RunQueryDsl;
+        let mut c = app.conn();
+        diesel::sql_query("SELECT record_id, data FROM record_versions WHERE entity = 'person'")
+            .load(&mut *c)
+            .unwrap()
+    };
+    let stored: BTreeMap<String, Value> = rows
+        .into_iter()
+        .map(|r| (r.record_id, serde_json::from_str(&r.data).unwrap()))
+        .collect();
+    for (id, t) in ids.iter().zip(&texts) {
+        assert_eq!(stored[id]["notes"], json!(t), "history of {id}");
+    }
+    assert_eq!(
+        count(
+            &app,
+            &format!(
+                "SELECT COUNT(*) AS n FROM device_ops WHERE device_id = '{}'",
+                a.device_id
+            )
+        ),
+        40
+    );
+    let again = a.push_ok(&app, &ops);
+    for (r, f) in again.iter().zip(&first) {
+        assert_eq!(status(r), "duplicate");
+        assert_eq!(&r["first"], f, "the replay is answered from the ledger");
+    }
+});

@@ -91,6 +91,21 @@ impl<'a> Cell<'a> {
         }
     }
 
+    /// The cell in `COPY`'s text format: `\N` for NULL, `t` / `f`, digits, or the text with
+    /// backslash, tab, newline and carriage return escaped.
+    pub(super) fn copy_text(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        match self {
+            Cell::Null => out.extend_from_slice(b"\\N"),
+            Cell::Bool(b) => out.push(if *b { b't' } else { b'f' }),
+            Cell::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Cell::Text(s) => copy_escape(s, out),
+            Cell::OwnedText(s) => copy_escape(s, out),
+        }
+    }
+
     pub(super) fn text(s: Option<&'a str>) -> Cell<'a> {
         s.map_or(Cell::Null, Cell::Text)
     }
@@ -105,6 +120,19 @@ impl<'a> Cell<'a> {
             (ColType::BigInt | ColType::Int, v) => Cell::Int(v.as_i64().ok_or_else(bad)?),
             (ColType::Bool, v) => Cell::Bool(v.as_bool().ok_or_else(bad)?),
         })
+    }
+}
+
+/// `s` escaped for `COPY`'s text format.
+fn copy_escape(s: &str, out: &mut Vec<u8>) {
+    for b in s.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
     }
 }
 
@@ -187,5 +215,39 @@ impl RecordRow {
             updated_by: s("updated_by").unwrap_or_default(),
             updated_device: s("updated_device"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy_line(cells: &[Cell]) -> String {
+        let mut out = Vec::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                out.push(b'\t');
+            }
+            c.copy_text(&mut out);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Every character COPY's text format reads specially is escaped, so that a value can hold
+    /// tabs, line breaks and backslashes (a JSON string's `\n` is two characters, a backslash
+    /// and an n, and must arrive as those two).
+    #[test]
+    fn copy_text_escapes_what_copy_reads_specially() {
+        assert_eq!(
+            copy_line(&[
+                Cell::Text("a\tb\nc\rd\\e"),
+                Cell::Null,
+                Cell::Int(-42),
+                Cell::Bool(true),
+                Cell::Bool(false),
+                Cell::OwnedText(r#"{"notes":"line\nnext \\. 环位"}"#.into()),
+            ]),
+            "a\\tb\\nc\\rd\\\\e\t\\N\t-42\tt\tf\t{\"notes\":\"line\\\\nnext \\\\\\\\. 环位\"}"
+        );
     }
 }

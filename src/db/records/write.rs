@@ -64,6 +64,13 @@ fn insert_cells(
     if rows.is_empty() {
         return Ok(());
     }
+    if on_conflict.is_none() && rows.len() >= COPY_MIN_ROWS {
+        if let DbConn::Postgres(pg) = conn {
+            if copy_rows(pg, table, cols, rows)? {
+                return Ok(());
+            }
+        }
+    }
     // SQLite allows 32,766 parameters per statement, PostgreSQL 65,535; the row counts come
     // from `chunk_sizes` so that each table has a few statement shapes, kept prepared
     // (`db::stmt`), the same texts on both backends.
@@ -81,6 +88,51 @@ fn insert_cells(
         q.execute_on(conn)?;
     }
     Ok(())
+}
+
+/// Rows from which a PostgreSQL append goes through `COPY` ([`copy_rows`]).
+const COPY_MIN_ROWS: usize = 32;
+
+/// PostgreSQL: appends `rows` to a table the push only ever appends to (the device ledger, the
+/// record history) with one `COPY .. FROM STDIN` in text format instead of multi-row
+/// `INSERT`s; `false` for any other table. `cols` must be the table's columns in its order
+/// (`db::schema`), which the `COPY` names.
+fn copy_rows(
+    pg: &mut diesel::PgConnection,
+    table: &str,
+    cols: &[(&str, ColType)],
+    rows: &[Vec<Cell>],
+) -> AppResult<bool> {
+    use crate::db::schema::{device_ops, record_versions};
+    use diesel::ExecuteCopyFromDsl;
+    let mut text = Vec::with_capacity(rows.len() * cols.len() * 24);
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                text.push(b'\t');
+            }
+            cell.copy_text(&mut text);
+        }
+        text.push(b'\n');
+    }
+    let send = |w: &mut dyn std::io::Write| {
+        w.write_all(&text)
+            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))
+    };
+    match table {
+        "device_ops" => {
+            diesel::copy_from(device_ops::table)
+                .from_raw_data(device_ops::table, send)
+                .execute(pg)?;
+        }
+        "record_versions" => {
+            diesel::copy_from(record_versions::table)
+                .from_raw_data(record_versions::table, send)
+                .execute(pg)?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// `INSERT INTO table (cols) VALUES (?, ...) x rows [ON CONFLICT ...]`, built once per shape.
