@@ -990,9 +990,13 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
             STORM_PACED_CLIENTS,
         );
         let paced_peak = server.vm("VmHWM:");
+        // What the server holds now, split: its own heap (anonymous) and the pages of files it
+        // maps (SQLite's readers map the database: the kernel's file cache, shared).
+        let paced_now = (server.vm("RssAnon:"), server.vm("RssFile:"));
         let saturation_reset = server.reset_peak();
         let saturation = storm_round(&slots, &storm_batches, 1, None, STORM_CLIENTS);
         let saturation_peak = server.vm("VmHWM:");
+        let saturation_now = (server.vm("RssAnon:"), server.vm("RssFile:"));
         drop(server);
         let (paced_errors, saturation_errors) = (paced.errors.len(), saturation.errors.len());
         json!({
@@ -1004,6 +1008,7 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
             "sync_latency": percentiles(paced.latencies),
             "errors": paced_errors, "first_errors": paced.errors.iter().take(3).collect::<Vec<_>>(),
             "peak_rss_mb": paced_peak.map(|k| k / 1024),
+            "rss_anon_mb_after": paced_now.0.map(|k| k / 1024), "rss_file_mb_after": paced_now.1.map(|k| k / 1024),
             "server_rss_before_mb": server_rss_before.map(|k| k / 1024),
             "saturation": {
                 "note": "the same devices sync again (20 more visits each, then a pull), 32 clients back to back: the server's capacity, not the issue's arrival rate",
@@ -1012,6 +1017,7 @@ fn run_backend(backend: &'static str, a: &Args) -> anyhow::Result<Value> {
                 "sync_latency": percentiles(saturation.latencies),
                 "errors": saturation_errors, "first_errors": saturation.errors.iter().take(3).collect::<Vec<_>>(),
                 "peak_rss_mb": saturation_peak.map(|k| k / 1024), "peak_reset": saturation_reset,
+                "rss_anon_mb_after": saturation_now.0.map(|k| k / 1024), "rss_file_mb_after": saturation_now.1.map(|k| k / 1024),
             },
             "bench_process_peak_rss_mb": vm("VmHWM:").map(|k| k / 1024), "bench_rss_before_mb": rss_before.map(|k| k / 1024),
             "bench_peak_rss_reset": rss_reset,
