@@ -106,15 +106,24 @@ fn percentiles(mut v: Vec<Duration>) -> Value {
     json!({"n": v.len(), "p50_ms": p(0.50), "p95_ms": p(0.95), "p99_ms": p(0.99), "max_ms": p(1.0)})
 }
 
-fn vm(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// A `/proc/<process>/status` field in kB (`process`: `self` or a pid).
+fn vm_of(process: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Resets the peak RSS (VmHWM) so that the next reading covers only what follows.
+/// Resets a process's peak RSS (VmHWM) so that the next reading covers only what follows.
+fn reset_peak_rss_of(process: &str) -> bool {
+    std::fs::write(format!("/proc/{process}/clear_refs"), "5").is_ok()
+}
+
+fn vm(field: &str) -> Option<u64> {
+    vm_of("self", field)
+}
+
 fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+    reset_peak_rss_of("self")
 }
 
 /// Returns freed heap pages to the OS (glibc), so that RSS shows what is in use.
@@ -1155,13 +1164,11 @@ impl ServerProcess {
 
     /// Resets the server's peak RSS, so that the next reading covers only what follows.
     fn reset_peak(&self) -> bool {
-        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").is_ok()
+        reset_peak_rss_of(&self.child.id().to_string())
     }
 
     fn vm(&self, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with(field))?;
-        line.split_whitespace().nth(1)?.parse().ok()
+        vm_of(&self.child.id().to_string(), field)
     }
 }
 

@@ -362,8 +362,15 @@ impl Db {
             .pool
             .try_get()
             .or_else(|| self.pool.get_timeout(SECOND_WAIT).ok());
+        // SQLite: the writing connection, held while both snapshots begin; none to be had means
+        // a write is in progress, and the read goes through one connection.
+        let mut held = match (self.backend, &second) {
+            (Backend::Sqlite, Some(_)) => self.writer.try_lock().ok(),
+            _ => None,
+        };
+        let second = second.filter(|_| self.backend == Backend::Postgres || held.is_some());
         let Some(mut second) = second else {
-            tracing::debug!("split read through one connection: no second one free");
+            tracing::debug!("split read through one connection");
             return DbConn::transaction(&mut main, |c| {
                 snapshot_begin(c)?;
                 f(c, None)
@@ -386,12 +393,6 @@ impl Db {
                 })
             }),
             Backend::Sqlite => {
-                let Some(held) = self.writer.try_lock().ok() else {
-                    tracing::debug!("split read through one connection: a write is in progress");
-                    drop(second);
-                    return DbConn::transaction(&mut main, |c| f(c, None));
-                };
-                let mut held = Some(held);
                 let map = |c: &mut DbConn, bytes: u64| {
                     c.batch_execute(&format!("PRAGMA mmap_size = {bytes};"))
                 };

@@ -123,6 +123,22 @@ impl<'a> Cell<'a> {
     }
 }
 
+/// `rows` in `COPY`'s text format: each row's cells ([`Cell::copy_text`]) separated by tabs,
+/// each row ended by a newline.
+pub(super) fn copy_rows_text(rows: &[Vec<Cell>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.iter().map(|r| r.len() * 24).sum());
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                out.push(b'\t');
+            }
+            cell.copy_text(&mut out);
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
 /// `s` escaped for `COPY`'s text format.
 fn copy_escape(s: &str, out: &mut Vec<u8>) {
     for b in s.bytes() {
@@ -222,32 +238,25 @@ impl RecordRow {
 mod tests {
     use super::*;
 
-    fn copy_line(cells: &[Cell]) -> String {
-        let mut out = Vec::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i > 0 {
-                out.push(b'\t');
-            }
-            c.copy_text(&mut out);
-        }
-        String::from_utf8(out).unwrap()
-    }
-
     /// Every character COPY's text format reads specially is escaped, so that a value can hold
     /// tabs, line breaks and backslashes (a JSON string's `\n` is two characters, a backslash
     /// and an n, and must arrive as those two).
     #[test]
     fn copy_text_escapes_what_copy_reads_specially() {
-        assert_eq!(
-            copy_line(&[
+        let text = copy_rows_text(&[
+            vec![
                 Cell::Text("a\tb\nc\rd\\e"),
                 Cell::Null,
                 Cell::Int(-42),
                 Cell::Bool(true),
                 Cell::Bool(false),
                 Cell::OwnedText(r#"{"notes":"line\nnext \\. 环位"}"#.into()),
-            ]),
-            "a\\tb\\nc\\rd\\\\e\t\\N\t-42\tt\tf\t{\"notes\":\"line\\\\nnext \\\\\\\\. 环位\"}"
+            ],
+            vec![Cell::Int(7)],
+        ]);
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "a\\tb\\nc\\rd\\\\e\t\\N\t-42\tt\tf\t{\"notes\":\"line\\\\nnext \\\\\\\\. 环位\"}\n7\n"
         );
     }
 }

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use super::rows::{columns, Cell, ColType};
+use super::rows::{columns, copy_rows_text, Cell, ColType};
 use super::RecordRow;
 use crate::db::stmt::{chunk_sizes, Stmt};
 use crate::db::DbConn;
@@ -66,7 +66,7 @@ fn insert_cells(
     }
     if on_conflict.is_none() && rows.len() >= COPY_MIN_ROWS {
         if let DbConn::Postgres(pg) = conn {
-            if copy_rows(pg, table, cols, rows)? {
+            if copy_rows(pg, table, rows)? {
                 return Ok(());
             }
         }
@@ -95,28 +95,13 @@ const COPY_MIN_ROWS: usize = 32;
 
 /// PostgreSQL: appends `rows` to a table the push only ever appends to (the device ledger, the
 /// record history) with one `COPY .. FROM STDIN` in text format instead of multi-row
-/// `INSERT`s; `false` for any other table. `cols` must be the table's columns in its order
-/// (`db::schema`), which the `COPY` names.
-fn copy_rows(
-    pg: &mut diesel::PgConnection,
-    table: &str,
-    cols: &[(&str, ColType)],
-    rows: &[Vec<Cell>],
-) -> AppResult<bool> {
+/// `INSERT`s; `false` for any other table. The rows' cells must be the table's columns in its
+/// order (`db::schema`), which the `COPY` names. The text is built only for those tables.
+fn copy_rows(pg: &mut diesel::PgConnection, table: &str, rows: &[Vec<Cell>]) -> AppResult<bool> {
     use crate::db::schema::{device_ops, record_versions};
     use diesel::ExecuteCopyFromDsl;
-    let mut text = Vec::with_capacity(rows.len() * cols.len() * 24);
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            if i > 0 {
-                text.push(b'\t');
-            }
-            cell.copy_text(&mut text);
-        }
-        text.push(b'\n');
-    }
     let send = |w: &mut dyn std::io::Write| {
-        w.write_all(&text)
+        w.write_all(&copy_rows_text(rows))
             .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))
     };
     match table {
