@@ -34,6 +34,7 @@ use fieldsync::simulate::server::{self, Spawned};
 use fieldsync::simulate::verify::{self, Ack};
 use fieldsync::simulate::work::{uuid_from, Collision};
 use fieldsync::sync::protocol::OpStatus;
+use fieldsync::sync::sequence::Writers;
 use fieldsync::sync::store::SeqAlloc;
 
 const PERSONS: usize = 20_000;
@@ -606,16 +607,9 @@ fn storm_round(
     }
 }
 
+/// Where a device that starts pulling now begins: the store's horizon (`sync::sequence`).
 fn last_change_seq(db: &Db) -> anyhow::Result<i64> {
-    use diesel::prelude::*;
-    use fieldsync::db::schema::sync_state;
-    db.read(|c| {
-        Ok(sync_state::table
-            .filter(sync_state::id.eq(1))
-            .select(sync_state::last_change_seq)
-            .first::<i64>(c)?)
-    })
-    .map_err(|e| anyhow!("{e}"))
+    Ok(fieldsync::sync::sequence::current(db)?.upto)
 }
 
 /// The raw ceiling: the push benchmark's mix of rows written straight through diesel, one
@@ -657,7 +651,9 @@ fn raw_ceiling(
     parallel(plans.len(), CLIENTS, |k| {
         let (creates, changes) = &plans[k];
         let r = db.write(|c| {
-            let mut alloc = SeqAlloc::lock(c)?;
+            // Beside each other, as pushes are (on PostgreSQL; each transaction touches its own
+            // records, so none needs the push's key locks).
+            let mut alloc = SeqAlloc::lock_as(c, Writers::Beside)?;
             let now = now_micros();
             let ids: Vec<&str> = changes.iter().map(|(id, _)| id.as_str()).collect();
             let current: BTreeMap<String, RecordRow> = records::load(c, Entity::Person, &ids)?

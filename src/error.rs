@@ -59,6 +59,10 @@ pub enum AppError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("the database is not available")]
     Unavailable,
+    /// PostgreSQL: the transaction met a concurrent one (deadlock, serialization failure, or
+    /// the same record version written by both); it rolled back and may be run again.
+    #[error("the change met a concurrent one and was not made; send it again")]
+    Contended,
     /// The database answers but its schema is behind this binary (`/ready` only).
     #[error("database migrations are pending; run `fieldsync migrate` or restart the server")]
     MigrationsPending,
@@ -86,6 +90,7 @@ impl AppError {
             AppError::UnsupportedMediaType => "unsupported_media_type",
             AppError::TooManyRequests { .. } => "rate_limited",
             AppError::Unavailable => "unavailable",
+            AppError::Contended => "write_contended",
             AppError::MigrationsPending => "migrations_pending",
             AppError::StorageFull => "storage_full",
             AppError::NotReady(code) => code,
@@ -110,6 +115,7 @@ impl AppError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             AppError::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
+            AppError::Contended => Some(1),
             AppError::Unavailable
             | AppError::MigrationsPending
             | AppError::StorageFull
@@ -158,9 +164,10 @@ impl ResponseError for AppError {
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable | AppError::MigrationsPending | AppError::NotReady(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AppError::Unavailable
+            | AppError::Contended
+            | AppError::MigrationsPending
+            | AppError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -219,10 +226,14 @@ pub fn classify_db_error(e: &diesel::result::Error) -> AppError {
             {
                 warn_storage_full(&format!("{kind:?}: {msg}"));
                 AppError::StorageFull
-            } else if matches!(
-                kind,
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::SerializationFailure
-            ) || msg.contains("database is locked")
+            } else if matches!(kind, DatabaseErrorKind::SerializationFailure)
+                || msg.contains("deadlock detected")
+                || (matches!(kind, DatabaseErrorKind::UniqueViolation)
+                    && info.constraint_name() == Some("record_versions_pkey"))
+            {
+                AppError::Contended
+            } else if matches!(kind, DatabaseErrorKind::ClosedConnection)
+                || msg.contains("database is locked")
                 || msg.contains("terminating connection")
                 || msg.contains("server closed the connection")
                 || msg.contains("connection")

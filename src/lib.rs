@@ -62,6 +62,13 @@ pub fn open_database(settings: &Settings) -> Result<Db, db::DbError> {
     if applied > 0 {
         tracing::info!(applied, "database migrations applied");
     }
+    // PostgreSQL restored into another cluster: number the next changes above the store's.
+    let mut conn = db
+        .conn()
+        .map_err(|e| db::DbError::Migration(e.to_string()))?;
+    sync::sequence::rebase_if_behind(&mut conn)
+        .map_err(|e| db::DbError::Migration(format!("change numbers: {e}")))?;
+    drop(conn);
     Ok(db)
 }
 

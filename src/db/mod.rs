@@ -17,6 +17,9 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::AppError;
 
+/// Attempts of [`Db::write_retrying`].
+pub const CONTENDED_TRIES: u32 = 5;
+
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
@@ -427,6 +430,37 @@ impl Db {
         };
         self.note_storage(&result);
         result
+    }
+
+    /// [`Db::write`], run again (up to [`CONTENDED_TRIES`] times in all) while it fails with
+    /// [`AppError::Contended`]: a PostgreSQL transaction that met a concurrent one, rolled back.
+    pub fn write_retrying<T, F>(&self, mut f: F) -> Result<T, AppError>
+    where
+        F: FnMut(&mut DbConn) -> Result<T, AppError>,
+    {
+        let mut tries = 1;
+        loop {
+            match self.write(&mut f) {
+                Err(AppError::Contended) if tries < CONTENDED_TRIES => {
+                    tracing::debug!(tries, "write met a concurrent one; running it again");
+                    std::thread::sleep(Duration::from_millis(2 << tries));
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs `pre` on a connection outside any transaction, then `f` with its answer in a read
+    /// transaction on the same connection (a pull's horizon is read before its snapshot).
+    pub fn read_after<P, T, G, F>(&self, pre: G, f: F) -> Result<T, AppError>
+    where
+        G: FnOnce(&mut DbConn) -> Result<P, AppError>,
+        F: FnOnce(&mut DbConn, P) -> Result<T, AppError>,
+    {
+        let mut conn = self.conn()?;
+        let p = pre(&mut conn)?;
+        DbConn::transaction(&mut conn, |c| f(c, p))
     }
 
     /// Waits for the writing connection (a pull, which WAL lets read beside the writer, never

@@ -18,12 +18,12 @@ use diesel::sql_types::BigInt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::db::records::{self, RecordRow, Stamps, VersionRow};
-use crate::db::schema::sync_state;
 use crate::db::stmt::Stmt;
 use crate::db::{now_micros, Db, DbConn};
 use crate::domain::entities::Entity;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::orgunit;
+use crate::sync::sequence::SeqAlloc;
 
 pub use generate::{reference_date, COUNTY_CODE, COUNTY_NAME};
 
@@ -138,24 +138,6 @@ fn skip(found: Option<Skipped>, force: bool) -> Option<Skipped> {
     }
 }
 
-#[derive(QueryableByName)]
-struct SeqRow {
-    #[diesel(sql_type = BigInt)]
-    last_change_seq: i64,
-}
-
-/// Reads the last change sequence number through an UPDATE, which takes the write lock
-/// (SQLite) or the row lock (PostgreSQL) until commit, as every writer of records does.
-fn lock_seq(conn: &mut DbConn) -> AppResult<i64> {
-    let rows: Vec<SeqRow> = diesel::sql_query(
-        "UPDATE sync_state SET last_change_seq = last_change_seq WHERE id = 1 RETURNING last_change_seq",
-    )
-    .load(conn)?;
-    rows.first()
-        .map(|r| r.last_change_seq)
-        .ok_or_else(|| AppError::Internal("sync_state row missing".into()))
-}
-
 /// A progress bar that appears only on a terminal and only once the load has taken a second.
 struct Progress {
     bar: ProgressBar,
@@ -213,8 +195,10 @@ pub fn load(db: &Db, seed: u64, force: bool) -> AppResult<Summary> {
     let generated = generate::generate(seed);
     let mut progress = Progress::new(generated.records.len() as u64);
     let result = db.write(|conn| {
-        // Checked again under the write lock: another loader may have won the race.
-        let last = lock_seq(conn)?;
+        // Checked again under the change-number lock (the loader runs alone): another loader
+        // may have won the race.
+        let mut alloc = SeqAlloc::lock(conn)?;
+        let last = alloc.last();
         if let Some(s) = skip(existing(conn)?, force) {
             return Ok(Err(s));
         }
@@ -256,9 +240,8 @@ pub fn load(db: &Db, seed: u64, force: bool) -> AppResult<Summary> {
             records::insert_versions(conn, &versions)?;
             progress.step(chunk[0].entity.name(), chunk.len());
         }
-        diesel::update(sync_state::table.filter(sync_state::id.eq(1)))
-            .set(sync_state::last_change_seq.eq(seq))
-            .execute(conn)?;
+        alloc.advance_to(seq);
+        alloc.finish(conn)?;
         Ok(Ok((last + 1, seq)))
     });
     progress.finish();

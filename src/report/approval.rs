@@ -21,7 +21,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::roles::Role;
-use crate::db::schema::{sync_state, users};
+use crate::db::schema::users;
 use crate::db::stmt::Stmt;
 use crate::db::{now_micros, DbConn};
 use crate::error::{AppError, AppResult};
@@ -315,11 +315,11 @@ pub fn submit(
     }
 }
 
+/// The newest change number: the approval runs alone (no push in flight), so every change at
+/// or below it is committed and counted, and every later one is numbered above it.
 fn last_change_seq(conn: &mut DbConn) -> AppResult<i64> {
-    Ok(sync_state::table
-        .filter(sync_state::id.eq(1))
-        .select(sync_state::last_change_seq)
-        .first(conn)?)
+    crate::sync::sequence::enter(conn, crate::sync::sequence::Writers::Alone)?;
+    crate::sync::sequence::horizon_alone(conn)
 }
 
 /// Approves a submitted report, freezing the village's counts for the month.

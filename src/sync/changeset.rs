@@ -2,8 +2,8 @@
 //! alike: load everything the work needs (batched reads, one query per kind), plan it in
 //! memory (`sync::plan`, pure), then write it all (no read between two writes).
 //!
-//! `begin` takes the change-sequence lock; the plan numbers new versions and conflicts after
-//! the last committed number, so devices receive them in commit order. `write` stores the
+//! `begin` takes the change-number lock (`sync::sequence`); the plan numbers new versions and
+//! conflicts from there, so that no pull skips them. `write` stores the
 //! records, versions, conflicts, departures, merges, queued duplicates and flags, and gives
 //! the sequence back.
 
@@ -17,7 +17,8 @@ use crate::error::{AppError, AppResult};
 use crate::sync::checks::{self, FlagUpdate};
 use crate::sync::duplicates;
 use crate::sync::plan::{self, Key, MergeRefusal, Plan};
-use crate::sync::store::{self, SeqAlloc};
+use crate::sync::sequence::{SeqAlloc, Writers};
+use crate::sync::store;
 use crate::sync::validate::ParsedOp;
 
 /// The logic checks of a unit of work, read before it is written.
@@ -36,10 +37,15 @@ pub struct Changeset {
 }
 
 impl Changeset {
-    /// Takes the change-sequence lock (the SQLite write lock, or the `sync_state` row lock on
-    /// PostgreSQL) until the transaction ends.
+    /// Starts a unit of work that runs alone: it waits for the pushes in flight and keeps new
+    /// ones waiting until it commits (a supervisor's decision or edit; `sync::sequence`).
     pub fn begin(conn: &mut DbConn) -> AppResult<Changeset> {
-        let alloc = SeqAlloc::lock(conn)?;
+        Self::begin_as(conn, Writers::Alone)
+    }
+
+    /// Starts a unit of work numbering its changes as `writers` says (`sync::sequence`).
+    pub fn begin_as(conn: &mut DbConn, writers: Writers) -> AppResult<Changeset> {
+        let alloc = SeqAlloc::lock_as(conn, writers)?;
         Ok(Changeset {
             plan: Plan::new(alloc.last(), now_micros()),
             alloc,

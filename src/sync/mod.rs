@@ -8,5 +8,6 @@ pub mod plan;
 pub mod protocol;
 pub mod pull;
 pub mod push;
+pub mod sequence;
 pub mod store;
 pub mod validate;

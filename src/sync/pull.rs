@@ -16,6 +16,7 @@ use crate::db::{now_micros, Backend, Db, DbConn};
 use crate::domain::entities::ENTITIES;
 use crate::error::{AppError, AppResult};
 use crate::sync::protocol::{ConflictOut, PullRequest, RecordOut};
+use crate::sync::sequence;
 use crate::sync::store::{self, ConflictRow, CONFLICT_SELECT};
 
 pub struct Puller {
@@ -96,7 +97,8 @@ pub fn pull(
     let limit = req.limit.unwrap_or(default_page).clamp(1, max_page);
     let fingerprint = p.scope.fingerprint();
     let mut scope_news = false;
-    let resp = db.read(|conn| {
+    // PostgreSQL: which writers had not ended, read before the pull's snapshot is taken.
+    let resp = db.read_after(sequence::before_snapshot, |conn, pre| {
         if let DbConn::Postgres(_) = conn {
             // One snapshot for every statement of the pull.
             conn.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
@@ -106,17 +108,18 @@ pub fn pull(
             return Err(AppError::Forbidden("device_revoked"));
         }
         scope_news = dev.scope_hash.as_deref() != Some(fingerprint.as_str());
-        let (last_change_seq, purged_before): (i64, i64) = sync_state::table
+        let purged_before: i64 = sync_state::table
             .filter(sync_state::id.eq(1))
-            .select((sync_state::last_change_seq, sync_state::purged_before_seq))
+            .select(sync_state::purged_before_seq)
             .first(conn)?;
+        let horizon = sequence::horizon(conn, pre)?;
         let reset = if req.cursor == 0 {
             None
         } else if dev.scope_hash.as_deref().is_some_and(|h| h != fingerprint) {
             Some("scope_changed")
         } else if req.cursor < purged_before {
             Some("cursor_too_old")
-        } else if req.cursor > last_change_seq {
+        } else if req.cursor > horizon.bound {
             Some("unknown_cursor")
         } else {
             None
@@ -132,11 +135,12 @@ pub fn pull(
                 reset_reason: Some(reason.into()),
             });
         }
-        let (rows, has_more) = changes(conn, &p.scope, req.cursor, limit, last_change_seq)?;
+        let (rows, has_more) = changes(conn, &p.scope, req.cursor, limit, horizon.upto)?;
         let upper = if has_more {
             rows.last().map_or(req.cursor, |r| r.change_seq)
         } else {
-            last_change_seq
+            // Never back: a horizon read while an older writer runs may lie below the cursor.
+            horizon.upto.max(req.cursor)
         };
         let conflicts = conflicts(conn, &p.scope, req.cursor, upper)?;
         let records = rows
@@ -177,24 +181,26 @@ pub fn pull(
 /// `change_seq` index from the cursor to the page's end, reading every row on the way to test
 /// its unit. That is right when few changes (anywhere) lie between them, and wrong for a device
 /// that last synced before a busy day: it read every change made in the county since. Above
-/// [`WALK_SPAN`] change numbers (`last_change_seq`, the newest committed, bounds the span when
-/// the page is the last) the statement names the scope index (`INDEXED BY <table>_scope_seq`),
+/// [`WALK_SPAN`] change numbers (`horizon`, the pull's horizon (`sync::sequence`), bounds the
+/// span when the page is the last) the statement names the scope index (`INDEXED BY <table>_scope_seq`),
 /// whose entries are tested without reading rows.
 pub fn changes(
     conn: &mut DbConn,
     scope: &Scope,
     cursor: i64,
     limit: usize,
-    last_change_seq: i64,
+    horizon: i64,
 ) -> AppResult<(Vec<JsonRow>, bool)> {
     let backend = backend_of(conn);
     let ranges = scope.sql_ranges();
     let fresh = cursor == 0;
     let limit = limit.max(1) as i64;
     if backend == Backend::Postgres {
+        // Changes above the horizon may be in the snapshot, but not every change below them
+        // yet: they wait for the next pull.
         let sql = changes_sql(backend, ranges.len(), fresh, Part::Whole);
         let mut q = Stmt::new(&*sql);
-        bind_arms(&mut q, &ranges, fresh, cursor, limit + 1);
+        bind_arms(&mut q, &ranges, fresh, cursor, Some(horizon), limit + 1);
         q.push(Bind::Int(Some(limit + 1)));
         let mut rows: Vec<JsonRow> = q.load_on(conn)?;
         let has_more = rows.len() as i64 > limit;
@@ -204,13 +210,13 @@ pub fn changes(
     // The limit-th change after the cursor, and the one after it if there is one.
     let end_sql = changes_sql(backend, ranges.len(), fresh, Part::End);
     let mut q = Stmt::new(&*end_sql);
-    bind_arms(&mut q, &ranges, fresh, cursor, limit + 1);
+    bind_arms(&mut q, &ranges, fresh, cursor, None, limit + 1);
     q.push(Bind::Int(Some(limit - 1)));
     let ends: Vec<Seq> = q.load_on(conn)?;
     let has_more = ends.len() > 1;
     let upper = ends.first().map_or(i64::MAX, |e| e.change_seq);
 
-    let span = upper.min(last_change_seq).saturating_sub(cursor);
+    let span = upper.min(horizon).saturating_sub(cursor);
     let part = if span > WALK_SPAN {
         Part::PageByScope
     } else {
@@ -218,7 +224,7 @@ pub fn changes(
     };
     let page_sql = changes_sql(backend, ranges.len(), fresh, part);
     let mut q = Stmt::new(&*page_sql);
-    bind_arms(&mut q, &ranges, fresh, cursor, upper);
+    bind_arms(&mut q, &ranges, fresh, cursor, None, upper);
     let mut rows: Vec<JsonRow> = q.load_on(conn)?;
     rows.sort_by_key(|r| r.change_seq);
     Ok((rows, has_more))
@@ -231,25 +237,32 @@ struct Seq {
 }
 
 /// The binds of each part of [`changes`]: per record type (and departures, but for a fresh
-/// pull) the ranges, the cursor, and `last` (a count or a change number, `Part`).
+/// pull) the ranges, the cursor, the horizon ([`Part::Whole`] only), and `last` (a count or a
+/// change number, `Part`).
 fn bind_arms<'a>(
     q: &mut Stmt<'a>,
     ranges: &'a [(String, String)],
     fresh: bool,
     cursor: i64,
+    horizon: Option<i64>,
     last: i64,
 ) {
+    let tail = |q: &mut Stmt<'a>| {
+        q.push(Bind::Int(Some(cursor)));
+        if let Some(h) = horizon {
+            q.push(Bind::Int(Some(h)));
+        }
+        q.push(Bind::Int(Some(last)));
+    };
     for _ in ENTITIES {
         bind_ranges(q, ranges);
-        q.push(Bind::Int(Some(cursor)));
-        q.push(Bind::Int(Some(last)));
+        tail(q);
     }
     if !fresh {
         for _ in 0..3 {
             bind_ranges(q, ranges);
         }
-        q.push(Bind::Int(Some(cursor)));
-        q.push(Bind::Int(Some(last)));
+        tail(q);
     }
 }
 
@@ -285,7 +298,7 @@ fn bound_count(backend: Backend) -> &'static str {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Part {
     /// The page in one statement, in commit order, with at most `?` rows of each type and in
-    /// all (binds per type: ranges, cursor, count; then the count).
+    /// all, up to the horizon (binds per type: ranges, cursor, horizon, count; then the count).
     Whole,
     /// Change numbers after the cursor, each type's first `?` (binds per type: ranges, cursor,
     /// count), then the two at the `?`-th offset across types.
@@ -328,7 +341,8 @@ fn changes_sql(backend: Backend, ranges: usize, fresh: bool, part: Part) -> Arc<
             };
             match part {
                 Part::Whole => records(&format!(
-                    " WHERE {pred} AND change_seq > ?{live} ORDER BY change_seq LIMIT {n}"
+                    " WHERE {pred} AND change_seq > ? AND change_seq <= ?{live} \
+                     ORDER BY change_seq LIMIT {n}"
                 )),
                 Part::End => format!(
                     "SELECT change_seq FROM (SELECT change_seq FROM {} WHERE {pred} \
@@ -392,8 +406,8 @@ fn departures_sql(backend: Backend, ranges: usize, part: Part) -> String {
     let n = bound_count(backend);
     match part {
         Part::Whole => format!(
-            "SELECT * FROM (SELECT d.change_seq, {j} AS j {moved} ORDER BY d.change_seq LIMIT {n}) \
-             AS s_departures"
+            "SELECT * FROM (SELECT d.change_seq, {j} AS j {moved} AND d.change_seq <= ? \
+             ORDER BY d.change_seq LIMIT {n}) AS s_departures"
         ),
         Part::End => format!(
             "SELECT change_seq FROM (SELECT d.change_seq {moved} ORDER BY d.change_seq LIMIT {n}) \

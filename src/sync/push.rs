@@ -12,12 +12,14 @@ use serde_json::Value;
 
 use crate::auth::scope::Scope;
 use crate::db::{now_micros, Db, DbConn};
+use crate::domain::entities::{Entity, FieldType};
 use crate::error::{AppError, AppResult};
 use crate::sync::changeset::Changeset;
 use crate::sync::merge::{self, Disposition};
 pub use crate::sync::plan::{policy_of, Actor};
 use crate::sync::plan::{rejected, unit_refusal};
 use crate::sync::protocol::{DeviceId, OpResult, OpStatus, PushResponse, StopReason};
+use crate::sync::sequence::{self, Writers};
 use crate::sync::store::{self, LedgerEntry};
 use crate::sync::validate::{self, OpHeader, ParsedOp, Refusal};
 
@@ -55,6 +57,11 @@ pub fn clock_offset_ms(sent_at: &str, received_at: i64) -> AppResult<i64> {
     Ok((sent - received_at) / 1000)
 }
 
+/// Groups of chunks committed at once ([`group`]): one on SQLite, one per core on PostgreSQL.
+pub fn group_leaders(db: &Db) -> usize {
+    group::leaders(db)
+}
+
 #[cfg_attr(feature = "unsafe-ack-before-commit", allow(unreachable_code))]
 pub fn push(db: &Db, caller: &Caller, ops: Vec<Value>) -> AppResult<PushResponse> {
     let headers: Vec<OpHeader> = ops
@@ -81,7 +88,7 @@ pub fn push(db: &Db, caller: &Caller, ops: Vec<Value>) -> AppResult<PushResponse
                     break;
                 }
             }
-            Err(e @ (AppError::Unavailable | AppError::StorageFull)) => {
+            Err(e @ (AppError::Unavailable | AppError::StorageFull | AppError::Contended)) => {
                 if results.is_empty() {
                     return Err(e);
                 }
@@ -167,17 +174,17 @@ mod unsafe_ack {
     }
 }
 
-/// Group commit, where one writer commits at a time (the SQLite writer; on PostgreSQL the
-/// `sync_state` row lock that orders the change sequence): the chunks of several devices
-/// queued behind the writer are applied in one transaction, and every device is answered only
-/// after that one commit. When a chunk fails the whole group rolls back and its chunks are
+/// Group commit: the chunks of several devices queued behind the writers are applied in one
+/// transaction, and every device is answered only after that one commit. SQLite has one writer;
+/// PostgreSQL has [`group::leaders`] committing groups at once, each group locking what its
+/// chunks touch first, in one sorted order (`sync::sequence`). When a chunk fails the whole group rolls back and its chunks are
 /// applied again one transaction each, so only the chunk at fault is answered with its error;
 /// when the store is away or full, every chunk of the group is answered so at once.
 /// (A savepoint per chunk did the same with less work on a failure, but SQLite copied every
 /// page a chunk touched into the savepoint's journal and kept it until the commit: with the
-/// journal on disk a fifth of a push's time, in memory the storm's peak server memory.) The
-/// first pusher to find no group being committed commits groups until the queue is empty; the
-/// others wait for their answer.
+/// journal on disk a fifth of a push's time, in memory the storm's peak server memory.) A pusher
+/// that finds fewer groups being committed than there may be commits groups until the queue is
+/// empty; the others wait for their answer.
 mod group {
     use std::collections::HashMap;
     use std::sync::mpsc;
@@ -197,8 +204,19 @@ mod group {
     #[derive(Default)]
     struct Queue {
         jobs: Vec<Job>,
-        /// A thread is committing this database's groups.
-        leader: bool,
+        /// Threads committing this database's groups.
+        leaders: usize,
+    }
+
+    /// Groups committed at once: one on SQLite (one writer); on PostgreSQL one per core, at
+    /// least two (a commit waits for the disk while the other group runs).
+    pub fn leaders(db: &Db) -> usize {
+        match db.backend() {
+            crate::db::Backend::Sqlite => 1,
+            crate::db::Backend::Postgres => std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(2, 8),
+        }
     }
 
     type Queues = Mutex<HashMap<usize, Queue>>;
@@ -228,7 +246,11 @@ mod group {
                 items: items.to_vec(),
                 reply,
             });
-            !std::mem::replace(&mut q.leader, true)
+            let lead = q.leaders < leaders(db);
+            if lead {
+                q.leaders += 1;
+            }
+            lead
         };
         if lead {
             let leader = Leader { db };
@@ -260,15 +282,24 @@ mod group {
                     let mut qs = lock();
                     let q = qs.entry(self.db.id()).or_default();
                     if q.jobs.is_empty() {
-                        qs.remove(&self.db.id());
+                        q.leaders = q.leaders.saturating_sub(1);
+                        if q.leaders == 0 {
+                            qs.remove(&self.db.id());
+                        }
                         return;
                     }
                     let n = q.jobs.len().min(MAX_GROUP);
                     q.jobs.drain(..n).collect()
                 };
                 let mut outs: Vec<ChunkOut> = Vec::with_capacity(jobs.len());
-                let committed = self.db.write(|conn| {
+                let committed = self.db.write_retrying(|conn| {
                     outs.clear();
+                    // Everything the group touches, locked at once in one order.
+                    sequence::enter(conn, Writers::Beside)?;
+                    sequence::lock_keys(
+                        conn,
+                        jobs.iter().flat_map(|j| lock_names(&j.caller, &j.items)),
+                    )?;
                     for job in &jobs {
                         outs.push(apply_chunk(conn, &job.caller, &job.items)?);
                     }
@@ -299,7 +330,7 @@ mod group {
                         for job in jobs {
                             let answer = self
                                 .db
-                                .write(|conn| apply_chunk(conn, &job.caller, &job.items));
+                                .write_retrying(|conn| apply_chunk(conn, &job.caller, &job.items));
                             let _ = job.reply.send(answer);
                         }
                     }
@@ -313,8 +344,10 @@ fn apply_one_by_one(db: &Db, caller: &Caller, chunk: &[(OpHeader, Value)]) -> Ap
     let mut out = ChunkOut::default();
     for item in chunk {
         let one = std::slice::from_ref(item);
-        let res = match db.write(|conn| apply_chunk(conn, caller, one)) {
-            Err(AppError::Internal(_)) => db.write(|conn| reject_alone(conn, caller, item))?,
+        let res = match db.write_retrying(|conn| apply_chunk(conn, caller, one)) {
+            Err(AppError::Internal(_)) => {
+                db.write_retrying(|conn| reject_alone(conn, caller, item))?
+            }
             other => other?,
         };
         out.results.extend(res.results);
@@ -364,6 +397,39 @@ fn reject_alone(
     })
 }
 
+/// What a push locks on PostgreSQL beside other pushes (`sync::sequence::lock_keys`): the
+/// device (its ledger and sequence), each record an op names or refers to (so that merges and
+/// logic checks read records no other push is changing), and each ID number an op sets (so
+/// that two pushes creating the same person find each other).
+fn lock_names<'a>(
+    caller: &'a Caller,
+    items: &'a [(OpHeader, Value)],
+) -> impl Iterator<Item = (&'static str, String)> + 'a {
+    let ops = items.iter().flat_map(|(h, raw)| {
+        let entity = Entity::parse(&h.entity);
+        let own = ("record", record_name(&h.entity, &h.id));
+        let set = raw
+            .get("set")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten();
+        let refs = set.filter_map(move |(name, v)| {
+            let field = entity?.def().field(name)?;
+            match field.ty {
+                FieldType::Ref(target) => Some(("record", record_name(target.name(), v.as_str()?))),
+                _ if name == "id_number" => Some(("id_number", v.as_str()?.trim().to_uppercase())),
+                _ => None,
+            }
+        });
+        std::iter::once(own).chain(refs)
+    });
+    std::iter::once(("device", caller.device_id.0.clone())).chain(ops)
+}
+
+fn record_name(entity: &str, id: &str) -> String {
+    format!("{entity}/{}", id.to_ascii_lowercase())
+}
+
 #[derive(Default)]
 struct ChunkOut {
     results: Vec<OpResult>,
@@ -379,7 +445,8 @@ fn apply_chunk(
     caller: &Caller,
     items: &[(OpHeader, Value)],
 ) -> AppResult<ChunkOut> {
-    let mut cs = Changeset::begin(conn)?;
+    let mut cs = Changeset::begin_as(conn, Writers::Beside)?;
+    sequence::lock_keys(conn, lock_names(caller, items))?;
     let now = cs.plan.now;
     let dev = store::device(conn, &caller.device_id)?;
     if dev.status != "active" {

@@ -2,12 +2,11 @@
 //! Record rows themselves go through `db::records`.
 
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 use serde_json::{json, Value};
 
 use crate::auth::scope::Scope;
 use crate::db::records::{backend_of, insert_rows, ColType};
-use crate::db::schema::{conflicts, departures, device_ops, devices, sync_state};
+use crate::db::schema::{conflicts, departures, device_ops, devices};
 use crate::db::stmt::{self, Stmt};
 use crate::db::{Backend, DbConn};
 use crate::domain::entities::Entity;
@@ -16,67 +15,7 @@ pub use crate::sync::plan::{Departure, NewConflict};
 use crate::sync::protocol::{
     from_wire, ConflictKind, ConflictOut, ConflictStatus, OpResult, Policy, Winner,
 };
-
-/// Hands out change sequence numbers inside one write transaction.
-///
-/// `lock` updates the single `sync_state` row first, which takes the write lock (SQLite) or the
-/// row lock (PostgreSQL) until commit. Writers are therefore serialised, so sequence numbers are
-/// committed in the order they are handed out: a pull that has seen seq N has seen everything
-/// below N, and a cursor never skips a change committed later.
-pub struct SeqAlloc {
-    next: i64,
-    start: i64,
-}
-
-#[derive(QueryableByName)]
-struct SeqRow {
-    #[diesel(sql_type = BigInt)]
-    last_change_seq: i64,
-}
-
-impl SeqAlloc {
-    pub fn lock(conn: &mut DbConn) -> AppResult<SeqAlloc> {
-        let rows: Vec<SeqRow> = Stmt::new(
-            "UPDATE sync_state SET last_change_seq = last_change_seq WHERE id = 1 RETURNING last_change_seq",
-        )
-        .load_on(conn)?;
-        let last = rows
-            .first()
-            .map(|r| r.last_change_seq)
-            .ok_or_else(|| AppError::Internal("sync_state row missing".into()))?;
-        Ok(SeqAlloc {
-            next: last + 1,
-            start: last,
-        })
-    }
-
-    pub fn alloc(&mut self) -> i64 {
-        let s = self.next;
-        self.next += 1;
-        s
-    }
-
-    /// The last number handed out (or, before any, the last committed).
-    pub fn last(&self) -> i64 {
-        self.next - 1
-    }
-
-    /// Hands out every number up to `last` (numbered elsewhere, e.g. by a plan started at
-    /// [`SeqAlloc::last`]), so that [`SeqAlloc::finish`] writes it back.
-    pub fn advance_to(&mut self, last: i64) {
-        self.next = self.next.max(last + 1);
-    }
-
-    /// Writes the last handed-out number back; call once, last, in the same transaction.
-    pub fn finish(self, conn: &mut DbConn) -> AppResult<()> {
-        if self.next - 1 > self.start {
-            diesel::update(sync_state::table.filter(sync_state::id.eq(1)))
-                .set(sync_state::last_change_seq.eq(self.next - 1))
-                .execute(conn)?;
-        }
-        Ok(())
-    }
-}
+pub use crate::sync::sequence::SeqAlloc;
 
 /// SQL for "the flag's `(entity, record_id)` is one of the pairs bound at the `?`"
 /// ([`stmt::pairs`]), looked up by the flags' primary key on both backends. (On SQLite a
