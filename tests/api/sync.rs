@@ -2165,37 +2165,61 @@ both!(concurrent_pushes_lose_nothing_and_find_each_other, |b| {
     let devs: Vec<Dev> = (0..8)
         .map(|i| worker(&app, &format!("worker_c{i}"), &[V1]))
         .collect();
-    let barrier = std::sync::Barrier::new(devs.len());
-    let answers: Vec<(Vec<Value>, Vec<Value>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = devs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let (app, peer, barrier) = (&app, &peer, &barrier);
-                let (shared, number) = (&shared, &number);
-                s.spawn(move || {
-                    let mut ops: Vec<Value> = shared
-                        .iter()
-                        .map(|id| {
-                            let set = json!({"phone": format!("1380000{i:04}"), "name": format!("改{i}")});
-                            d.op("person", id, "update", Some(1), set)
-                        })
-                        .collect();
-                    let mut p = person(V1, "同号");
-                    p["id_number"] = json!(number);
-                    ops.push(d.op("person", &new_id(), "create", None, p));
-                    barrier.wait();
-                    let via = match peer {
-                        Some(p) if i % 2 == 1 => p,
-                        _ => app,
-                    };
-                    let rs = d.push_ok(via, &ops);
-                    (ops, rs)
+    // All devices push at once (half of them to the second server): first a person with one
+    // ID number each, then edits of the same records.
+    let at_once = |make: &(dyn Fn(usize, &Dev) -> Vec<Value> + Sync)| {
+        let barrier = std::sync::Barrier::new(devs.len());
+        std::thread::scope(|s| {
+            let handles: Vec<_> = devs
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let (app, peer, barrier) = (&app, &peer, &barrier);
+                    s.spawn(move || {
+                        let ops = make(i, d);
+                        barrier.wait();
+                        let via = match peer {
+                            Some(p) if i % 2 == 1 => p,
+                            _ => app,
+                        };
+                        let rs = d.push_ok(via, &ops);
+                        (ops, rs)
+                    })
                 })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<(Vec<Value>, Vec<Value>)>>()
+        })
+    };
+    let created = at_once(&|_, d| {
+        let mut p = person(V1, "同号");
+        p["id_number"] = json!(number);
+        vec![d.op("person", &new_id(), "create", None, p)]
     });
+    let edited = at_once(&|i, d| {
+        shared
+            .iter()
+            .map(|id| {
+                let set = json!({"phone": format!("1380000{i:04}"), "name": format!("改{i}")});
+                d.op("person", id, "update", Some(1), set)
+            })
+            .collect()
+    });
+    // Each creator after the first found the person before it and was merged into it at once.
+    let kept: Vec<&Value> = created
+        .iter()
+        .map(|(_, rs)| &rs[0])
+        .filter(|r| r.get("merged_into").is_none_or(Value::is_null))
+        .collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "creators that did not find each other: {kept:?}"
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM person_merges"), 7);
+    let answers: Vec<(Vec<Value>, Vec<Value>)> = created.into_iter().chain(edited).collect();
     #[derive(diesel::QueryableByName)]
     struct V {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -2261,5 +2285,37 @@ both!(concurrent_pushes_lose_nothing_and_find_each_other, |b| {
     for id in &shared {
         let key = format!("person/{id}");
         assert_eq!(after[id]["version"], live[&key]["version"], "{id}");
+    }
+});
+
+// A pull waits only for the writers of its own database: a transaction holding a transaction id
+// open in another database of the same PostgreSQL cluster (a county's reporting database, say)
+// does not hold its horizon back, so a change committed after it began is pulled at once. (On
+// SQLite each database is a file of its own; the push-then-pull still has to hold.)
+both!(a_writer_in_another_database_does_not_hold_back_pulls, |b| {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let (app, a, w) = setup(b);
+    let (_, cursor) = w.pull_all(&app, 0);
+    let mut other = pg_admin_url()
+        .filter(|_| b == Backend::Postgres)
+        .map(|url| {
+            let mut c = diesel::PgConnection::establish(&url).unwrap();
+            c.batch_execute("BEGIN; SELECT pg_current_xact_id();")
+                .unwrap();
+            c
+        });
+    let id = new_id();
+    a.push_ok(
+        &app,
+        &[a.op("person", &id, "create", None, person(V1, "别库"))],
+    );
+    let (got, _) = w.pull_all(&app, cursor);
+    assert!(
+        got.contains_key(&id),
+        "the change waits for another database: {got:?}"
+    );
+    if let Some(c) = other.as_mut() {
+        c.batch_execute("COMMIT").unwrap();
     }
 });
