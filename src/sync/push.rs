@@ -366,6 +366,8 @@ fn reject_alone(
     caller: &Caller,
     (h, raw): &(OpHeader, Value),
 ) -> AppResult<ChunkOut> {
+    // Beside other pushes (PostgreSQL), the device's ledger is this transaction's alone.
+    sequence::lock_keys(conn, [("device", caller.device_id.0.as_str())])?;
     let dev = store::device(conn, &caller.device_id)?;
     if h.seq != dev.last_seq + 1 {
         return apply_chunk(conn, caller, &[(h.clone(), raw.clone())]);

@@ -13,7 +13,7 @@
 //! once. A change may still commit after one with a larger number (a transaction with a
 //! smaller id that commits later), so a pull reads only up to its *horizon*: the start of the
 //! window of the oldest transaction of this database that was still running before the pull's
-//! snapshot was taken ([`pg_horizon_xid`], run before the pull's transaction begins), less one.
+//! snapshot was taken ([`pg_horizon`], run before the pull's transaction begins), less one.
 //! Every change at or below it belongs to a transaction that had ended when the snapshot was
 //! taken, so the pull sees all of them or none was made; nothing it leaves out is ever given a
 //! number at or below its cursor.
@@ -303,15 +303,21 @@ struct HorizonRow {
     h: i64,
     #[diesel(sql_type = BigInt)]
     xmax: i64,
+    #[diesel(sql_type = BigInt)]
+    seq_xid0: i64,
+    #[diesel(sql_type = BigInt)]
+    seq_base: i64,
 }
 
-/// PostgreSQL, before a pull's transaction begins: the id of the oldest transaction of this
-/// database still running (or, with none, the next id to be assigned), and the next id.
+/// PostgreSQL, before a pull's transaction begins: the horizon from the id of the oldest
+/// transaction of this database still running (or, with none, the next id to be assigned).
 /// A transaction id in the snapshot's running list that `pg_stat_activity` no longer shows has
 /// ended since, so the pull's snapshot, taken after this, sees its changes; one shown for
 /// another database writes no change here. So the pull waits only for writers of this
-/// database, not for the whole cluster's.
-pub fn pg_horizon_xid(conn: &mut DbConn) -> AppResult<(i64, i64)> {
+/// database, not for the whole cluster's. The base is read here too: it changes only when a
+/// writer running alone commits, and a horizon from the base before that lies below that
+/// writer's numbers (it was running, or had not begun, when the ids were read).
+pub fn pg_horizon(conn: &mut DbConn) -> AppResult<Horizon> {
     let rows: Vec<HorizonRow> = Stmt::new(
         "WITH s AS (SELECT pg_current_snapshot() AS snap) \
          SELECT COALESCE((SELECT min(x::text::bigint) FROM s, pg_snapshot_xip(s.snap) AS x \
@@ -319,19 +325,30 @@ pub fn pg_horizon_xid(conn: &mut DbConn) -> AppResult<(i64, i64)> {
                FROM pg_stat_activity a \
                WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL)), \
            (SELECT pg_snapshot_xmax(snap)::text::bigint FROM s)) AS h, \
-           (SELECT pg_snapshot_xmax(snap)::text::bigint FROM s) AS xmax",
+           (SELECT pg_snapshot_xmax(snap)::text::bigint FROM s) AS xmax, \
+           seq_xid0, seq_base FROM sync_state WHERE id = 1",
     )
     .load_on(conn)?;
-    rows.first()
-        .map(|r| (r.h, r.xmax))
-        .ok_or_else(|| AppError::Internal("no snapshot".into()))
+    let r = rows
+        .first()
+        .ok_or_else(|| AppError::Internal("sync_state row missing".into()))?;
+    Ok(windows(r.seq_xid0, r.seq_base, r.h, r.xmax))
 }
 
-/// What a read must learn before its snapshot to know its horizon: [`pg_horizon_xid`] on
+/// The horizon of the ids below `h` and the bound of those below `xmax`.
+fn windows(xid0: i64, seq_base: i64, h: i64, xmax: i64) -> Horizon {
+    let window_of = |xid: i64| seq_base + ((xid - xid0) << WINDOW_BITS);
+    Horizon {
+        upto: window_of(h) - 1,
+        bound: window_of(xmax) - 1,
+    }
+}
+
+/// What a read must learn before its snapshot to know its horizon: [`pg_horizon`] on
 /// PostgreSQL, nothing on SQLite. Run outside a transaction, then [`horizon`] inside one.
-pub fn before_snapshot(conn: &mut DbConn) -> AppResult<Option<(i64, i64)>> {
+pub fn before_snapshot(conn: &mut DbConn) -> AppResult<Option<Horizon>> {
     match conn {
-        DbConn::Postgres(_) => pg_horizon_xid(conn).map(Some),
+        DbConn::Postgres(_) => pg_horizon(conn).map(Some),
         DbConn::Sqlite(_) => Ok(None),
     }
 }
@@ -351,31 +368,22 @@ pub struct Horizon {
     pub bound: i64,
 }
 
-/// The horizon of a read transaction: on SQLite `last_change_seq`; on PostgreSQL from the
-/// transaction ids read before the transaction began ([`pg_horizon_xid`]).
-pub fn horizon(conn: &mut DbConn, pre: Option<(i64, i64)>) -> AppResult<Horizon> {
-    match pre {
-        Some((h, xmax)) if matches!(conn, DbConn::Postgres(_)) => {
-            let (xid0, seq_base) = base(conn)?;
-            let window_of = |xid: i64| seq_base + ((xid - xid0) << WINDOW_BITS);
-            Ok(Horizon {
-                upto: window_of(h) - 1,
-                bound: window_of(xmax) - 1,
-            })
-        }
-        _ => {
-            let rows: Vec<SeqRow> =
-                Stmt::new("SELECT last_change_seq FROM sync_state WHERE id = 1").load_on(conn)?;
-            let last = rows
-                .first()
-                .map(|r| r.last_change_seq)
-                .ok_or_else(|| AppError::Internal("sync_state row missing".into()))?;
-            Ok(Horizon {
-                upto: last,
-                bound: last,
-            })
-        }
+/// The horizon of a read transaction: on PostgreSQL the one read before it began
+/// ([`before_snapshot`]); on SQLite, whose writer is alone, `last_change_seq`.
+pub fn horizon(conn: &mut DbConn, pre: Option<Horizon>) -> AppResult<Horizon> {
+    if let Some(h) = pre {
+        return Ok(h);
     }
+    let rows: Vec<SeqRow> =
+        Stmt::new("SELECT last_change_seq FROM sync_state WHERE id = 1").load_on(conn)?;
+    let last = rows
+        .first()
+        .map(|r| r.last_change_seq)
+        .ok_or_else(|| AppError::Internal("sync_state row missing".into()))?;
+    Ok(Horizon {
+        upto: last,
+        bound: last,
+    })
 }
 
 /// The horizon now, for a writer running alone ([`Writers::Alone`], so no push is in flight):
@@ -387,7 +395,8 @@ pub fn horizon_alone(conn: &mut DbConn) -> AppResult<i64> {
             let xid: Vec<Count> =
                 Stmt::new("SELECT pg_current_xact_id()::text::bigint AS n").load_on(conn)?;
             let xid = xid.first().map(|r| r.n).unwrap_or_default();
-            Ok(horizon(conn, Some((xid, xid)))?.upto)
+            let (xid0, seq_base) = base(conn)?;
+            Ok(windows(xid0, seq_base, xid, xid).upto)
         }
     }
 }

@@ -935,8 +935,9 @@ fn retry_storm_long() {
     }
 }
 
-/// Holds the store's write lock (SQLite) or the change-sequence row lock (PostgreSQL) for
-/// `for_`, calling `held` once it has it.
+/// Holds the store's write lock (SQLite) or, on PostgreSQL, the writers' lock exclusively (as a
+/// writer running alone does, `sync::sequence`: every push waits) for `for_`, calling `held`
+/// once it has it.
 fn hold_writer(backend: Backend, url: &str, for_: Duration, held: impl FnOnce()) {
     match backend {
         Backend::Sqlite => {
@@ -950,8 +951,11 @@ fn hold_writer(backend: Backend, url: &str, for_: Duration, held: impl FnOnce())
         }
         Backend::Postgres => {
             let mut c = diesel::PgConnection::establish(url).unwrap();
-            c.batch_execute("BEGIN; SELECT * FROM sync_state WHERE id = 1 FOR UPDATE")
-                .unwrap();
+            c.batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({})",
+                fieldsync::sync::sequence::K_WRITERS
+            ))
+            .unwrap();
             held();
             std::thread::sleep(for_);
             c.batch_execute("ROLLBACK").unwrap();
