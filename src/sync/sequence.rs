@@ -40,7 +40,7 @@ pub const WINDOW_BITS: u32 = 16;
 pub const WINDOW: i64 = 1 << WINDOW_BITS;
 
 /// The advisory lock every transaction that numbers changes on PostgreSQL holds: shared by
-/// pushes, exclusive for the others (`fieldsync` in ASCII).
+/// pushes, exclusive for the others (`fieldsyn` in ASCII).
 pub const K_WRITERS: i64 = 0x6669_656c_6473_796e;
 
 /// Whether a writer runs beside pushes or alone (PostgreSQL; SQLite writers are always alone).
@@ -453,4 +453,26 @@ pub fn rebase_if_behind(conn: &mut DbConn) -> AppResult<bool> {
 struct TableName {
     #[diesel(sql_type = diesel::sql_types::Text)]
     t: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two servers on one database, of any version, must lock the same key for the same name.
+    #[test]
+    fn lock_keys_are_stable_fnv_1a_hashes() {
+        assert_eq!(key_of("device", "abc"), -2335207277362766089);
+        assert_ne!(key_of("device", "abc"), key_of("record", "abc"));
+        assert_ne!(key_of("device", "ab"), key_of("device", "abc"));
+    }
+
+    #[test]
+    fn windows_are_numbered_from_the_base_by_transaction_id() {
+        let h = windows(100, 1_000, 102, 105);
+        assert_eq!(h.upto, 1_000 + 2 * WINDOW - 1);
+        assert_eq!(h.bound, 1_000 + 5 * WINDOW - 1);
+        // ids before the base (a writer older than a re-base): below the base, never above
+        assert!(windows(100, 1_000, 99, 105).upto < 1_000);
+    }
 }
