@@ -53,6 +53,7 @@ pub fn connect_database(settings: &Settings) -> Result<Db, db::DbError> {
         sqlite_synchronous: settings.sqlite_synchronous.clone(),
         connect_timeout: Duration::from_secs(5),
     })
+    .map(|db| db.with_push_groups(settings.push_groups))
 }
 
 /// Opens the database named by the settings, checks durability and applies migrations.

@@ -40,6 +40,10 @@ pub struct Settings {
     pub pool_size: u32,
     /// HTTP worker threads (0 = one per core).
     pub workers: usize,
+    /// Groups of pushes PostgreSQL commits at once (0 = one per core, at least two). Each keeps
+    /// a core busy while devices push; 1 leaves a small server's other core to pulls and
+    /// reports. SQLite commits one at a time whatever this says.
+    pub push_groups: usize,
     /// On SIGTERM the server stops accepting connections and lets the requests in flight finish
     /// for up to this many seconds; then it closes what is left (a push cut off that way is
     /// neither committed nor acknowledged) and exits.
@@ -106,6 +110,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("data"),
             pool_size: 8,
             workers: 0,
+            push_groups: 0,
             shutdown_timeout_secs: 30,
             log_format: "text".into(),
             sqlite_synchronous: "FULL".into(),
@@ -207,6 +212,11 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), SettingsError> {
+        if self.push_groups > 64 {
+            return Err(SettingsError::Invalid(
+                "push_groups must be between 0 (one per core) and 64".into(),
+            ));
+        }
         let l = &self.limits;
         if l.max_ops_per_batch == 0 || l.max_page_size == 0 || l.default_page_size == 0 {
             return Err(SettingsError::Invalid("limits must be positive".into()));
@@ -388,6 +398,20 @@ mod tests {
             );
             assert_eq!(s.bind, defaults.bind);
         }
+    }
+
+    #[test]
+    fn push_groups_is_read_and_bounded() {
+        let env = vec![("FIELDSYNC_PUSH_GROUPS".to_string(), "1".to_string())];
+        let s = Settings::load_from(None, &env, &[]).unwrap();
+        assert_eq!(s.push_groups, 1);
+        assert_eq!(
+            Settings::default().push_groups,
+            0,
+            "one per core by default"
+        );
+        let env = vec![("FIELDSYNC_PUSH_GROUPS".to_string(), "65".to_string())];
+        assert!(Settings::load_from(None, &env, &[]).is_err());
     }
 
     /// One key per layer pairing in one load: file only, env over file, flag over file (no env),

@@ -236,6 +236,8 @@ pub struct Db {
     sqlite_file: Option<std::path::PathBuf>,
     /// The database is away (a connection attempt failed and none has succeeded since).
     outage: Arc<AtomicBool>,
+    /// `push_groups` as set (0 = one per core); see [`Db::push_groups`].
+    push_groups: usize,
 }
 
 /// SQLite's WAL checkpoints on a thread of their own. Left to SQLite, the writer that commits
@@ -307,11 +309,31 @@ impl Db {
             storage_full: Arc::default(),
             sqlite_file: (backend == Backend::Sqlite).then(|| sqlite_path(&opts.url).into()),
             outage,
+            push_groups: 0,
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Sets how many groups of pushes PostgreSQL commits at once (`push_groups`; 0 = one per
+    /// core, at least two).
+    pub fn with_push_groups(mut self, n: usize) -> Db {
+        self.push_groups = n;
+        self
+    }
+
+    /// Groups of pushes committed at once: one on SQLite (one writer); on PostgreSQL the setting,
+    /// or one per core (at least two, at most eight).
+    pub fn push_groups(&self) -> usize {
+        match (self.backend, self.push_groups) {
+            (Backend::Sqlite, _) => 1,
+            (Backend::Postgres, 0) => std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(2, 8),
+            (Backend::Postgres, n) => n,
+        }
     }
 
     /// Tells apart the databases a process has open (clones of one `Db` share it).

@@ -57,7 +57,7 @@ pub fn clock_offset_ms(sent_at: &str, received_at: i64) -> AppResult<i64> {
     Ok((sent - received_at) / 1000)
 }
 
-/// Groups of chunks committed at once ([`group`]): one on SQLite, one per core on PostgreSQL.
+/// Groups of chunks committed at once ([`group`], [`Db::push_groups`]).
 pub fn group_leaders(db: &Db) -> usize {
     group::leaders(db)
 }
@@ -176,10 +176,11 @@ mod unsafe_ack {
 
 /// Group commit: the chunks of several devices queued behind the writers are applied in one
 /// transaction, and every device is answered only after that one commit. SQLite has one writer;
-/// PostgreSQL has [`group::leaders`] committing groups at once, each group locking what its
-/// chunks touch first, in one sorted order (`sync::sequence`). When a chunk fails the whole group rolls back and its chunks are
-/// applied again one transaction each, so only the chunk at fault is answered with its error;
-/// when the store is away or full, every chunk of the group is answered so at once.
+/// PostgreSQL has [`Db::push_groups`] committing groups at once, each group locking what its
+/// chunks touch first, in one sorted order (`sync::sequence`). When a chunk fails the whole
+/// group rolls back and its chunks are applied again one transaction each, so only the chunk
+/// at fault is answered with its error; when the store is away or full, every chunk of the
+/// group is answered so at once.
 /// (A savepoint per chunk did the same with less work on a failure, but SQLite copied every
 /// page a chunk touched into the savepoint's journal and kept it until the commit: with the
 /// journal on disk a fifth of a push's time, in memory the storm's peak server memory.) A pusher
@@ -208,15 +209,9 @@ mod group {
         leaders: usize,
     }
 
-    /// Groups committed at once: one on SQLite (one writer); on PostgreSQL one per core, at
-    /// least two (a commit waits for the disk while the other group runs).
+    /// Groups committed at once ([`Db::push_groups`]).
     pub fn leaders(db: &Db) -> usize {
-        match db.backend() {
-            crate::db::Backend::Sqlite => 1,
-            crate::db::Backend::Postgres => std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .clamp(2, 8),
-        }
+        db.push_groups()
     }
 
     type Queues = Mutex<HashMap<usize, Queue>>;
