@@ -400,6 +400,20 @@ mod tests {
         }
     }
 
+    /// The example settings file in the README loads as it is.
+    #[test]
+    fn the_readme_example_file_loads() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n").expect("an example file") + "```toml\n".len();
+        let end = start + readme[start..].find("```").expect("its end");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("fieldsync.toml");
+        std::fs::write(&file, &readme[start..end]).unwrap();
+        let s = Settings::load_from(Some(&file), &[], &[]).unwrap();
+        assert_eq!(s.shutdown_timeout_secs, 30);
+        assert_eq!(s.push_groups, 0);
+    }
+
     #[test]
     fn push_groups_is_read_and_bounded() {
         let env = vec![("FIELDSYNC_PUSH_GROUPS".to_string(), "1".to_string())];
