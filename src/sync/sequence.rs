@@ -94,10 +94,7 @@ impl SeqAlloc {
                  RETURNING last_change_seq",
             )
             .load_on(conn)?;
-            let last = rows
-                .first()
-                .map(|r| r.last_change_seq)
-                .ok_or_else(|| AppError::Internal("sync_state row missing".into()))?;
+            let last = state_row(rows)?.last_change_seq;
             return Ok(SeqAlloc {
                 next: last + 1,
                 start: last,
@@ -114,16 +111,15 @@ impl SeqAlloc {
              seq_base FROM sync_state WHERE id = 1"
         ))
         .load_on(conn)?;
-        let w = rows
-            .first()
-            .ok_or_else(|| AppError::Internal("sync_state row missing".into()))?;
-        if w.window_start < w.seq_base {
+        let w = state_row(rows)?;
+        let next = w.window_start + w.used;
+        if next < w.seq_base {
             // Transaction ids behind the base: a restore into another cluster, not yet re-based.
+            // (A writer that moved the base past its own numbers continues from it: `used`.)
             return Err(AppError::Internal(
                 "change numbers are behind the store's; restart the server to re-base them".into(),
             ));
         }
-        let next = w.window_start + w.used;
         Ok(SeqAlloc {
             next,
             start: next - 1,
@@ -159,45 +155,41 @@ impl SeqAlloc {
                     .int(self.next - 1)
                     .execute_on(conn)?;
             }
-            Some((end, Writers::Beside)) => {
-                if self.next > end {
+            Some((end, writers)) => {
+                let past = self.next > end;
+                if past && writers == Writers::Beside {
                     return Err(AppError::Internal(format!(
                         "a transaction may hand out {WINDOW} change numbers"
                     )));
                 }
-                let used = (self.next - (end - WINDOW)).to_string();
-                Stmt::new(format!(
-                    "SELECT set_config('{USED_SETTING}', ?, true) IS NULL AS b"
-                ))
-                .bind(Bind::OwnedText(Some(used)))
-                .load_on::<Flag>(conn)?;
-            }
-            Some((end, Writers::Alone)) => {
-                // Later transactions number above this one's last number, however far past its
-                // window it went; `last_change_seq` keeps the newest number written alone.
-                let used = (self.next - (end - WINDOW)).to_string();
-                Stmt::new(format!(
-                    "SELECT set_config('{USED_SETTING}', ?, true) IS NULL AS b"
-                ))
-                .bind(Bind::OwnedText(Some(used)))
-                .load_on::<Flag>(conn)?;
-                if self.next > end {
+                if writers == Writers::Alone {
+                    // Later transactions number above this one's last number, however far past
+                    // its window it went (the base moves to its next number, and its own window
+                    // then ends there); `last_change_seq` keeps the newest number written alone.
                     Stmt::new(
-                        "UPDATE sync_state SET seq_base = ?, \
-                         seq_xid0 = pg_current_xact_id()::text::bigint + 1, \
-                         last_change_seq = GREATEST(last_change_seq, ?) WHERE id = 1",
+                        "UPDATE sync_state SET last_change_seq = GREATEST(last_change_seq, ?), \
+                         seq_base = CASE WHEN ? THEN ? ELSE seq_base END, \
+                         seq_xid0 = CASE WHEN ? THEN pg_current_xact_id()::text::bigint + 1 \
+                           ELSE seq_xid0 END WHERE id = 1",
                     )
+                    .int(self.next - 1)
+                    .bind(Bind::Bool(Some(past)))
                     .int(self.next)
-                    .int(self.next - 1)
-                    .execute_on(conn)?;
-                } else {
-                    Stmt::new(
-                        "UPDATE sync_state SET last_change_seq = GREATEST(last_change_seq, ?) \
-                         WHERE id = 1",
-                    )
-                    .int(self.next - 1)
+                    .bind(Bind::Bool(Some(past)))
                     .execute_on(conn)?;
                 }
+                // Numbers handed out so far in this transaction, counted from its window's start
+                // (after a move of the base, the window that ends at the new base).
+                let window_start = if past {
+                    self.next - WINDOW
+                } else {
+                    end - WINDOW
+                };
+                Stmt::new(format!("SELECT set_config('{USED_SETTING}', ?, true)"))
+                    .bind(Bind::OwnedText(Some(
+                        (self.next - window_start).to_string(),
+                    )))
+                    .execute_on(conn)?;
             }
         }
         Ok(())
@@ -211,35 +203,38 @@ pub fn enter(conn: &mut DbConn, writers: Writers) -> AppResult<()> {
         return Ok(());
     }
     let lock = match writers {
-        Writers::Beside => "SELECT pg_advisory_xact_lock_shared(?) IS NULL AS b",
-        Writers::Alone => "SELECT pg_advisory_xact_lock(?) IS NULL AS b",
+        Writers::Beside => "SELECT pg_advisory_xact_lock_shared(?)",
+        Writers::Alone => "SELECT pg_advisory_xact_lock(?)",
     };
-    Stmt::new(lock).int(K_WRITERS).load_on::<Flag>(conn)?;
+    Stmt::new(lock).int(K_WRITERS).execute_on(conn)?;
     Ok(())
 }
 
-#[derive(QueryableByName)]
-struct Flag {
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    #[allow(dead_code)]
-    b: bool,
+/// The one row of `sync_state`.
+fn state_row<T>(rows: Vec<T>) -> AppResult<T> {
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| AppError::Internal("sync_state row missing".into()))
 }
 
 #[derive(QueryableByName)]
-struct BaseRow {
+struct OwnRow {
+    #[diesel(sql_type = BigInt)]
+    xid: i64,
     #[diesel(sql_type = BigInt)]
     seq_xid0: i64,
     #[diesel(sql_type = BigInt)]
     seq_base: i64,
 }
 
-/// PostgreSQL: `(seq_xid0, seq_base)` as this transaction sees them.
-fn base(conn: &mut DbConn) -> AppResult<(i64, i64)> {
-    let rows: Vec<BaseRow> =
-        Stmt::new("SELECT seq_xid0, seq_base FROM sync_state WHERE id = 1").load_on(conn)?;
-    rows.first()
-        .map(|r| (r.seq_xid0, r.seq_base))
-        .ok_or_else(|| AppError::Internal("sync_state row missing".into()))
+/// PostgreSQL: this transaction's id (assigned here if not before) and the base it sees.
+fn own_xid_and_base(conn: &mut DbConn) -> AppResult<OwnRow> {
+    let rows: Vec<OwnRow> = Stmt::new(
+        "SELECT pg_current_xact_id()::text::bigint AS xid, seq_xid0, seq_base \
+         FROM sync_state WHERE id = 1",
+    )
+    .load_on(conn)?;
+    state_row(rows)
 }
 
 /// PostgreSQL, a push: locks (for the transaction) the keys of what it touches, in one sorted
@@ -268,16 +263,15 @@ pub fn lock_keys<K: AsRef<str>, V: AsRef<str>>(
         .collect::<Vec<_>>()
         .join(",");
     // `unnest` returns the array in order, and the locks are taken row by row in that order.
-    Stmt::new("SELECT count(pg_advisory_xact_lock(k)) AS n FROM unnest(?::bigint[]) AS k")
+    Stmt::new("SELECT pg_advisory_xact_lock(k) FROM unnest(?::bigint[]) AS k")
         .bind(Bind::OwnedText(Some(format!("{{{list}}}"))))
-        .load_on::<Count>(conn)?;
+        .execute_on(conn)?;
     Ok(())
 }
 
 #[derive(QueryableByName)]
 struct Count {
     #[diesel(sql_type = BigInt)]
-    #[allow(dead_code)]
     n: i64,
 }
 
@@ -329,9 +323,7 @@ pub fn pg_horizon(conn: &mut DbConn) -> AppResult<Horizon> {
            seq_xid0, seq_base FROM sync_state WHERE id = 1",
     )
     .load_on(conn)?;
-    let r = rows
-        .first()
-        .ok_or_else(|| AppError::Internal("sync_state row missing".into()))?;
+    let r = state_row(rows)?;
     Ok(windows(r.seq_xid0, r.seq_base, r.h, r.xmax))
 }
 
@@ -376,10 +368,7 @@ pub fn horizon(conn: &mut DbConn, pre: Option<Horizon>) -> AppResult<Horizon> {
     }
     let rows: Vec<SeqRow> =
         Stmt::new("SELECT last_change_seq FROM sync_state WHERE id = 1").load_on(conn)?;
-    let last = rows
-        .first()
-        .map(|r| r.last_change_seq)
-        .ok_or_else(|| AppError::Internal("sync_state row missing".into()))?;
+    let last = state_row(rows)?.last_change_seq;
     Ok(Horizon {
         upto: last,
         bound: last,
@@ -392,11 +381,8 @@ pub fn horizon_alone(conn: &mut DbConn) -> AppResult<i64> {
     match conn {
         DbConn::Sqlite(_) => Ok(horizon(conn, None)?.upto),
         DbConn::Postgres(_) => {
-            let xid: Vec<Count> =
-                Stmt::new("SELECT pg_current_xact_id()::text::bigint AS n").load_on(conn)?;
-            let xid = xid.first().map(|r| r.n).unwrap_or_default();
-            let (xid0, seq_base) = base(conn)?;
-            Ok(windows(xid0, seq_base, xid, xid).upto)
+            let own = own_xid_and_base(conn)?;
+            Ok(windows(own.seq_xid0, own.seq_base, own.xid, own.xid).upto)
         }
     }
 }
@@ -409,10 +395,8 @@ pub fn rebase_if_behind(conn: &mut DbConn) -> AppResult<bool> {
         return Ok(false);
     }
     let behind = |c: &mut DbConn| -> AppResult<bool> {
-        let (xid0, _) = base(c)?;
-        let now: Vec<Count> =
-            Stmt::new("SELECT pg_current_xact_id()::text::bigint AS n").load_on(c)?;
-        Ok(now.first().is_some_and(|r| r.n < xid0))
+        let own = own_xid_and_base(c)?;
+        Ok(own.xid < own.seq_xid0)
     };
     // Looked at first without the lock, which would wait for every push in flight (a second
     // server starting beside a busy one).

@@ -2319,3 +2319,31 @@ both!(a_writer_in_another_database_does_not_hold_back_pulls, |b| {
         c.batch_execute("COMMIT").unwrap();
     }
 });
+
+// A writer running alone (the demo loader, a supervisor's decision) that numbers past its
+// transaction's window moves the base past its last number: a second allocation in the same
+// transaction continues after that number, and a later push numbers above it.
+both!(
+    a_writer_alone_numbering_past_its_window_continues_after_it,
+    |b| {
+        use fieldsync::sync::sequence::{SeqAlloc, Writers, WINDOW};
+        let app = spawn_app(b);
+        let (far, again) = app
+            .db
+            .write(|c| {
+                let mut first = SeqAlloc::lock(c)?;
+                let far = first.last() + WINDOW + 10;
+                first.advance_to(far);
+                first.finish(c)?;
+                let again = SeqAlloc::lock(c)?.last();
+                Ok((far, again))
+            })
+            .unwrap();
+        assert_eq!(again, far);
+        let later = app
+            .db
+            .write(|c| Ok(SeqAlloc::lock_as(c, Writers::Beside)?.last()))
+            .unwrap();
+        assert!(later >= far, "{later} < {far}");
+    }
+);
