@@ -34,8 +34,7 @@ use fieldsync::simulate::server::{self, Spawned};
 use fieldsync::simulate::verify::{self, Ack};
 use fieldsync::simulate::work::{uuid_from, Collision};
 use fieldsync::sync::protocol::OpStatus;
-use fieldsync::sync::sequence::Writers;
-use fieldsync::sync::store::SeqAlloc;
+use fieldsync::sync::sequence::{SeqAlloc, Writers};
 
 const PERSONS: usize = 20_000;
 const BIG_VILLAGE: &str = "130131104201";

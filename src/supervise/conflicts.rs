@@ -537,7 +537,7 @@ pub fn reopen(db: &Db, principal: &Principal, id: &str) -> AppResult<ConflictVie
                 "only a closed `latest` conflict can be reopened".into(),
             ));
         }
-        let mut alloc = crate::sync::store::SeqAlloc::lock(conn)?;
+        let mut alloc = crate::sync::sequence::SeqAlloc::lock(conn)?;
         let seq = alloc.alloc();
         diesel::update(conflicts::table.filter(conflicts::id.eq(&c.id)))
             .set((

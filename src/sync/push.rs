@@ -144,7 +144,7 @@ mod unsafe_ack {
     ) -> AppResult<PushResponse> {
         let mut answer = None;
         let dry = db.write(|conn| {
-            answer = Some(apply_chunk(conn, caller, &items)?);
+            answer = Some(apply_chunk_locked(conn, caller, &items)?);
             Err::<(), _>(AppError::Conflict("dry run".into()))
         });
         let out = match (answer, dry) {
@@ -161,7 +161,7 @@ mod unsafe_ack {
         let db = db.clone();
         std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(400));
-            let _ = db.write(|conn| apply_chunk(conn, &later, &items));
+            let _ = db.write(|conn| apply_chunk_locked(conn, &later, &items));
         });
         Ok(PushResponse {
             device_id: caller.device_id.to_string(),
@@ -290,11 +290,7 @@ mod group {
                 let committed = self.db.write_retrying(|conn| {
                     outs.clear();
                     // Everything the group touches, locked at once in one order.
-                    sequence::enter(conn, Writers::Beside)?;
-                    sequence::lock_keys(
-                        conn,
-                        jobs.iter().flat_map(|j| lock_names(&j.caller, &j.items)),
-                    )?;
+                    lock_beside(conn, jobs.iter().map(|j| (&*j.caller, &j.items[..])))?;
                     for job in &jobs {
                         outs.push(apply_chunk(conn, &job.caller, &job.items)?);
                     }
@@ -323,9 +319,9 @@ mod group {
                     // transaction of its own, so that only the one at fault fails.
                     Err(_) => {
                         for job in jobs {
-                            let answer = self
-                                .db
-                                .write_retrying(|conn| apply_chunk(conn, &job.caller, &job.items));
+                            let answer = self.db.write_retrying(|conn| {
+                                apply_chunk_locked(conn, &job.caller, &job.items)
+                            });
                             let _ = job.reply.send(answer);
                         }
                     }
@@ -339,7 +335,7 @@ fn apply_one_by_one(db: &Db, caller: &Caller, chunk: &[(OpHeader, Value)]) -> Ap
     let mut out = ChunkOut::default();
     for item in chunk {
         let one = std::slice::from_ref(item);
-        let res = match db.write_retrying(|conn| apply_chunk(conn, caller, one)) {
+        let res = match db.write_retrying(|conn| apply_chunk_locked(conn, caller, one)) {
             Err(AppError::Internal(_)) => {
                 db.write_retrying(|conn| reject_alone(conn, caller, item))?
             }
@@ -365,7 +361,7 @@ fn reject_alone(
     sequence::lock_keys(conn, [("device", caller.device_id.0.as_str())])?;
     let dev = store::device(conn, &caller.device_id)?;
     if h.seq != dev.last_seq + 1 {
-        return apply_chunk(conn, caller, &[(h.clone(), raw.clone())]);
+        return apply_chunk_locked(conn, caller, &[(h.clone(), raw.clone())]);
     }
     let now = now_micros();
     let r = rejected(
@@ -392,6 +388,29 @@ fn reject_alone(
         last_seq: h.seq,
         stopped_at: None,
     })
+}
+
+/// Beside other pushes (PostgreSQL): the writers' lock shared, then everything the chunks
+/// touch ([`lock_names`]) in one sorted order. Nothing on SQLite, whose writer is alone.
+fn lock_beside<'a>(
+    conn: &mut DbConn,
+    chunks: impl Iterator<Item = (&'a Caller, &'a [(OpHeader, Value)])>,
+) -> AppResult<()> {
+    if let DbConn::Sqlite(_) = conn {
+        return Ok(());
+    }
+    sequence::enter(conn, Writers::Beside)?;
+    sequence::lock_keys(conn, chunks.flat_map(|(c, items)| lock_names(c, items)))
+}
+
+/// [`apply_chunk`] in a transaction of its own: its locks first ([`lock_beside`]).
+fn apply_chunk_locked(
+    conn: &mut DbConn,
+    caller: &Caller,
+    items: &[(OpHeader, Value)],
+) -> AppResult<ChunkOut> {
+    lock_beside(conn, std::iter::once((caller, items)))?;
+    apply_chunk(conn, caller, items)
 }
 
 /// What a push locks on PostgreSQL beside other pushes (`sync::sequence::lock_keys`): the
@@ -434,16 +453,15 @@ struct ChunkOut {
     stopped_at: Option<i64>,
 }
 
-/// Applies one chunk of a device's batch as one unit of work: reads (device, stored answers
-/// of duplicates, org units, records, bases, duplicate candidates, checks), then the plan,
-/// then the writes (records, ledger, device).
+/// Applies one chunk of a device's batch as one unit of work, its locks taken
+/// ([`lock_beside`]): reads (device, stored answers of duplicates, org units, records, bases,
+/// duplicate candidates, checks), then the plan, then the writes (records, ledger, device).
 fn apply_chunk(
     conn: &mut DbConn,
     caller: &Caller,
     items: &[(OpHeader, Value)],
 ) -> AppResult<ChunkOut> {
     let mut cs = Changeset::begin_as(conn, Writers::Beside)?;
-    sequence::lock_keys(conn, lock_names(caller, items))?;
     let now = cs.plan.now;
     let dev = store::device(conn, &caller.device_id)?;
     if dev.status != "active" {

@@ -15,7 +15,6 @@ pub use crate::sync::plan::{Departure, NewConflict};
 use crate::sync::protocol::{
     from_wire, ConflictKind, ConflictOut, ConflictStatus, OpResult, Policy, Winner,
 };
-pub use crate::sync::sequence::SeqAlloc;
 
 /// SQL for "the flag's `(entity, record_id)` is one of the pairs bound at the `?`"
 /// ([`stmt::pairs`]), looked up by the flags' primary key on both backends. (On SQLite a
