@@ -2347,3 +2347,40 @@ both!(
         assert!(later >= far, "{later} < {far}");
     }
 );
+
+// A PostgreSQL database restored into another cluster, whose transaction ids started again: the
+// change numbers are re-based at start (`rebase_if_behind`, run when the server opens the
+// database), and the next push numbers above everything in the store. (SQLite numbers from
+// `last_change_seq` and has nothing to re-base.)
+both!(a_restore_into_another_cluster_is_re_based_at_start, |b| {
+    use diesel::RunQueryDsl;
+    let (app, a, w) = setup(b);
+    a.push_ok(
+        &app,
+        &[a.op("person", &new_id(), "create", None, person(V1, "复原前"))],
+    );
+    let (_, cursor) = w.pull_all(&app, 0);
+    let newest = count(&app, "SELECT MAX(change_seq) AS n FROM record_versions");
+    if b == Backend::Postgres {
+        // as after a restore: the store's numbers ahead of what the cluster's ids give
+        diesel::sql_query("UPDATE sync_state SET seq_xid0 = seq_xid0 + 1000000000")
+            .execute(&mut *app.conn())
+            .unwrap();
+    }
+    let rebased = fieldsync::sync::sequence::rebase_if_behind(&mut app.conn()).unwrap();
+    assert_eq!(rebased, b == Backend::Postgres);
+    assert!(!fieldsync::sync::sequence::rebase_if_behind(&mut app.conn()).unwrap());
+    let id = new_id();
+    let rs = a.push_ok(
+        &app,
+        &[a.op("person", &id, "create", None, person(V1, "复原后"))],
+    );
+    assert_eq!(status(&rs[0]), "applied", "{rs:?}");
+    let after = count(
+        &app,
+        &format!("SELECT change_seq AS n FROM persons WHERE id = '{id}'"),
+    );
+    assert!(after > newest, "{after} <= {newest}");
+    let (got, _) = w.pull_all(&app, cursor);
+    assert!(got.contains_key(&id), "{got:?}");
+});
